@@ -1,0 +1,37 @@
+# Everything a newcomer needs: `make run` and `make test` set themselves up from nothing but Python.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint migrate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+run: $(STAMP) ## migrate the embedded SQLite database and serve the API on http://127.0.0.1:8000
+	$(BIN)/botmarket migrate
+	$(BIN)/botmarket serve
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint ## lint, then the whole test suite (MariaDB/Redis tests skip when absent, fail under CI=true)
+	$(BIN)/pytest
+
+migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
+	$(BIN)/botmarket migrate
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

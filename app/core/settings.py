@@ -1,0 +1,92 @@
+"""Service settings, read once from the environment (and `.env`).
+
+Secrets are `SecretStr` so they never show in a repr or a log line. In production the service
+refuses to start without real secrets; in development it makes its own Fernet key under
+`./var` so that `make run` works on a bare machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "xxx"})
+DEV_FERNET_KEY_FILE = Path("var/fernet.key")
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class SettingsError(RuntimeError):
+    """The configuration is unusable; the message says which variable to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Environment = Environment.development
+    database_url: str = "sqlite+aiosqlite:///./var/botmarket.db"
+    redis_url: str | None = None
+    # Comma-separated keyring, newest first: `<key_id>:<fernet key>` (or a bare key, whose id is
+    # derived from it). The first key encrypts; all of them decrypt.
+    fernet_keys: Annotated[SecretStr, NoDecode] = SecretStr("")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+    max_body_bytes: int = 64 * 1024
+    # Requests per minute per API key; replays of idempotent requests do not count.
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    api_key_cache_ttl_s: float = Field(default=2.0, gt=0, le=5)
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+    # How long a copy waits for the first copy of the same idempotent request to finish.
+    idempotency_wait_s: float = 25.0
+    max_quote_amount: Decimal = Decimal("1000000")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment is Environment.production:
+            keys = self.fernet_keys.get_secret_value().strip()
+            if keys.lower() in PLACEHOLDER_SECRETS:
+                raise SettingsError(
+                    "FERNET_KEYS is missing or a placeholder; production refuses to start "
+                    "without a real key (generate one with `botmarket keys generate`)"
+                )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def fernet_keyring_text(self) -> str:
+        """The configured keyring, or in development a key created once under ./var."""
+        configured = self.fernet_keys.get_secret_value().strip()
+        if configured:
+            return configured
+        if not DEV_FERNET_KEY_FILE.exists():
+            DEV_FERNET_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+            DEV_FERNET_KEY_FILE.write_bytes(Fernet.generate_key())
+            DEV_FERNET_KEY_FILE.chmod(0o600)
+            log.warning(
+                "FERNET_KEYS is not set: created a development key in %s. "
+                "Set FERNET_KEYS before storing real credentials.",
+                DEV_FERNET_KEY_FILE,
+            )
+        return DEV_FERNET_KEY_FILE.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,27 @@
+"""Every ORM table, imported here so Alembic's autogenerate and `Base.metadata` see them all."""
+
+from app.models.base import Base
+from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
+from app.models.credentials import ExchangeCredential
+from app.models.ops import AuditLog, IdempotencyRecord
+from app.models.subscriptions import Subscription
+from app.models.trading import Decision, LlmVote, PerformanceLog, Position, Trade
+from app.models.users import ApiKey, User
+
+__all__ = [
+    "ApiKey",
+    "AuditLog",
+    "Base",
+    "Bot",
+    "BotMarketplaceRegistration",
+    "BotVersion",
+    "Decision",
+    "ExchangeCredential",
+    "IdempotencyRecord",
+    "LlmVote",
+    "PerformanceLog",
+    "Position",
+    "Subscription",
+    "Trade",
+    "User",
+]

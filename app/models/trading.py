@@ -1,0 +1,119 @@
+"""What the engine records: shared decisions with their votes, and per-subscription results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Money, UTCDateTime
+from app.models.base import ID_LENGTH, Base, CreatedMixin, IdMixin, TimestampMixin
+
+
+class Decision(IdMixin, CreatedMixin, Base):
+    """One per (bot version, symbol, timeframe, candle): shared by every renter of that bot."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (UniqueConstraint("bot_version_id", "symbol", "timeframe", "candle_open_at"),)
+
+    bot_version_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("bot_versions.id", ondelete="RESTRICT")
+    )
+    symbol: Mapped[str] = mapped_column(String(20))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    candle_open_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    indicators: Mapped[dict[str, Any]] = mapped_column(JSON)
+    indicator_score: Mapped[Decimal] = mapped_column(Money)
+    combined_score: Mapped[Decimal] = mapped_column(Money)
+    action: Mapped[str] = mapped_column(String(8))  # BUY | SELL | HOLD
+    rule_version: Mapped[str] = mapped_column(String(32))
+    rule_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Why the LLM panel did not decide, when it did not (budget spent, quorum missed, ...).
+    fallback_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class LlmVote(IdMixin, Base):
+    __tablename__ = "llm_votes"
+
+    decision_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("decisions.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(100))
+    weight: Mapped[Decimal] = mapped_column(Money)
+    action: Mapped[str | None] = mapped_column(String(8))
+    confidence: Mapped[Decimal | None] = mapped_column(Money)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    cited_indicators: Mapped[list[str]] = mapped_column(JSON, default=list)
+    abstain_reason: Mapped[str | None] = mapped_column(String(500))
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+
+
+class Trade(IdMixin, TimestampMixin, Base):
+    """An order attempt, written `pending` before it is sent so a crash leaves a trace."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        # At most one order per subscription and decision, whatever retries or crashes do.
+        UniqueConstraint("subscription_id", "decision_id"),
+    )
+
+    # Indexed by the unique constraint below, whose first column it is.
+    subscription_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    # Protective exits (stop-loss, take-profit) have no decision.
+    decision_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("decisions.id", ondelete="RESTRICT"), index=True
+    )
+    client_order_id: Mapped[str] = mapped_column(String(36), unique=True)
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8))
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(4))  # BUY | SELL
+    # pending | filled | rejected | unknown | refused
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_quote: Mapped[Decimal | None] = mapped_column(Money)
+    requested_quantity: Mapped[Decimal | None] = mapped_column(Money)
+    quantity: Mapped[Decimal | None] = mapped_column(Money)
+    price: Mapped[Decimal | None] = mapped_column(Money)
+    quote_quantity: Mapped[Decimal | None] = mapped_column(Money)
+    fee: Mapped[Decimal | None] = mapped_column(Money)
+    fee_asset: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Position(IdMixin, TimestampMixin, Base):
+    __tablename__ = "positions"
+
+    subscription_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("subscriptions.id", ondelete="CASCADE"), unique=True
+    )
+    symbol: Mapped[str] = mapped_column(String(20))
+    quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Average cost per unit, fees included.
+    average_cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Paper mode's virtual quote wallet; unused for testnet and live.
+    quote_balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Highest price since entry, for the trailing stop.
+    peak_price: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class PerformanceLog(IdMixin, Base):
+    __tablename__ = "performance_logs"
+    __table_args__ = (UniqueConstraint("subscription_id", "recorded_at"),)
+
+    subscription_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    equity: Mapped[Decimal] = mapped_column(Money)
+    realized_pnl: Mapped[Decimal] = mapped_column(Money)
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Money)
