@@ -6,7 +6,6 @@ parses one format. Bodies never carry stack traces, secrets or timestamps.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +13,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-log = logging.getLogger(__name__)
 
 
 class AppError(Exception):
@@ -77,7 +74,11 @@ class PayloadTooLarge(AppError):
 
 class Unprocessable(AppError):
     status_code = 422
-    code = "UNPROCESSABLE"
+    code = "VALIDATION_ERROR"
+
+
+class CredentialsRequired(Unprocessable):
+    code = "CREDENTIALS_REQUIRED"
 
 
 class InvalidPrincipalError(Unprocessable):
@@ -147,13 +148,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "VALIDATION_ERROR", "the request is not valid", details)
 
 
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "INTERNAL_ERROR", "internal error")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)

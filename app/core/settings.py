@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     idempotency_wait_s: float = 25.0
     max_quote_amount: Decimal = Decimal("1000000")
 
+    # LLM providers, named the way their SDKs name them. A provider without a key is not
+    # configured and never called.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    )
+    google_gemini_base_url: str | None = None
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment is Environment.production:
@@ -65,6 +76,14 @@ class Settings(BaseSettings):
                     "without a real key (generate one with `botmarket keys generate`)"
                 )
         return self
+
+    def configured_llm_providers(self) -> list[str]:
+        keys = {
+            "openai": self.openai_api_key,
+            "anthropic": self.anthropic_api_key,
+            "gemini": self.gemini_api_key,
+        }
+        return [name for name, key in keys.items() if key and key.get_secret_value()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -86,6 +86,8 @@ class Trade(IdMixin, TimestampMixin, Base):
     quote_quantity: Mapped[Decimal | None] = mapped_column(Money)
     fee: Mapped[Decimal | None] = mapped_column(Money)
     fee_asset: Mapped[str | None] = mapped_column(String(16))
+    # Set on sells: what the sale gained or lost against the position's average cost.
+    realized_pnl: Mapped[Decimal | None] = mapped_column(Money)
     reason: Mapped[str | None] = mapped_column(Text)
 
 

@@ -373,6 +373,7 @@ def upgrade() -> None:
         sa.Column("quote_quantity", app.core.db.Money(precision=36, scale=18), nullable=True),
         sa.Column("fee", app.core.db.Money(precision=36, scale=18), nullable=True),
         sa.Column("fee_asset", sa.String(length=16), nullable=True),
+        sa.Column("realized_pnl", app.core.db.Money(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("updated_at", app.core.db.UTCDateTime(), nullable=False),

@@ -1,0 +1,118 @@
+"""Resolving `X-API-Key` to a caller fast: digest lookup behind a short-TTL cache.
+
+Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
+revocation is also published so the other processes evict at once. `last_used_at` is kept in
+memory and written in one batch every few seconds instead of on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys import repository
+from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
+from app.core.db import utcnow
+
+log = logging.getLogger(__name__)
+
+REVOCATION_CHANNEL = "botmarket:api-key-revoked"
+_MAX_TOKEN_LENGTH = 128
+_MAX_CACHE_ENTRIES = 50_000
+
+
+class Scope(StrEnum):
+    admin = "admin"
+    developer = "developer"
+    marketplace = "marketplace"
+
+
+@dataclass(frozen=True)
+class Caller:
+    api_key_id: str
+    scope: Scope
+    owner_user_id: str | None
+
+
+class ApiKeyAuthenticator:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        ttl_s: float,
+        redis: Redis | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._ttl_s = ttl_s
+        self._redis = redis
+        # digest -> (caller or None for unknown/revoked, monotonic expiry)
+        self._cache: dict[str, tuple[Caller | None, float]] = {}
+        self._last_used: dict[str, datetime] = {}
+
+    async def authenticate(self, token: str | None) -> Caller | None:
+        if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
+            return None
+        digest = digest_api_key(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            caller = cached[0]
+        else:
+            caller = await self._load(digest)
+            if len(self._cache) >= _MAX_CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[digest] = (caller, now + self._ttl_s)
+        if caller is not None:
+            self._last_used[caller.api_key_id] = utcnow()
+        return caller
+
+    async def _load(self, digest: str) -> Caller | None:
+        async with self._sessionmaker() as session:
+            row = await repository.get_by_digest(session, digest)
+        if row is None or row.revoked_at is not None or not digests_match(row.key_digest, digest):
+            return None
+        return Caller(api_key_id=row.id, scope=Scope(row.scope), owner_user_id=row.owner_user_id)
+
+    async def revoked(self, digest: str) -> None:
+        """Forget a revoked key here, and tell the other processes when Redis is there."""
+        self._cache.pop(digest, None)
+        if self._redis is not None:
+            await self._redis.publish(REVOCATION_CHANNEL, digest)
+
+    async def listen_for_revocations(self) -> None:
+        if self._redis is None:
+            return
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(REVOCATION_CHANNEL)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    data = message["data"]
+                    self._cache.pop(data.decode() if isinstance(data, bytes) else data, None)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def flush_last_used(self) -> None:
+        if not self._last_used:
+            return
+        pending, self._last_used = self._last_used, {}
+        async with self._sessionmaker() as session:
+            await repository.set_last_used(session, pending)
+            await session.commit()
+
+    async def flush_last_used_forever(self, every_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.flush_last_used()
+            except Exception:
+                log.exception("could not record api key last use")

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app import audit
+from app.bots import repository, service
+from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate, RegistrationOut
+from app.core.pagination import Page, PageDep, next_cursor
+from app.deps import CallerDep, DeveloperDep, RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["bots"])
+
+
+@router.post("/bots", status_code=201, response_model=BotOut)
+async def create_bot(
+    body: BotCreate,
+    request: Request,
+    caller: DeveloperDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> BotOut:
+    providers = runtime.settings.configured_llm_providers()
+    bot, version = await service.create_bot(session, caller, body, providers)
+    audit.record(session, request, "bot.create", "bot", bot.id)
+    return service.to_out(bot, version)
+
+
+@router.get("/bots", response_model=Page[BotOut])
+async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotOut]:
+    rows = await repository.page_with_versions(session, page.after_id, page.limit + 1)
+    return Page(
+        items=[service.to_out(bot, version) for bot, version in rows[: page.limit]],
+        next_cursor=next_cursor([bot for bot, _ in rows], page.limit),
+    )
+
+
+@router.get("/bots/{bot_id}", response_model=BotOut)
+async def get_bot(bot_id: str, _: CallerDep, session: SessionDep) -> BotOut:
+    return service.to_out(*await service.get_bot(session, bot_id))
+
+
+@router.patch("/bots/{bot_id}", response_model=BotOut)
+async def update_bot(
+    bot_id: str,
+    body: BotUpdate,
+    request: Request,
+    caller: DeveloperDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> BotOut:
+    providers = runtime.settings.configured_llm_providers()
+    bot, version = await service.update_bot(session, caller, bot_id, body, providers)
+    audit.record(session, request, "bot.update", "bot", bot.id)
+    return service.to_out(bot, version)
+
+
+@router.post("/bots/{bot_id}/registrations", status_code=201, response_model=RegistrationOut)
+async def register_bot(
+    bot_id: str,
+    body: RegistrationCreate,
+    request: Request,
+    caller: DeveloperDep,
+    session: SessionDep,
+) -> RegistrationOut:
+    registration = await service.register_bot(session, caller, bot_id, body)
+    audit.record(session, request, "registration.create", "registration", registration.id)
+    return RegistrationOut.model_validate(registration)
+
+
+@router.get("/registrations", response_model=Page[RegistrationOut], tags=["registrations"])
+async def list_registrations(
+    _: CallerDep, session: SessionDep, page: PageDep
+) -> Page[RegistrationOut]:
+    rows = await repository.active_registrations(session, page.after_id, page.limit + 1)
+    return Page(
+        items=[RegistrationOut.model_validate(r) for r in rows[: page.limit]],
+        next_cursor=next_cursor(rows, page.limit),
+    )

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api_keys.authenticator import Caller, Scope
+from app.bots import repository
+from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
+from app.bots.strategy import Strategy
+from app.core.errors import Forbidden, NotFound
+from app.models import Bot, BotMarketplaceRegistration, BotVersion
+
+
+def to_out(bot: Bot, version: BotVersion) -> BotOut:
+    return BotOut(
+        id=bot.id,
+        owner=bot.owner_user_id,
+        name=bot.name,
+        description=bot.description,
+        status=bot.status,
+        version=version.version,
+        version_id=version.id,
+        strategy=version.strategy,
+        created_at=bot.created_at,
+        updated_at=bot.updated_at,
+    )
+
+
+def _new_version(bot: Bot, number: int, strategy: Strategy) -> BotVersion:
+    return BotVersion(
+        bot_id=bot.id,
+        version=number,
+        strategy=strategy.model_dump(mode="json"),
+        config_hash=strategy.config_hash(),
+    )
+
+
+async def create_bot(
+    session: AsyncSession, caller: Caller, body: BotCreate, llm_providers: list[str]
+) -> tuple[Bot, BotVersion]:
+    assert caller.owner_user_id is not None, "admin and developer keys always have an owner"
+    bot = Bot(
+        owner_user_id=caller.owner_user_id,
+        name=body.name,
+        description=body.description,
+        status="active",
+        current_version=1,
+    )
+    session.add(bot)
+    await session.flush()
+    version = _new_version(bot, 1, body.strategy.with_default_voters(llm_providers))
+    session.add(version)
+    await session.flush()
+    return bot, version
+
+
+async def get_bot(session: AsyncSession, bot_id: str) -> tuple[Bot, BotVersion]:
+    bot = await repository.get(session, bot_id)
+    if bot is None:
+        raise NotFound("bot")
+    return bot, await repository.current_version(session, bot)
+
+
+async def _owned_bot(session: AsyncSession, caller: Caller, bot_id: str) -> Bot:
+    bot = await repository.get(session, bot_id)
+    if bot is None:
+        raise NotFound("bot")
+    if caller.scope is not Scope.admin and bot.owner_user_id != caller.owner_user_id:
+        raise Forbidden("only the bot's owner or an admin may change it")
+    return bot
+
+
+async def update_bot(
+    session: AsyncSession,
+    caller: Caller,
+    bot_id: str,
+    body: BotUpdate,
+    llm_providers: list[str],
+) -> tuple[Bot, BotVersion]:
+    bot = await _owned_bot(session, caller, bot_id)
+    version = await repository.current_version(session, bot)
+    if body.name is not None:
+        bot.name = body.name
+    if body.description is not None:
+        bot.description = body.description
+    if body.status is not None:
+        bot.status = body.status
+    if body.strategy is not None:
+        strategy = body.strategy.with_default_voters(llm_providers)
+        # Only a real change of strategy makes a new version; renters stay pinned to theirs.
+        if strategy.config_hash() != version.config_hash:
+            bot.current_version += 1
+            version = _new_version(bot, bot.current_version, strategy)
+            session.add(version)
+    await session.flush()
+    return bot, version
+
+
+async def register_bot(
+    session: AsyncSession, caller: Caller, bot_id: str, body: RegistrationCreate
+) -> BotMarketplaceRegistration:
+    bot = await _owned_bot(session, caller, bot_id)
+    registration = BotMarketplaceRegistration(
+        bot_id=bot.id,
+        title=body.title or bot.name,
+        description=body.description,
+        price=body.price,
+        currency=body.currency,
+        billing_period=body.billing_period,
+        status="active",
+    )
+    session.add(registration)
+    await session.flush()
+    return registration

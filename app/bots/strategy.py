@@ -1,0 +1,88 @@
+"""A bot's strategy config: indicators, LLM voters, the ensemble rule and risk defaults.
+
+Every field has a default, so `{"name": ...}` alone makes a working bot. The config is frozen
+into a bot version; its hash keys the shared decisions of that version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-2.0-flash",
+}
+
+Provider = Literal["openai", "anthropic", "gemini", "openai_compatible"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Indicator(_Strict):
+    weight: Decimal = Field(default=Decimal(1), ge=0, le=100)
+    period: int | None = Field(default=None, ge=2, le=500)
+
+
+IndicatorName = Literal["rsi", "macd", "ema_cross", "sma_cross", "bbands", "atr", "volume"]
+
+
+def _default_indicators() -> dict[IndicatorName, Indicator]:
+    return {name: Indicator() for name in get_args(IndicatorName)}
+
+
+class Voter(_Strict):
+    provider: Provider
+    model: str = Field(min_length=1, max_length=100)
+    weight: Decimal = Field(default=Decimal(1), gt=0, le=100)
+
+
+class Ensemble(_Strict):
+    indicator_weight: Decimal = Field(default=Decimal(1), ge=0, le=100)
+    threshold: Decimal = Field(default=Decimal("0.25"), gt=0, le=1)
+    quorum: int | None = Field(
+        default=None, ge=0, le=20, description="LLM votes needed; default 2 when 2+ voters"
+    )
+    fallback: Literal["hold", "indicators_only"] = "hold"
+    conflict_confidence: Decimal = Field(default=Decimal("0.6"), ge=0, le=1)
+
+
+class RiskDefaults(_Strict):
+    max_trades_per_day: int = Field(default=24, ge=1, le=10_000)
+    max_position_quote: Decimal | None = Field(default=None, gt=0)
+    daily_loss_limit_quote: Decimal | None = Field(default=None, gt=0)
+    max_drawdown_pct: Decimal = Field(default=Decimal(25), gt=0, le=100)
+    cooldown_minutes_after_loss: int = Field(default=0, ge=0, le=10_080)
+    stop_loss_pct: Decimal | None = Field(default=None, gt=0, le=100)
+    take_profit_pct: Decimal | None = Field(default=None, gt=0, le=1000)
+    trailing_stop_pct: Decimal | None = Field(default=None, gt=0, le=100)
+
+
+class Strategy(_Strict):
+    indicators: dict[IndicatorName, Indicator] = Field(default_factory=_default_indicators)
+    voters: list[Voter] | None = Field(
+        default=None,
+        max_length=8,
+        description="default: every LLM provider configured on the service, equal weights",
+    )
+    ensemble: Ensemble = Field(default_factory=Ensemble)
+    risk: RiskDefaults = Field(default_factory=RiskDefaults)
+    llm_daily_budget_usd: Decimal = Field(default=Decimal(5), ge=0)
+    close_position_on_expiry: bool = True
+
+    def with_default_voters(self, providers: list[str]) -> Strategy:
+        if self.voters is not None:
+            return self
+        voters = [Voter(provider=p, model=DEFAULT_MODELS[p]) for p in providers]
+        return self.model_copy(update={"voters": voters})
+
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,106 @@
+"""`botmarket`: the operator's entry point (serve, migrate, api-keys, keys, sandbox)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from app.api_keys.authenticator import Scope
+from app.core.settings import get_settings
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def migrate(database_url: str | None = None, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ALEMBIC_INI))
+    if database_url:
+        config.set_main_option("sqlalchemy.url", database_url)
+    command.upgrade(config, revision)
+
+
+async def _with_session(work):
+    from app.core.db import create_engine, create_sessionmaker, session_scope
+
+    settings = get_settings()
+    engine = create_engine(settings.database_url, pool=False)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            return await work(session, settings)
+    finally:
+        await engine.dispose()
+
+
+def create_api_key(name: str, scope: str) -> None:
+    from app.api_keys.service import create_api_key as create
+
+    async def work(session, _settings):
+        return await create(session, name, Scope(scope))
+
+    created = asyncio.run(_with_session(work))
+    print(f"created {scope} key {created.row.id!s} ({name}); it is shown only this once:")
+    print(created.plaintext)
+
+
+def rotate_keys() -> None:
+    from app.core.crypto import Keyring
+    from app.credentials.service import rotate_all
+
+    async def work(session, settings):
+        keyring = Keyring.parse(settings.fernet_keyring_text())
+        return keyring.primary_key_id, await rotate_all(session, keyring)
+
+    key_id, count = asyncio.run(_with_session(work))
+    print(f"rotated {count} credential(s) to key {key_id}")
+
+
+def serve(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="botmarket", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    settings = get_settings()
+
+    serve_cmd = commands.add_parser("serve", help="run the API")
+    serve_cmd.add_argument("--host", default=settings.api_host)
+    serve_cmd.add_argument("--port", type=int, default=settings.api_port)
+
+    commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
+
+    api_keys = commands.add_parser("api-keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = api_keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+
+    keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("rotate", help="re-encrypt every credential under the newest key")
+    keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.host, args.port)
+    elif args.command == "migrate":
+        migrate()
+    elif args.command == "api-keys":
+        create_api_key(args.name, args.scope)
+    elif args.command == "keys" and args.action == "rotate":
+        rotate_keys()
+    elif args.command == "keys":
+        print(Fernet.generate_key().decode())
+
+
+if __name__ == "__main__":
+    main()

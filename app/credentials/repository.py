@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import ExchangeCredential, Subscription
+
+
+async def find(
+    session: AsyncSession, user_id: str, exchange: str, testnet: bool
+) -> ExchangeCredential | None:
+    return await session.scalar(
+        select(ExchangeCredential).where(
+            ExchangeCredential.user_id == user_id,
+            ExchangeCredential.exchange == exchange,
+            ExchangeCredential.testnet == testnet,
+        )
+    )
+
+
+async def of_user(
+    session: AsyncSession, user_id: str, exchange: str | None = None
+) -> Sequence[ExchangeCredential]:
+    query = select(ExchangeCredential).where(ExchangeCredential.user_id == user_id)
+    if exchange is not None:
+        query = query.where(ExchangeCredential.exchange == exchange)
+    return (await session.scalars(query.order_by(ExchangeCredential.id))).all()
+
+
+async def not_under_key(
+    session: AsyncSession, key_id: str, limit: int
+) -> Sequence[ExchangeCredential]:
+    return (
+        await session.scalars(
+            select(ExchangeCredential)
+            .where(ExchangeCredential.fernet_key_id != key_id)
+            .order_by(ExchangeCredential.id)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def pause_subscriptions_using(
+    session: AsyncSession, credential_ids: Sequence[str], reason: str
+) -> None:
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.credential_id.in_(credential_ids), Subscription.status == "active")
+        .values(status="paused", status_reason=reason)
+    )

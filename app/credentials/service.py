@@ -1,0 +1,88 @@
+"""Exchange credentials: encrypted at rest, masked in every view, decrypted in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.crypto import Keyring
+from app.core.errors import NotFound
+from app.credentials import repository
+from app.models import ExchangeCredential
+
+
+@dataclass(frozen=True)
+class DecryptedCredential:
+    """Plaintext keys for the moment of an exchange call; repr never shows them."""
+
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    testnet: bool
+
+
+async def store(
+    session: AsyncSession,
+    keyring: Keyring,
+    user_id: str,
+    exchange: str,
+    api_key: str,
+    api_secret: str,
+    testnet: bool,
+) -> tuple[ExchangeCredential, bool]:
+    """Create or replace; returns the row and whether it was created."""
+    row = await repository.find(session, user_id, exchange, testnet)
+    created = row is None
+    if row is None:
+        row = ExchangeCredential(user_id=user_id, exchange=exchange, testnet=testnet)
+        session.add(row)
+    row.api_key_ciphertext = keyring.encrypt(api_key)
+    row.api_secret_ciphertext = keyring.encrypt(api_secret)
+    row.api_key_last4 = api_key[-4:]
+    row.fernet_key_id = keyring.primary_key_id
+    await session.flush()
+    return row, created
+
+
+async def delete(session: AsyncSession, user_id: str, exchange: str, testnet: bool | None) -> int:
+    rows = [
+        row
+        for row in await repository.of_user(session, user_id, exchange)
+        if testnet is None or row.testnet == testnet
+    ]
+    if not rows:
+        raise NotFound("credentials")
+    await repository.pause_subscriptions_using(
+        session, [row.id for row in rows], "exchange credentials were deleted"
+    )
+    for row in rows:
+        await session.delete(row)
+    await session.flush()
+    return len(rows)
+
+
+async def decrypt_for_execution(
+    session: AsyncSession, keyring: Keyring, credential_id: str
+) -> DecryptedCredential:
+    """The only place plaintext credentials exist: called by order execution, then dropped."""
+    row = await session.get(ExchangeCredential, credential_id)
+    if row is None:
+        raise NotFound("credentials")
+    return DecryptedCredential(
+        api_key=keyring.decrypt(row.api_key_ciphertext),
+        api_secret=keyring.decrypt(row.api_secret_ciphertext),
+        testnet=row.testnet,
+    )
+
+
+async def rotate_all(session: AsyncSession, keyring: Keyring, batch: int = 500) -> int:
+    """Re-encrypt every row not yet under the newest key; returns how many were rotated."""
+    rotated = 0
+    while rows := await repository.not_under_key(session, keyring.primary_key_id, batch):
+        for row in rows:
+            row.api_key_ciphertext = keyring.rotate(row.api_key_ciphertext)
+            row.api_secret_ciphertext = keyring.rotate(row.api_secret_ciphertext)
+            row.fernet_key_id = keyring.primary_key_id
+        await session.flush()
+        rotated += len(rows)
+    return rotated

@@ -1,0 +1,107 @@
+"""Request dependencies: the transaction, the authenticated caller, the renter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api_keys.authenticator import Caller, Scope
+from app.core.db import session_scope
+from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
+from app.core.principals import InvalidPrincipal, validate_renter_principal
+from app.models import User
+from app.runtime import Runtime
+from app.users import repository as users
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="Your key, `bmk_<prefix>_<secret>`. Scopes: admin, developer, marketplace.",
+)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    # The request owns the transaction; "function" scope commits before the response is sent,
+    # so a stored idempotent response never describes an uncommitted change.
+    async with session_scope(runtime.sessionmaker) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def authenticate(
+    request: Request,
+    runtime: RuntimeDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> Caller:
+    caller = await runtime.authenticator.authenticate(api_key)
+    if caller is None:
+        raise Unauthenticated("missing, unknown or revoked API key")
+    await runtime.rate_limiter.hit(caller.api_key_id)
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require_scope(*scopes: Scope) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
+    allowed = frozenset(scopes) | {Scope.admin}
+
+    async def check(caller: CallerDep) -> Caller:
+        if caller.scope not in allowed:
+            raise Forbidden(f"this needs a key of scope {' or '.join(sorted(allowed))}")
+        return caller
+
+    return check
+
+
+AdminDep = Annotated[Caller, Depends(require_scope(Scope.admin))]
+DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
+
+
+async def current_renter(
+    request: Request,
+    caller: CallerDep,
+    session: SessionDep,
+    principal: Annotated[
+        str | None,
+        Header(
+            alias="X-Principal-ID",
+            description="The renter's textual ICP principal; only a marketplace key may send it.",
+            examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
+        ),
+    ] = None,
+) -> User:
+    if caller.scope is not Scope.marketplace:
+        raise Forbidden("only a marketplace key may act for a principal")
+    if principal is None:
+        raise Unprocessable(
+            "X-Principal-ID header is required",
+            details=[{"loc": "header.X-Principal-ID", "message": "field required"}],
+        )
+    try:
+        validate_renter_principal(principal)
+    except InvalidPrincipal as exc:
+        raise InvalidPrincipalError(
+            f"X-Principal-ID is not a valid renter principal: {exc}",
+            details=[{"loc": "header.X-Principal-ID", "message": str(exc)}],
+        ) from exc
+    request.state.principal = principal
+    return await users.get_or_create_renter(session, principal)
+
+
+RenterDep = Annotated[User, Depends(current_renter)]

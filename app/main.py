@@ -1,0 +1,111 @@
+"""The ASGI application: `uvicorn --factory app.main:create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from app.api_keys.router import router as api_keys_router
+from app.bots.router import router as bots_router
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.core.settings import Settings, get_settings
+from app.credentials.router import router as credentials_router
+from app.idempotency.middleware import IdempotencyMiddleware
+from app.principals.router import router as principals_router
+from app.runtime import Runtime
+from app.subscriptions.router import router as subscriptions_router
+
+DESCRIPTION = """
+Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
+endpoints also need `X-Principal-ID` (sent by a `marketplace` key only). Writes accept an
+`Idempotency-Key`: identical copies get byte-identical answers, a reused key with another
+body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        app.state.runtime = runtime
+        background = [
+            asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
+            asyncio.create_task(runtime.authenticator.listen_for_revocations()),
+        ]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await runtime.close()
+
+    app = FastAPI(
+        title="botmarket",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (
+        api_keys_router,
+        bots_router,
+        credentials_router,
+        subscriptions_router,
+        principals_router,
+    ):
+        app.include_router(router)
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        failed: list[str] = []
+        try:
+            async with runtime.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            failed.append("database")
+        if runtime.redis is not None:
+            try:
+                await runtime.redis.ping()
+            except Exception:
+                failed.append("redis")
+        if failed:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "NOT_READY",
+                        "message": f"unreachable: {', '.join(failed)}",
+                        "details": [{"loc": name, "message": "unreachable"} for name in failed],
+                    }
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # Added innermost first: the request id wraps everything, then the body limit, then
+    # idempotency, so a replay is logged, counted and never sees an oversized body.
+    app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=lambda: app.state.runtime.metrics)
+    return app

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app import audit
+from app.deps import RenterDep, SessionDep
+from app.principals import service
+
+router = APIRouter(prefix="/api/v1/principals", tags=["principals"])
+
+
+@router.delete(
+    "/me",
+    status_code=204,
+    response_class=Response,
+    description="GDPR erasure: deletes the renter's exchange credentials, blanks personal "
+    "fields and cancels every subscription. Trade history stays, tied to the principal only.",
+)
+async def erase_me(request: Request, renter: RenterDep, session: SessionDep) -> Response:
+    await service.erase(session, renter)
+    audit.record(session, request, "principal.erase", "user", renter.id)
+    return Response(status_code=204)

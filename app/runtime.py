@@ -1,0 +1,56 @@
+"""What one API process holds for its lifetime: engine, Redis, keyring, caches, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.api_keys.authenticator import ApiKeyAuthenticator
+from app.core.crypto import Keyring
+from app.core.db import create_engine, create_sessionmaker
+from app.core.metrics import ApiMetrics
+from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from app.core.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    keyring: Keyring
+    authenticator: ApiKeyAuthenticator
+    rate_limiter: RateLimiter
+    metrics: ApiMetrics
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        rate_limiter: RateLimiter = (
+            RedisRateLimiter(redis, settings.rate_limit_per_minute)
+            if redis is not None
+            else InProcessRateLimiter(settings.rate_limit_per_minute)
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            redis=redis,
+            keyring=Keyring.parse(settings.fernet_keyring_text()),
+            authenticator=ApiKeyAuthenticator(
+                sessionmaker, ttl_s=settings.api_key_cache_ttl_s, redis=redis
+            ),
+            rate_limiter=rate_limiter,
+            metrics=ApiMetrics(),
+        )
+
+    async def close(self) -> None:
+        await self.authenticator.flush_last_used()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade
+
+
+async def get_owned(session: AsyncSession, user_id: str, sub_id: str) -> Subscription | None:
+    # Scoped by owner in the query itself: another renter's row is simply not found.
+    return await session.scalar(
+        select(Subscription).where(Subscription.id == sub_id, Subscription.user_id == user_id)
+    )
+
+
+async def page_of_user(
+    session: AsyncSession, user_id: str, after_id: str | None, limit: int
+) -> Sequence[Subscription]:
+    query = (
+        select(Subscription)
+        .where(Subscription.user_id == user_id)
+        .order_by(Subscription.id)
+        .limit(limit)
+    )
+    if after_id:
+        query = query.where(Subscription.id > after_id)
+    return (await session.scalars(query)).all()
+
+
+async def trades_page(
+    session: AsyncSession, sub_id: str, after_id: str | None, limit: int
+) -> Sequence[Trade]:
+    query = select(Trade).where(Trade.subscription_id == sub_id).order_by(Trade.id).limit(limit)
+    if after_id:
+        query = query.where(Trade.id > after_id)
+    return (await session.scalars(query)).all()
+
+
+async def decisions_page(
+    session: AsyncSession, sub: Subscription, after_id: str | None, limit: int
+) -> Sequence[Decision]:
+    """The shared decisions of the subscription's bot version, market and timeframe."""
+    query = (
+        select(Decision)
+        .where(
+            Decision.bot_version_id == sub.bot_version_id,
+            Decision.symbol == sub.symbol,
+            Decision.timeframe == sub.timeframe,
+            Decision.created_at >= sub.created_at,
+        )
+        .order_by(Decision.id)
+        .limit(limit)
+    )
+    if after_id:
+        query = query.where(Decision.id > after_id)
+    return (await session.scalars(query)).all()
+
+
+async def votes_of(session: AsyncSession, decision_ids: Sequence[str]) -> Sequence[LlmVote]:
+    if not decision_ids:
+        return []
+    return (
+        await session.scalars(
+            select(LlmVote)
+            .where(LlmVote.decision_id.in_(decision_ids))
+            .order_by(LlmVote.decision_id, LlmVote.id)
+        )
+    ).all()
+
+
+async def position_of(session: AsyncSession, sub_id: str) -> Position | None:
+    return await session.scalar(select(Position).where(Position.subscription_id == sub_id))
+
+
+async def equity_points(session: AsyncSession, sub_id: str) -> Sequence[PerformanceLog]:
+    return (
+        await session.scalars(
+            select(PerformanceLog)
+            .where(PerformanceLog.subscription_id == sub_id)
+            .order_by(PerformanceLog.recorded_at)
+        )
+    ).all()
+
+
+async def filled_trade_count(session: AsyncSession, sub_id: str) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Trade)
+        .where(Trade.subscription_id == sub_id, Trade.status == "filled")
+    )
+    return int(count or 0)
+
+
+async def cancel_all_of_user(session: AsyncSession, user_id: str, reason: str) -> None:
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.user_id == user_id, Subscription.status.in_(("active", "paused")))
+        .values(status="cancelled", status_reason=reason)
+    )

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from collections import defaultdict
+
+from fastapi import APIRouter, Request
+
+from app import audit
+from app.core.pagination import Page, PageDep, next_cursor
+from app.deps import RenterDep, SessionDep
+from app.performance.service import performance
+from app.subscriptions import repository, service
+from app.subscriptions.schemas import (
+    DecisionOut,
+    PerformanceOut,
+    SubscriptionCreate,
+    SubscriptionOut,
+    SubscriptionUpdate,
+    TradeOut,
+    VoteOut,
+)
+
+router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
+
+
+@router.post("", status_code=201, response_model=SubscriptionOut)
+async def create_subscription(
+    body: SubscriptionCreate, request: Request, renter: RenterDep, session: SessionDep
+) -> SubscriptionOut:
+    sub = await service.create(session, renter, body)
+    audit.record(session, request, "subscription.create", "subscription", sub.id)
+    return SubscriptionOut.model_validate(sub)
+
+
+@router.get("", response_model=Page[SubscriptionOut])
+async def list_subscriptions(
+    renter: RenterDep, session: SessionDep, page: PageDep
+) -> Page[SubscriptionOut]:
+    rows = await repository.page_of_user(session, renter.id, page.after_id, page.limit + 1)
+    return Page(
+        items=[SubscriptionOut.model_validate(r) for r in rows[: page.limit]],
+        next_cursor=next_cursor(rows, page.limit),
+    )
+
+
+@router.get("/{sub_id}", response_model=SubscriptionOut)
+async def get_subscription(sub_id: str, renter: RenterDep, session: SessionDep) -> SubscriptionOut:
+    return SubscriptionOut.model_validate(await service.get_owned(session, renter, sub_id))
+
+
+@router.patch("/{sub_id}", response_model=SubscriptionOut)
+async def update_subscription(
+    sub_id: str,
+    body: SubscriptionUpdate,
+    request: Request,
+    renter: RenterDep,
+    session: SessionDep,
+) -> SubscriptionOut:
+    sub = await service.update(session, renter, sub_id, body)
+    audit.record(session, request, "subscription.update", "subscription", sub.id)
+    return SubscriptionOut.model_validate(sub)
+
+
+@router.get("/{sub_id}/trades", response_model=Page[TradeOut])
+async def list_trades(
+    sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
+) -> Page[TradeOut]:
+    sub = await service.get_owned(session, renter, sub_id)
+    rows = await repository.trades_page(session, sub.id, page.after_id, page.limit + 1)
+    return Page(
+        items=[TradeOut.model_validate(r) for r in rows[: page.limit]],
+        next_cursor=next_cursor(rows, page.limit),
+    )
+
+
+@router.get("/{sub_id}/decisions", response_model=Page[DecisionOut])
+async def list_decisions(
+    sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
+) -> Page[DecisionOut]:
+    sub = await service.get_owned(session, renter, sub_id)
+    rows = await repository.decisions_page(session, sub, page.after_id, page.limit + 1)
+    shown = rows[: page.limit]
+    votes: dict[str, list[VoteOut]] = defaultdict(list)
+    for vote in await repository.votes_of(session, [d.id for d in shown]):
+        votes[vote.decision_id].append(VoteOut.model_validate(vote))
+    items = [
+        DecisionOut(
+            id=d.id,
+            symbol=d.symbol,
+            timeframe=d.timeframe,
+            candle_open_at=d.candle_open_at,
+            action=d.action,
+            indicator_score=d.indicator_score,
+            combined_score=d.combined_score,
+            indicators=d.indicators,
+            rule_version=d.rule_version,
+            rule_params=d.rule_params,
+            fallback_reason=d.fallback_reason,
+            votes=votes[d.id],
+        )
+        for d in shown
+    ]
+    return Page(items=items, next_cursor=next_cursor(rows, page.limit))
+
+
+@router.get("/{sub_id}/performance", response_model=PerformanceOut)
+async def get_performance(sub_id: str, renter: RenterDep, session: SessionDep) -> PerformanceOut:
+    return await performance(session, await service.get_owned(session, renter, sub_id))

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bots import repository as bots
+from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFound
+from app.credentials import repository as credentials
+from app.models import Subscription, User
+from app.subscriptions import repository
+from app.subscriptions.schemas import Mode, Status, SubscriptionCreate, SubscriptionUpdate
+
+# The renter's moves; `expired` is set only by the system when ends_at passes.
+_TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.active: frozenset({Status.active, Status.paused, Status.cancelled}),
+    Status.paused: frozenset({Status.paused, Status.active, Status.cancelled}),
+    Status.cancelled: frozenset({Status.cancelled}),
+    Status.expired: frozenset({Status.expired}),
+}
+
+
+async def _credential_for(session: AsyncSession, renter: User, mode: Mode) -> str:
+    """The id of the renter's credentials that `mode` trades with (re-linked on reactivation)."""
+    testnet = mode is Mode.testnet
+    credential = await credentials.find(session, renter.id, "binance", testnet)
+    if credential is None:
+        raise CredentialsRequired(
+            f"mode {mode.value!r} needs stored binance credentials with "
+            f"testnet={str(testnet).lower()}: PUT /api/v1/credentials/binance first",
+            details=[{"loc": "body.mode", "message": "no matching credentials stored"}],
+        )
+    return credential.id
+
+
+async def create(session: AsyncSession, renter: User, body: SubscriptionCreate) -> Subscription:
+    bot = await bots.get(session, body.bot_id)
+    if bot is None or bot.status != "active":
+        raise NotFound("bot")
+    version = await bots.current_version(session, bot)
+    credential_id = None
+    if body.mode is not Mode.paper:
+        credential_id = await _credential_for(session, renter, body.mode)
+    sub = Subscription(
+        user_id=renter.id,
+        bot_id=bot.id,
+        bot_version_id=version.id,
+        credential_id=credential_id,
+        symbol=body.symbol,
+        timeframe=body.timeframe,
+        mode=body.mode.value,
+        quote_amount=body.quote_amount,
+        risk=body.risk.model_dump(mode="json", exclude_none=True),
+        status=Status.active.value,
+        ends_at=body.ends_at,
+    )
+    session.add(sub)
+    await session.flush()
+    return sub
+
+
+async def get_owned(session: AsyncSession, renter: User, sub_id: str) -> Subscription:
+    sub = await repository.get_owned(session, renter.id, sub_id)
+    if sub is None:
+        raise NotFound("subscription")
+    return sub
+
+
+async def update(
+    session: AsyncSession, renter: User, sub_id: str, body: SubscriptionUpdate
+) -> Subscription:
+    sub = await get_owned(session, renter, sub_id)
+    current = Status(sub.status)
+    if body.status is not None and body.status != current:
+        if body.status not in _TRANSITIONS[current]:
+            raise InvalidStateTransition(
+                f"a {current.value} subscription cannot become {body.status.value}"
+            )
+        ends_at = body.ends_at or sub.ends_at
+        if body.status is Status.active and ends_at and ends_at <= datetime.now(UTC):
+            raise InvalidStateTransition("the subscription has ended; set a later ends_at")
+        if body.status is Status.active and sub.mode != Mode.paper:
+            sub.credential_id = await _credential_for(session, renter, Mode(sub.mode))
+        sub.status = body.status.value
+        sub.status_reason = None
+    elif current in (Status.cancelled, Status.expired) and (body.risk or body.ends_at):
+        raise InvalidStateTransition(f"a {current.value} subscription cannot be changed")
+    if body.risk is not None:
+        sub.risk = {**sub.risk, **body.risk.model_dump(mode="json", exclude_none=True)}
+    if body.ends_at is not None:
+        sub.ends_at = body.ends_at
+    await session.flush()
+    return sub

@@ -1,0 +1,143 @@
+"""Shared fixtures: the API on a real database (SQLite always, MariaDB when it runs here).
+
+MariaDB and Redis tests skip when the servers are absent, except under CI=true or
+REQUIRE_SERVICES=1, where their absence fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+from app.api_keys.authenticator import Scope
+from app.api_keys.service import create_api_key
+from app.cli import migrate
+from app.core.db import create_engine, create_sessionmaker, session_scope
+from app.core.principals import encode_principal
+from app.core.settings import Settings
+from app.main import create_app
+from app.models import Base
+
+MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
+REDIS_URL = "redis://127.0.0.1:6379/15"
+SERVICES_REQUIRED = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not running on {host}:{port}"
+    if SERVICES_REQUIRED:
+        pytest.fail(f"{message}, and CI=true or REQUIRE_SERVICES=1 requires it")
+    pytest.skip(message)
+
+
+def new_principal() -> str:
+    return encode_principal(secrets.token_bytes(10))
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    require_service("MariaDB", MARIADB_HOST, MARIADB_PORT)
+    name = f"botmarket_test_{uuid.uuid4().hex[:8]}"
+    server = f"mysql+asyncmy://root@{MARIADB_HOST}:{MARIADB_PORT}/"
+    asyncio.run(_execute(server, f"CREATE DATABASE {name}"))
+    try:
+        yield f"{server}{name}"
+    finally:
+        asyncio.run(_execute(server, f"DROP DATABASE IF EXISTS {name}"))
+
+
+async def _execute(url: str, statement: str) -> None:
+    engine = create_engine(url, pool=False)
+    async with engine.begin() as connection:
+        await connection.execute(text(statement))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    else:
+        url = request.getfixturevalue("mariadb_url")
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # MariaDB runs with Redis (shared rate limits, revocation broadcast); SQLite without.
+    redis_url = None
+    if database_url.startswith("mysql"):
+        require_service("Redis", "127.0.0.1", 6379)
+        redis_url = REDIS_URL
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        fernet_keys=f"test:{Fernet.generate_key().decode()}",
+    )
+
+
+async def _empty_tables(database_url: str) -> None:
+    engine = create_engine(database_url, pool=False)
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+    await engine.dispose()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[object]:
+    await _empty_tables(settings.database_url)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+async def make_key(settings: Settings, scope: Scope, name: str = "test") -> str:
+    engine = create_engine(settings.database_url, pool=False)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            return (await create_api_key(session, name, scope)).plaintext
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def admin_key(settings: Settings) -> str:
+    return await make_key(settings, Scope.admin, "admin")
+
+
+@pytest.fixture
+async def developer_key(settings: Settings) -> str:
+    return await make_key(settings, Scope.developer, "developer")
+
+
+@pytest.fixture
+async def marketplace_key(settings: Settings) -> str:
+    return await make_key(settings, Scope.marketplace, "marketplace")
