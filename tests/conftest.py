@@ -7,8 +7,8 @@ REQUIRE_SERVICES=1, where their absence fails the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +22,6 @@ from app.api_keys.authenticator import Scope
 from app.api_keys.service import create_api_key
 from app.cli import migrate
 from app.core.db import create_engine, create_sessionmaker, session_scope
-from app.core.principals import encode_principal
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Base
@@ -49,12 +48,9 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-def new_principal() -> str:
-    return encode_principal(secrets.token_bytes(10))
-
-
-@pytest.fixture(scope="session")
-def mariadb_url() -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_mariadb_database() -> Iterator[str]:
+    """A new, empty database on the local MariaDB, dropped afterwards."""
     require_service("MariaDB", MARIADB_HOST, MARIADB_PORT)
     name = f"botmarket_test_{uuid.uuid4().hex[:8]}"
     server = f"mysql+asyncmy://root@{MARIADB_HOST}:{MARIADB_PORT}/"
@@ -63,6 +59,12 @@ def mariadb_url() -> Iterator[str]:
         yield f"{server}{name}"
     finally:
         asyncio.run(_execute(server, f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    with fresh_mariadb_database() as url:
+        yield url
 
 
 async def _execute(url: str, statement: str) -> None:

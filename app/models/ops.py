@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.dialects.mysql import MEDIUMBLOB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import UTCDateTime
@@ -27,7 +28,10 @@ class IdempotencyRecord(IdMixin, CreatedMixin, Base):
     status: Mapped[str] = mapped_column(String(16))
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_content_type: Mapped[str | None] = mapped_column(String(100))
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary(length=2**24))
+    response_body: Mapped[bytes | None] = mapped_column(
+        # MEDIUMBLOB on MySQL: a plain BLOB stops at 64 KiB.
+        LargeBinary().with_variant(MEDIUMBLOB(), "mysql")
+    )
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 

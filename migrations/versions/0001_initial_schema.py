@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 import app.core.db
 
@@ -180,7 +181,11 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_content_type", sa.String(length=100), nullable=True),
-        sa.Column("response_body", sa.LargeBinary(length=16777216), nullable=True),
+        sa.Column(
+            "response_body",
+            sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql"),
+            nullable=True,
+        ),
         sa.Column("expires_at", app.core.db.UTCDateTime(), nullable=False),
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("created_at", app.core.db.UTCDateTime(), nullable=False),

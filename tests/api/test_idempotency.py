@@ -1,0 +1,122 @@
+"""Replicated outcalls: 20 identical concurrent POSTs make one effect and identical bytes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import func, select
+
+from app.core.db import create_engine
+from app.core.settings import Settings
+from app.models import AuditLog, IdempotencyRecord, Subscription
+from tests.api.test_contract import assert_error, create_bot
+from tests.helpers import headers, new_principal
+
+COPIES = 20
+
+
+async def count(settings: Settings, model: type) -> int:
+    engine = create_engine(settings.database_url, pool=False)
+    async with engine.connect() as connection:
+        total = await connection.scalar(select(func.count()).select_from(model))
+    await engine.dispose()
+    return int(total or 0)
+
+
+async def test_concurrent_copies_make_one_subscription_and_identical_bytes(
+    client: httpx.AsyncClient, settings: Settings, developer_key: str, marketplace_key: str
+) -> None:
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    body = {
+        "bot_id": bot["id"],
+        "symbol": "ETHUSDT",
+        "timeframe": "5m",
+        "mode": "paper",
+        "quote_amount": "25",
+    }
+    request_headers = headers(marketplace_key, principal, idempotency_key="outcall-1")
+    responses = await asyncio.gather(
+        *(
+            client.post("/api/v1/subscriptions", json=body, headers=request_headers)
+            for _ in range(COPIES)
+        )
+    )
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == COPIES - 1
+    assert len({r.headers["x-request-id"] for r in responses}) == COPIES
+    assert await count(settings, Subscription) == 1
+    assert await count(settings, IdempotencyRecord) == 1
+
+    # Later copies replay the same bytes; the same key with another body changes nothing.
+    replay = await client.post("/api/v1/subscriptions", json=body, headers=request_headers)
+    assert replay.content == responses[0].content
+    audits = await count(settings, AuditLog)
+    reused = await client.post(
+        "/api/v1/subscriptions", json={**body, "quote_amount": "26"}, headers=request_headers
+    )
+    assert_error(reused, 409, "IDEMPOTENCY_KEY_REUSED")
+    other_path = await client.patch(
+        f"/api/v1/subscriptions/{responses[0].json()['id']}",
+        json={"status": "paused"},
+        headers=request_headers,
+    )
+    assert_error(other_path, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert await count(settings, Subscription) == 1
+    assert await count(settings, AuditLog) == audits
+
+
+async def test_new_api_key_is_replayed_to_every_copy(
+    client: httpx.AsyncClient, settings: Settings, admin_key: str
+) -> None:
+    request_headers = headers(admin_key, idempotency_key="make-key")
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/api-keys",
+                json={"name": "m", "scope": "marketplace"},
+                headers=request_headers,
+            )
+            for _ in range(13)
+        )
+    )
+    assert len({r.content for r in responses}) == 1 and responses[0].status_code == 201
+    key = responses[0].json()["key"]
+    # The stored response is encrypted: the key is not readable from the database.
+    engine = create_engine(settings.database_url, pool=False)
+    async with engine.connect() as connection:
+        stored = await connection.scalar(select(IdempotencyRecord.response_body))
+    await engine.dispose()
+    assert stored is not None and key.encode() not in stored
+
+
+async def test_errors_other_than_server_errors_are_replayed_too(
+    client: httpx.AsyncClient, marketplace_key: str
+) -> None:
+    principal = new_principal()
+    request_headers = headers(marketplace_key, principal, idempotency_key="bad-1")
+    body = {
+        "bot_id": "0" * 32,
+        "symbol": "BTCUSDT",
+        "timeframe": "1h",
+        "mode": "paper",
+        "quote_amount": "1",
+    }
+    first = await client.post("/api/v1/subscriptions", json=body, headers=request_headers)
+    second = await client.post("/api/v1/subscriptions", json=body, headers=request_headers)
+    assert first.status_code == 404 and second.content == first.content
+    assert second.headers.get("idempotent-replayed") == "true"
+
+
+async def test_malformed_idempotency_key_is_422(
+    client: httpx.AsyncClient, developer_key: str
+) -> None:
+    for bad in ("", "with space", "x" * 256):
+        response = await client.post(
+            "/api/v1/bots",
+            json={"name": "x"},
+            headers={**headers(developer_key), "Idempotency-Key": bad},
+        )
+        assert_error(response, 422, "VALIDATION_ERROR")
