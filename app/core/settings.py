@@ -29,7 +29,7 @@ class Environment(StrEnum):
     production = "production"
 
 
-class SettingsError(RuntimeError):
+class SettingsError(ValueError):
     """The configuration is unusable; the message says which variable to fix."""
 
 
