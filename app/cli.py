@@ -62,7 +62,15 @@ def rotate_keys() -> None:
 def serve(host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+    # Our own access log line carries the request id and route; uvicorn's would repeat it.
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

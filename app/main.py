@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.api_keys.router import router as api_keys_router
+from app.audit import AuditRejectedWritesMiddleware
 from app.bots.router import router as bots_router
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -104,7 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Added innermost first: the request id wraps everything, then the body limit, then
-    # idempotency, so a replay is logged, counted and never sees an oversized body.
+    # idempotency, so a replay is logged, counted and never sees an oversized body, and is
+    # not audited twice.
+    app.add_middleware(
+        AuditRejectedWritesMiddleware, sessionmaker=lambda: app.state.runtime.sessionmaker
+    )
     app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=lambda: app.state.runtime.metrics)

@@ -17,6 +17,7 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
     "asctime",
     "taskName",
     "request_id",
+    "color_message",
 }
 _base_factory = logging.getLogRecordFactory()
 

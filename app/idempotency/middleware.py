@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.audit import WRITE_METHODS
 from app.core.db import utcnow
 from app.core.errors import error_response
 from app.idempotency import repository
@@ -31,7 +32,6 @@ from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _POLL_INTERVAL_S = 0.05
 # Not results but states of the moment: a later copy must get its own chance to run.

@@ -120,3 +120,40 @@ async def test_malformed_idempotency_key_is_422(
             headers={**headers(developer_key), "Idempotency-Key": bad},
         )
         assert_error(response, 422, "VALIDATION_ERROR")
+
+
+async def test_every_write_leaves_one_audit_row_and_replays_none(
+    client: httpx.AsyncClient, settings: Settings, developer_key: str
+) -> None:
+    engine = create_engine(settings.database_url, pool=False)
+
+    async def outcomes() -> list[tuple[str, str]]:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(AuditLog.action, AuditLog.outcome).order_by(AuditLog.id)
+            )
+            return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    try:
+        created = await client.post(
+            "/api/v1/bots", json={"name": "a"}, headers=headers(developer_key, idempotency_key="a1")
+        )
+        await client.post(
+            "/api/v1/bots", json={"name": "a"}, headers=headers(developer_key, idempotency_key="a1")
+        )
+        await client.patch(
+            f"/api/v1/bots/{created.json()['id']}",
+            json={"status": "deleted"},
+            headers=headers(developer_key, idempotency_key="a2"),
+        )
+        await client.patch(
+            f"/api/v1/bots/{created.json()['id']}",
+            json={"status": "deleted"},
+            headers=headers(developer_key, idempotency_key="a2"),
+        )
+        assert await outcomes() == [
+            ("bot.create", "success"),
+            ("PATCH /api/v1/bots/{bot_id}", "rejected_422"),
+        ]
+    finally:
+        await engine.dispose()
