@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,10 +32,3 @@ async def complete(
 
 async def remove(session: AsyncSession, record_id: str) -> None:
     await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
-
-
-async def remove_expired(session: AsyncSession, now: datetime) -> int:
-    result = await session.execute(
-        delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
