@@ -1,0 +1,1 @@
+"""Binance spot through python-binance: error translation, filters, one rate-limit governor."""
