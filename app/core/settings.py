@@ -66,6 +66,21 @@ class Settings(BaseSettings):
     )
     google_gemini_base_url: str | None = None
 
+    # Binance: one host override for live and testnet (the sandbox exchange, e.g.
+    # http://127.0.0.1:8900); unset means Binance's own hosts.
+    binance_api_url: str | None = None
+    # Our share of Binance's 6000 weight per minute per IP, leaving headroom for anything
+    # else on the same address.
+    binance_weight_per_minute: int = Field(default=5000, ge=1, le=6000)
+    binance_rules_ttl_s: float = 300.0
+    # Paper trading: the price moves against each simulated market order by this fraction,
+    # and a paper subscription's virtual wallet starts at this multiple of its quote_amount.
+    paper_slippage: Decimal = Field(default=Decimal("0.0005"), ge=0, le=Decimal("0.05"))
+    paper_wallet_multiple: Decimal = Field(default=Decimal(10), gt=0)
+    # How long a claimed order attempt may stay `pending` before another worker treats it as
+    # crashed and reconciles it with the exchange.
+    order_lease_s: float = 120.0
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment is Environment.production:

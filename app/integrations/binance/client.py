@@ -1,0 +1,189 @@
+"""python-binance's AsyncClient behind our governor and error tree, one client per credential.
+
+Every call spends its Binance weight from the governor first, reports Binance's
+X-MBX-USED-WEIGHT-1M back to it after, and comes out as our own errors. Reads are retried on
+temporary errors; order placement never is (an unknown outcome is reconciled by the caller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from binance import AsyncClient
+
+from app.integrations.binance.errors import (
+    OrderNotFound,
+    RateLimited,
+    TemporaryError,
+    translate,
+)
+from app.integrations.binance.filters import SymbolRules
+from app.integrations.binance.governor import Governor
+
+log = logging.getLogger(__name__)
+
+# Binance's request weights for the endpoints we call.
+WEIGHTS = {
+    "ping": 1,
+    "time": 1,
+    "exchange_info": 20,
+    "klines": 2,
+    "ticker": 2,
+    "account": 20,
+    "order": 1,
+    "get_order": 4,
+    "my_trades": 5,
+}
+_READ_ATTEMPTS = 3
+
+
+class BinanceClient:
+    def __init__(self, client: AsyncClient, governor: Governor) -> None:
+        self._client = client
+        self._governor = governor
+
+    @classmethod
+    async def open(
+        cls,
+        governor: Governor,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        testnet: bool = False,
+        api_url: str | None = None,
+    ) -> BinanceClient:
+        client = AsyncClient(api_key, api_secret, testnet=testnet)
+        if api_url:
+            # python-binance reaches another host only through these attributes.
+            client.API_URL = client.API_TESTNET_URL = api_url.rstrip("/") + "/api"
+        self = cls(client, governor)
+        try:
+            await self.sync_clock()
+        except BaseException:
+            await client.close_connection()
+            raise
+        return self
+
+    async def close(self) -> None:
+        await self._client.close_connection()
+
+    async def _call(self, weight: int, call: Callable[[], Awaitable[Any]], *, retry: bool) -> Any:
+        attempts = _READ_ATTEMPTS if retry else 1
+        for attempt in range(1, attempts + 1):
+            await self._governor.acquire(weight)
+            try:
+                result = await call()
+            except Exception as exc:
+                error = translate(exc)
+                await self._observe(getattr(getattr(exc, "response", None), "headers", None))
+                if isinstance(error, RateLimited):
+                    await self._governor.block_for(error.retry_after_s)
+                if error.code == -1021:
+                    await self.sync_clock()
+                if not isinstance(error, TemporaryError) or attempt == attempts:
+                    raise error from exc
+                log.warning("temporary binance error, retrying", extra={"error": str(error)})
+                await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            await self._observe(getattr(self._client.response, "headers", None))
+            return result
+        raise AssertionError("unreachable")
+
+    async def _observe(self, headers: Any) -> None:
+        used = headers.get("X-MBX-USED-WEIGHT-1M") if headers is not None else None
+        if used is not None and str(used).isdigit():
+            await self._governor.observe_used_weight(int(used))
+
+    async def sync_clock(self) -> None:
+        await self._governor.acquire(WEIGHTS["time"])
+        try:
+            server = await self._client.get_server_time()
+        except Exception as exc:
+            raise translate(exc) from exc
+        self._client.timestamp_offset = int(server["serverTime"]) - int(time.time() * 1000)
+
+    async def symbol_rules(self, symbol: str) -> SymbolRules:
+        info = await self._call(
+            WEIGHTS["exchange_info"],
+            lambda: self._client.get_exchange_info(),
+            retry=True,
+        )
+        for entry in info["symbols"]:
+            if entry["symbol"] == symbol:
+                return SymbolRules.from_exchange_info(entry)
+        raise OrderNotFound(f"symbol {symbol} is not traded")
+
+    async def klines(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int = 1000
+    ) -> list[list[Any]]:
+        rows: list[list[Any]] = await self._call(
+            WEIGHTS["klines"],
+            lambda: self._client.get_klines(
+                symbol=symbol, interval=interval, startTime=start_ms, endTime=end_ms, limit=limit
+            ),
+            retry=True,
+        )
+        return rows
+
+    async def price(self, symbol: str) -> Decimal:
+        ticker = await self._call(
+            WEIGHTS["ticker"], lambda: self._client.get_symbol_ticker(symbol=symbol), retry=True
+        )
+        return Decimal(ticker["price"])
+
+    async def balances(self) -> dict[str, Decimal]:
+        account = await self._call(
+            WEIGHTS["account"], lambda: self._client.get_account(), retry=True
+        )
+        return {b["asset"]: Decimal(b["free"]) for b in account["balances"]}
+
+    async def market_order(
+        self,
+        symbol: str,
+        side: str,
+        client_order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        quote_quantity: Decimal | None = None,
+    ) -> dict[str, Any]:
+        """Send once; an UnknownOutcome means: look the order up before anything else."""
+        params: dict[str, Any] = {
+            "symbol": symbol,
+            "side": side,
+            "type": "MARKET",
+            "newClientOrderId": client_order_id,
+            "newOrderRespType": "FULL",
+        }
+        if quantity is not None:
+            params["quantity"] = format(quantity, "f")
+        if quote_quantity is not None:
+            params["quoteOrderQty"] = format(quote_quantity, "f")
+        order: dict[str, Any] = await self._call(
+            WEIGHTS["order"], lambda: self._client.create_order(**params), retry=False
+        )
+        return order
+
+    async def find_order(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        try:
+            order: dict[str, Any] = await self._call(
+                WEIGHTS["get_order"],
+                lambda: self._client.get_order(symbol=symbol, origClientOrderId=client_order_id),
+                retry=True,
+            )
+        except OrderNotFound:
+            return None
+        return order
+
+    async def order_trades(self, symbol: str, order_id: int) -> list[dict[str, Any]]:
+        """The fills of one order (GET order has no commissions; myTrades has)."""
+        fills: list[dict[str, Any]] = await self._call(
+            WEIGHTS["my_trades"],
+            lambda: self._client.get_my_trades(symbol=symbol, orderId=order_id),
+            retry=True,
+        )
+        return fills

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Position, Subscription, Trade
+
+
+async def subscription(session: AsyncSession, sub_id: str) -> Subscription | None:
+    return await session.get(Subscription, sub_id)
+
+
+async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) -> Trade | None:
+    return await session.scalar(select(Trade).where(Trade.client_order_id == client_order_id))
+
+
+async def position_for_update(session: AsyncSession, sub: Subscription) -> Position | None:
+    return await session.scalar(
+        select(Position).where(Position.subscription_id == sub.id).with_for_update()
+    )
+
+
+async def claim_stale(
+    session: AsyncSession, trade_id: str, now: datetime, stale_before: datetime
+) -> bool:
+    """Take over an attempt whose outcome is unknown or whose owner went silent.
+
+    One UPDATE decides between concurrent workers: only one sees a row change.
+    """
+    result = await session.execute(
+        update(Trade)
+        .where(
+            Trade.id == trade_id,
+            or_(
+                Trade.status == "unknown",
+                (Trade.status == "pending") & (Trade.updated_at < stale_before),
+            ),
+        )
+        .values(status="pending", updated_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
