@@ -39,8 +39,16 @@ _NOT_STORED = frozenset({429})
 
 
 def _fingerprint(scope: Scope, body: bytes) -> str:
+    # The principal is part of the request: one marketplace key reusing an Idempotency-Key
+    # for another renter must not be handed the first renter's response.
+    principal = Headers(scope=scope).get("x-principal-id", "")
     digest = hashlib.sha256()
-    for part in (scope["method"], scope["path"], scope.get("query_string", b"").decode(), ""):
+    for part in (
+        scope["method"],
+        scope["path"],
+        scope.get("query_string", b"").decode(),
+        principal,
+    ):
         digest.update(part.encode() + b"\0")
     digest.update(body)
     return digest.hexdigest()

@@ -157,3 +157,30 @@ async def test_every_write_leaves_one_audit_row_and_replays_none(
         ]
     finally:
         await engine.dispose()
+
+
+async def test_a_key_reused_for_another_principal_never_replays_their_response(
+    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
+) -> None:
+    bot = await create_bot(client, developer_key)
+    body = {
+        "bot_id": bot["id"],
+        "symbol": "BTCUSDT",
+        "timeframe": "1h",
+        "mode": "paper",
+        "quote_amount": "5",
+    }
+    alice, bob = new_principal(), new_principal()
+    first = await client.post(
+        "/api/v1/subscriptions",
+        json=body,
+        headers=headers(marketplace_key, alice, idempotency_key="shared"),
+    )
+    assert first.status_code == 201
+    other = await client.post(
+        "/api/v1/subscriptions",
+        json=body,
+        headers=headers(marketplace_key, bob, idempotency_key="shared"),
+    )
+    assert_error(other, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert first.json()["id"] not in other.text
