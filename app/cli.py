@@ -10,6 +10,8 @@ from cryptography.fernet import Fernet
 
 from app.api_keys.authenticator import Scope
 from app.core.settings import get_settings
+from app.sandbox.run import add_arguments as add_sandbox_arguments
+from app.sandbox.run import run_sandbox
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_parser("rotate", help="re-encrypt every credential under the newest key")
     keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
 
+    add_sandbox_arguments(commands.add_parser("sandbox", help="the Binance-compatible sandbox"))
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.host, args.port)
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         rotate_keys()
     elif args.command == "keys":
         print(Fernet.generate_key().decode())
+    elif args.command == "sandbox":
+        run_sandbox(args.host, args.port, args.accounts, args.seed)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Base
+from tests.sandbox_server import SandboxServer, serve_sandbox
 
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -143,3 +144,9 @@ async def developer_key(settings: Settings) -> str:
 @pytest.fixture
 async def marketplace_key(settings: Settings) -> str:
     return await make_key(settings, Scope.marketplace, "marketplace")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxServer]:
+    with serve_sandbox() as server:
+        yield server

@@ -1,0 +1,190 @@
+"""The sandbox market: each symbol's price is a pure function of (seed, symbol, time).
+
+log(price) is a sum of smooth value-noise layers at time scales from one minute to about
+45 days, with amplitudes growing like the square root of the scale, as a random walk's
+would. Any instant's price is computed directly, without replaying history, so the same
+window always yields the same candles, and candles close on real wall-clock boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+MINUTE_MS = 60_000
+INTERVAL_MS = {
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": 60 * MINUTE_MS,
+    "2h": 120 * MINUTE_MS,
+    "4h": 240 * MINUTE_MS,
+    "6h": 360 * MINUTE_MS,
+    "8h": 480 * MINUTE_MS,
+    "12h": 720 * MINUTE_MS,
+    "1d": 1440 * MINUTE_MS,
+}
+# (scale in minutes, amplitude of log-price); per-minute volatility about 0.1%.
+_LAYERS = tuple((4.0**k, 0.0012 * math.sqrt(4.0**k)) for k in range(9))
+# A candle's high and low come from a few instants per minute, at most this many in all.
+_MAX_SAMPLES_PER_CANDLE = 32
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    symbol: str
+    base: str
+    quote: str
+    anchor: Decimal
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+    base_volume: float
+
+
+SYMBOLS = {
+    spec.symbol: spec
+    for spec in (
+        SymbolSpec(
+            "BTCUSDT",
+            "BTC",
+            "USDT",
+            Decimal(60000),
+            Decimal("0.01"),
+            Decimal("0.00001"),
+            Decimal("0.00001"),
+            Decimal(5),
+            12.0,
+        ),
+        SymbolSpec(
+            "ETHUSDT",
+            "ETH",
+            "USDT",
+            Decimal(3000),
+            Decimal("0.01"),
+            Decimal("0.0001"),
+            Decimal("0.0001"),
+            Decimal(5),
+            150.0,
+        ),
+        SymbolSpec(
+            "BNBUSDT",
+            "BNB",
+            "USDT",
+            Decimal(600),
+            Decimal("0.01"),
+            Decimal("0.001"),
+            Decimal("0.001"),
+            Decimal(5),
+            400.0,
+        ),
+        SymbolSpec(
+            "SOLUSDT",
+            "SOL",
+            "USDT",
+            Decimal(150),
+            Decimal("0.01"),
+            Decimal("0.001"),
+            Decimal("0.001"),
+            Decimal(5),
+            2500.0,
+        ),
+    )
+}
+
+
+@lru_cache(maxsize=1 << 16)
+def _lattice(seed: int, symbol: str, layer: int, index: int) -> float:
+    digest = hashlib.blake2b(f"{seed}|{symbol}|{layer}|{index}".encode(), digest_size=8).digest()
+    return struct.unpack(">Q", digest)[0] / 2**63 - 1.0  # uniform in [-1, 1)
+
+
+def _noise(seed: int, symbol: str, layer: int, x: float) -> float:
+    """Smooth value noise: hashed lattice values, cosine-interpolated."""
+    left = math.floor(x)
+    t = (1 - math.cos((x - left) * math.pi)) / 2
+    a, b = _lattice(seed, symbol, layer, left), _lattice(seed, symbol, layer, left + 1)
+    return a + (b - a) * t
+
+
+class Market:
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
+
+    def raw_price(self, symbol: str, ms: int) -> float:
+        minutes = ms / MINUTE_MS
+        log_move = sum(
+            amplitude * _noise(self.seed, symbol, layer, minutes / scale)
+            for layer, (scale, amplitude) in enumerate(_LAYERS)
+        )
+        return float(SYMBOLS[symbol].anchor) * math.exp(log_move)
+
+    def price(self, symbol: str, ms: int) -> Decimal:
+        tick = SYMBOLS[symbol].tick_size
+        return Decimal(repr(self.raw_price(symbol, ms))).quantize(tick, rounding=ROUND_HALF_UP)
+
+    def candle(self, symbol: str, interval: str, open_ms: int, now_ms: int) -> list[object]:
+        """One 12-element kline row; a candle still forming ends at `now_ms`."""
+        length = INTERVAL_MS[interval]
+        if open_ms + length <= now_ms:  # closed: immutable, so cached
+            return self._closed_candle(symbol, interval, open_ms)
+        return self._build_candle(symbol, interval, open_ms, now_ms)
+
+    @lru_cache(maxsize=100_000)  # noqa: B019 - one Market per server, kept for its lifetime
+    def _closed_candle(self, symbol: str, interval: str, open_ms: int) -> list[object]:
+        return self._build_candle(symbol, interval, open_ms, open_ms + INTERVAL_MS[interval])
+
+    def _build_candle(self, symbol: str, interval: str, open_ms: int, now_ms: int) -> list[object]:
+        spec = SYMBOLS[symbol]
+        length = INTERVAL_MS[interval]
+        close_ms = open_ms + length - 1
+        last_ms = min(open_ms + length, now_ms)
+        samples = min(_MAX_SAMPLES_PER_CANDLE, 2 * length // MINUTE_MS + 2)
+        step = max(1, (last_ms - open_ms) // samples)
+        instants = [*range(open_ms, last_ms, step), last_ms]
+        prices = [self.price(symbol, t) for t in instants]
+        minutes = max(1.0, (last_ms - open_ms) / MINUTE_MS)
+        shake = (_lattice(self.seed, symbol, 99, open_ms // MINUTE_MS) + 1) / 2  # [0, 1)
+        volume = Decimal(repr(spec.base_volume * minutes * (0.5 + shake))).quantize(spec.step_size)
+        quote_volume = (volume * prices[-1]).quantize(Decimal("0.00000001"))
+        trades = int(float(volume) * 40) + 1
+        return [
+            open_ms,
+            str(prices[0]),
+            str(max(prices)),
+            str(min(prices)),
+            str(prices[-1]),
+            str(volume),
+            close_ms,
+            str(quote_volume),
+            trades,
+            str((volume / 2).quantize(spec.step_size)),
+            str((quote_volume / 2).quantize(Decimal("0.00000001"))),
+            "0",
+        ]
+
+    def klines(
+        self,
+        symbol: str,
+        interval: str,
+        now_ms: int,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+    ) -> list[list[object]]:
+        """Binance's window rules: from startTime forward, else back from endTime (or now)."""
+        length = INTERVAL_MS[interval]
+        last_open = (min(end_ms, now_ms) if end_ms is not None else now_ms) // length * length
+        if start_ms is not None:
+            first_open = -(-start_ms // length) * length  # first candle opening at/after it
+            opens = range(first_open, min(last_open, first_open + (limit - 1) * length) + 1, length)
+        else:
+            opens = range(max(0, last_open - (limit - 1) * length), last_open + 1, length)
+        return [self.candle(symbol, interval, t, now_ms) for t in opens]

@@ -1,0 +1,37 @@
+"""Running the sandbox exchange standalone (`botmarket sandbox`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from app.sandbox.server import create_sandbox_app, parse_accounts
+
+
+def run_sandbox(
+    host: str = "127.0.0.1", port: int = 8900, accounts_file: str | None = None, seed: int = 7
+) -> None:
+    import uvicorn
+
+    accounts = parse_accounts(json.loads(Path(accounts_file).read_text())) if accounts_file else []
+    uvicorn.run(create_sandbox_app(accounts, seed=seed), host=host, port=port, log_level="info")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback by default: admin paths are open"
+    )
+    parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument(
+        "--accounts",
+        help='JSON file: [{"api_key": ..., "api_secret": ..., "balances": {"USDT": "10000"}}]',
+    )
+    parser.add_argument("--seed", type=int, default=7, help="the market's price paths")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="botmarket sandbox", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run_sandbox(args.host, args.port, args.accounts, args.seed)

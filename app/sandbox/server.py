@@ -1,0 +1,518 @@
+"""The sandbox's HTTP face: Binance's spot REST paths, signatures, weights and faults.
+
+Signed requests are checked as Binance checks them: HMAC-SHA256 over the raw query string
+followed by the raw body (the signature parameter left out), the X-MBX-APIKEY header, and
+timestamp/recvWindow. Every answer carries X-MBX-USED-WEIGHT-1M, counted per client IP per
+wall-clock minute; past the limit a 429 with Retry-After, and a 418 ban for repeat offenders.
+The /sandbox/* paths are the operator's: accounts, limits, fault injection, inspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.sandbox.exchange import Account, Exchange, SandboxError, spec_of
+from app.sandbox.market import INTERVAL_MS, SYMBOLS, Market
+
+MAX_RECV_WINDOW_MS = 60_000
+FUTURE_TOLERANCE_MS = 1_000
+
+
+@dataclass
+class Limits:
+    weight_per_minute: int = 6000
+    violations_before_ban: int = 3
+    ban_seconds: float = 120.0
+
+
+@dataclass
+class Faults:
+    latency_ms: int = 0
+    error_5xx_next: int = 0  # answer 503 without doing anything
+    executed_then_5xx_next: int = 0  # place the order, then answer 503
+
+
+@dataclass
+class _IpUsage:
+    minute: int = -1
+    used: int = 0
+    violations: int = 0
+    banned_until: float = 0.0
+
+
+@dataclass
+class SandboxState:
+    exchange: Exchange
+    limits: Limits = field(default_factory=Limits)
+    faults: Faults = field(default_factory=Faults)
+    usage: dict[str, _IpUsage] = field(default_factory=dict)
+    requests: Counter[str] = field(default_factory=Counter)
+
+
+Handler = Callable[[Request, dict[str, str], Account | None], Awaitable[Any]]
+
+
+def _error(status: int, code: int, msg: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse({"code": code, "msg": msg}, status_code=status, headers=headers)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _total_params(query: str, body: str) -> tuple[str, str | None]:
+    """(the signed payload, the signature): Binance concatenates query string and body."""
+    signature = None
+    parts = []
+    for raw in (query, body):
+        kept = []
+        for pair in raw.split("&") if raw else []:
+            if pair.startswith("signature="):
+                signature = pair.removeprefix("signature=")
+            else:
+                kept.append(pair)
+        parts.append("&".join(kept))
+    return "".join(parts), signature
+
+
+class Sandbox:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    # -- the request pipeline ------------------------------------------------------------
+
+    def endpoint(
+        self,
+        handler: Handler,
+        weight: Callable[[dict[str, str]], int],
+        *,
+        signed: bool = False,
+        places_order: bool = False,
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            state = self.state
+            state.requests[f"{request.method} {request.url.path}"] += 1
+            if state.faults.latency_ms:
+                await asyncio.sleep(state.faults.latency_ms / 1000)
+            body = (await request.body()).decode()
+            query = request.url.query
+            params = dict(parse_qsl(query)) | dict(parse_qsl(body))
+            refused = self._spend_weight(request, weight(params))
+            headers = {"X-MBX-USED-WEIGHT-1M": str(self._used(request))}
+            if refused is not None:
+                return refused
+            if state.faults.error_5xx_next > 0:
+                state.faults.error_5xx_next -= 1
+                return Response("", status_code=503, headers=headers)
+            try:
+                account = self._authenticate(request, query, body, params) if signed else None
+                result = await handler(request, params, account)
+            except SandboxError as exc:
+                return _error(exc.status, exc.code, exc.msg, headers)
+            if places_order and state.faults.executed_then_5xx_next > 0:
+                state.faults.executed_then_5xx_next -= 1
+                return Response("", status_code=503, headers=headers)
+            return JSONResponse(result, headers=headers)
+
+        return run
+
+    def _used(self, request: Request) -> int:
+        usage = self.state.usage.get(self._ip(request))
+        return usage.used if usage is not None and usage.minute == _now_ms() // 60_000 else 0
+
+    @staticmethod
+    def _ip(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def _spend_weight(self, request: Request, weight: int) -> JSONResponse | None:
+        limits = self.state.limits
+        usage = self.state.usage.setdefault(self._ip(request), _IpUsage())
+        now = time.time()
+        minute = int(now // 60)
+        if usage.minute != minute:
+            usage.minute, usage.used = minute, 0
+        if now < usage.banned_until:
+            retry = str(int(usage.banned_until - now) + 1)
+            return _error(
+                418,
+                -1003,
+                "Way too many requests; IP banned.",
+                {"Retry-After": retry, "X-MBX-USED-WEIGHT-1M": str(usage.used)},
+            )
+        if usage.used + weight > limits.weight_per_minute:
+            usage.violations += 1
+            if usage.violations >= limits.violations_before_ban:
+                usage.banned_until = now + limits.ban_seconds
+                retry = str(int(limits.ban_seconds))
+                return _error(
+                    418,
+                    -1003,
+                    "Way too many requests; IP banned.",
+                    {"Retry-After": retry, "X-MBX-USED-WEIGHT-1M": str(usage.used)},
+                )
+            retry = str(int((minute + 1) * 60 - now) + 1)
+            return _error(
+                429,
+                -1003,
+                "Too much request weight used; please use the websocket for live updates "
+                "to avoid polling the API.",
+                {"Retry-After": retry, "X-MBX-USED-WEIGHT-1M": str(usage.used)},
+            )
+        usage.used += weight
+        return None
+
+    def _authenticate(
+        self, request: Request, query: str, body: str, params: dict[str, str]
+    ) -> Account:
+        api_key = request.headers.get("X-MBX-APIKEY")
+        account = self.state.exchange.accounts.get(api_key or "")
+        if account is None:
+            raise SandboxError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        timestamp = params.get("timestamp")
+        if timestamp is None or not timestamp.isdigit():
+            raise SandboxError(
+                -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            )
+        window = int(params.get("recvWindow", "5000"))
+        if window > MAX_RECV_WINDOW_MS:
+            raise SandboxError(-1131, "recvWindow must be less than 60000")
+        now = _now_ms()
+        if int(timestamp) > now + FUTURE_TOLERANCE_MS or now - int(timestamp) > window:
+            raise SandboxError(-1021, "Timestamp for this request is outside of the recvWindow.")
+        payload, signature = _total_params(query, body)
+        expected = hmac.new(account.api_secret.encode(), payload.encode(), hashlib.sha256)
+        if signature is None or not hmac.compare_digest(expected.hexdigest(), signature):
+            raise SandboxError(-1022, "Signature for this request is not valid.")
+        return account
+
+    # -- public endpoints -----------------------------------------------------------------
+
+    async def ping(self, *_: object) -> dict[str, Any]:
+        return {}
+
+    async def server_time(self, *_: object) -> dict[str, Any]:
+        return {"serverTime": _now_ms()}
+
+    async def exchange_info(self, _r: Request, params: dict[str, str], _a: object) -> Any:
+        wanted = [params["symbol"]] if "symbol" in params else list(SYMBOLS)
+        if "symbols" in params:
+            wanted = [s.strip('"[] ') for s in params["symbols"].split(",")]
+        return {
+            "timezone": "UTC",
+            "serverTime": _now_ms(),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": self.state.limits.weight_per_minute,
+                },
+            ],
+            "exchangeFilters": [],
+            "symbols": [_symbol_info(spec_of(symbol).symbol) for symbol in wanted],
+        }
+
+    async def klines(self, _r: Request, params: dict[str, str], _a: object) -> Any:
+        spec = spec_of(params.get("symbol"))
+        interval = params.get("interval", "")
+        if interval not in INTERVAL_MS:
+            raise SandboxError(-1120, "Invalid interval.")
+        limit = min(int(params.get("limit", "500")), 1000)
+        start = int(params["startTime"]) if "startTime" in params else None
+        end = int(params["endTime"]) if "endTime" in params else None
+        return self.state.exchange.market.klines(
+            spec.symbol, interval, _now_ms(), start, end, limit
+        )
+
+    async def ticker_price(self, _r: Request, params: dict[str, str], _a: object) -> Any:
+        market, now = self.state.exchange.market, _now_ms()
+        if "symbol" in params:
+            spec = spec_of(params["symbol"])
+            return {"symbol": spec.symbol, "price": str(market.price(spec.symbol, now))}
+        return [{"symbol": s, "price": str(market.price(s, now))} for s in SYMBOLS]
+
+    # -- signed endpoints -----------------------------------------------------------------
+
+    async def account(self, _r: Request, _p: dict[str, str], account: Account | None) -> Any:
+        assert account is not None
+        self.state.exchange.fill_crossed_limits(account, _now_ms())
+        assets = sorted(set(account.free) | set(account.locked))
+        return {
+            "makerCommission": 10,
+            "takerCommission": 10,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": False,
+            "updateTime": _now_ms(),
+            "accountType": "SPOT",
+            "permissions": ["SPOT"],
+            "balances": [
+                {
+                    "asset": a,
+                    "free": _money(account.balance(a)),
+                    "locked": _money(account.locked.get(a, Decimal(0))),
+                }
+                for a in assets
+            ],
+        }
+
+    async def new_order(self, _r: Request, params: dict[str, str], account: Account | None) -> Any:
+        assert account is not None
+        order = self.state.exchange.place(account, params, _now_ms())
+        return _order_response(order, params.get("newOrderRespType", "FULL"))
+
+    async def test_order(self, _r: Request, params: dict[str, str], account: Account | None) -> Any:
+        assert account is not None
+        return self.state.exchange.place(account, params, _now_ms(), test=True)
+
+    async def get_order(self, _r: Request, params: dict[str, str], account: Account | None) -> Any:
+        assert account is not None
+        self.state.exchange.fill_crossed_limits(account, _now_ms())
+        return _without_fills(self.state.exchange.find(account, params))
+
+    async def cancel_order(
+        self, _r: Request, params: dict[str, str], account: Account | None
+    ) -> Any:
+        assert account is not None
+        order = self.state.exchange.cancel(account, params, _now_ms())
+        return {**_without_fills(order), "origClientOrderId": order["clientOrderId"]}
+
+    async def open_orders(
+        self, _r: Request, params: dict[str, str], account: Account | None
+    ) -> Any:
+        assert account is not None
+        self.state.exchange.fill_crossed_limits(account, _now_ms())
+        symbol = params.get("symbol")
+        if symbol is not None:
+            spec_of(symbol)
+        return [
+            _without_fills(o)
+            for o in account.orders
+            if o["status"] == "NEW" and symbol in (None, o["symbol"])
+        ]
+
+    async def all_orders(self, _r: Request, params: dict[str, str], account: Account | None) -> Any:
+        assert account is not None
+        symbol = spec_of(params.get("symbol")).symbol
+        self.state.exchange.fill_crossed_limits(account, _now_ms())
+        return [_without_fills(o) for o in account.orders if o["symbol"] == symbol]
+
+    async def my_trades(self, _r: Request, params: dict[str, str], account: Account | None) -> Any:
+        assert account is not None
+        symbol = spec_of(params.get("symbol")).symbol
+        order_id = params.get("orderId")
+        return [
+            t
+            for t in account.trades
+            if t["symbol"] == symbol and (order_id is None or str(t["orderId"]) == order_id)
+        ]
+
+    # -- the operator's endpoints ---------------------------------------------------------
+
+    async def put_account(self, request: Request) -> Response:
+        ((api_key, api_secret, balances),) = parse_accounts([await request.json()])
+        self.state.exchange.add_account(api_key, api_secret, balances)
+        return JSONResponse({"api_key": api_key})
+
+    async def put_config(self, request: Request) -> Response:
+        body = await request.json()
+        limits = self.state.limits
+        limits.weight_per_minute = int(body.get("weight_per_minute", limits.weight_per_minute))
+        limits.violations_before_ban = int(
+            body.get("violations_before_ban", limits.violations_before_ban)
+        )
+        limits.ban_seconds = float(body.get("ban_seconds", limits.ban_seconds))
+        if body.get("reset_usage"):
+            self.state.usage.clear()
+        return JSONResponse(vars(limits))
+
+    async def put_faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.state.faults = Faults()
+        else:
+            for name, value in (await request.json()).items():
+                if not hasattr(self.state.faults, name):
+                    return JSONResponse({"error": f"unknown fault {name}"}, status_code=400)
+                setattr(self.state.faults, name, int(value))
+        return JSONResponse(vars(self.state.faults))
+
+    async def list_orders(self, request: Request) -> Response:
+        account = self.state.exchange.accounts.get(request.query_params.get("api_key", ""))
+        if account is None:
+            return JSONResponse({"error": "unknown account"}, status_code=404)
+        return JSONResponse(account.orders)
+
+    async def stats(self, _request: Request) -> Response:
+        return JSONResponse({"requests": dict(self.state.requests)})
+
+
+def _money(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.00000001")), "f")
+
+
+def _symbol_info(symbol: str) -> dict[str, Any]:
+    spec = SYMBOLS[symbol]
+    return {
+        "symbol": spec.symbol,
+        "status": "TRADING",
+        "baseAsset": spec.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": spec.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "permissions": ["SPOT"],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": _money(spec.tick_size),
+                "maxPrice": "1000000.00000000",
+                "tickSize": _money(spec.tick_size),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": _money(spec.min_qty),
+                "maxQty": "9000.00000000",
+                "stepSize": _money(spec.step_size),
+            },
+            {
+                "filterType": "MIN_NOTIONAL",
+                "minNotional": _money(spec.min_notional),
+                "applyToMarket": True,
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": _money(spec.min_notional),
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+        ],
+    }
+
+
+def _without_fills(order: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in order.items() if k not in ("fills", "transactTime")}
+
+
+def _order_response(order: dict[str, Any], kind: str) -> dict[str, Any]:
+    ack = {
+        k: order[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")
+    }
+    if kind == "ACK":
+        return ack
+    result = {k: v for k, v in order.items() if k not in ("fills", "time", "updateTime")}
+    if kind == "RESULT":
+        return result
+    return {**result, "fills": order["fills"]}
+
+
+def _klines_weight(params: dict[str, str]) -> int:
+    limit = int(params.get("limit", "500") or 500)
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+def parse_accounts(entries: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Decimal]]]:
+    """`[{"api_key", "api_secret", "balances": {"USDT": "10000"}}]` as create_sandbox_app takes."""
+    return [
+        (
+            entry["api_key"],
+            entry["api_secret"],
+            {asset: Decimal(str(amount)) for asset, amount in entry.get("balances", {}).items()},
+        )
+        for entry in entries
+    ]
+
+
+def create_sandbox_app(
+    accounts: list[tuple[str, str, dict[str, Decimal]]] | None = None,
+    *,
+    seed: int = 7,
+    limits: Limits | None = None,
+) -> Starlette:
+    exchange = Exchange(Market(seed))
+    for api_key, api_secret, balances in accounts or []:
+        exchange.add_account(api_key, api_secret, balances)
+    sandbox = Sandbox(SandboxState(exchange, limits or Limits()))
+    app_routes = [
+        ("/api/v3/ping", "GET", sandbox.ping, lambda p: 1, {}),
+        ("/api/v3/time", "GET", sandbox.server_time, lambda p: 1, {}),
+        ("/api/v3/exchangeInfo", "GET", sandbox.exchange_info, lambda p: 20, {}),
+        ("/api/v3/klines", "GET", sandbox.klines, _klines_weight, {}),
+        (
+            "/api/v3/ticker/price",
+            "GET",
+            sandbox.ticker_price,
+            lambda p: 2 if "symbol" in p else 4,
+            {},
+        ),
+        ("/api/v3/account", "GET", sandbox.account, lambda p: 20, {"signed": True}),
+        (
+            "/api/v3/order",
+            "POST",
+            sandbox.new_order,
+            lambda p: 1,
+            {"signed": True, "places_order": True},
+        ),
+        ("/api/v3/order/test", "POST", sandbox.test_order, lambda p: 1, {"signed": True}),
+        ("/api/v3/order", "GET", sandbox.get_order, lambda p: 4, {"signed": True}),
+        ("/api/v3/order", "DELETE", sandbox.cancel_order, lambda p: 1, {"signed": True}),
+        (
+            "/api/v3/openOrders",
+            "GET",
+            sandbox.open_orders,
+            lambda p: 6 if "symbol" in p else 80,
+            {"signed": True},
+        ),
+        ("/api/v3/allOrders", "GET", sandbox.all_orders, lambda p: 20, {"signed": True}),
+        (
+            "/api/v3/myTrades",
+            "GET",
+            sandbox.my_trades,
+            lambda p: 5 if "orderId" in p else 20,
+            {"signed": True},
+        ),
+    ]
+    routes = [
+        Route(path, sandbox.endpoint(handler, weight, **options), methods=[method])  # type: ignore[arg-type]
+        for path, method, handler, weight, options in app_routes
+    ]
+    routes += [
+        Route("/sandbox/accounts", sandbox.put_account, methods=["POST"]),
+        Route("/sandbox/config", sandbox.put_config, methods=["POST"]),
+        Route("/sandbox/faults", sandbox.put_faults, methods=["POST", "DELETE"]),
+        Route("/sandbox/orders", sandbox.list_orders, methods=["GET"]),
+        Route("/sandbox/stats", sandbox.stats, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.sandbox = sandbox
+    return app
