@@ -223,7 +223,7 @@ class Sandbox:
                 },
             ],
             "exchangeFilters": [],
-            "symbols": [_symbol_info(spec_of(symbol).symbol) for symbol in wanted],
+            "symbols": [symbol_info(spec_of(symbol).symbol) for symbol in wanted],
         }
 
     async def klines(self, _r: Request, params: dict[str, str], _a: object) -> Any:
@@ -366,7 +366,7 @@ def _money(value: Decimal) -> str:
     return format(value.quantize(Decimal("0.00000001")), "f")
 
 
-def _symbol_info(symbol: str) -> dict[str, Any]:
+def symbol_info(symbol: str) -> dict[str, Any]:
     spec = SYMBOLS[symbol]
     return {
         "symbol": spec.symbol,

@@ -9,6 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.integrations.binance.filters import OrderTooSmall, SymbolRules
+from app.sandbox.exchange import check_lot, check_notional
+from app.sandbox.market import SYMBOLS
+from app.sandbox.server import symbol_info
 
 D = Decimal
 
@@ -90,3 +93,21 @@ def test_binance_btcusdt_examples() -> None:
         rules.size_market_buy(D("4"), D("60000"))
     with pytest.raises(OrderTooSmall, match="minimum quantity"):
         rules.size_market_sell(D("0.000009"), D("60000"))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(sorted(SYMBOLS)), prices, amounts, st.booleans())
+def test_sized_orders_pass_the_sandbox_exchange_checks(
+    symbol: str, price: Decimal, amount: Decimal, buy: bool
+) -> None:
+    """The same property judged by the sandbox's independent filter code."""
+    spec = SYMBOLS[symbol]
+    rules = SymbolRules.from_exchange_info(symbol_info(symbol))
+    try:
+        quantity = (
+            rules.size_market_buy(amount, price) if buy else rules.size_market_sell(amount, price)
+        )
+    except OrderTooSmall:
+        return
+    check_lot(spec, quantity)
+    check_notional(spec, quantity, price)
