@@ -25,6 +25,7 @@ from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Base
+from tests.fakes import RunningFakes, serve_fakes
 from tests.sandbox_server import SandboxServer, serve_sandbox
 
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
@@ -150,3 +151,16 @@ async def marketplace_key(settings: Settings) -> str:
 def sandbox() -> Iterator[SandboxServer]:
     with serve_sandbox() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def llm_fakes_server() -> Iterator[RunningFakes]:
+    with serve_fakes() as fakes:
+        yield fakes
+
+
+@pytest.fixture
+def llm_fakes(llm_fakes_server: RunningFakes) -> RunningFakes:
+    for fake in llm_fakes_server.all:
+        fake.reset()
+    return llm_fakes_server

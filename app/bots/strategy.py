@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+    "openai_compatible": "llama3.1",
 }
 
 Provider = Literal["openai", "anthropic", "gemini", "openai_compatible"]

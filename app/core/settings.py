@@ -65,6 +65,19 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
     )
     google_gemini_base_url: str | None = None
+    # Any OpenAI-compatible server (a local Ollama or vLLM); configured when the URL is set.
+    openai_compatible_base_url: str | None = None
+    openai_compatible_api_key: SecretStr = SecretStr("not-needed")
+    llm_timeout_s: float = Field(default=20.0, gt=0, le=120)
+    # USD per million tokens, per model: {"gpt-4o-mini": {"input": "0.15", "output": "0.6"}}.
+    # A model missing here costs 0 in the records (and so never spends a budget).
+    llm_prices: dict[str, dict[str, Decimal]] = Field(
+        default_factory=lambda: {
+            "gpt-4o-mini": {"input": Decimal("0.15"), "output": Decimal("0.60")},
+            "claude-haiku-4-5": {"input": Decimal("1.00"), "output": Decimal("5.00")},
+            "gemini-2.5-flash": {"input": Decimal("0.30"), "output": Decimal("2.50")},
+        }
+    )
 
     # Binance: one host override for live and testnet (the sandbox exchange, e.g.
     # http://127.0.0.1:8900); unset means Binance's own hosts.
@@ -98,7 +111,10 @@ class Settings(BaseSettings):
             "anthropic": self.anthropic_api_key,
             "gemini": self.gemini_api_key,
         }
-        return [name for name, key in keys.items() if key and key.get_secret_value()]
+        configured = [name for name, key in keys.items() if key and key.get_secret_value()]
+        if self.openai_compatible_base_url:
+            configured.append("openai_compatible")
+        return configured
 
     @property
     def is_sqlite(self) -> bool:

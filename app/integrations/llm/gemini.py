@@ -1,0 +1,75 @@
+"""Google Gemini through google-genai (the successor of the retired google-generativeai)."""
+
+from __future__ import annotations
+
+from google import genai
+from google.genai import errors, types
+
+from app.integrations.llm.base import (
+    VOTE_SCHEMA,
+    Answer,
+    ModelPrice,
+    ProviderHTTPError,
+    VotePrompt,
+    Voter,
+)
+
+
+def _gemini_schema() -> dict[str, object]:
+    # Gemini's response schema is an OpenAPI subset: no additionalProperties.
+    return {k: v for k, v in VOTE_SCHEMA.items() if k != "additionalProperties"}
+
+
+class GeminiVoter(Voter):
+    provider = "gemini"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout_s: float,
+        price: ModelPrice | None,
+    ) -> None:
+        super().__init__(model, timeout_s=timeout_s, price=price)
+        self._client = genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                timeout=int(timeout_s * 1000),
+                retry_options=types.HttpRetryOptions(attempts=1),  # our policy retries
+            ),
+        )
+
+    async def _ask(self, prompt: VotePrompt, remaining_s: float) -> Answer:
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=self.model,
+                contents=prompt.user,
+                config=types.GenerateContentConfig(
+                    system_instruction=prompt.system,
+                    temperature=0,
+                    response_mime_type="application/json",
+                    response_schema=_gemini_schema(),
+                ),
+            )
+        except errors.APIError as exc:
+            raise ProviderHTTPError(exc.code) from exc
+        usage = response.usage_metadata
+        candidate = response.candidates[0] if response.candidates else None
+        refusal = None
+        if candidate is None:
+            feedback = response.prompt_feedback
+            refusal = f"blocked: {feedback.block_reason}" if feedback else "no candidate"
+        elif candidate.finish_reason and candidate.finish_reason.name in ("SAFETY", "RECITATION"):
+            refusal = f"finish reason {candidate.finish_reason.name}"
+        return Answer(
+            content=response.text if refusal is None else None,
+            tokens_in=(usage.prompt_token_count or 0) if usage else 0,
+            tokens_out=(usage.candidates_token_count or 0) if usage else 0,
+            refusal=refusal,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()

@@ -1,0 +1,64 @@
+"""OpenAI (and any OpenAI-compatible server, e.g. Ollama or vLLM) with a strict JSON schema."""
+
+from __future__ import annotations
+
+import openai
+
+from app.integrations.llm.base import (
+    VOTE_SCHEMA,
+    Answer,
+    ModelPrice,
+    ProviderHTTPError,
+    VotePrompt,
+    Voter,
+    retry_after_seconds,
+)
+
+
+class OpenAIVoter(Voter):
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout_s: float,
+        price: ModelPrice | None,
+        provider: str = "openai",
+    ) -> None:
+        super().__init__(model, timeout_s=timeout_s, price=price)
+        self.provider = provider
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+        )
+
+    async def _ask(self, prompt: VotePrompt, remaining_s: float) -> Answer:
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self.model,
+                temperature=0,
+                messages=[
+                    {"role": "system", "content": prompt.system},
+                    {"role": "user", "content": prompt.user},
+                ],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "vote", "strict": True, "schema": VOTE_SCHEMA},
+                },
+                timeout=max(0.1, remaining_s),
+            )
+        except openai.APIStatusError as exc:
+            raise ProviderHTTPError(
+                exc.status_code, retry_after_seconds(exc.response.headers)
+            ) from exc
+        usage = completion.usage
+        message = completion.choices[0].message if completion.choices else None
+        return Answer(
+            content=message.content if message else None,
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            refusal=message.refusal if message else "no choice returned",
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()

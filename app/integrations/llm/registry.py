@@ -1,0 +1,73 @@
+"""Voters built from settings, once per process, and closed with it."""
+
+from __future__ import annotations
+
+from app.core.settings import Settings
+from app.integrations.llm.anthropic import AnthropicVoter
+from app.integrations.llm.base import ModelPrice, Voter
+from app.integrations.llm.gemini import GeminiVoter
+from app.integrations.llm.openai import OpenAIVoter
+
+
+def build_voter(provider: str, model: str, settings: Settings) -> Voter | None:
+    """The voter for (provider, model), or None when the provider has no key configured."""
+    if provider not in settings.configured_llm_providers():
+        return None
+    prices = settings.llm_prices.get(model)
+    price = ModelPrice(prices["input"], prices["output"]) if prices else None
+    timeout = settings.llm_timeout_s
+    if provider == "openai":
+        assert settings.openai_api_key is not None
+        return OpenAIVoter(
+            model,
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            timeout_s=timeout,
+            price=price,
+        )
+    if provider == "openai_compatible":
+        return OpenAIVoter(
+            model,
+            api_key=settings.openai_compatible_api_key.get_secret_value(),
+            base_url=settings.openai_compatible_base_url,
+            timeout_s=timeout,
+            price=price,
+            provider="openai_compatible",
+        )
+    if provider == "anthropic":
+        assert settings.anthropic_api_key is not None
+        return AnthropicVoter(
+            model,
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            timeout_s=timeout,
+            price=price,
+        )
+    assert provider == "gemini" and settings.gemini_api_key is not None
+    return GeminiVoter(
+        model,
+        api_key=settings.gemini_api_key.get_secret_value(),
+        base_url=settings.google_gemini_base_url,
+        timeout_s=timeout,
+        price=price,
+    )
+
+
+class VoterPool:
+    """One voter per (provider, model) for the life of a process: SDK clients hold
+    connection pools bound to the event loop that made them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._voters: dict[tuple[str, str], Voter | None] = {}
+
+    def get(self, provider: str, model: str) -> Voter | None:
+        key = (provider, model)
+        if key not in self._voters:
+            self._voters[key] = build_voter(provider, model, self._settings)
+        return self._voters[key]
+
+    async def aclose(self) -> None:
+        voters, self._voters = [v for v in self._voters.values() if v], {}
+        for voter in voters:
+            await voter.aclose()
