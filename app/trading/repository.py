@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Position, Subscription, Trade
+from app.models import BotVersion, Decision, LlmVote, Position, Subscription, Trade
 
 
 async def subscription(session: AsyncSession, sub_id: str) -> Subscription | None:
@@ -41,3 +42,34 @@ async def claim_stale(
         .values(status="pending", updated_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def decision_for(
+    session: AsyncSession, bot_version_id: str, symbol: str, timeframe: str, candle: datetime
+) -> Decision | None:
+    return await session.scalar(
+        select(Decision).where(
+            Decision.bot_version_id == bot_version_id,
+            Decision.symbol == symbol,
+            Decision.timeframe == timeframe,
+            Decision.candle_open_at == candle,
+        )
+    )
+
+
+async def llm_spend_between(
+    session: AsyncSession, bot_id: str, start: datetime, end: datetime
+) -> Decimal:
+    """What a bot's votes cost for candles opening in [start, end) (summed here: SQLite
+    stores money as text)."""
+    costs = await session.scalars(
+        select(LlmVote.cost_usd)
+        .join(Decision, Decision.id == LlmVote.decision_id)
+        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
+        .where(
+            BotVersion.bot_id == bot_id,
+            Decision.candle_open_at >= start,
+            Decision.candle_open_at < end,
+        )
+    )
+    return sum(costs.all(), Decimal(0))
