@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from app.trading.decide import DecisionMaker
 from app.trading.market_data import MarketData, MemoryCandleCache, RedisCandleCache
 from tests.conftest import REDIS_URL, require_service
 from tests.fakes import RunningFakes
+from tests.helpers import headers, new_principal
 from tests.sandbox_server import SandboxServer
 
 NOW = datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC)
@@ -228,3 +230,47 @@ async def test_candles_are_shared_through_redis_across_processes(sandbox: Sandbo
     finally:
         await clients.close()
         await redis.aclose()
+
+
+async def test_renters_see_the_decision_with_every_vote(
+    app: FastAPI,
+    maker: DecisionMaker,
+    llm_fakes: RunningFakes,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    llm_fakes.gemini.reset(latency_s=3)
+    principal = new_principal()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        bot = await http.post(
+            "/api/v1/bots",
+            json={
+                "name": "panel",
+                "strategy": {"voters": [v.model_dump(mode="json") for v in PANEL]},
+            },
+            headers=headers(developer_key),
+        )
+        sub = await http.post(
+            "/api/v1/subscriptions",
+            json={
+                "bot_id": bot.json()["id"],
+                "symbol": "BTCUSDT",
+                "timeframe": "1h",
+                "mode": "paper",
+                "quote_amount": "50",
+            },
+            headers=headers(marketplace_key, principal),
+        )
+        decision = await maker.decide(bot.json()["version_id"], "BTCUSDT", "1h", now=NOW)
+        page = await http.get(
+            f"/api/v1/subscriptions/{sub.json()['id']}/decisions",
+            headers=headers(marketplace_key, principal),
+        )
+    (shown,) = page.json()["items"]
+    assert shown["id"] == decision.id and shown["action"] == decision.action
+    assert shown["indicators"]["rsi"]["signal"] == decision.indicators["rsi"]["signal"]
+    votes = {v["provider"]: v for v in shown["votes"]}
+    assert votes["openai"]["reasoning"] == "RSI oversold while the trend turns up."
+    assert votes["gemini"]["action"] is None
+    assert votes["gemini"]["abstain_reason"] == "timeout after 1.5s"

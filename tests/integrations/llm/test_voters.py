@@ -120,3 +120,17 @@ async def test_refusal_is_an_abstention(voter) -> None:
 
 def test_unconfigured_providers_are_not_built() -> None:
     assert build_voter("openai", "gpt-4o-mini", Settings()) is None
+
+
+async def test_any_openai_compatible_server_by_base_url(llm_fakes: RunningFakes) -> None:
+    settings = Settings(openai_compatible_base_url=f"{llm_fakes.url}/v1", llm_timeout_s=1.5)
+    assert settings.configured_llm_providers() == ["openai_compatible"]
+    voter = build_voter("openai_compatible", "llama3.1", settings)
+    assert voter is not None
+    try:
+        result = await voter.vote(PROMPT)
+    finally:
+        await voter.aclose()
+    assert result.provider == "openai_compatible" and result.vote is not None
+    assert result.cost_usd == 0  # a local model is not in the price table
+    assert llm_fakes.openai.last_body["model"] == "llama3.1"
