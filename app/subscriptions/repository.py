@@ -65,7 +65,8 @@ async def votes_of(session: AsyncSession, decision_ids: Sequence[str]) -> Sequen
         await session.scalars(
             select(LlmVote)
             .where(LlmVote.decision_id.in_(decision_ids))
-            .order_by(LlmVote.decision_id, LlmVote.id)
+            # Ids made in the same millisecond sort at random; provider and model do not.
+            .order_by(LlmVote.decision_id, LlmVote.provider, LlmVote.model)
         )
     ).all()
 

@@ -145,7 +145,7 @@ def indicator_score(
     snapshot: dict[str, dict[str, object]] = {}
     score = Decimal(0)
     for label, (reading, weight, period) in readings.items():
-        signal = Decimal(repr(round(reading.signal, 6)))
+        signal = Decimal(repr(round(reading.signal, 6) + 0.0))  # + 0.0 turns -0.0 into 0.0
         contribution = signal * weight / total_weight
         score += contribution
         snapshot[label] = {

@@ -65,6 +65,7 @@ def test_signals_are_bounded_and_scale_free(seed: int) -> None:
     assert Decimal(-1) <= small.score <= Decimal(1)
     for name, reading in small.snapshot.items():
         assert -1 <= reading["signal"] <= 1
+        assert str(reading["signal"]) != "-0.0"  # renters should not read a "negative zero"
         # The same market at 1000x the price reads the same (up to rounding of the inputs).
         assert np.isclose(reading["signal"], large.snapshot[name]["signal"], atol=1e-3), name
     contributions = sum(Decimal(str(r["contribution"])) for r in small.snapshot.values())
