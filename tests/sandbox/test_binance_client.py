@@ -120,8 +120,18 @@ async def test_market_orders_fill_with_the_fee_in_the_received_asset(trader) -> 
         symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.0001", newOrderRespType="ACK"
     )
     assert set(ack) == {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
+    result = await client.create_order(
+        symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.0001", newOrderRespType="RESULT"
+    )
+    assert result["status"] == "FILLED" and result["executedQty"] == "0.00010000"
+    assert "fills" not in result
     trades = await client.get_my_trades(symbol="BTCUSDT")
-    assert [t["orderId"] for t in trades] == [buy["orderId"], sell["orderId"], ack["orderId"]]
+    assert [t["orderId"] for t in trades] == [
+        buy["orderId"],
+        sell["orderId"],
+        ack["orderId"],
+        result["orderId"],
+    ]
 
 
 async def test_limit_orders_rest_query_and_cancel(trader) -> None:
