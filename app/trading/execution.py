@@ -85,6 +85,13 @@ class Executor:
             return await self._finish(trade, "rejected", str(exc))
         return await self._complete(trade, fill)
 
+    async def refuse(self, intent: OrderIntent, reason: str) -> Trade:
+        """Record that this intent was not sent (a risk limit), exactly once like an order."""
+        trade, owned, _ = await self._claim(intent)
+        if not owned:
+            return trade
+        return await self._finish(trade, "refused", reason)
+
     async def _claim(self, intent: OrderIntent) -> tuple[Trade, bool, bool]:
         """(trade, whether this call owns the attempt, whether the attempt is brand new)."""
         order_id = client_order_id(intent.subscription_id, intent.intent_key)
@@ -105,9 +112,10 @@ class Executor:
                     requested_quote=sub.quote_amount if intent.side is Side.BUY else None,
                     reason=intent.reason,
                 )
-                session.add(trade)
                 try:
+                    # Added inside the savepoint so that losing the race forgets the row.
                     async with session.begin_nested():
+                        session.add(trade)
                         await session.flush()
                 except IntegrityError:
                     existing = await repository.trade_by_client_order_id(session, order_id)

@@ -73,3 +73,46 @@ async def llm_spend_between(
         )
     )
     return sum(costs.all(), Decimal(0))
+
+
+async def active_groups(session: AsyncSession) -> list[tuple[str, str, str]]:
+    """(bot version, symbol, timeframe) with at least one active subscription."""
+    rows = await session.execute(
+        select(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
+        .where(Subscription.status == "active")
+        .distinct()
+        .order_by(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
+    )
+    return [(v, s, t) for v, s, t in rows.all()]
+
+
+async def active_subscription_ids(
+    session: AsyncSession, bot_version_id: str, symbol: str, timeframe: str
+) -> list[str]:
+    ids = await session.scalars(
+        select(Subscription.id)
+        .where(
+            Subscription.status == "active",
+            Subscription.bot_version_id == bot_version_id,
+            Subscription.symbol == symbol,
+            Subscription.timeframe == timeframe,
+        )
+        .order_by(Subscription.id)
+    )
+    return list(ids.all())
+
+
+async def subscriptions_with(session: AsyncSession, status: tuple[str, ...]) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription).where(Subscription.status.in_(status)).order_by(Subscription.id)
+    )
+    return list(rows.all())
+
+
+async def filled_buys(session: AsyncSession, sub_id: str) -> int:
+    rows = await session.scalars(
+        select(Trade.id).where(
+            Trade.subscription_id == sub_id, Trade.status == "filled", Trade.side == "BUY"
+        )
+    )
+    return len(rows.all())

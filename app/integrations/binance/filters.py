@@ -82,6 +82,13 @@ class SymbolRules:
             )
         return quantity
 
+    def is_dust(self, quantity: Decimal, price: Decimal) -> bool:
+        """Too little to sell at all: what buy fees and lot steps leave behind."""
+        return self.floor_quantity(quantity) < self.min_qty or (
+            self.min_notional_applies_to_market
+            and self.floor_quantity(quantity) * price < self.min_notional
+        )
+
     def size_market_buy(self, quote_amount: Decimal, price: Decimal) -> Decimal:
         """The base quantity `quote_amount` buys at `price`, floored to the lot step."""
         return self._checked(self.floor_quantity(quote_amount / price), price, "buy")

@@ -1,0 +1,254 @@
+"""The scheduled work, as service coroutines the Celery tasks call with ids.
+
+dispatch -> decide (once per group and candle) -> execute (per subscription, in chunks),
+plus the protective exits, expiry and the hourly equity points. Everything here is safe to
+run twice: decisions are unique per candle, orders at most once per (subscription, intent),
+equity points unique per hour. Jobs are handed to `enqueue` by name; this module knows
+nothing of Celery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bots.strategy import Strategy
+from app.core.db import session_scope
+from app.core.settings import Settings
+from app.integrations.binance.clients import BinanceClients
+from app.models import BotVersion, Decision, PerformanceLog, Subscription, Trade
+from app.subscriptions import repository as subscriptions
+from app.trading import repository, risk
+from app.trading.decide import DecisionMaker
+from app.trading.execution import Executor, OrderIntent
+from app.trading.fills import Side
+from app.trading.market_data import interval_ms, last_closed_open_ms
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, dict[str, Any]], None]
+EXECUTE_CONCURRENCY = 10
+
+
+@dataclass(frozen=True)
+class Group:
+    bot_version_id: str
+    symbol: str
+    timeframe: str
+
+
+def candle_close(timeframe: str, now: datetime) -> datetime:
+    """When the latest closed candle closed: decisions are made "as of" that instant."""
+    closed_open = last_closed_open_ms(timeframe, now)
+    return datetime.fromtimestamp((closed_open + interval_ms(timeframe)) / 1000, UTC)
+
+
+class TradingFlows:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        decisions: DecisionMaker,
+        executor: Executor,
+        clients: BinanceClients,
+        settings: Settings,
+        enqueue: Enqueue,
+        chunk_size: int = 100,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._decisions = decisions
+        self._executor = executor
+        self._clients = clients
+        self._settings = settings
+        self._enqueue = enqueue
+        self._chunk_size = chunk_size
+
+    async def dispatch(self, now: datetime) -> list[Group]:
+        """Enqueue one decide per group whose latest closed candle has no decision yet."""
+        async with self._sessionmaker() as session:
+            groups = [Group(*g) for g in await repository.active_groups(session)]
+            due = []
+            for group in groups:
+                candle = datetime.fromtimestamp(
+                    last_closed_open_ms(group.timeframe, now) / 1000, UTC
+                )
+                decided = await repository.decision_for(
+                    session, group.bot_version_id, group.symbol, group.timeframe, candle
+                )
+                if decided is None:
+                    due.append(group)
+        for group in due:
+            self._enqueue(
+                "trading.decide",
+                {**vars(group), "as_of": candle_close(group.timeframe, now).isoformat()},
+            )
+        return due
+
+    async def decide(
+        self, bot_version_id: str, symbol: str, timeframe: str, as_of: datetime
+    ) -> Decision:
+        decision = await self._decisions.decide(bot_version_id, symbol, timeframe, now=as_of)
+        if decision.action != "HOLD":
+            async with self._sessionmaker() as session:
+                ids = await repository.active_subscription_ids(
+                    session, bot_version_id, symbol, timeframe
+                )
+            for start in range(0, len(ids), self._chunk_size):
+                self._enqueue(
+                    "trading.execute",
+                    {
+                        "decision_id": decision.id,
+                        "subscription_ids": ids[start : start + self._chunk_size],
+                    },
+                )
+        return decision
+
+    async def execute(self, decision_id: str, subscription_ids: list[str]) -> list[Trade | None]:
+        async with self._sessionmaker() as session:
+            decision = await session.get(Decision, decision_id)
+        if decision is None or decision.action == "HOLD":
+            return []
+        side = Side(decision.action)
+        bound = asyncio.Semaphore(EXECUTE_CONCURRENCY)
+
+        async def one(sub_id: str) -> Trade | None:
+            async with bound:
+                return await self._execute_one(decision, side, sub_id)
+
+        return list(await asyncio.gather(*(one(s) for s in subscription_ids)))
+
+    async def _execute_one(self, decision: Decision, side: Side, sub_id: str) -> Trade | None:
+        intent = OrderIntent(sub_id, side, decision.id, decision.id, f"decision {decision.action}")
+        async with self._sessionmaker() as session:
+            sub = await session.get(Subscription, sub_id)
+            if sub is None or sub.status != "active":
+                return None
+            price = await (await self._clients.public()).price(sub.symbol)
+            position = await subscriptions.position_of(session, sub.id)
+            if side is Side.SELL and (
+                position is None
+                or (await self._clients.rules(sub.symbol)).is_dust(position.quantity, price)
+            ):
+                return None  # nothing to sell: no order, nothing to record
+            version = await session.get(BotVersion, sub.bot_version_id)
+            assert version is not None
+            limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
+            verdict = await risk.check(
+                session, sub, limits, side, price, self.reference_capital(sub), datetime.now(UTC)
+            )
+        if not verdict.allowed:
+            assert verdict.reason is not None
+            if verdict.pause_subscription:
+                await self._pause(sub_id, verdict.reason)
+            return await self._executor.refuse(intent, f"risk: {verdict.reason}")
+        return await self._executor.execute(intent)
+
+    def reference_capital(self, sub: Subscription) -> Decimal:
+        return sub.quote_amount * self._settings.paper_wallet_multiple
+
+    async def _pause(self, sub_id: str, reason: str) -> None:
+        async with session_scope(self._sessionmaker) as session:
+            sub = await session.get(Subscription, sub_id)
+            if sub is not None and sub.status == "active":
+                sub.status, sub.status_reason = "paused", reason
+
+    async def protect(self, now: datetime) -> list[Trade]:
+        """Stop-loss, take-profit and trailing stop against the latest price."""
+        exits = []
+        async with self._sessionmaker() as session:
+            subs = await repository.subscriptions_with(session, ("active",))
+        for sub in subs:
+            trade = await self._protect_one(sub)
+            if trade is not None:
+                exits.append(trade)
+        return exits
+
+    async def _protect_one(self, sub: Subscription) -> Trade | None:
+        price = await (await self._clients.public()).price(sub.symbol)
+        rules = await self._clients.rules(sub.symbol)
+        async with session_scope(self._sessionmaker) as session:
+            position = await subscriptions.position_of(session, sub.id)
+            if position is None or rules.is_dust(position.quantity, price):
+                return None
+            version = await session.get(BotVersion, sub.bot_version_id)
+            assert version is not None
+            limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
+            position.peak_price = max(position.peak_price or price, price)
+            reason = exit_reason(limits, position.average_cost, position.peak_price, price)
+            entries = await repository.filled_buys(session, sub.id)
+        if reason is None:
+            return None
+        # One protective exit per entry cycle: the key changes only after a new buy fills.
+        intent = OrderIntent(sub.id, Side.SELL, f"exit-{entries}", None, reason)
+        return await self._executor.execute(intent)
+
+    async def expire(self, now: datetime) -> list[str]:
+        expired = []
+        async with self._sessionmaker() as session:
+            subs = await repository.subscriptions_with(session, ("active", "paused"))
+        for sub in subs:
+            if sub.ends_at is None or sub.ends_at > now:
+                continue
+            async with session_scope(self._sessionmaker) as session:
+                row = await session.get(Subscription, sub.id)
+                assert row is not None
+                row.status, row.status_reason = "expired", "ends_at passed"
+                version = await session.get(BotVersion, sub.bot_version_id)
+                assert version is not None
+                close = Strategy.model_validate(version.strategy).close_position_on_expiry
+                position = await subscriptions.position_of(session, sub.id)
+            expired.append(sub.id)
+            if close and position is not None and position.quantity > 0:
+                await self._executor.execute(
+                    OrderIntent(sub.id, Side.SELL, "expiry", None, "subscription expired")
+                )
+        return expired
+
+    async def snapshot(self, now: datetime) -> int:
+        """One equity point per active subscription per hour."""
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        written = 0
+        async with self._sessionmaker() as session:
+            subs = await repository.subscriptions_with(session, ("active",))
+        for sub in subs:
+            async with self._sessionmaker() as session:
+                position = await subscriptions.position_of(session, sub.id)
+                price = await (await self._clients.public()).price(sub.symbol)
+                held = position.quantity if position else Decimal(0)
+                cost = position.average_cost if position else Decimal(0)
+                realized = position.realized_pnl if position else Decimal(0)
+                unrealized = held * (price - cost)
+                session.add(
+                    PerformanceLog(
+                        subscription_id=sub.id,
+                        recorded_at=hour,
+                        equity=self.reference_capital(sub) + realized + unrealized,
+                        realized_pnl=realized,
+                        unrealized_pnl=unrealized,
+                    )
+                )
+                try:
+                    await session.commit()
+                    written += 1
+                except IntegrityError:
+                    await session.rollback()  # this hour's point exists: run twice, kept once
+        return written
+
+
+def exit_reason(
+    limits: risk.RiskDefaults, average_cost: Decimal, peak: Decimal, price: Decimal
+) -> str | None:
+    if limits.stop_loss_pct and price <= average_cost * (1 - limits.stop_loss_pct / 100):
+        return f"stop-loss {limits.stop_loss_pct}% at {price}"
+    if limits.take_profit_pct and price >= average_cost * (1 + limits.take_profit_pct / 100):
+        return f"take-profit {limits.take_profit_pct}% at {price}"
+    if limits.trailing_stop_pct and price <= peak * (1 - limits.trailing_stop_pct / 100):
+        return f"trailing stop {limits.trailing_stop_pct}% below {peak} at {price}"
+    return None
