@@ -18,9 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-run: $(STAMP) ## migrate the embedded SQLite database and serve the API on http://127.0.0.1:8000
-	$(BIN)/botmarket migrate
-	$(BIN)/botmarket serve
+run: $(STAMP) ## everything in one foreground command: sandbox exchange, API on :8000, worker + beat
+	$(BIN)/botmarket run
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -61,6 +63,14 @@ def rotate_keys() -> None:
     print(f"rotated {count} credential(s) to key {key_id}")
 
 
+def celery(command: str, extra: list[str]) -> None:
+    """Become the Celery program; app/ names the workers package but never imports it."""
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", command, *extra]
+    if "--loglevel" not in extra and "-l" not in extra:
+        argv += ["--loglevel", "INFO"]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and fixed arguments
+
+
 def serve(host: str, port: int) -> None:
     import uvicorn
 
@@ -100,8 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
 
     add_sandbox_arguments(commands.add_parser("sandbox", help="the Binance-compatible sandbox"))
+    commands.add_parser("worker", help="a Celery worker (extra arguments go to celery)")
+    commands.add_parser("beat", help="Celery beat (extra arguments go to celery)")
+    commands.add_parser(
+        "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
+    )
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("worker", "beat"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
         serve(args.host, args.port)
     elif args.command == "migrate":
@@ -114,6 +131,12 @@ def main(argv: list[str] | None = None) -> None:
         print(Fernet.generate_key().decode())
     elif args.command == "sandbox":
         run_sandbox(args.host, args.port, args.accounts, args.seed)
+    elif args.command in ("worker", "beat"):
+        celery(args.command, extra)
+    elif args.command == "run":
+        from app.supervisor import run
+
+        raise SystemExit(run(settings))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "xxx"})
 DEV_FERNET_KEY_FILE = Path("var/fernet.key")
+EMBEDDED_BROKER = Path("var/celery-broker.sqlite")
 
 
 class Environment(StrEnum):
@@ -94,6 +95,13 @@ class Settings(BaseSettings):
     # crashed and reconciles it with the exchange.
     order_lease_s: float = 120.0
 
+    # Workers.
+    celery_broker_url: str | None = None
+    dispatch_interval_s: float = Field(default=15.0, gt=0)
+    execute_chunk_size: int = Field(default=100, ge=1, le=1000)
+    # Prometheus metrics of a worker process are served on this port (0: not served).
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment is Environment.production:
@@ -115,6 +123,11 @@ class Settings(BaseSettings):
         if self.openai_compatible_base_url:
             configured.append("openai_compatible")
         return configured
+
+    @property
+    def broker_url(self) -> str:
+        """Celery's broker: CELERY_BROKER_URL, else Redis, else a SQLite file (embedded)."""
+        return self.celery_broker_url or self.redis_url or f"sqla+sqlite:///{EMBEDDED_BROKER}"
 
     @property
     def is_sqlite(self) -> bool:

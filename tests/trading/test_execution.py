@@ -115,6 +115,11 @@ async def test_paper_fill_formula(executor: Executor) -> None:
     rules = await executor._clients.rules("BTCUSDT")  # the sandbox's real exchangeInfo
     fill = paper_fill(Side.BUY, D("0.00166"), D("60000.00"), D("0.0005"), rules)
     assert (fill.price, fill.fee) == (D("60030.00"), D("0.00000166"))
+    # 61234.56 x 1.0005 = 61265.17728: a buy fills on the next tick up, a sell on the one down
+    buy = paper_fill(Side.BUY, D("0.001"), D("61234.56"), D("0.0005"), rules)
+    sell = paper_fill(Side.SELL, D("0.001"), D("61234.56"), D("0.0005"), rules)
+    assert (buy.price, buy.quote_quantity) == (D("61265.18"), D("61.26518"))
+    assert (sell.price, sell.quote_quantity) == (D("61203.94"), D("61.20394"))
 
 
 async def test_executed_but_answered_5xx_then_retry_makes_one_order(

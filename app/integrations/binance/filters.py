@@ -44,6 +44,8 @@ class SymbolRules:
 
     @classmethod
     def from_exchange_info(cls, info: dict[str, Any]) -> SymbolRules:
+        """Sizes are normalized: Binance sends "0.01000000", whose exponent would make
+        quantize() round to 1e-8 instead of to the tick."""
         filters = {f["filterType"]: f for f in info["filters"]}
         price, lot = filters["PRICE_FILTER"], filters["LOT_SIZE"]
         # NOTIONAL replaced MIN_NOTIONAL; either may be present.
@@ -53,13 +55,13 @@ class SymbolRules:
             symbol=info["symbol"],
             base_asset=info["baseAsset"],
             quote_asset=info["quoteAsset"],
-            tick_size=Decimal(price["tickSize"]),
-            min_price=Decimal(price["minPrice"]),
-            max_price=Decimal(price["maxPrice"]),
-            step_size=Decimal(lot["stepSize"]),
-            min_qty=Decimal(lot["minQty"]),
-            max_qty=Decimal(lot["maxQty"]),
-            min_notional=Decimal(notional.get("minNotional", "0")),
+            tick_size=Decimal(price["tickSize"]).normalize(),
+            min_price=Decimal(price["minPrice"]).normalize(),
+            max_price=Decimal(price["maxPrice"]).normalize(),
+            step_size=Decimal(lot["stepSize"]).normalize(),
+            min_qty=Decimal(lot["minQty"]).normalize(),
+            max_qty=Decimal(lot["maxQty"]).normalize(),
+            min_notional=Decimal(notional.get("minNotional", "0")).normalize(),
             min_notional_applies_to_market=bool(applies),
         )
 

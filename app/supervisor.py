@@ -1,0 +1,127 @@
+"""`botmarket run`: the whole service in one foreground command.
+
+Migrates, seeds the demo on first start, then runs the sandbox exchange (unless
+BINANCE_API_URL points elsewhere), the API, and a Celery worker with embedded beat as child
+processes. Ctrl-C stops them all; if one dies, the others are stopped and the exit says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from app.core.db import create_engine, create_sessionmaker, session_scope
+from app.core.settings import Settings
+from app.demo import DemoSeed, seed_demo
+
+SANDBOX_PORT = 8900
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+def _seed(settings: Settings) -> DemoSeed | None:
+    async def work() -> DemoSeed | None:
+        engine = create_engine(settings.database_url, pool=False)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await seed_demo(session, settings.configured_llm_providers())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(work())
+
+
+def _banner(settings: Settings, seed: DemoSeed | None) -> str:
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    lines = ["", f"botmarket is starting: Swagger UI at {base}/docs"]
+    if seed is not None:
+        lines += [
+            "First start: seeded a demo bot (BTCUSDT 1m) and a paper subscription.",
+            f"  admin key (shown once):       {seed.admin_key}",
+            f"  marketplace key (shown once): {seed.marketplace_key}",
+            f"  demo renter principal:        {seed.principal}",
+            "See the demo's trades (decisions every minute; a trade within a few):",
+            f'  curl -s -H "X-API-Key: {seed.marketplace_key}" '
+            f'-H "X-Principal-ID: {seed.principal}" '
+            f"{base}/api/v1/subscriptions/{seed.subscription_id}/trades",
+            f"  (and .../{seed.subscription_id}/decisions)",
+        ]
+    else:
+        lines.append("Existing database: no demo seeded (delete ./var to start over).")
+    if not settings.configured_llm_providers():
+        lines.append("No LLM provider key is set: decisions are indicator-only and say so.")
+    return "\n".join(lines) + "\n"
+
+
+def run(settings: Settings) -> int:
+    from app.cli import migrate
+
+    migrate()
+    print(_banner(settings, _seed(settings)), flush=True)
+    env = dict(os.environ)
+    python = sys.executable
+    commands: list[tuple[str, list[str]]] = []
+    if not settings.binance_api_url:
+        env["BINANCE_API_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
+        commands.append(("sandbox", [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]))
+    commands += [
+        ("api", [python, "-m", "app.cli", "serve"]),
+        (
+            "worker",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--schedule",
+                "var/celerybeat-schedule",
+            ],
+        ),
+    ]
+    # Fixed argument lists of our own programs; no shell, nothing from outside.
+    children = [Child(name, subprocess.Popen(argv, env=env)) for name, argv in commands]  # noqa: S603
+    try:
+        while True:
+            for child in children:
+                code = child.process.poll()
+                if code is not None:
+                    print(
+                        f"botmarket run: {child.name} exited with code {code}; stopping the others",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    _stop(children)
+                    return code or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("botmarket run: stopping", file=sys.stderr, flush=True)
+        _stop(children)
+        return 0
+
+
+def _stop(children: list[Child]) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for child in children:
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()

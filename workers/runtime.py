@@ -1,0 +1,107 @@
+"""What one worker process owns: one event loop, one engine, one set of SDK clients.
+
+Built lazily on the first task of the process (after the prefork fork, so nothing is shared
+with the parent) and disposed when the process shuts down. Tasks run their coroutine on this
+loop; never asyncio.run per task, which would strand pooled connections on dead loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery.signals import worker_process_shutdown
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.crypto import Keyring
+from app.core.db import create_engine, create_sessionmaker
+from app.core.locks import NamedLocks
+from app.core.settings import Settings, get_settings
+from app.integrations.binance.clients import BinanceClients
+from app.integrations.binance.governor import Governor, InProcessGovernor, RedisGovernor
+from app.integrations.llm.registry import VoterPool
+from app.trading.decide import DecisionMaker
+from app.trading.execution import Executor
+from app.trading.flows import TradingFlows
+from app.trading.market_data import CandleCache, MarketData, MemoryCandleCache, RedisCandleCache
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class WorkerRuntime:
+    loop: asyncio.AbstractEventLoop
+    engine: AsyncEngine
+    redis: Redis | None
+    clients: BinanceClients
+    voters: VoterPool
+    flows: TradingFlows
+
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerRuntime:
+        from workers.celery_app import celery_app
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        governor: Governor = (
+            RedisGovernor(redis, settings.binance_weight_per_minute)
+            if redis is not None
+            else InProcessGovernor(settings.binance_weight_per_minute)
+        )
+        clients = BinanceClients(
+            governor, api_url=settings.binance_api_url, rules_ttl_s=settings.binance_rules_ttl_s
+        )
+        cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
+        locks = NamedLocks(redis)
+        voters = VoterPool(settings)
+        keyring = Keyring.parse(settings.fernet_keyring_text())
+        flows = TradingFlows(
+            sessionmaker,
+            DecisionMaker(sessionmaker, MarketData(clients, cache, locks), voters, locks),
+            Executor(sessionmaker, clients, keyring, settings),
+            clients,
+            settings,
+            enqueue=lambda name, kwargs: celery_app.send_task(name, kwargs=kwargs),
+            chunk_size=settings.execute_chunk_size,
+        )
+        return cls(loop, engine, redis, clients, voters, flows)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def close(self) -> None:
+        async def dispose() -> None:
+            await self.clients.close()
+            await self.voters.aclose()
+            if self.redis is not None:
+                await self.redis.aclose()
+            await self.engine.dispose()
+
+        self.loop.run_until_complete(dispose())
+        self.loop.close()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def runtime() -> WorkerRuntime:
+    global _runtime
+    if _runtime is None:
+        _runtime = WorkerRuntime.build(get_settings())
+    return _runtime
+
+
+@worker_process_shutdown.connect
+def _dispose(**_: object) -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.close()
+        _runtime = None

@@ -1,0 +1,18 @@
+"""What beat sends, and how often."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+
+from app.core.settings import Settings
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "dispatch": {"task": "trading.dispatch", "schedule": settings.dispatch_interval_s},
+        "protect": {"task": "trading.protect", "schedule": 60.0},
+        "expire": {"task": "subscriptions.expire", "schedule": 60.0},
+        "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},
+    }
