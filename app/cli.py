@@ -85,7 +85,7 @@ def serve(host: str, port: int) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botmarket", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     settings = get_settings()
@@ -116,6 +116,12 @@ def main(argv: list[str] | None = None) -> None:
         "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
     )
 
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    settings = get_settings()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("worker", "beat"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
