@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.api_keys.authenticator import ApiKeyAuthenticator
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
+from app.core.jobs import JobQueue
 from app.core.metrics import ApiMetrics
 from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from app.core.settings import Settings
@@ -25,6 +26,7 @@ class Runtime:
     authenticator: ApiKeyAuthenticator
     rate_limiter: RateLimiter
     metrics: ApiMetrics
+    jobs: JobQueue
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -47,6 +49,7 @@ class Runtime:
             ),
             rate_limiter=rate_limiter,
             metrics=ApiMetrics(),
+            jobs=JobQueue(settings.broker_url),
         )
 
     async def close(self) -> None:

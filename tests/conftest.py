@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -87,7 +88,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     # MariaDB runs with Redis (shared rate limits, revocation broadcast); SQLite without.
     redis_url = None
     if database_url.startswith("mysql"):
@@ -97,6 +98,8 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         redis_url=redis_url,
         fernet_keys=f"test:{Fernet.generate_key().decode()}",
+        # Each test's jobs go to a broker of its own, where a test can read them.
+        celery_broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
     )
 
 

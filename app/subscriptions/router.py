@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from app import audit
 from app.core.pagination import Page, PageDep, next_cursor
-from app.deps import RenterDep, SessionDep
+from app.deps import RenterDep, RuntimeDep, SessionDep
 from app.performance.service import performance
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
@@ -24,10 +24,16 @@ router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 
 @router.post("", status_code=201, response_model=SubscriptionOut)
 async def create_subscription(
-    body: SubscriptionCreate, request: Request, renter: RenterDep, session: SessionDep
+    body: SubscriptionCreate,
+    request: Request,
+    renter: RenterDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> SubscriptionOut:
     sub = await service.create(session, renter, body)
     audit.record(session, request, "subscription.create", "subscription", sub.id)
+    # A new subscription trades on its first closed candle without waiting for beat.
+    runtime.jobs.send_after_commit(session, "trading.dispatch")
     return SubscriptionOut.model_validate(sub)
 
 

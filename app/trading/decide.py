@@ -25,7 +25,7 @@ from app.integrations.llm.base import VotePrompt, VoteResult
 from app.integrations.llm.prompt import PROMPT_VERSION, render
 from app.integrations.llm.registry import VoterPool
 from app.models import BotVersion, Decision, LlmVote
-from app.trading import repository
+from app.trading import metrics, repository
 from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
 from app.trading.indicators import MIN_CANDLES, indicator_score
 from app.trading.market_data import MarketData, interval_ms, last_closed_open_ms
@@ -209,4 +209,9 @@ class DecisionMaker:
                 "score": str(decision.combined_score),
             },
         )
+        metrics.DECISIONS.labels(decision.action).inc()
+        for _, r in results:
+            metrics.VOTES.labels(r.provider, "vote" if r.vote else "abstain").inc()
+            metrics.LLM_LATENCY.labels(r.provider).observe(r.latency_ms / 1000)
+            metrics.LLM_COST.labels(r.provider).inc(float(r.cost_usd))
         return decision

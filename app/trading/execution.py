@@ -28,7 +28,7 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import ExchangeError, TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.models import AuditLog, Position, Subscription, Trade
-from app.trading import repository
+from app.trading import metrics, repository
 from app.trading.fills import Fill, Side, apply_fill, paper_fill
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,9 @@ class Executor:
             row.fee_asset = fill.fee_asset
             row.exchange_order_id = fill.exchange_order_id
             self._audit(session, row, "order.filled")
-            return row
+        metrics.ORDERS.labels(row.mode, "filled").inc()
+        log.info("order filled", extra=self._ids(row))
+        return row
 
     async def _finish(self, trade: Trade, status: str, reason: str) -> Trade:
         async with session_scope(self._sessionmaker) as session:
@@ -229,7 +231,18 @@ class Executor:
             row.status = status
             row.reason = f"{row.reason}; {reason}" if row.reason else reason
             self._audit(session, row, f"order.{status}")
-            return row
+        metrics.ORDERS.labels(row.mode, status).inc()
+        log.info(f"order {status}", extra={**self._ids(row), "reason": row.reason})
+        return row
+
+    @staticmethod
+    def _ids(trade: Trade) -> dict[str, object]:
+        return {
+            "trade_id": trade.id,
+            "subscription_id": trade.subscription_id,
+            "decision_id": trade.decision_id,
+            "client_order_id": trade.client_order_id,
+        }
 
     @staticmethod
     def _audit(session: AsyncSession, trade: Trade, action: str) -> None:

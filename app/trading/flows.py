@@ -26,7 +26,7 @@ from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.models import BotVersion, Decision, PerformanceLog, Subscription, Trade
 from app.subscriptions import repository as subscriptions
-from app.trading import repository, risk
+from app.trading import metrics, repository, risk
 from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor, OrderIntent
 from app.trading.fills import Side
@@ -144,7 +144,8 @@ class TradingFlows:
                 session, sub, limits, side, price, self.reference_capital(sub), datetime.now(UTC)
             )
         if not verdict.allowed:
-            assert verdict.reason is not None
+            assert verdict.reason is not None and verdict.limit is not None
+            metrics.RISK_REFUSALS.labels(verdict.limit).inc()
             if verdict.pause_subscription:
                 await self._pause(sub_id, verdict.reason)
             return await self._executor.refuse(intent, f"risk: {verdict.reason}")

@@ -21,6 +21,7 @@ from app.trading.fills import Side
 class RiskVerdict:
     allowed: bool
     reason: str | None = None
+    limit: str | None = None  # which limit refused, for metrics
     pause_subscription: bool = False  # a drawdown breach stops the subscription itself
 
 
@@ -55,7 +56,11 @@ async def check(
         )
     ).all()
     if len(trades) >= limits.max_trades_per_day:
-        return RiskVerdict(False, f"max trades per day reached ({limits.max_trades_per_day})")
+        return RiskVerdict(
+            False,
+            limit="max_trades_per_day",
+            reason=f"max trades per day reached ({limits.max_trades_per_day})",
+        )
     if side is Side.SELL:
         return ALLOWED  # selling only reduces risk; the executor never sells more than held
     position = await session.scalar(select(Position).where(Position.subscription_id == sub.id))
@@ -66,7 +71,8 @@ async def check(
     ):
         return RiskVerdict(
             False,
-            f"position would exceed {limits.max_position_quote} quote "
+            limit="max_position_quote",
+            reason=f"position would exceed {limits.max_position_quote} quote "
             f"({(held + sub.quote_amount).quantize(Decimal('0.01'))})",
         )
     lost_today = -sum(
@@ -74,7 +80,11 @@ async def check(
         Decimal(0),
     )
     if limits.daily_loss_limit_quote is not None and lost_today >= limits.daily_loss_limit_quote:
-        return RiskVerdict(False, f"daily loss limit of {limits.daily_loss_limit_quote} reached")
+        return RiskVerdict(
+            False,
+            limit="daily_loss_limit",
+            reason=f"daily loss limit of {limits.daily_loss_limit_quote} reached",
+        )
     if limits.cooldown_minutes_after_loss:
         last_sell = await session.scalar(
             select(Trade)
@@ -94,13 +104,16 @@ async def check(
             and now - last_sell.created_at < cooldown
         ):
             return RiskVerdict(
-                False, f"cooling down {limits.cooldown_minutes_after_loss} min after a loss"
+                False,
+                limit="cooldown",
+                reason=f"cooling down {limits.cooldown_minutes_after_loss} min after a loss",
             )
     drawdown = await _drawdown_pct(session, sub, reference_capital)
     if drawdown >= limits.max_drawdown_pct:
         return RiskVerdict(
             False,
-            f"max drawdown of {limits.max_drawdown_pct}% breached "
+            limit="max_drawdown",
+            reason=f"max drawdown of {limits.max_drawdown_pct}% breached "
             f"({drawdown.quantize(Decimal('0.01'))}%)",
             pause_subscription=True,
         )
