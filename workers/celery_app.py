@@ -14,9 +14,8 @@ from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from workers.schedule import beat_schedule
 
-HARD_TIME_LIMIT_S = 300
+HARD_TIME_LIMIT_S = 300  # CELERY_VISIBILITY_TIMEOUT_S (600) stays above it
 SOFT_TIME_LIMIT_S = 240
-VISIBILITY_TIMEOUT_S = 2 * HARD_TIME_LIMIT_S
 
 settings = get_settings()
 configure_logging(settings.log_level)
@@ -33,7 +32,7 @@ celery_app.conf.update(
     broker_connection_retry_on_startup=True,
     # Kombu's SQLAlchemy transport hands its options to create_engine: Redis gets them only.
     broker_transport_options=(
-        {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        {"visibility_timeout": settings.celery_visibility_timeout_s}
         if settings.broker_url.startswith("redis")
         else {}
     ),

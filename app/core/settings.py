@@ -97,6 +97,8 @@ class Settings(BaseSettings):
 
     # Workers.
     celery_broker_url: str | None = None
+    # Redis redelivers a task whose worker died after this long: longer than any task runs.
+    celery_visibility_timeout_s: int = Field(default=600, ge=1)
     dispatch_interval_s: float = Field(default=15.0, gt=0)
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
     # Prometheus metrics of a worker process are served on this port (0: not served).

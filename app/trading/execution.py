@@ -47,6 +47,11 @@ class OrderIntent:
     reason: str
 
 
+class AttemptInFlight(TemporaryError):
+    """Another worker holds this order attempt and has not gone silent yet: try again later,
+    when it has finished or its lease has run out."""
+
+
 class OrderRefused(Exception):
     """We decided not to send: nothing to sell, wallet empty, under the exchange minimums."""
 
@@ -72,6 +77,8 @@ class Executor:
 
     async def execute(self, intent: OrderIntent) -> Trade:
         trade, owned, fresh = await self._claim(intent)
+        if not owned and trade.status not in FINAL_STATUSES:
+            raise AttemptInFlight(f"order {trade.client_order_id} is being placed elsewhere")
         if not owned:
             return trade
         try:

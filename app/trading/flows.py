@@ -122,7 +122,13 @@ class TradingFlows:
             async with bound:
                 return await self._execute_one(decision, side, sub_id)
 
-        return list(await asyncio.gather(*(one(s) for s in subscription_ids)))
+        # Every subscription of the chunk gets its turn before a failure is raised (for the
+        # task to retry the chunk); the ones that succeeded are no-ops on the retry.
+        outcomes = await asyncio.gather(*(one(s) for s in subscription_ids), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
+        return [o for o in outcomes if not isinstance(o, BaseException)]
 
     async def _execute_one(self, decision: Decision, side: Side, sub_id: str) -> Trade | None:
         intent = OrderIntent(sub_id, side, decision.id, decision.id, f"decision {decision.action}")

@@ -14,7 +14,8 @@ RETRYING: dict[str, Any] = {
     "autoretry_for": (TemporaryError,),
     "retry_backoff": True,
     "retry_backoff_max": 60,
-    "max_retries": 5,
+    # Enough to outlast ORDER_LEASE_S (120 s) when an attempt's worker died mid-order.
+    "max_retries": 10,
 }
 
 
