@@ -9,6 +9,7 @@ hard time limit of any task.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
@@ -18,7 +19,13 @@ HARD_TIME_LIMIT_S = 300  # CELERY_VISIBILITY_TIMEOUT_S (600) stays above it
 SOFT_TIME_LIMIT_S = 240
 
 settings = get_settings()
-configure_logging(settings.log_level)
+
+
+@setup_logging.connect
+def _json_logs(**_: object) -> None:
+    # Connected, this replaces Celery's own logging setup: one JSON line per event.
+    configure_logging(settings.log_level)
+
 
 celery_app = Celery("botmarket", broker=settings.broker_url, include=["workers.tasks.trading"])
 celery_app.conf.update(
@@ -28,7 +35,6 @@ celery_app.conf.update(
     task_soft_time_limit=SOFT_TIME_LIMIT_S,
     task_ignore_result=True,
     worker_prefetch_multiplier=1,
-    worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     # Kombu's SQLAlchemy transport hands its options to create_engine: Redis gets them only.
     broker_transport_options=(

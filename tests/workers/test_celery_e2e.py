@@ -1,0 +1,318 @@
+"""End to end through real Celery worker processes (not eager mode): API -> broker ->
+dispatch -> one decision -> orders at the sandbox exchange -> trades, positions, performance.
+
+Runs on Redis + MariaDB, and once on the embedded default (SQLite broker and database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from celery import Celery
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from redis import Redis
+from sqlalchemy import func, select
+
+from app.api_keys.authenticator import Scope
+from app.cli import migrate
+from app.core.settings import Settings
+from app.main import create_app
+from app.models import Decision, PerformanceLog, Position, Subscription, Trade
+from tests.conftest import fresh_mariadb_database, make_key, require_service
+from tests.fakes import RunningFakes
+from tests.helpers import headers, new_principal
+from tests.sandbox_server import SandboxServer
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_DB = 14
+ALWAYS_BUY = {
+    "voters": [{"provider": "openai", "model": "gpt-4o-mini"}],
+    "ensemble": {"indicator_weight": "0", "quorum": 1},
+}
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+
+    @contextlib.contextmanager
+    def worker(self, name: str, concurrency: int = 2) -> Iterator[subprocess.Popen[bytes]]:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: SIGKILL reaches the pool too
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while b"ready." not in (self.log_dir / f"{name}.log").read_bytes():
+                assert process.poll() is None, (self.log_dir / f"{name}.log").read_text()
+                assert time.monotonic() < deadline, "the worker did not start"
+                time.sleep(0.2)
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+            log.close()
+
+    def send(self, name: str, **kwargs: object) -> None:
+        producer = Celery(broker=self.settings.broker_url)
+        producer.send_task(name, kwargs=kwargs)
+
+
+def stack_for(
+    database_url: str,
+    broker_url: str,
+    redis_url: str | None,
+    sandbox: SandboxServer,
+    fakes: RunningFakes,
+    log_dir: Path,
+) -> Stack:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "FERNET_KEYS": f"e2e:{Fernet.generate_key().decode()}",
+        "BINANCE_API_URL": sandbox.url,
+        "OPENAI_API_KEY": "fake-openai-key",
+        "OPENAI_BASE_URL": f"{fakes.url}/v1",
+        "LLM_TIMEOUT_S": "3",
+        "WORKER_METRICS_PORT": "0",
+        "ORDER_LEASE_S": "3",
+        "CELERY_VISIBILITY_TIMEOUT_S": "5",
+        "DISPATCH_INTERVAL_S": "3600",  # no beat here: the test sends what beat would
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    settings = Settings(
+        **{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    )
+    migrate(database_url)
+    return Stack(settings, env, log_dir)
+
+
+@pytest.fixture
+def redis_stack(sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path) -> Iterator[Stack]:
+    require_service("Redis", "127.0.0.1", 6379)
+    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    Redis.from_url(url).flushdb()
+    with fresh_mariadb_database() as database_url:
+        yield stack_for(database_url, url, url, sandbox, llm_fakes, tmp_path)
+
+
+@pytest.fixture
+def embedded_stack(sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path) -> Stack:
+    return stack_for(
+        f"sqlite+aiosqlite:///{tmp_path / 'botmarket.db'}",
+        f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        None,
+        sandbox,
+        llm_fakes,
+        tmp_path,
+    )
+
+
+@contextlib.asynccontextmanager
+async def api(stack: Stack) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    application = create_app(stack.settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield application, http
+
+
+async def wait_for(probe, within: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not await probe():
+        assert time.monotonic() < deadline, "timed out waiting for the workers"
+        await asyncio.sleep(0.3)
+
+
+async def count(application: FastAPI, model: type, **where: object) -> int:
+    async with application.state.runtime.sessionmaker() as session:
+        return int(
+            await session.scalar(select(func.count()).select_from(model).filter_by(**where)) or 0
+        )
+
+
+async def setup_renters(
+    http: httpx.AsyncClient, settings: Settings, sandbox: SandboxServer, mode: str, renters: int
+) -> tuple[str, list[tuple[str, str, str]]]:
+    developer = await make_key(settings, Scope.developer)
+    marketplace = await make_key(settings, Scope.marketplace)
+    bot = await http.post(
+        "/api/v1/bots", json={"name": "e2e", "strategy": ALWAYS_BUY}, headers=headers(developer)
+    )
+    assert bot.status_code == 201, bot.text
+    made = []
+    for _ in range(renters):
+        principal = new_principal()
+        account = sandbox.new_account(USDT="1000")
+        if mode == "testnet":
+            stored = await http.put(
+                "/api/v1/credentials/binance",
+                json={"api_key": account[0], "api_secret": account[1], "testnet": True},
+                headers=headers(marketplace, principal),
+            )
+            assert stored.status_code == 201
+        created = await http.post(
+            "/api/v1/subscriptions",
+            json={
+                "bot_id": bot.json()["id"],
+                "symbol": "BTCUSDT",
+                "timeframe": "1m",
+                "mode": mode,
+                "quote_amount": "50",
+            },
+            headers=headers(marketplace, principal),
+        )
+        assert created.status_code == 201, created.text
+        made.append((created.json()["id"], principal, account[0]))
+    return marketplace, made
+
+
+async def test_api_to_orders_through_real_workers_on_redis_and_mariadb(
+    redis_stack: Stack, sandbox: SandboxServer, llm_fakes: RunningFakes
+) -> None:
+    async with api(redis_stack) as (application, http):
+        with redis_stack.worker("w1"):
+            marketplace, renters = await setup_renters(
+                http, redis_stack.settings, sandbox, "testnet", 3
+            )
+            # Beat's dispatch twice at once, on top of the API's own dispatch per renter.
+            redis_stack.send("trading.dispatch")
+            redis_stack.send("trading.dispatch")
+
+            async def all_filled() -> bool:
+                return await count(application, Trade, status="filled") == len(renters)
+
+            await wait_for(all_filled)
+            assert await count(application, Decision) == 1
+            assert llm_fakes.openai.requests == 1  # one vote for all renters
+            for sub_id, principal, account in renters:
+                assert len(sandbox.orders(account)) == 1
+                trades = await http.get(
+                    f"/api/v1/subscriptions/{sub_id}/trades",
+                    headers=headers(marketplace, principal),
+                )
+                (trade,) = trades.json()["items"]
+                assert trade["status"] == "filled" and trade["side"] == "BUY"
+                decisions = await http.get(
+                    f"/api/v1/subscriptions/{sub_id}/decisions",
+                    headers=headers(marketplace, principal),
+                )
+                assert decisions.json()["items"][0]["votes"][0]["provider"] == "openai"
+                performance = await http.get(
+                    f"/api/v1/subscriptions/{sub_id}/performance",
+                    headers=headers(marketplace, principal),
+                )
+                assert performance.json()["trade_count"] == 1
+            async with application.state.runtime.sessionmaker() as session:
+                positions = (await session.scalars(select(Position))).all()
+            assert len(positions) == 3 and all(p.quantity > 0 for p in positions)
+            redis_stack.send("performance.snapshot")
+
+            async def snapshots() -> bool:
+                return await count(application, PerformanceLog) == 3
+
+            await wait_for(snapshots)
+
+
+async def test_a_worker_killed_mid_order_loses_nothing_and_doubles_nothing(
+    redis_stack: Stack, sandbox: SandboxServer
+) -> None:
+    async with api(redis_stack) as (application, http):
+        _, renters = await setup_renters(http, redis_stack.settings, sandbox, "testnet", 1)
+        ((sub_id, _, account),) = renters
+        # A decision of our own, and an exchange slow enough to be caught mid-order.
+        async with application.state.runtime.sessionmaker() as session:
+            sub = await session.get(Subscription, sub_id)
+            decision = Decision(
+                bot_version_id=sub.bot_version_id,
+                symbol="BTCUSDT",
+                timeframe="1m",
+                candle_open_at=sub.created_at.replace(second=0, microsecond=0),
+                indicators={},
+                indicator_score=0,
+                combined_score=1,
+                action="BUY",
+                rule_version="test",
+                rule_params={},
+            )
+            session.add(decision)
+            await session.commit()
+        sandbox.admin("POST", "/sandbox/faults", json={"latency_ms": 4000})
+        try:
+            with redis_stack.worker("doomed") as doomed:
+                redis_stack.send(
+                    "trading.execute", decision_id=decision.id, subscription_ids=[sub_id]
+                )
+
+                async def pending() -> bool:
+                    return await count(application, Trade, status="pending") == 1
+
+                await wait_for(pending, within=30)
+                os.killpg(doomed.pid, signal.SIGKILL)
+                doomed.wait(timeout=10)
+        finally:
+            sandbox.admin("DELETE", "/sandbox/faults")
+        with redis_stack.worker("survivor"):
+
+            async def filled() -> bool:
+                return await count(application, Trade, status="filled") == 1
+
+            await wait_for(filled, within=90)
+        assert await count(application, Trade) == 1
+        assert len(sandbox.orders(account)) == 1
+
+
+async def test_the_embedded_default_runs_a_full_cycle(
+    embedded_stack: Stack, sandbox: SandboxServer, llm_fakes: RunningFakes
+) -> None:
+    async with api(embedded_stack) as (application, http):
+        with embedded_stack.worker("embedded", concurrency=1):
+            await setup_renters(http, embedded_stack.settings, sandbox, "paper", 2)
+
+            async def filled() -> bool:
+                return await count(application, Trade, status="filled") == 2
+
+            await wait_for(filled)
+        assert await count(application, Decision) == 1
+        assert llm_fakes.openai.requests == 1
