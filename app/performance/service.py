@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.settings import Settings
 from app.models import PerformanceLog, Subscription, Trade
 from app.subscriptions import repository
 from app.subscriptions.schemas import PerformanceOut
@@ -38,7 +39,15 @@ def sharpe(equity: Sequence[Decimal]) -> Decimal | None:
     return (mean / variance.sqrt() * _HOURS_PER_YEAR.sqrt()).quantize(Decimal("0.0001"))
 
 
-async def performance(session: AsyncSession, sub: Subscription) -> PerformanceOut:
+def reference_capital(sub: Subscription, settings: Settings) -> Decimal:
+    """What a subscription's equity is measured from: its paper wallet at the start (the
+    same figure for testnet and live, whose real balances are the renter's business)."""
+    return sub.quote_amount * settings.paper_wallet_multiple
+
+
+async def performance(
+    session: AsyncSession, sub: Subscription, settings: Settings
+) -> PerformanceOut:
     position = await repository.position_of(session, sub.id)
     points: Sequence[PerformanceLog] = await repository.equity_points(session, sub.id)
     sells = (
@@ -55,7 +64,10 @@ async def performance(session: AsyncSession, sub: Subscription) -> PerformanceOu
     equity = [p.equity for p in points]
     latest = points[-1] if points else None
     return PerformanceOut(
-        equity=latest.equity if latest else Decimal(0),
+        # Before the first hourly point: the capital plus what has been realized so far.
+        equity=latest.equity
+        if latest
+        else reference_capital(sub, settings) + (position.realized_pnl if position else 0),
         realized_pnl=position.realized_pnl if position else Decimal(0),
         unrealized_pnl=latest.unrealized_pnl if latest else Decimal(0),
         win_rate=(Decimal(wins) / len(sells)).quantize(Decimal("0.0001")) if sells else None,

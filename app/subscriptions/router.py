@@ -109,5 +109,8 @@ async def list_decisions(
 
 
 @router.get("/{sub_id}/performance", response_model=PerformanceOut)
-async def get_performance(sub_id: str, renter: RenterDep, session: SessionDep) -> PerformanceOut:
-    return await performance(session, await service.get_owned(session, renter, sub_id))
+async def get_performance(
+    sub_id: str, renter: RenterDep, session: SessionDep, runtime: RuntimeDep
+) -> PerformanceOut:
+    sub = await service.get_owned(session, renter, sub_id)
+    return await performance(session, sub, runtime.settings)

@@ -25,6 +25,7 @@ from app.core.db import session_scope
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.models import BotVersion, Decision, PerformanceLog, Subscription, Trade
+from app.performance.service import reference_capital
 from app.subscriptions import repository as subscriptions
 from app.trading import metrics, repository, risk
 from app.trading.decide import DecisionMaker
@@ -147,7 +148,13 @@ class TradingFlows:
             assert version is not None
             limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
             verdict = await risk.check(
-                session, sub, limits, side, price, self.reference_capital(sub), datetime.now(UTC)
+                session,
+                sub,
+                limits,
+                side,
+                price,
+                reference_capital(sub, self._settings),
+                datetime.now(UTC),
             )
         if not verdict.allowed:
             assert verdict.reason is not None and verdict.limit is not None
@@ -156,9 +163,6 @@ class TradingFlows:
                 await self._pause(sub_id, verdict.reason)
             return await self._executor.refuse(intent, f"risk: {verdict.reason}")
         return await self._executor.execute(intent)
-
-    def reference_capital(self, sub: Subscription) -> Decimal:
-        return sub.quote_amount * self._settings.paper_wallet_multiple
 
     async def _pause(self, sub_id: str, reason: str) -> None:
         async with session_scope(self._sessionmaker) as session:
@@ -236,7 +240,7 @@ class TradingFlows:
                     PerformanceLog(
                         subscription_id=sub.id,
                         recorded_at=hour,
-                        equity=self.reference_capital(sub) + realized + unrealized,
+                        equity=reference_capital(sub, self._settings) + realized + unrealized,
                         realized_pnl=realized,
                         unrealized_pnl=unrealized,
                     )

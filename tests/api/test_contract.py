@@ -311,6 +311,7 @@ async def test_subscription_lifecycle(
         assert page.json() == {"items": [], "next_cursor": None}
     performance = (await client.get(f"{url}/performance", headers=renter)).json()
     assert performance["trade_count"] == 0 and performance["win_rate"] is None
+    assert performance["equity"] == "1005"  # the paper wallet: 10 x the quote amount
 
 
 async def test_subscription_validation(

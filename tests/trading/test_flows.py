@@ -21,6 +21,7 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.governor import InProcessGovernor
 from app.integrations.llm.registry import VoterPool
 from app.models import Decision, PerformanceLog, Position, Subscription, Trade
+from app.performance.service import max_drawdown_pct, sharpe
 from app.trading.decide import DecisionMaker
 from app.trading.execution import AttemptInFlight, Executor
 from app.trading.flows import TradingFlows
@@ -355,3 +356,13 @@ async def test_snapshot_writes_one_point_per_hour(
         assert point.equity == Decimal(1000) + point.realized_pnl + point.unrealized_pnl
         position_cost = point.unrealized_pnl
     assert position_cost is not None
+
+
+def test_drawdown_and_sharpe_from_equity_points() -> None:
+    equity = [Decimal(1000), Decimal(1100), Decimal(990), Decimal(1045)]
+    assert max_drawdown_pct(equity) == Decimal("10.0000")  # 1100 -> 990
+    assert sharpe(equity[:2]) is None
+    returns = [Decimal("0.1"), Decimal(-110) / 1100, Decimal(55) / 990]
+    mean = sum(returns) / 3
+    std = (sum((r - mean) ** 2 for r in returns) / 2).sqrt()
+    assert sharpe(equity) == (mean / std * Decimal(24 * 365).sqrt()).quantize(Decimal("0.0001"))
