@@ -15,7 +15,13 @@ def run_sandbox(
     import uvicorn
 
     accounts = parse_accounts(json.loads(Path(accounts_file).read_text())) if accounts_file else []
-    uvicorn.run(create_sandbox_app(accounts, seed=seed), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_sandbox_app(accounts, seed=seed),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,  # a line per exchange call would drown everything else
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

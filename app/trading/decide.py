@@ -101,13 +101,15 @@ class DecisionMaker:
         voters = strategy.voters or []
         reason = None
         results: list[tuple[Decimal, VoteResult]] = []
-        if voters and spent >= strategy.llm_daily_budget_usd:
+        if not voters:
+            reason = "no LLM voter configured for this bot: indicators only"
+        elif spent >= strategy.llm_daily_budget_usd:
             reason = (
                 f"daily LLM budget of {strategy.llm_daily_budget_usd} USD spent "
                 f"({spent.quantize(Decimal('0.0001'))} USD): indicators only until 00:00 UTC"
             )
             voters = []
-        elif voters:
+        else:
             prompt = render(
                 symbol,
                 timeframe,

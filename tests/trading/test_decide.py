@@ -275,3 +275,16 @@ async def test_renters_see_the_decision_with_every_vote(
     assert votes["openai"]["reasoning"] == "RSI oversold while the trend turns up."
     assert votes["gemini"]["action"] is None
     assert votes["gemini"]["abstain_reason"] == "timeout after 1.5s"
+
+
+async def test_a_bot_without_voters_decides_on_indicators_and_says_so(
+    app: FastAPI, maker: DecisionMaker, llm_fakes: RunningFakes
+) -> None:
+    async with app.state.runtime.sessionmaker() as session:
+        version = await session.get(BotVersion, (await bot_version(app)).id)
+        version.strategy = {**version.strategy, "voters": []}
+        await session.commit()
+    decision = await maker.decide(version.id, "BTCUSDT", "1h", now=NOW)
+    assert decision.fallback_reason == "no LLM voter configured for this bot: indicators only"
+    assert decision.combined_score == decision.indicator_score
+    assert [fake.requests for fake in llm_fakes.all] == [0, 0, 0]
