@@ -7,7 +7,6 @@ import anthropic
 from app.integrations.llm.base import (
     VOTE_SCHEMA,
     Answer,
-    ModelPrice,
     ProviderHTTPError,
     VotePrompt,
     Voter,
@@ -18,20 +17,9 @@ TOOL_NAME = "cast_vote"
 
 
 class AnthropicVoter(Voter):
-    provider = "anthropic"
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str,
-        base_url: str | None,
-        timeout_s: float,
-        price: ModelPrice | None,
-    ) -> None:
-        super().__init__(model, timeout_s=timeout_s, price=price)
+    def _connect(self, api_key: str, base_url: str | None) -> None:
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=self.timeout_s
         )
 
     async def _ask(self, prompt: VotePrompt, remaining_s: float) -> Answer:

@@ -101,14 +101,27 @@ def parse_vote(content: str | dict[str, Any] | None) -> Vote:
 
 
 class Voter(ABC):
-    """One provider and model. Subclasses only send one request and read one answer."""
+    """One provider and model. Subclasses only connect, send one request and read one answer."""
 
-    provider: str
-
-    def __init__(self, model: str, *, timeout_s: float, price: ModelPrice | None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout_s: float,
+        price: ModelPrice | None,
+    ) -> None:
+        self.provider = provider
         self.model = model
         self.timeout_s = timeout_s
         self.price = price
+        self._connect(api_key, base_url)
+
+    @abstractmethod
+    def _connect(self, api_key: str, base_url: str | None) -> None:
+        """Make the SDK client, with its own retries off: our policy is the only one."""
 
     @abstractmethod
     async def _ask(self, prompt: VotePrompt, remaining_s: float) -> Answer:

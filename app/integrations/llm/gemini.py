@@ -8,7 +8,6 @@ from google.genai import errors, types
 from app.integrations.llm.base import (
     VOTE_SCHEMA,
     Answer,
-    ModelPrice,
     ProviderHTTPError,
     VotePrompt,
     Voter,
@@ -21,24 +20,13 @@ def _gemini_schema() -> dict[str, object]:
 
 
 class GeminiVoter(Voter):
-    provider = "gemini"
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str,
-        base_url: str | None,
-        timeout_s: float,
-        price: ModelPrice | None,
-    ) -> None:
-        super().__init__(model, timeout_s=timeout_s, price=price)
+    def _connect(self, api_key: str, base_url: str | None) -> None:
         self._client = genai.Client(
             api_key=api_key,
             http_options=types.HttpOptions(
                 base_url=base_url,
-                timeout=int(timeout_s * 1000),
-                retry_options=types.HttpRetryOptions(attempts=1),  # our policy retries
+                timeout=int(self.timeout_s * 1000),
+                retry_options=types.HttpRetryOptions(attempts=1),
             ),
         )
 

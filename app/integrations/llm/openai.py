@@ -7,7 +7,6 @@ import openai
 from app.integrations.llm.base import (
     VOTE_SCHEMA,
     Answer,
-    ModelPrice,
     ProviderHTTPError,
     VotePrompt,
     Voter,
@@ -16,20 +15,9 @@ from app.integrations.llm.base import (
 
 
 class OpenAIVoter(Voter):
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str,
-        base_url: str | None,
-        timeout_s: float,
-        price: ModelPrice | None,
-        provider: str = "openai",
-    ) -> None:
-        super().__init__(model, timeout_s=timeout_s, price=price)
-        self.provider = provider
+    def _connect(self, api_key: str, base_url: str | None) -> None:
         self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=self.timeout_s
         )
 
     async def _ask(self, prompt: VotePrompt, remaining_s: float) -> Answer:

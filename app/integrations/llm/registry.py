@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from app.core.settings import Settings
 from app.integrations.llm.anthropic import AnthropicVoter
 from app.integrations.llm.base import ModelPrice, Voter
@@ -9,47 +11,36 @@ from app.integrations.llm.gemini import GeminiVoter
 from app.integrations.llm.openai import OpenAIVoter
 
 
+def _connection(
+    provider: str, settings: Settings
+) -> tuple[type[Voter], SecretStr | None, str | None]:
+    """The SDK and where to reach it, named the way each SDK names its settings."""
+    return {
+        "openai": (OpenAIVoter, settings.openai_api_key, settings.openai_base_url),
+        "openai_compatible": (
+            OpenAIVoter,
+            settings.openai_compatible_api_key,
+            settings.openai_compatible_base_url,
+        ),
+        "anthropic": (AnthropicVoter, settings.anthropic_api_key, settings.anthropic_base_url),
+        "gemini": (GeminiVoter, settings.gemini_api_key, settings.google_gemini_base_url),
+    }[provider]
+
+
 def build_voter(provider: str, model: str, settings: Settings) -> Voter | None:
     """The voter for (provider, model), or None when the provider has no key configured."""
     if provider not in settings.configured_llm_providers():
         return None
+    voter_class, api_key, base_url = _connection(provider, settings)
+    assert api_key is not None
     prices = settings.llm_prices.get(model)
-    price = ModelPrice(prices["input"], prices["output"]) if prices else None
-    timeout = settings.llm_timeout_s
-    if provider == "openai":
-        assert settings.openai_api_key is not None
-        return OpenAIVoter(
-            model,
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            timeout_s=timeout,
-            price=price,
-        )
-    if provider == "openai_compatible":
-        return OpenAIVoter(
-            model,
-            api_key=settings.openai_compatible_api_key.get_secret_value(),
-            base_url=settings.openai_compatible_base_url,
-            timeout_s=timeout,
-            price=price,
-            provider="openai_compatible",
-        )
-    if provider == "anthropic":
-        assert settings.anthropic_api_key is not None
-        return AnthropicVoter(
-            model,
-            api_key=settings.anthropic_api_key.get_secret_value(),
-            base_url=settings.anthropic_base_url,
-            timeout_s=timeout,
-            price=price,
-        )
-    assert provider == "gemini" and settings.gemini_api_key is not None
-    return GeminiVoter(
+    return voter_class(
+        provider,
         model,
-        api_key=settings.gemini_api_key.get_secret_value(),
-        base_url=settings.google_gemini_base_url,
-        timeout_s=timeout,
-        price=price,
+        api_key=api_key.get_secret_value(),
+        base_url=base_url,
+        timeout_s=settings.llm_timeout_s,
+        price=ModelPrice(prices["input"], prices["output"]) if prices else None,
     )
 
 
