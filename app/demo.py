@@ -14,7 +14,7 @@ from app.bots.schemas import BotCreate
 from app.bots.service import create_bot
 from app.bots.strategy import Ensemble, Strategy
 from app.core.principals import encode_principal
-from app.models import ApiKey
+from app.models import ApiKey, Position
 from app.subscriptions.schemas import Mode, SubscriptionCreate
 from app.subscriptions.service import create as create_subscription
 from app.users.repository import get_or_create_renter
@@ -29,10 +29,24 @@ class DemoSeed:
     principal: str
     bot_id: str
     subscription_id: str
+    holds_btc: bool
 
 
-async def seed_demo(session: AsyncSession, llm_providers: list[str]) -> DemoSeed | None:
-    """Seed once, on a database without any API key; None when there is something already."""
+DEMO_HOLDING = Decimal("0.005")  # BTC
+
+
+async def seed_demo(
+    session: AsyncSession,
+    llm_providers: list[str],
+    paper_wallet_multiple: Decimal,
+    btc_price: Decimal | None,
+) -> DemoSeed | None:
+    """Seed once, on a database without any API key; None when there is something already.
+
+    With a price, the demo wallet starts holding DEMO_HOLDING BTC bought at it: one-minute
+    scores stay on one side for minutes at a time, and a wallet of only USDT would wait out
+    every SELL, while one that holds some trades on either side.
+    """
     if await session.scalar(select(func.count()).select_from(ApiKey)):
         return None
     admin = await create_api_key(session, "demo admin", Scope.admin)
@@ -58,4 +72,24 @@ async def seed_demo(session: AsyncSession, llm_providers: list[str]) -> DemoSeed
             quote_amount=Decimal(100),
         ),
     )
-    return DemoSeed(admin.plaintext, marketplace.plaintext, DEMO_PRINCIPAL, bot.id, sub.id)
+    if btc_price is not None:
+        cost = DEMO_HOLDING * btc_price
+        session.add(
+            Position(
+                subscription_id=sub.id,
+                symbol=sub.symbol,
+                quantity=DEMO_HOLDING,
+                average_cost=btc_price,
+                realized_pnl=Decimal(0),
+                quote_balance=sub.quote_amount * paper_wallet_multiple - cost,
+            )
+        )
+        await session.flush()
+    return DemoSeed(
+        admin.plaintext,
+        marketplace.plaintext,
+        DEMO_PRINCIPAL,
+        bot.id,
+        sub.id,
+        holds_btc=btc_price is not None,
+    )

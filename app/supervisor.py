@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.settings import Settings
 from app.demo import DemoSeed, seed_demo
+from app.sandbox.market import Market
 
 SANDBOX_PORT = 8900
 
@@ -28,12 +30,17 @@ class Child:
     process: subprocess.Popen[bytes]
 
 
-def _seed(settings: Settings) -> DemoSeed | None:
+def _seed(settings: Settings, btc_price: Decimal | None) -> DemoSeed | None:
     async def work() -> DemoSeed | None:
         engine = create_engine(settings.database_url, pool=False)
         try:
             async with session_scope(create_sessionmaker(engine)) as session:
-                return await seed_demo(session, settings.configured_llm_providers())
+                return await seed_demo(
+                    session,
+                    settings.configured_llm_providers(),
+                    settings.paper_wallet_multiple,
+                    btc_price,
+                )
         finally:
             await engine.dispose()
 
@@ -45,7 +52,8 @@ def _banner(settings: Settings, seed: DemoSeed | None) -> str:
     lines = ["", f"botmarket is starting: Swagger UI at {base}/docs"]
     if seed is not None:
         lines += [
-            "First start: seeded a demo bot (BTCUSDT 1m) and a paper subscription.",
+            "First start: seeded a demo bot (BTCUSDT 1m) and a paper subscription"
+            + (" holding 0.005 BTC." if seed.holds_btc else "."),
             f"  admin key (shown once):       {seed.admin_key}",
             f"  marketplace key (shown once): {seed.marketplace_key}",
             f"  demo renter principal:        {seed.principal}",
@@ -66,11 +74,14 @@ def run(settings: Settings) -> int:
     from app.cli import migrate
 
     migrate()
-    print(_banner(settings, _seed(settings)), flush=True)
+    # On the sandbox the price is known before it starts: its market is a function of time.
+    on_sandbox = not settings.binance_api_url
+    btc_price = Market().price("BTCUSDT", int(time.time() * 1000)) if on_sandbox else None
+    print(_banner(settings, _seed(settings, btc_price)), flush=True)
     env = dict(os.environ)
     python = sys.executable
     commands: list[tuple[str, list[str]]] = []
-    if not settings.binance_api_url:
+    if on_sandbox:
         env["BINANCE_API_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
         commands.append(("sandbox", [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]))
     commands += [
