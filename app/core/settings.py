@@ -131,10 +131,6 @@ class Settings(BaseSettings):
         """Celery's broker: CELERY_BROKER_URL, else Redis, else a SQLite file (embedded)."""
         return self.celery_broker_url or self.redis_url or f"sqla+sqlite:///{EMBEDDED_BROKER}"
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def fernet_keyring_text(self) -> str:
         """The configured keyring, or in development a key created once under ./var."""
         configured = self.fernet_keys.get_secret_value().strip()
