@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 from binance import AsyncClient
+from starlette.types import ASGIApp
 
 from app.sandbox.server import create_sandbox_app
 
@@ -46,6 +47,22 @@ class SandboxServer:
         )
         return api_key, api_secret
 
+    def limit_weight(self, per_minute: int, violations_before_ban: int, ban_seconds: float) -> None:
+        self.admin(
+            "POST",
+            "/sandbox/config",
+            json={
+                "weight_per_minute": per_minute,
+                "violations_before_ban": violations_before_ban,
+                "ban_seconds": ban_seconds,
+                "reset_usage": True,
+            },
+        )
+
+    def reset_weight_limits(self) -> None:
+        """Binance's own: 6000 per minute, banned on the third violation, for 120 s."""
+        self.limit_weight(6000, 3, 120)
+
     def orders(self, api_key: str) -> list[dict]:
         return self.admin("GET", "/sandbox/orders", params={"api_key": api_key}).json()
 
@@ -62,21 +79,26 @@ class SandboxServer:
 
 
 @contextlib.contextmanager
-def serve_sandbox() -> Iterator[SandboxServer]:
+def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port from a background thread; yield its URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_sandbox_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline:
-            raise RuntimeError("the sandbox did not start")
+            raise RuntimeError("the local server did not start")
         time.sleep(0.02)
     try:
-        yield SandboxServer(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_sandbox() -> Iterator[SandboxServer]:
+    with serve_in_thread(create_sandbox_app()) as url:
+        yield SandboxServer(url)

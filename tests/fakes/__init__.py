@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.sandbox_server import free_port
+from tests.sandbox_server import serve_in_thread
 
 DEFAULT_VOTE = {
     "action": "BUY",
@@ -213,20 +212,6 @@ class RunningFakes:
 def serve_fakes() -> Iterator[RunningFakes]:
     fakes = RunningFakes(FakeOpenAI(), FakeAnthropic(), FakeGemini(), url="")
     app = Starlette(routes=[route for fake in fakes.all for route in fake.routes()])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the fake LLM servers did not start")
-        time.sleep(0.02)
-    fakes.url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_in_thread(app) as url:
+        fakes.url = url
         yield fakes
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -226,32 +226,14 @@ async def test_weight_header_429_then_418(sandbox: SandboxServer) -> None:
     try:
         await client.ping()
         assert int(client.response.headers["X-MBX-USED-WEIGHT-1M"]) >= 1
-        sandbox.admin(
-            "POST",
-            "/sandbox/config",
-            json={
-                "weight_per_minute": 1,
-                "violations_before_ban": 2,
-                "ban_seconds": 60,
-                "reset_usage": True,
-            },
-        )
+        sandbox.limit_weight(1, violations_before_ban=2, ban_seconds=60)
         await client.ping()
         limited = await expect_error(client.ping(), 429, -1003)
         assert 1 <= int(limited.response.headers["Retry-After"]) <= 61
         banned = await expect_error(client.ping(), 418, -1003)
         assert int(banned.response.headers["Retry-After"]) == 60
     finally:
-        sandbox.admin(
-            "POST",
-            "/sandbox/config",
-            json={
-                "weight_per_minute": 6000,
-                "violations_before_ban": 3,
-                "ban_seconds": 120,
-                "reset_usage": True,
-            },
-        )
+        sandbox.reset_weight_limits()
         await client.close_connection()
 
 

@@ -66,16 +66,7 @@ async def test_clock_drift_is_resynced(opened) -> None:
 
 async def test_a_ban_holds_every_call_until_retry_after(sandbox: SandboxServer, opened) -> None:
     client, _ = opened
-    sandbox.admin(
-        "POST",
-        "/sandbox/config",
-        json={
-            "weight_per_minute": 1,
-            "violations_before_ban": 1,
-            "ban_seconds": 1,
-            "reset_usage": True,
-        },
-    )
+    sandbox.limit_weight(1, violations_before_ban=1, ban_seconds=1)
     try:
         with pytest.raises(RateLimited) as caught:
             await client.price("BTCUSDT")
@@ -85,16 +76,7 @@ async def test_a_ban_holds_every_call_until_retry_after(sandbox: SandboxServer, 
         await client.price("BTCUSDT")  # the governor waits out the ban before sending
         assert time.monotonic() - started >= 0.9
     finally:
-        sandbox.admin(
-            "POST",
-            "/sandbox/config",
-            json={
-                "weight_per_minute": 6000,
-                "violations_before_ban": 3,
-                "ban_seconds": 120,
-                "reset_usage": True,
-            },
-        )
+        sandbox.reset_weight_limits()
 
 
 async def test_rules_from_exchange_info_size_orders_the_sandbox_accepts(opened) -> None:
