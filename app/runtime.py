@@ -53,6 +53,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.jobs.drain()
+        self.jobs.close()
         await self.authenticator.flush_last_used()
         if self.redis is not None:
             await self.redis.aclose()

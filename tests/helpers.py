@@ -1,8 +1,10 @@
-"""Small request helpers shared by the API tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from app.core.principals import encode_principal
 
@@ -27,3 +29,20 @@ def fake_binance_key() -> tuple[str, str]:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     make = lambda: "".join(secrets.choice(alphabet) for _ in range(64))  # noqa: E731
     return make(), make()
+
+
+@dataclass
+class Clock:
+    """Time as the executor sees it, moved by the test (leases, decision freshness)."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @classmethod
+    def real(cls) -> Clock:
+        return cls(datetime.now(UTC))

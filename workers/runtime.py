@@ -59,7 +59,10 @@ class WorkerRuntime:
             else InProcessGovernor(settings.binance_weight_per_minute)
         )
         clients = BinanceClients(
-            governor, api_url=settings.binance_api_url, rules_ttl_s=settings.binance_rules_ttl_s
+            governor,
+            api_url=settings.binance_api_url,
+            rules_ttl_s=settings.binance_rules_ttl_s,
+            recv_window_ms=settings.binance_recv_window_ms,
         )
         cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
         locks = NamedLocks(redis)
@@ -71,7 +74,10 @@ class WorkerRuntime:
             Executor(sessionmaker, clients, keyring, settings),
             clients,
             settings,
-            enqueue=lambda name, kwargs: celery_app.send_task(name, kwargs=kwargs),
+            # kombu's publish blocks: in a thread, never on the loop every task shares.
+            enqueue=lambda name, kwargs: asyncio.to_thread(
+                celery_app.send_task, name, kwargs=kwargs
+            ),
             chunk_size=settings.execute_chunk_size,
         )
         return cls(loop, engine, redis, clients, voters, flows)

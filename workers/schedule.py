@@ -14,5 +14,6 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "dispatch": {"task": "trading.dispatch", "schedule": settings.dispatch_interval_s},
         "protect": {"task": "trading.protect", "schedule": 60.0},
         "expire": {"task": "subscriptions.expire", "schedule": 60.0},
+        "reconcile": {"task": "trading.reconcile", "schedule": settings.reconcile_interval_s},
         "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},
     }

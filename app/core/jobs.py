@@ -7,7 +7,9 @@ are dropped on rollback. app/ never imports the workers: a name is all the broke
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery
@@ -23,6 +25,9 @@ class JobQueue:
     def __init__(self, broker_url: str) -> None:
         self._producer = Celery("botmarket-api", broker=broker_url)
         self._producer.conf.broker_connection_retry_on_startup = True
+        # kombu's publish blocks on the network: it runs here, never on the event loop.
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
+        self._sending: set[asyncio.Future[None]] = set()
 
     def send_after_commit(self, session: AsyncSession, name: str, **kwargs: Any) -> None:
         sync = session.sync_session
@@ -33,8 +38,22 @@ class JobQueue:
             event.listen(sync, "after_rollback", _drop, once=True)
         pending.append((name, kwargs))
 
+    async def drain(self) -> None:
+        """Wait until every job handed over so far has reached the broker (or failed to)."""
+        await asyncio.gather(*self._sending)
+
+    def close(self) -> None:
+        self._sender.shutdown(wait=True)
+
     def _send(self, sync: Session) -> None:
-        for name, kwargs in sync.info.pop(_PENDING, []):
+        jobs = sync.info.pop(_PENDING, [])
+        # The commit hook runs on the loop that committed (a greenlet of it).
+        sending = asyncio.get_running_loop().run_in_executor(self._sender, self._publish, jobs)
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+
+    def _publish(self, jobs: list[tuple[str, dict[str, Any]]]) -> None:
+        for name, kwargs in jobs:
             try:
                 self._producer.send_task(name, kwargs=kwargs)
             except Exception:  # the schedule catches up; a request must not fail over it

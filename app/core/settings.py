@@ -91,9 +91,21 @@ class Settings(BaseSettings):
     # and a paper subscription's virtual wallet starts at this multiple of its quote_amount.
     paper_slippage: Decimal = Field(default=Decimal("0.0005"), ge=0, le=Decimal("0.05"))
     paper_wallet_multiple: Decimal = Field(default=Decimal(10), gt=0)
-    # How long a claimed order attempt may stay `pending` before another worker treats it as
-    # crashed and reconciles it with the exchange.
-    order_lease_s: float = 120.0
+    # Binance executes a signed request only if it arrives within this window of its
+    # timestamp; after that, an order that is not on the exchange never will be.
+    binance_recv_window_ms: int = Field(default=5000, ge=1000, le=60000)
+    # How long the owner of an order attempt holds it before another worker may take it over
+    # (a crash is recovered after the lease plus one reconciler sweep). It must outlast the
+    # receive window, so that a taker who does not find the order knows it cannot appear.
+    order_lease_s: float = Field(default=15.0, gt=0)
+    # An order for a decision is sent only before the candle after the decided one closes,
+    # or within these seconds of the decided candle's close where a timeframe is listed
+    # here ({"1d": 3600}); never later than the cap.
+    order_freshness_s: dict[str, float] = Field(default_factory=dict)
+    order_freshness_cap_s: float = Field(default=900.0, gt=0)
+    # How often beat's reconciler resolves attempts whose lease ran out, retries unfinished
+    # expiries and sends the orders of decisions whose execute job was lost.
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
 
     # Workers.
     celery_broker_url: str | None = None
@@ -103,6 +115,18 @@ class Settings(BaseSettings):
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
     # Prometheus metrics of a worker process are served on this port (0: not served).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_the_receive_window(self) -> Settings:
+        # One second of slack for the clock offset between us and the exchange.
+        if self.order_lease_s < self.binance_recv_window_ms / 1000 + 1:
+            raise SettingsError(
+                f"ORDER_LEASE_S ({self.order_lease_s:g}) must be at least "
+                f"BINANCE_RECV_WINDOW_MS / 1000 + 1 ({self.binance_recv_window_ms / 1000 + 1:g}): "
+                "a shorter lease lets a second worker resend an order the exchange may still "
+                "execute"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Money, UTCDateTime
@@ -62,6 +62,8 @@ class Trade(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         # At most one order per subscription and decision, whatever retries or crashes do.
         UniqueConstraint("subscription_id", "decision_id"),
+        # The reconciler's scan: unresolved attempts whose lease has run out.
+        Index("ix_trades_status_lease_until", "status", "lease_until"),
     )
 
     # Indexed by the unique constraint below, whose first column it is.
@@ -78,7 +80,16 @@ class Trade(IdMixin, TimestampMixin, Base):
     symbol: Mapped[str] = mapped_column(String(20))
     side: Mapped[str] = mapped_column(String(4))  # BUY | SELL
     # pending | filled | rejected | unknown | refused
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # Ownership of the attempt. Every claim increments `fence`; only the holder of the current
+    # fence may send the order or record its outcome, each checked by one conditional UPDATE.
+    # Nobody may take the attempt over before `lease_until`.
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An order for a decision is worthless once the market has moved on: never sent after this.
+    send_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Committed just before the request leaves: from then on, a taker asks the exchange first.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     requested_quote: Mapped[Decimal | None] = mapped_column(Money)
     requested_quantity: Mapped[Decimal | None] = mapped_column(Money)
     quantity: Mapped[Decimal | None] = mapped_column(Money)

@@ -26,6 +26,8 @@ class Status(StrEnum):
     active = "active"
     paused = "paused"
     cancelled = "cancelled"
+    # ends_at has passed and the closing sale is not resolved yet; then `expired`.
+    expiring = "expiring"
     expired = "expired"
 
 

@@ -11,11 +11,12 @@ from app.models import Subscription, User
 from app.subscriptions import repository
 from app.subscriptions.schemas import Mode, Status, SubscriptionCreate, SubscriptionUpdate
 
-# The renter's moves; `expired` is set only by the system when ends_at passes.
+# The renter's moves; `expiring` and `expired` are set only by the system when ends_at passes.
 _TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.active: frozenset({Status.active, Status.paused, Status.cancelled}),
     Status.paused: frozenset({Status.paused, Status.active, Status.cancelled}),
     Status.cancelled: frozenset({Status.cancelled}),
+    Status.expiring: frozenset({Status.expiring}),
     Status.expired: frozenset({Status.expired}),
 }
 
@@ -83,7 +84,9 @@ async def update(
             sub.credential_id = await _credential_for(session, renter, Mode(sub.mode))
         sub.status = body.status.value
         sub.status_reason = None
-    elif current in (Status.cancelled, Status.expired) and (body.risk or body.ends_at):
+    elif current in (Status.cancelled, Status.expiring, Status.expired) and (
+        body.risk or body.ends_at
+    ):
         raise InvalidStateTransition(f"a {current.value} subscription cannot be changed")
     if body.risk is not None:
         sub.risk = {**sub.risk, **body.risk.model_dump(mode="json", exclude_none=True)}

@@ -1,18 +1,29 @@
 """One interface for every mode: an order intent becomes a recorded trade, at most once.
 
-The trade row is written `pending` (and committed) before anything is sent. Its client order
-id is derived from (subscription, intent), and the unique constraints on it and on
-(subscription, decision) make a second attempt find the first instead of sending again. An
-attempt whose outcome is unknown (timeout, 5xx, crash) is looked up on the exchange by that
-client order id before anything is sent again, by whichever worker wins the claim on it.
+An attempt is a `trades` row, written `pending` (and committed) before anything is sent. Its
+client order id derives from (subscription, intent), and unique constraints make a second
+attempt find the first instead of sending again.
+
+Ownership is a lease with a fencing token (`fence`). The owner proves it still owns the
+attempt with one conditional UPDATE immediately before sending (after the request's exchange
+weight is granted, so that no wait sits between the check and the request) and again when it
+records the outcome. Whoever takes over an attempt whose lease ran out asks the exchange by
+client order id before it sends anything; the lease outlasts Binance's receive window, so an
+order the taker does not find can no longer appear.
+
+An order for a decision is sent only while the decision is fresh (`send_before`); a stale
+one is recorded as refused, never sent. Paper attempts never leave the process: check, size,
+fill and position change are one transaction. A subscription's sells serialise: each is sized
+on what is held minus what its sells in flight have asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
@@ -28,8 +39,9 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import ExchangeError, TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.models import AuditLog, Position, Subscription, Trade
+from app.performance.service import reference_capital
 from app.trading import metrics, repository
-from app.trading.fills import Fill, Side, apply_fill, paper_fill
+from app.trading.fills import Fill, Side, apply_fill, buy_quantity, paper_fill
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +57,21 @@ class OrderIntent:
     intent_key: str
     decision_id: str | None
     reason: str
+    # A decision's orders only: never sent at or after this instant.
+    send_before: datetime | None = None
 
 
 class AttemptInFlight(TemporaryError):
-    """Another worker holds this order attempt and has not gone silent yet: try again later,
-    when it has finished or its lease has run out."""
+    """Another worker holds this order attempt and its lease has not run out: try again
+    later, when it has finished or the reconciler has resolved it."""
+
+
+class AttemptLost(Exception):
+    """Another worker took this attempt over: what we were about to do is theirs now."""
 
 
 class OrderRefused(Exception):
-    """We decided not to send: nothing to sell, wallet empty, under the exchange minimums."""
+    """We decided not to send: nothing to sell, wallet empty, under the minimums, stale."""
 
 
 def client_order_id(subscription_id: str, intent_key: str) -> str:
@@ -69,39 +87,49 @@ class Executor:
         clients: BinanceClients,
         keyring: Keyring,
         settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clients = clients
         self._keyring = keyring
         self._settings = settings
+        self._clock = clock
 
     async def execute(self, intent: OrderIntent) -> Trade:
-        trade, owned, fresh = await self._claim(intent)
-        if not owned and trade.status not in FINAL_STATUSES:
+        trade, fence = await self._claim(intent)
+        if fence is not None:
+            return await self._attempt(trade, fence)
+        if trade.status not in FINAL_STATUSES:
             raise AttemptInFlight(f"order {trade.client_order_id} is being placed elsewhere")
-        if not owned:
-            return trade
-        try:
-            fill = await self._fill(trade, fresh)
-        except OrderRefused as exc:
-            return await self._finish(trade, "refused", str(exc))
-        except TemporaryError as exc:
-            await self._finish(trade, "unknown", str(exc))
-            raise
-        except ExchangeError as exc:
-            return await self._finish(trade, "rejected", str(exc))
-        return await self._complete(trade, fill)
+        return trade
 
     async def refuse(self, intent: OrderIntent, reason: str) -> Trade:
         """Record that this intent was not sent (a risk limit), exactly once like an order."""
-        trade, owned, _ = await self._claim(intent)
-        if not owned:
+        trade, fence = await self._claim(intent)
+        if fence is None:
             return trade
-        return await self._finish(trade, "refused", reason)
+        return await self._finish(trade, fence, "refused", reason)
 
-    async def _claim(self, intent: OrderIntent) -> tuple[Trade, bool, bool]:
-        """(trade, whether this call owns the attempt, whether the attempt is brand new)."""
+    async def resume(self, trade_id: str) -> Trade | None:
+        """See through an unresolved attempt whose lease has run out (the reconciler's job);
+        None when another worker holds it."""
+        now = self._clock()
+        async with session_scope(self._sessionmaker) as session:
+            fence = await repository.take_over(session, trade_id, now, self._lease_end(now))
+            if fence is None:
+                return None
+            trade = await session.get(Trade, trade_id)
+            assert trade is not None
+            self._audit(session, trade, "order.reconcile")
+        return await self._attempt(trade, fence)
+
+    def _lease_end(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self._settings.order_lease_s)
+
+    async def _claim(self, intent: OrderIntent) -> tuple[Trade, int | None]:
+        """The attempt, and our fence when this call owns it."""
         order_id = client_order_id(intent.subscription_id, intent.intent_key)
+        now = self._clock()
         async with session_scope(self._sessionmaker) as session:
             sub = await repository.subscription(session, intent.subscription_id)
             if sub is None:
@@ -116,6 +144,9 @@ class Executor:
                     symbol=sub.symbol,
                     side=intent.side.value,
                     status="pending",
+                    fence=1,
+                    lease_until=self._lease_end(now),
+                    send_before=intent.send_before,
                     requested_quote=sub.quote_amount if intent.side is Side.BUY else None,
                     reason=intent.reason,
                 )
@@ -129,56 +160,116 @@ class Executor:
                     assert existing is not None
                 else:
                     self._audit(session, trade, "order.attempt")
-                    return trade, True, True
+                    return trade, trade.fence
             if existing.status in FINAL_STATUSES:
-                return existing, False, False
-            now = utcnow()
-            stale = now - timedelta(seconds=self._settings.order_lease_s)
-            owned = await repository.claim_stale(session, existing.id, now, stale)
-            if owned:
+                return existing, None
+            fence = await repository.take_over(session, existing.id, now, self._lease_end(now))
+            if fence is not None:
+                # Read again: the previous owner may have sent the order since our first read.
+                await session.refresh(existing)
                 self._audit(session, existing, "order.reconcile")
-            return existing, owned, False
+            return existing, fence
 
-    async def _fill(self, trade: Trade, fresh: bool) -> Fill:
+    async def _attempt(self, trade: Trade, fence: int) -> Trade:
+        try:
+            if trade.mode == "paper":
+                return await self._paper(trade, fence)
+            return await self._on_exchange(trade, fence)
+        except AttemptLost:
+            log.warning("order attempt taken over by another worker", extra=self._ids(trade))
+            return await self._reload(trade)
+        except OrderRefused as exc:
+            return await self._finish(trade, fence, "refused", str(exc))
+        except TemporaryError as exc:
+            await self._unresolved(trade, fence, str(exc))
+            raise
+        except ExchangeError as exc:
+            return await self._finish(trade, fence, "rejected", str(exc))
+
+    async def _paper(self, trade: Trade, fence: int) -> Trade:
         rules = await self._clients.rules(trade.symbol)
-        if trade.mode == "paper":
-            price = await (await self._clients.public()).price(trade.symbol)
-            return await self._paper(trade, rules, price)
+        price = await (await self._clients.public()).price(trade.symbol)
+        async with session_scope(self._sessionmaker) as session:
+            position = await self._commit_to_send(session, trade, fence)
+            quantity = await self._size(session, trade, position, rules, price)
+            fill = paper_fill(
+                Side(trade.side), quantity, price, self._settings.paper_slippage, rules
+            )
+            row = await self._record_fill(session, trade, fence, position, fill, rules)
+        return self._filled(row)
+
+    async def _on_exchange(self, trade: Trade, fence: int) -> Trade:
+        rules = await self._clients.rules(trade.symbol)
         client = await self._client_for(trade)
-        if not fresh:
+        if trade.fence > 1:
+            # Taken over: whatever the last owner did, the exchange knows whether it happened.
             found = await client.find_order(trade.symbol, trade.client_order_id)
             if found is not None:
-                log.info("reconciled an order the exchange had", extra={"trade_id": trade.id})
-                return await self._binance_fill(client, found)
+                log.info("reconciled an order the exchange had", extra=self._ids(trade))
+                return await self._complete(trade, fence, await self._binance_fill(client, found))
         price = await client.price(trade.symbol)
-        quantity = await self._size(trade, rules, price)
-        order = await client.market_order(
-            trade.symbol, trade.side, trade.client_order_id, quantity=quantity
+
+        async def size() -> Decimal:
+            async with session_scope(self._sessionmaker) as session:
+                position = await self._commit_to_send(session, trade, fence)
+                quantity = await self._size(session, trade, position, rules, price)
+                await repository.fenced_update(
+                    session, trade.id, fence, requested_quantity=quantity
+                )
+            return quantity
+
+        order = await client.market_order(trade.symbol, trade.side, trade.client_order_id, size)
+        return await self._complete(trade, fence, await self._binance_fill(client, order))
+
+    async def _commit_to_send(self, session: AsyncSession, trade: Trade, fence: int) -> Position:
+        """Prove we still own a fresh attempt and mark it sent (leased for as long as the
+        exchange could still execute it); then the position, locked for this transaction."""
+        now = self._clock()
+        sent = await repository.fenced_update(
+            session,
+            trade.id,
+            fence,
+            send_by=now,
+            sent_at=now,
+            lease_until=self._lease_end(now),
         )
-        return await self._binance_fill(client, order)
+        if not sent:
+            row = await session.get(Trade, trade.id)
+            assert row is not None
+            if row.fence != fence or row.status in FINAL_STATUSES:
+                raise AttemptLost()
+            raise OrderRefused(
+                f"stale: this decision's orders had to be sent before {row.send_before}; "
+                "nothing was sent"
+            )
+        return await self._position(session, trade.subscription_id)
 
-    async def _paper(self, trade: Trade, rules: SymbolRules, price: Decimal) -> Fill:
-        quantity = await self._size(trade, rules, price)
-        return paper_fill(Side(trade.side), quantity, price, self._settings.paper_slippage, rules)
-
-    async def _size(self, trade: Trade, rules: SymbolRules, price: Decimal) -> Decimal:
-        async with self._sessionmaker() as session:
-            position = await self._position(session, trade)
+    async def _size(
+        self,
+        session: AsyncSession,
+        trade: Trade,
+        position: Position,
+        rules: SymbolRules,
+        price: Decimal,
+    ) -> Decimal:
         try:
             if trade.side == Side.BUY:
                 assert trade.requested_quote is not None
                 budget = trade.requested_quote
                 if trade.mode == "paper":
                     budget = min(budget, position.quote_balance)
-                return rules.size_market_buy(budget, price)
-            if position.quantity <= 0:
+                return buy_quantity(budget, price, self._settings.paper_slippage, rules)
+            available = position.quantity - await repository.reserved_by_others(session, trade)
+            if available <= 0:
                 raise OrderRefused("no position to sell")
-            return rules.size_market_sell(position.quantity, price)
+            return rules.size_market_sell(available, price)
         except ExchangeError as exc:  # sizing refuses before the exchange has to
             raise OrderRefused(str(exc)) from exc
 
-    async def _position(self, session: AsyncSession, trade: Trade) -> Position:
-        sub = await session.get(Subscription, trade.subscription_id)
+    async def _position(self, session: AsyncSession, subscription_id: str) -> Position:
+        """The position row, locked until the transaction ends; a new subscription's is flat
+        and, in paper mode, holds a wallet of the reference capital."""
+        sub = await session.get(Subscription, subscription_id)
         assert sub is not None
         position = await repository.position_for_update(session, sub)
         if position is None:
@@ -188,7 +279,7 @@ class Executor:
                 quantity=Decimal(0),
                 average_cost=Decimal(0),
                 realized_pnl=Decimal(0),
-                quote_balance=sub.quote_amount * self._settings.paper_wallet_multiple
+                quote_balance=reference_capital(sub, self._settings)
                 if sub.mode == "paper"
                 else Decimal(0),
             )
@@ -207,39 +298,106 @@ class Executor:
         )
 
     async def _binance_fill(self, client: BinanceClient, order: dict[str, object]) -> Fill:
+        if Decimal(str(order["executedQty"])) == 0:
+            # A market order that found no liquidity expires with nothing executed.
+            raise ExchangeError(f"order {order.get('status')} with nothing executed")
         fills = order.get("fills")
         if not isinstance(fills, list):
             fills = await client.order_trades(str(order["symbol"]), int(str(order["orderId"])))
         return Fill.from_binance(order, fills)
 
-    async def _complete(self, trade: Trade, fill: Fill) -> Trade:
+    async def _complete(self, trade: Trade, fence: int, fill: Fill) -> Trade:
         rules = await self._clients.rules(trade.symbol)
         async with session_scope(self._sessionmaker) as session:
-            position = await self._position(session, trade)
-            row = await session.get(Trade, trade.id)
-            assert row is not None
-            row.realized_pnl = apply_fill(position, Side(trade.side), fill, rules)
-            row.status = "filled"
-            row.quantity = fill.quantity
-            row.price = fill.price
-            row.quote_quantity = fill.quote_quantity
-            row.fee = fill.fee
-            row.fee_asset = fill.fee_asset
-            row.exchange_order_id = fill.exchange_order_id
-            self._audit(session, row, "order.filled")
+            # Ownership first: a taker that found this order on the exchange records it.
+            now = self._clock()
+            if not await repository.fenced_update(
+                session, trade.id, fence, lease_until=self._lease_end(now)
+            ):
+                raise AttemptLost()
+            position = await self._position(session, trade.subscription_id)
+            row = await self._record_fill(session, trade, fence, position, fill, rules)
+        return self._filled(row)
+
+    async def _record_fill(
+        self,
+        session: AsyncSession,
+        trade: Trade,
+        fence: int,
+        position: Position,
+        fill: Fill,
+        rules: SymbolRules,
+    ) -> Trade:
+        realized = apply_fill(position, Side(trade.side), fill, rules)
+        await repository.fenced_update(
+            session,
+            trade.id,
+            fence,
+            status="filled",
+            realized_pnl=realized,
+            quantity=fill.quantity,
+            price=fill.price,
+            quote_quantity=fill.quote_quantity,
+            fee=fill.fee,
+            fee_asset=fill.fee_asset,
+            exchange_order_id=fill.exchange_order_id,
+        )
+        row = await session.get(Trade, trade.id, populate_existing=True)
+        assert row is not None
+        self._audit(session, row, "order.filled")
+        return row
+
+    def _filled(self, row: Trade) -> Trade:
         metrics.ORDERS.labels(row.mode, "filled").inc()
         log.info("order filled", extra=self._ids(row))
         return row
 
-    async def _finish(self, trade: Trade, status: str, reason: str) -> Trade:
+    async def _finish(self, trade: Trade, fence: int, status: str, reason: str) -> Trade:
+        async with session_scope(self._sessionmaker) as session:
+            owned = await repository.fenced_update(
+                session,
+                trade.id,
+                fence,
+                status=status,
+                reason=f"{trade.reason}; {reason}" if trade.reason else reason,
+            )
+            row = await session.get(Trade, trade.id, populate_existing=True)
+            assert row is not None
+            if owned:
+                self._audit(session, row, f"order.{status}")
+        if not owned:
+            log.warning("order attempt taken over by another worker", extra=self._ids(row))
+            return row
+        metrics.ORDERS.labels(row.mode, status).inc()
+        log.info(f"order {status}", extra={**self._ids(row), "reason": row.reason})
+        return row
+
+    async def _unresolved(self, trade: Trade, fence: int, reason: str) -> None:
+        """A temporary failure. Before anything was sent the attempt is released for the next
+        try at once; after, its outcome is unknown and the lease taken at sending keeps every
+        taker away until the exchange can no longer execute it."""
         async with session_scope(self._sessionmaker) as session:
             row = await session.get(Trade, trade.id)
             assert row is not None
-            row.status = status
-            row.reason = f"{row.reason}; {reason}" if row.reason else reason
-            self._audit(session, row, f"order.{status}")
-        metrics.ORDERS.labels(row.mode, status).inc()
-        log.info(f"order {status}", extra={**self._ids(row), "reason": row.reason})
+            if row.sent_at is None:
+                await repository.fenced_update(session, trade.id, fence, lease_until=self._clock())
+                return
+            if await repository.fenced_update(
+                session,
+                trade.id,
+                fence,
+                status="unknown",
+                reason=f"{row.reason}; {reason}" if row.reason else reason,
+            ):
+                await session.refresh(row)
+                self._audit(session, row, "order.unknown")
+        metrics.ORDERS.labels(trade.mode, "unknown").inc()
+        log.warning("order outcome unknown", extra={**self._ids(trade), "reason": reason})
+
+    async def _reload(self, trade: Trade) -> Trade:
+        async with self._sessionmaker() as session:
+            row = await session.get(Trade, trade.id)
+        assert row is not None
         return row
 
     @staticmethod

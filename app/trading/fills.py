@@ -44,17 +44,34 @@ class Fill:
         )
 
 
+def slipped_price(
+    side: Side, market_price: Decimal, slippage: Decimal, rules: SymbolRules
+) -> Decimal:
+    """The market price moved `slippage` against us, to the next tick."""
+    if side is Side.BUY:
+        return (market_price * (1 + slippage)).quantize(rules.tick_size, rounding=ROUND_UP)
+    return (market_price * (1 - slippage)).quantize(rules.tick_size, rounding=ROUND_DOWN)
+
+
+def buy_quantity(
+    budget: Decimal, market_price: Decimal, slippage: Decimal, rules: SymbolRules
+) -> Decimal:
+    """What a market buy may ask for so that, filled at the slipped price and paying the fee
+    even in the quote asset, it never spends more than `budget`."""
+    worst = slipped_price(Side.BUY, market_price, slippage, rules) * (1 + BINANCE_FEE_RATE)
+    return rules.size_market_buy(budget, worst)
+
+
 def paper_fill(
     side: Side, quantity: Decimal, market_price: Decimal, slippage: Decimal, rules: SymbolRules
 ) -> Fill:
-    """A simulated market fill: the price moves `slippage` against us (to a tick) and the
-    0.1% fee is taken from the received asset, rounded up to 8 decimals as Binance does."""
+    """A simulated market fill at the slipped price; the 0.1% fee is taken from the received
+    asset, rounded up to 8 decimals as Binance does."""
+    price = slipped_price(side, market_price, slippage, rules)
     if side is Side.BUY:
-        price = (market_price * (1 + slippage)).quantize(rules.tick_size, rounding=ROUND_UP)
         fee = (quantity * BINANCE_FEE_RATE).quantize(FEE_PLACES, rounding=ROUND_UP)
         fee_asset = rules.base_asset
     else:
-        price = (market_price * (1 - slippage)).quantize(rules.tick_size, rounding=ROUND_DOWN)
         fee = (quantity * price * BINANCE_FEE_RATE).quantize(FEE_PLACES, rounding=ROUND_UP)
         fee_asset = rules.quote_asset
     return Fill(quantity, quantity * price, fee, fee_asset, exchange_order_id=None)

@@ -1,19 +1,23 @@
 """The scheduled work, as service coroutines the Celery tasks call with ids.
 
 dispatch -> decide (once per group and candle) -> execute (per subscription, in chunks),
-plus the protective exits, expiry and the hourly equity points. Everything here is safe to
-run twice: decisions are unique per candle, orders at most once per (subscription, intent),
-equity points unique per hour. Jobs are handed to `enqueue` by name; this module knows
-nothing of Celery.
+plus the protective exits, expiry, the hourly equity points and the reconciler. Everything
+here is safe to run twice: decisions are unique per candle, orders at most once per
+(subscription, intent), equity points unique per hour. Jobs are handed to `enqueue` by name;
+this module knows nothing of Celery.
+
+Nothing that moves money depends on a job being delivered: the reconciler works from the
+database alone, so a job lost between a commit and the broker, or held by a dead worker
+until the broker's visibility timeout, costs at most one lease and one sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,19 +28,29 @@ from app.bots.strategy import Strategy
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
+from app.integrations.binance.errors import TemporaryError
+from app.integrations.binance.filters import SymbolRules
 from app.models import BotVersion, Decision, PerformanceLog, Subscription, Trade
 from app.performance.service import reference_capital
 from app.subscriptions import repository as subscriptions
 from app.trading import metrics, repository, risk
 from app.trading.decide import DecisionMaker
-from app.trading.execution import Executor, OrderIntent
+from app.trading.execution import FINAL_STATUSES, Executor, OrderIntent
 from app.trading.fills import Side
 from app.trading.market_data import interval_ms, last_closed_open_ms
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[str, dict[str, Any]], None]
+Enqueue = Callable[[str, dict[str, Any]], Awaitable[None]]
 EXECUTE_CONCURRENCY = 10
+RECONCILE_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    attempts_resolved: int
+    expiries_finished: int
+    orders_recovered: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,15 @@ def candle_close(timeframe: str, now: datetime) -> datetime:
     """When the latest closed candle closed: decisions are made "as of" that instant."""
     closed_open = last_closed_open_ms(timeframe, now)
     return datetime.fromtimestamp((closed_open + interval_ms(timeframe)) / 1000, UTC)
+
+
+def send_deadline(decision: Decision, settings: Settings) -> datetime:
+    """The instant a decision's orders go stale: when the next candle closes, unless the
+    timeframe has a window of its own; never later than the cap after the decided close."""
+    step = timedelta(milliseconds=interval_ms(decision.timeframe))
+    window = settings.order_freshness_s.get(decision.timeframe, step.total_seconds())
+    window = min(window, settings.order_freshness_cap_s)
+    return decision.candle_open_at + step + timedelta(seconds=window)
 
 
 class TradingFlows:
@@ -86,7 +109,7 @@ class TradingFlows:
                 if decided is None:
                     due.append(group)
         for group in due:
-            self._enqueue(
+            await self._enqueue(
                 "trading.decide",
                 {**vars(group), "as_of": candle_close(group.timeframe, now).isoformat()},
             )
@@ -102,7 +125,7 @@ class TradingFlows:
                     session, bot_version_id, symbol, timeframe
                 )
             for start in range(0, len(ids), self._chunk_size):
-                self._enqueue(
+                await self._enqueue(
                     "trading.execute",
                     {
                         "decision_id": decision.id,
@@ -118,10 +141,13 @@ class TradingFlows:
             return []
         side = Side(decision.action)
         bound = asyncio.Semaphore(EXECUTE_CONCURRENCY)
+        # One market for the whole chunk: its price and rules are read once, not per renter.
+        price = await (await self._clients.public()).price(decision.symbol)
+        rules = await self._clients.rules(decision.symbol)
 
         async def one(sub_id: str) -> Trade | None:
             async with bound:
-                return await self._execute_one(decision, side, sub_id)
+                return await self._execute_one(decision, side, sub_id, price, rules)
 
         # Every subscription of the chunk gets its turn before a failure is raised (for the
         # task to retry the chunk); the ones that succeeded are no-ops on the retry.
@@ -131,18 +157,23 @@ class TradingFlows:
             raise failures[0]
         return [o for o in outcomes if not isinstance(o, BaseException)]
 
-    async def _execute_one(self, decision: Decision, side: Side, sub_id: str) -> Trade | None:
-        intent = OrderIntent(sub_id, side, decision.id, decision.id, f"decision {decision.action}")
+    async def _execute_one(
+        self, decision: Decision, side: Side, sub_id: str, price: Decimal, rules: SymbolRules
+    ) -> Trade | None:
+        intent = OrderIntent(
+            sub_id,
+            side,
+            decision.id,
+            decision.id,
+            f"decision {decision.action}",
+            send_before=send_deadline(decision, self._settings),
+        )
         async with self._sessionmaker() as session:
             sub = await session.get(Subscription, sub_id)
             if sub is None or sub.status != "active":
                 return None
-            price = await (await self._clients.public()).price(sub.symbol)
             position = await subscriptions.position_of(session, sub.id)
-            if side is Side.SELL and (
-                position is None
-                or (await self._clients.rules(sub.symbol)).is_dust(position.quantity, price)
-            ):
+            if side is Side.SELL and (position is None or rules.is_dust(position.quantity, price)):
                 return None  # nothing to sell: no order, nothing to record
             version = await session.get(BotVersion, sub.bot_version_id)
             assert version is not None
@@ -175,14 +206,19 @@ class TradingFlows:
         exits = []
         async with self._sessionmaker() as session:
             subs = await repository.subscriptions_with(session, ("active",))
+        prices = await self._prices({sub.symbol for sub in subs})
         for sub in subs:
-            trade = await self._protect_one(sub)
+            trade = await self._protect_one(sub, prices[sub.symbol])
             if trade is not None:
                 exits.append(trade)
         return exits
 
-    async def _protect_one(self, sub: Subscription) -> Trade | None:
-        price = await (await self._clients.public()).price(sub.symbol)
+    async def _prices(self, symbols: set[str]) -> dict[str, Decimal]:
+        """The latest price of each symbol, read once per run however many renters hold it."""
+        client = await self._clients.public()
+        return {symbol: await client.price(symbol) for symbol in sorted(symbols)}
+
+    async def _protect_one(self, sub: Subscription, price: Decimal) -> Trade | None:
         rules = await self._clients.rules(sub.symbol)
         async with session_scope(self._sessionmaker) as session:
             position = await subscriptions.position_of(session, sub.id)
@@ -201,26 +237,98 @@ class TradingFlows:
         return await self._executor.execute(intent)
 
     async def expire(self, now: datetime) -> list[str]:
-        expired = []
+        """Subscriptions past ends_at stop trading. Where the bot closes its position on
+        expiry, the subscription stays `expiring` until that sale is resolved (the reconciler
+        tries again after a failure), then becomes `expired`."""
+        finished = []
+        async with session_scope(self._sessionmaker) as session:
+            due = await repository.due_to_expire(session, now)
+            for sub in due:
+                sub.status, sub.status_reason = "expiring", "ends_at passed"
+        for sub in due:
+            if await self._finish_expiry(sub.id):
+                finished.append(sub.id)
+        return finished
+
+    async def _finish_expiry(self, sub_id: str) -> bool:
+        try:
+            return await self._close_on_expiry(sub_id)
+        except TemporaryError as exc:
+            log.warning(
+                "expiry sale unresolved; the reconciler will try again",
+                extra={"subscription_id": sub_id, "error": str(exc)},
+            )
+            return False
+
+    async def _close_on_expiry(self, sub_id: str) -> bool:
         async with self._sessionmaker() as session:
-            subs = await repository.subscriptions_with(session, ("active", "paused"))
-        for sub in subs:
-            if sub.ends_at is None or sub.ends_at > now:
-                continue
-            async with session_scope(self._sessionmaker) as session:
-                row = await session.get(Subscription, sub.id)
-                assert row is not None
-                row.status, row.status_reason = "expired", "ends_at passed"
-                version = await session.get(BotVersion, sub.bot_version_id)
-                assert version is not None
-                close = Strategy.model_validate(version.strategy).close_position_on_expiry
-                position = await subscriptions.position_of(session, sub.id)
-            expired.append(sub.id)
-            if close and position is not None and position.quantity > 0:
-                await self._executor.execute(
-                    OrderIntent(sub.id, Side.SELL, "expiry", None, "subscription expired")
-                )
-        return expired
+            sub = await session.get(Subscription, sub_id)
+            assert sub is not None
+            version = await session.get(BotVersion, sub.bot_version_id)
+            assert version is not None
+            close = Strategy.model_validate(version.strategy).close_position_on_expiry
+            position = await subscriptions.position_of(session, sub.id)
+        if close and position is not None and position.quantity > 0:
+            sale = await self._executor.execute(
+                OrderIntent(sub.id, Side.SELL, "expiry", None, "subscription expired")
+            )
+            if sale.status not in FINAL_STATUSES:
+                return False
+        async with session_scope(self._sessionmaker) as session:
+            row = await session.get(Subscription, sub_id)
+            assert row is not None
+            if row.status == "expiring":
+                row.status = "expired"
+        return True
+
+    async def reconcile(self, now: datetime) -> Reconciled:
+        """One sweep of beat's reconciler, from database state alone: attempts whose lease ran
+        out are resolved, unfinished expiries retried, and fresh decisions' orders that no
+        execute job placed (lost, or held by a dead worker) are placed."""
+        lease = timedelta(seconds=self._settings.order_lease_s)
+        async with self._sessionmaker() as session:
+            trade_ids = await repository.expired_leases(session, now, RECONCILE_BATCH)
+            expiring = await repository.subscription_ids_with(session, ("expiring",))
+            # A decision is stale `order_freshness_cap_s` after it was made at the latest;
+            # one younger than a lease may still have its execute jobs on their way.
+            decisions = await repository.orderable_decisions(
+                session,
+                now - timedelta(seconds=self._settings.order_freshness_cap_s),
+                now - lease,
+            )
+            orphans = [
+                (decision, await repository.unexecuted_subscription_ids(session, decision))
+                for decision in decisions
+                if send_deadline(decision, self._settings) > now
+            ]
+        bound = asyncio.Semaphore(EXECUTE_CONCURRENCY)
+
+        async def resolve(trade_id: str) -> bool:
+            async with bound:
+                return await self._survive(self._executor.resume(trade_id), trade_id=trade_id)
+
+        resolved = sum(await asyncio.gather(*(resolve(t) for t in trade_ids)))
+        expired = [sub_id for sub_id in expiring if await self._finish_expiry(sub_id)]
+        placed = 0
+        for decision, ids in orphans:
+            for start in range(0, len(ids), self._chunk_size):
+                chunk = ids[start : start + self._chunk_size]
+                if await self._survive(self.execute(decision.id, chunk), decision_id=decision.id):
+                    placed += len(chunk)
+        outcome = Reconciled(resolved, len(expired), placed)
+        if outcome != Reconciled(0, 0, 0):
+            log.info("reconciled", extra=vars(outcome))
+        return outcome
+
+    @staticmethod
+    async def _survive(work: Awaitable[object], **ids: str) -> bool:
+        """Run one item of a sweep; its failure is logged and retried by the next sweep,
+        never allowed to stop the rest."""
+        try:
+            return await work is not None
+        except Exception:
+            log.warning("reconciler item failed; next sweep retries", extra=ids, exc_info=True)
+            return False
 
     async def snapshot(self, now: datetime) -> int:
         """One equity point per active subscription per hour."""
@@ -228,10 +336,11 @@ class TradingFlows:
         written = 0
         async with self._sessionmaker() as session:
             subs = await repository.subscriptions_with(session, ("active",))
+        prices = await self._prices({sub.symbol for sub in subs})
         for sub in subs:
+            price = prices[sub.symbol]
             async with self._sessionmaker() as session:
                 position = await subscriptions.position_of(session, sub.id)
-                price = await (await self._clients.public()).price(sub.symbol)
                 held = position.quantity if position else Decimal(0)
                 cost = position.average_cost if position else Decimal(0)
                 realized = position.realized_pnl if position else Decimal(0)

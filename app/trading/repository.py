@@ -23,25 +23,74 @@ async def position_for_update(session: AsyncSession, sub: Subscription) -> Posit
     )
 
 
-async def claim_stale(
-    session: AsyncSession, trade_id: str, now: datetime, stale_before: datetime
-) -> bool:
-    """Take over an attempt whose outcome is unknown or whose owner went silent.
+UNRESOLVED = ("pending", "unknown")
 
-    One UPDATE decides between concurrent workers: only one sees a row change.
-    """
+
+async def take_over(
+    session: AsyncSession, trade_id: str, now: datetime, lease_until: datetime
+) -> int | None:
+    """Claim an unresolved attempt whose lease has run out; the new fence, or None when
+    another worker still holds it (or has just won it: one UPDATE decides between us)."""
     result = await session.execute(
         update(Trade)
         .where(
             Trade.id == trade_id,
-            or_(
-                Trade.status == "unknown",
-                (Trade.status == "pending") & (Trade.updated_at < stale_before),
-            ),
+            Trade.status.in_(UNRESOLVED),
+            or_(Trade.lease_until.is_(None), Trade.lease_until < now),
         )
-        .values(status="pending", updated_at=now)
+        .values(fence=Trade.fence + 1, lease_until=lease_until)
     )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    return await session.scalar(select(Trade.fence).where(Trade.id == trade_id))
+
+
+async def fenced_update(
+    session: AsyncSession,
+    trade_id: str,
+    fence: int,
+    *,
+    send_by: datetime | None = None,
+    **values: object,
+) -> bool:
+    """Change an unresolved attempt only if `fence` still owns it (and, given `send_by`, only
+    while its decision is fresh at that instant). On SQLite this first write also takes the
+    database's write lock, so the rest of the transaction is serialised with other writers."""
+    query = update(Trade).where(
+        Trade.id == trade_id, Trade.fence == fence, Trade.status.in_(UNRESOLVED)
+    )
+    if send_by is not None:
+        query = query.where(or_(Trade.send_before.is_(None), Trade.send_before > send_by))
+    result = await session.execute(query.values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def reserved_by_others(session: AsyncSession, trade: Trade) -> Decimal:
+    """Base quantity that this subscription's other sells have sent and not yet resolved:
+    not ours to sell again until their outcome is known."""
+    quantities = await session.scalars(
+        select(Trade.requested_quantity).where(
+            Trade.subscription_id == trade.subscription_id,
+            Trade.id != trade.id,
+            Trade.side == "SELL",
+            Trade.status.in_(UNRESOLVED),
+            Trade.sent_at.is_not(None),
+        )
+    )
+    return sum((q for q in quantities.all() if q is not None), Decimal(0))
+
+
+async def expired_leases(session: AsyncSession, now: datetime, limit: int) -> list[str]:
+    rows = await session.scalars(
+        select(Trade.id)
+        .where(
+            Trade.status.in_(UNRESOLVED),
+            or_(Trade.lease_until.is_(None), Trade.lease_until < now),
+        )
+        .order_by(Trade.lease_until)
+        .limit(limit)
+    )
+    return list(rows.all())
 
 
 async def decision_for(
@@ -102,6 +151,26 @@ async def active_subscription_ids(
     return list(ids.all())
 
 
+async def subscription_ids_with(session: AsyncSession, status: tuple[str, ...]) -> list[str]:
+    rows = await session.scalars(
+        select(Subscription.id).where(Subscription.status.in_(status)).order_by(Subscription.id)
+    )
+    return list(rows.all())
+
+
+async def due_to_expire(session: AsyncSession, now: datetime) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription)
+        .where(
+            Subscription.status.in_(("active", "paused")),
+            Subscription.ends_at.is_not(None),
+            Subscription.ends_at <= now,
+        )
+        .order_by(Subscription.id)
+    )
+    return list(rows.all())
+
+
 async def subscriptions_with(session: AsyncSession, status: tuple[str, ...]) -> list[Subscription]:
     rows = await session.scalars(
         select(Subscription).where(Subscription.status.in_(status)).order_by(Subscription.id)
@@ -116,3 +185,41 @@ async def filled_buys(session: AsyncSession, sub_id: str) -> int:
         )
     )
     return len(rows.all())
+
+
+async def orderable_decisions(
+    session: AsyncSession, created_from: datetime, created_before: datetime
+) -> list[Decision]:
+    """Non-HOLD decisions made in [created_from, created_before), oldest first."""
+    rows = await session.scalars(
+        select(Decision)
+        .where(
+            Decision.action != "HOLD",
+            Decision.created_at >= created_from,
+            Decision.created_at < created_before,
+        )
+        .order_by(Decision.created_at)
+    )
+    return list(rows.all())
+
+
+async def unexecuted_subscription_ids(session: AsyncSession, decision: Decision) -> list[str]:
+    """Active subscriptions that were there when `decision` was made and have no attempt for
+    it; for a SELL, only those holding something to sell."""
+    attempted = select(Trade.id).where(
+        Trade.subscription_id == Subscription.id, Trade.decision_id == decision.id
+    )
+    query = select(Subscription.id).where(
+        Subscription.status == "active",
+        Subscription.bot_version_id == decision.bot_version_id,
+        Subscription.symbol == decision.symbol,
+        Subscription.timeframe == decision.timeframe,
+        Subscription.created_at <= decision.created_at,
+        ~attempted.exists(),
+    )
+    if decision.action == "SELL":
+        query = query.join(Position, Position.subscription_id == Subscription.id).where(
+            Position.quantity != Decimal(0)
+        )
+    rows = await session.scalars(query.order_by(Subscription.id))
+    return list(rows.all())

@@ -28,7 +28,11 @@ def queued_task_names(settings: Settings) -> list[str]:
 
 
 async def test_a_new_subscription_asks_for_a_dispatch_after_commit(
-    client: httpx.AsyncClient, settings: Settings, developer_key: str, marketplace_key: str
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    developer_key: str,
+    marketplace_key: str,
 ) -> None:
     bot = await create_bot(client, developer_key)
     body = {
@@ -41,6 +45,7 @@ async def test_a_new_subscription_asks_for_a_dispatch_after_commit(
     renter = headers(marketplace_key, new_principal())
     created = await client.post("/api/v1/subscriptions", json=body, headers=renter)
     assert created.status_code == 201
+    await app.state.runtime.jobs.drain()  # sent from a thread, off the event loop
     assert queued_task_names(settings) == ["trading.dispatch"]
 
 
@@ -53,9 +58,11 @@ async def test_jobs_wait_for_the_commit_and_die_with_a_rollback(
         await session.execute(text("SELECT 1"))
         assert queued_task_names(settings) == []  # not before the commit
         await session.rollback()
+    await runtime.jobs.drain()
     assert queued_task_names(settings) == []  # and never after a rollback
     async with runtime.sessionmaker() as session:
         runtime.jobs.send_after_commit(session, "performance.snapshot")
         runtime.jobs.send_after_commit(session, "trading.protect")
         await session.commit()
+    await runtime.jobs.drain()
     assert queued_task_names(settings) == ["performance.snapshot", "trading.protect"]

@@ -15,22 +15,32 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.governor import InProcessGovernor
 from app.models import Position, Trade
-from app.trading.execution import Executor, OrderIntent, client_order_id
+from app.trading.execution import AttemptInFlight, Executor, OrderIntent, client_order_id
 from app.trading.fills import Side, paper_fill
 from tests.api.test_contract import create_bot
-from tests.helpers import headers, new_principal
+from tests.helpers import Clock, headers, new_principal
 from tests.sandbox_server import SandboxServer
 
 D = Decimal
 
 
 @pytest.fixture
+def clock() -> Clock:
+    return Clock.real()
+
+
+@pytest.fixture
 async def executor(
-    app: FastAPI, settings: Settings, sandbox: SandboxServer
+    app: FastAPI, settings: Settings, sandbox: SandboxServer, clock: Clock
 ) -> AsyncIterator[Executor]:
     runtime = app.state.runtime
-    clients = BinanceClients(InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300)
-    yield Executor(runtime.sessionmaker, clients, runtime.keyring, settings)
+    clients = BinanceClients(
+        InProcessGovernor(6000),
+        api_url=sandbox.url,
+        rules_ttl_s=300,
+        recv_window_ms=settings.binance_recv_window_ms,
+    )
+    yield Executor(runtime.sessionmaker, clients, runtime.keyring, settings, clock)
     await clients.close()
 
 
@@ -126,6 +136,8 @@ async def test_executed_but_answered_5xx_then_retry_makes_one_order(
     app: FastAPI,
     client: httpx.AsyncClient,
     executor: Executor,
+    clock: Clock,
+    settings: Settings,
     sandbox: SandboxServer,
     developer_key: str,
     marketplace_key: str,
@@ -138,7 +150,11 @@ async def test_executed_but_answered_5xx_then_retry_makes_one_order(
     (pending,) = await rows(app, Trade, subscription_id=sub_id)
     assert pending.status == "unknown"
     assert len(sandbox.orders(keys[0])) == 1  # the order did happen
+    # Until the lease runs out, the exchange could still be executing it: nobody may resend.
+    with pytest.raises(AttemptInFlight):
+        await executor.execute(intent(sub_id, Side.BUY, "decision-1"))
 
+    clock.advance(settings.order_lease_s + 1)
     retried = await executor.execute(intent(sub_id, Side.BUY, "decision-1"))
     assert retried.id == pending.id and retried.status == "filled"
     orders = sandbox.orders(keys[0])

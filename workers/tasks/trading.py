@@ -14,8 +14,8 @@ RETRYING: dict[str, Any] = {
     "autoretry_for": (TemporaryError,),
     "retry_backoff": True,
     "retry_backoff_max": 60,
-    # Enough to outlast ORDER_LEASE_S (120 s) when an attempt's worker died mid-order.
-    "max_retries": 10,
+    # A few tries within a decision's freshness; what still fails is the reconciler's.
+    "max_retries": 5,
 }
 
 
@@ -56,3 +56,10 @@ def expire() -> int:
 @celery_app.task(name="performance.snapshot", **RETRYING)
 def snapshot() -> int:
     return runtime().run(runtime().flows.snapshot(_now()))
+
+
+@celery_app.task(name="trading.reconcile")
+def reconcile() -> int:
+    # No retry of its own: beat sends the next sweep within seconds.
+    outcome = runtime().run(runtime().flows.reconcile(_now()))
+    return outcome.attempts_resolved + outcome.expiries_finished + outcome.orders_recovered

@@ -56,8 +56,12 @@ class BinanceClient:
         api_secret: str | None = None,
         testnet: bool = False,
         api_url: str | None = None,
+        recv_window_ms: int | None = None,
     ) -> BinanceClient:
         client = AsyncClient(api_key, api_secret, testnet=testnet)
+        if recv_window_ms is not None:
+            # Signed requests carry it; the executor's lease is reasoned against it.
+            client.REQUEST_RECVWINDOW = recv_window_ms
         if api_url:
             # python-binance reaches another host only through these attributes.
             client.API_URL = client.API_TESTNET_URL = api_url.rstrip("/") + "/api"
@@ -72,10 +76,21 @@ class BinanceClient:
     async def close(self) -> None:
         await self._client.close_connection()
 
-    async def _call(self, weight: int, call: Callable[[], Awaitable[Any]], *, retry: bool) -> Any:
+    async def _call(
+        self,
+        weight: int,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        retry: bool,
+        granted: Callable[[], Awaitable[None]] | None = None,
+    ) -> Any:
+        """`granted` runs once the weight is ours and nothing can delay the request any more:
+        the last moment to back out (by raising) of an irreversible call."""
         attempts = _READ_ATTEMPTS if retry else 1
         for attempt in range(1, attempts + 1):
             await self._governor.acquire(weight)
+            if granted is not None:
+                await granted()
             try:
                 result = await call()
             except Exception as exc:
@@ -147,11 +162,14 @@ class BinanceClient:
         symbol: str,
         side: str,
         client_order_id: str,
-        *,
-        quantity: Decimal | None = None,
-        quote_quantity: Decimal | None = None,
+        size: Callable[[], Awaitable[Decimal]],
     ) -> dict[str, Any]:
-        """Send once; an UnknownOutcome means: look the order up before anything else."""
+        """Send once; an UnknownOutcome means: look the order up before anything else.
+
+        `size` is awaited after the request's weight is granted, immediately before sending:
+        it decides the quantity, or raises to send nothing, with no wait left between its
+        answer and the request.
+        """
         params: dict[str, Any] = {
             "symbol": symbol,
             "side": side,
@@ -159,12 +177,15 @@ class BinanceClient:
             "newClientOrderId": client_order_id,
             "newOrderRespType": "FULL",
         }
-        if quantity is not None:
-            params["quantity"] = format(quantity, "f")
-        if quote_quantity is not None:
-            params["quoteOrderQty"] = format(quote_quantity, "f")
+
+        async def granted() -> None:
+            params["quantity"] = format(await size(), "f")
+
         order: dict[str, Any] = await self._call(
-            WEIGHTS["order"], lambda: self._client.create_order(**params), retry=False
+            WEIGHTS["order"],
+            lambda: self._client.create_order(**params),
+            retry=False,
+            granted=granted,
         )
         return order
 

@@ -17,9 +17,17 @@ from app.integrations.binance.governor import Governor
 
 
 class BinanceClients:
-    def __init__(self, governor: Governor, *, api_url: str | None, rules_ttl_s: float) -> None:
+    def __init__(
+        self,
+        governor: Governor,
+        *,
+        api_url: str | None,
+        rules_ttl_s: float,
+        recv_window_ms: int | None = None,
+    ) -> None:
         self.governor = governor
         self._api_url = api_url
+        self._recv_window_ms = recv_window_ms
         self._rules_ttl_s = rules_ttl_s
         self._clients: dict[str, BinanceClient] = {}
         self._rules: dict[str, tuple[SymbolRules, float]] = {}
@@ -41,6 +49,7 @@ class BinanceClients:
                     api_secret=api_secret,
                     testnet=testnet,
                     api_url=self._api_url,
+                    recv_window_ms=self._recv_window_ms,
                 )
                 self._clients[cache_key] = client
             return client

@@ -33,12 +33,19 @@ async def opened(sandbox: SandboxServer) -> AsyncIterator[tuple[BinanceClient, s
     await client.close()
 
 
+def size_of(quantity: Decimal):  # type: ignore[no-untyped-def]
+    async def size() -> Decimal:
+        return quantity
+
+    return size
+
+
 async def test_errors_become_ours(sandbox: SandboxServer, opened) -> None:
     client, _ = opened
     with pytest.raises(InvalidOrder, match="LOT_SIZE"):
-        await client.market_order("BTCUSDT", "BUY", "lot", quantity=Decimal("0.000015"))
+        await client.market_order("BTCUSDT", "BUY", "lot", size_of(Decimal("0.000015")))
     with pytest.raises(InsufficientBalance):
-        await client.market_order("BTCUSDT", "BUY", "big", quantity=Decimal("1"))
+        await client.market_order("BTCUSDT", "BUY", "big", size_of(Decimal("1")))
     assert await client.find_order("BTCUSDT", "never-sent") is None
     with pytest.raises(OrderNotFound):
         await client.symbol_rules("NOPEUSDT")
