@@ -29,7 +29,9 @@ async def executor(
     app: FastAPI, settings: Settings, sandbox: SandboxServer
 ) -> AsyncIterator[Executor]:
     runtime = app.state.runtime
-    clients = BinanceClients(InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300)
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
+    )
     yield Executor(runtime.sessionmaker, clients, runtime.keyring, settings)
     await clients.close()
 
