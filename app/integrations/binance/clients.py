@@ -91,6 +91,8 @@ class BinanceClients:
             testnet=credential.testnet,
             api_url=self._api_url,
         )
+        # Another version's open may have finished meanwhile: the last one to finish is kept
+        # (a stale one goes at the next request or prune), and the other closed.
         replaced = self._credentials.get(credential.id)
         self._credentials[credential.id] = _Cached(credential.version, client, time.monotonic())
         if replaced is not None:

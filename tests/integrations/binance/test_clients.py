@@ -134,3 +134,16 @@ async def test_prune_asks_nothing_while_no_credential_client_is_open(
     await clients.public()
     await clients.prune(versions)
     assert asked == []
+
+
+async def test_an_open_whose_caller_gave_up_is_kept_for_the_next_one(
+    slow_sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    one = credential(slow_sandbox, "one")
+    caller = asyncio.create_task(clients.for_credential(one))
+    await asyncio.sleep(LATENCY_S / 2)
+    caller.cancel()
+    await asyncio.sleep(LATENCY_S)  # the open went on without its caller
+    before = slow_sandbox.requests()["GET /api/v3/time"]
+    assert not closed(await clients.for_credential(one))
+    assert slow_sandbox.requests()["GET /api/v3/time"] == before  # not opened twice
