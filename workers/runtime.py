@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 from celery.signals import worker_process_shutdown
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.locks import NamedLocks
 from app.core.settings import Settings, get_settings
+from app.credentials.service import close_stale_clients
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.governor import Governor, InProcessGovernor, RedisGovernor
 from app.integrations.llm.registry import VoterPool
@@ -38,6 +39,7 @@ T = TypeVar("T")
 class WorkerRuntime:
     loop: asyncio.AbstractEventLoop
     engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     clients: BinanceClients
     voters: VoterPool
@@ -62,6 +64,7 @@ class WorkerRuntime:
             governor,
             api_url=settings.binance_api_url,
             rules_ttl_s=settings.binance_rules_ttl_s,
+            idle_s=settings.binance_client_idle_s,
             recv_window_ms=settings.binance_recv_window_ms,
         )
         cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
@@ -80,10 +83,21 @@ class WorkerRuntime:
             ),
             chunk_size=settings.execute_chunk_size,
         )
-        return cls(loop, engine, redis, clients, voters, flows)
+        return cls(loop, engine, sessionmaker, redis, clients, voters, flows)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
+        return self.loop.run_until_complete(self._after_pruning(coroutine))
+
+    async def _after_pruning(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        # Credentials are deleted and replaced by the API process: before each task, the
+        # clients (and plaintext keys) of the ones gone or changed are closed, as are idle ones.
+        try:
+            async with self.sessionmaker() as session:
+                await close_stale_clients(session, self.clients)
+        except BaseException:
+            coroutine.close()  # never started: closed, so no "never awaited" warning hides this
+            raise
+        return await coroutine
 
     def close(self) -> None:
         async def dispose() -> None:

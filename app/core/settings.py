@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # else on the same address.
     binance_weight_per_minute: int = Field(default=5000, ge=1, le=6000)
     binance_rules_ttl_s: float = 300.0
+    # A renter's client holds their plaintext key: a worker closes it after this long unused.
+    binance_client_idle_s: float = Field(default=300.0, gt=0)
     # Paper trading: the price moves against each simulated market order by this fraction,
     # and a paper subscription's virtual wallet starts at this multiple of its quote_amount.
     paper_slippage: Decimal = Field(default=Decimal("0.0005"), ge=0, le=Decimal("0.05"))

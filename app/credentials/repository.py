@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,12 @@ async def of_user(
     if exchange is not None:
         query = query.where(ExchangeCredential.exchange == exchange)
     return (await session.scalars(query.order_by(ExchangeCredential.id))).all()
+
+
+async def key_versions(session: AsyncSession, ids: Collection[str]) -> dict[str, str]:
+    """The current key version of each of `ids` still stored."""
+    rows = await session.scalars(select(ExchangeCredential).where(ExchangeCredential.id.in_(ids)))
+    return {row.id: row.key_version for row in rows}
 
 
 async def not_under_key(

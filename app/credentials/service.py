@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,11 +12,16 @@ from app.core.errors import NotFound
 from app.credentials import repository
 from app.models import ExchangeCredential
 
+if TYPE_CHECKING:  # only workers hold clients: the API process never loads python-binance
+    from app.integrations.binance.clients import BinanceClients
+
 
 @dataclass(frozen=True)
 class DecryptedCredential:
     """Plaintext keys for the moment of an exchange call; repr never shows them."""
 
+    id: str
+    version: str
     api_key: str = field(repr=False)
     api_secret: str = field(repr=False)
     testnet: bool
@@ -69,6 +75,8 @@ async def decrypt_for_execution(
     if row is None:
         raise NotFound("credentials")
     return DecryptedCredential(
+        id=row.id,
+        version=row.key_version,
         api_key=keyring.decrypt(row.api_key_ciphertext),
         api_secret=keyring.decrypt(row.api_secret_ciphertext),
         testnet=row.testnet,
@@ -86,3 +94,10 @@ async def rotate_all(session: AsyncSession, keyring: Keyring, batch: int = 500) 
         await session.flush()
         rotated += len(rows)
     return rotated
+
+
+async def close_stale_clients(session: AsyncSession, clients: BinanceClients) -> None:
+    """Close the cached exchange clients (each holds a plaintext key) of credentials deleted,
+    erased or replaced since they were opened, and of those idle too long. Rows change in
+    the API process and clients live in workers, so the database is the one they both see."""
+    await clients.prune(lambda ids: repository.key_versions(session, ids))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,3 +25,10 @@ class ExchangeCredential(IdMixin, TimestampMixin, Base):
     # Shown to the renter so they can tell keys apart; four characters reveal nothing usable.
     api_key_last4: Mapped[str] = mapped_column(String(4))
     fernet_key_id: Mapped[str] = mapped_column(String(64), index=True)
+
+    @property
+    def key_version(self) -> str:
+        """Changes whenever the stored key pair does (a Fernet ciphertext never repeats, and a
+        rotation counts as a change); a digest, so it reveals nothing of the key."""
+        stored = f"{self.api_key_ciphertext}\0{self.api_secret_ciphertext}"
+        return hashlib.sha256(stored.encode()).hexdigest()

@@ -293,9 +293,7 @@ class Executor:
             if sub is None or sub.credential_id is None:
                 raise OrderRefused("the subscription has no exchange credentials")
             credential = await decrypt_for_execution(session, self._keyring, sub.credential_id)
-        return await self._clients.for_credential(
-            credential.api_key, credential.api_secret, credential.testnet
-        )
+        return await self._clients.for_credential(credential)
 
     async def _binance_fill(self, client: BinanceClient, order: dict[str, object]) -> Fill:
         if Decimal(str(order["executedQty"])) == 0:

@@ -72,7 +72,9 @@ async def flows(
             "llm_timeout_s": 1.5,
         }
     )
-    clients = BinanceClients(InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300)
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
+    )
     voters, locks = VoterPool(llm), NamedLocks(None)
     decisions = DecisionMaker(
         runtime.sessionmaker, MarketData(clients, MemoryCandleCache(), locks), voters, locks

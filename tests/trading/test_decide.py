@@ -48,7 +48,9 @@ async def maker(
             "llm_timeout_s": 1.5,
         }
     )
-    clients = BinanceClients(InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300)
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
+    )
     voters = VoterPool(llm_settings)
     locks = NamedLocks(redis)
     market = MarketData(clients, MemoryCandleCache(), locks)
@@ -215,7 +217,9 @@ async def test_candles_are_shared_through_redis_across_processes(sandbox: Sandbo
     require_service("Redis", "127.0.0.1", 6379)
     redis = Redis.from_url(REDIS_URL)
     await redis.delete("botmarket:candles:BNBUSDT:5m")
-    clients = BinanceClients(InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300)
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
+    )
     try:
         processes = [
             MarketData(clients, RedisCandleCache(redis), NamedLocks(redis)) for _ in range(2)

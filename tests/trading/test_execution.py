@@ -38,6 +38,7 @@ async def executor(
         InProcessGovernor(6000),
         api_url=sandbox.url,
         rules_ttl_s=300,
+        idle_s=300,
         recv_window_ms=settings.binance_recv_window_ms,
     )
     yield Executor(runtime.sessionmaker, clients, runtime.keyring, settings, clock)

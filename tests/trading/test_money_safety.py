@@ -59,6 +59,7 @@ async def make_executor(
             governor,
             api_url=sandbox.url,
             rules_ttl_s=300,
+            idle_s=300,
             recv_window_ms=settings.binance_recv_window_ms,
         )
         opened.append(clients)

@@ -7,7 +7,6 @@ temporary errors; order placement never is (an unknown outcome is reconciled by 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from binance import AsyncClient
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from app.integrations.binance.errors import (
     OrderNotFound,
@@ -40,6 +46,11 @@ WEIGHTS = {
     "my_trades": 5,
 }
 _READ_ATTEMPTS = 3
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning("temporary binance error, retrying", extra={"error": str(error)})
 
 
 class BinanceClient:
@@ -86,28 +97,37 @@ class BinanceClient:
     ) -> Any:
         """`granted` runs once the weight is ours and nothing can delay the request any more:
         the last moment to back out (by raising) of an irreversible call."""
-        attempts = _READ_ATTEMPTS if retry else 1
-        for attempt in range(1, attempts + 1):
-            await self._governor.acquire(weight)
-            if granted is not None:
-                await granted()
-            try:
-                result = await call()
-            except Exception as exc:
-                error = translate(exc)
-                await self._observe(getattr(getattr(exc, "response", None), "headers", None))
-                if isinstance(error, RateLimited):
-                    await self._governor.block_for(error.retry_after_s)
-                if error.code == -1021:
-                    await self.sync_clock()
-                if not isinstance(error, TemporaryError) or attempt == attempts:
-                    raise error from exc
-                log.warning("temporary binance error, retrying", extra={"error": str(error)})
-                await asyncio.sleep(0.2 * 2**attempt)
-                continue
-            await self._observe(getattr(self._client.response, "headers", None))
-            return result
-        raise AssertionError("unreachable")
+        # A Retrying object keeps per-run state: one per call, never shared between tasks.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(_READ_ATTEMPTS if retry else 1),
+            retry=retry_if_exception_type(TemporaryError),
+            wait=wait_exponential(multiplier=0.4),  # 0.4 s, then 0.8 s
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return await retrying(self._attempt, weight, call, granted)
+
+    async def _attempt(
+        self,
+        weight: int,
+        call: Callable[[], Awaitable[Any]],
+        granted: Callable[[], Awaitable[None]] | None,
+    ) -> Any:
+        await self._governor.acquire(weight)
+        if granted is not None:
+            await granted()
+        try:
+            result = await call()
+        except Exception as exc:
+            error = translate(exc)
+            await self._observe(getattr(getattr(exc, "response", None), "headers", None))
+            if isinstance(error, RateLimited):
+                await self._governor.block_for(error.retry_after_s)
+            if error.code == -1021:
+                await self.sync_clock()
+            raise error from exc
+        await self._observe(getattr(self._client.response, "headers", None))
+        return result
 
     async def _observe(self, headers: Any) -> None:
         used = headers.get("X-MBX-USED-WEIGHT-1M") if headers is not None else None

@@ -1,19 +1,53 @@
 """The Binance clients of one process: a public one for market data, one per credential.
 
 Clients are created inside the running event loop (their aiohttp sessions belong to it) and
-closed at shutdown. Symbol rules are cached for `rules_ttl_s`: they change rarely and
-exchangeInfo costs 20 weight.
+closed at shutdown. A credential's client holds the renter's plaintext key and secret, so it
+lives no longer than it must: it is cached under the credential's id and key version (never
+under anything derived from the key), a newer version closes it at once, and `prune` closes
+it when its credentials are gone or changed, or when it has been idle for `idle_s`.
+
+An open is a clock-sync round trip: concurrent requests for one client share its open, and
+opens of different clients never wait for each other. Symbol rules are cached for
+`rules_ttl_s`: they change rarely and exchangeInfo costs 20 weight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 from app.integrations.binance.client import BinanceClient
 from app.integrations.binance.filters import SymbolRules
 from app.integrations.binance.governor import Governor
+
+
+class CredentialKeys(Protocol):
+    """Decrypted credentials; `version` changes whenever the stored key pair does."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def api_secret(self) -> str: ...
+    @property
+    def testnet(self) -> bool: ...
+
+
+# Given cached credential ids, the current version of each one still stored.
+KeyVersions = Callable[[list[str]], Awaitable[Mapping[str, str]]]
+
+
+@dataclass
+class _Cached:
+    version: str
+    client: BinanceClient
+    used_at: float
 
 
 class BinanceClients:
@@ -23,45 +57,95 @@ class BinanceClients:
         *,
         api_url: str | None,
         rules_ttl_s: float,
+        idle_s: float,
         recv_window_ms: int | None = None,
     ) -> None:
         self.governor = governor
         self._api_url = api_url
         self._recv_window_ms = recv_window_ms
         self._rules_ttl_s = rules_ttl_s
-        self._clients: dict[str, BinanceClient] = {}
+        self._idle_s = idle_s
+        self._public: BinanceClient | None = None
+        self._credentials: dict[str, _Cached] = {}
+        self._opening: dict[tuple[str, ...], asyncio.Task[BinanceClient]] = {}
         self._rules: dict[str, tuple[SymbolRules, float]] = {}
-        self._lock = asyncio.Lock()
-
-    async def _get(
-        self,
-        cache_key: str,
-        api_key: str | None = None,
-        api_secret: str | None = None,
-        testnet: bool = False,
-    ) -> BinanceClient:
-        async with self._lock:
-            client = self._clients.get(cache_key)
-            if client is None:
-                client = await BinanceClient.open(
-                    self.governor,
-                    api_key=api_key,
-                    api_secret=api_secret,
-                    testnet=testnet,
-                    api_url=self._api_url,
-                    recv_window_ms=self._recv_window_ms,
-                )
-                self._clients[cache_key] = client
-            return client
 
     async def public(self) -> BinanceClient:
-        return await self._get("public")
+        if self._public is not None:
+            return self._public
+        return await self._open_once(("public",), self._open_public)
 
-    async def for_credential(self, api_key: str, api_secret: str, testnet: bool) -> BinanceClient:
-        # Keyed by a digest of the key pair, so replaced credentials get a new client and the
-        # cache never holds plaintext as a key.
-        digest = hashlib.sha256(f"{api_key}\0{api_secret}\0{testnet}".encode()).hexdigest()
-        return await self._get(digest, api_key=api_key, api_secret=api_secret, testnet=testnet)
+    async def _open_public(self) -> BinanceClient:
+        self._public = await BinanceClient.open(self.governor, api_url=self._api_url)
+        return self._public
+
+    async def for_credential(self, credential: CredentialKeys) -> BinanceClient:
+        cached = self._credentials.get(credential.id)
+        if cached is not None and cached.version == credential.version:
+            cached.used_at = time.monotonic()
+            return cached.client
+        if cached is not None:  # replaced keys: the old ones must not stay in memory
+            await self._drop([credential.id])
+        return await self._open_once(
+            (credential.id, credential.version), lambda: self._open_credential(credential)
+        )
+
+    async def _open_credential(self, credential: CredentialKeys) -> BinanceClient:
+        client = await BinanceClient.open(
+            self.governor,
+            api_key=credential.api_key,
+            api_secret=credential.api_secret,
+            testnet=credential.testnet,
+            api_url=self._api_url,
+            recv_window_ms=self._recv_window_ms,
+        )
+        # Another version's open may have finished meanwhile: the last one to finish is kept
+        # (a stale one goes at the next request or prune), and the other closed.
+        replaced = self._credentials.get(credential.id)
+        self._credentials[credential.id] = _Cached(credential.version, client, time.monotonic())
+        if replaced is not None:
+            await replaced.client.close()
+        return client
+
+    async def _open_once(
+        self, key: tuple[str, ...], open_: Callable[[], Awaitable[BinanceClient]]
+    ) -> BinanceClient:
+        """Run `open_`, or join the run already in flight for `key`. The open caches its
+        client itself, so a caller cancelled meanwhile leaves nothing unclosed behind; a failed
+        open is forgotten and the next caller tries again."""
+        opening = self._opening.get(key)
+        if opening is None:
+
+            async def run() -> BinanceClient:
+                try:
+                    return await open_()
+                finally:
+                    self._opening.pop(key, None)
+
+            opening = self._opening[key] = asyncio.ensure_future(run())
+        return await asyncio.shield(opening)
+
+    async def prune(self, versions: KeyVersions) -> None:
+        """Close the credential clients idle for `idle_s`, then those whose credentials
+        `versions` no longer has, or has under another version."""
+        idle_since = time.monotonic() - self._idle_s
+        await self._drop([id for id, c in self._credentials.items() if c.used_at < idle_since])
+        if not self._credentials:
+            return
+        ids = list(self._credentials)
+        current = await versions(ids)
+        await self._drop(
+            [
+                id
+                for id in ids
+                if (cached := self._credentials.get(id)) is not None
+                and cached.version != current.get(id)
+            ]
+        )
+
+    async def _drop(self, credential_ids: list[str]) -> None:
+        dropped = [self._credentials.pop(id).client for id in credential_ids]
+        await asyncio.gather(*(client.close() for client in dropped), return_exceptions=True)
 
     async def rules(self, symbol: str) -> SymbolRules:
         cached = self._rules.get(symbol)
@@ -72,5 +156,12 @@ class BinanceClients:
         return rules
 
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        for opening in list(self._opening.values()):
+            opening.cancel()
+        await asyncio.gather(*self._opening.values(), return_exceptions=True)
+        self._opening = {}  # a task cancelled before it started never ran its `finally`
+        clients = [cached.client for cached in self._credentials.values()]
+        if self._public is not None:
+            clients.append(self._public)
+        self._public, self._credentials = None, {}
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
