@@ -63,7 +63,7 @@ async def flows(
     clients = BinanceClients(InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300)
     voters, locks = VoterPool(llm), NamedLocks(None)
     decisions = DecisionMaker(
-        runtime.sessionmaker, MarketData(clients, MemoryCandleCache(), locks), voters, locks
+        runtime.sessionmaker, MarketData(clients, MemoryCandleCache(), locks), voters, llm
     )
     executor = Executor(runtime.sessionmaker, clients, runtime.keyring, settings)
     queue = Queue()
