@@ -32,8 +32,9 @@ MAX_REASONING = 500
 # A vote is about 200 tokens; the cap leaves room for a model's hidden reasoning tokens
 # (billed as output) while bounding what one answer can cost.
 MAX_OUTPUT_TOKENS = 1024
-# Tokens a provider adds around the messages: roles, the response schema or tool definition.
-_FRAMING_TOKENS = 100
+# Tokens a provider adds around the messages and the schema: roles, and the system prompt
+# Anthropic adds for a forced tool (about 350 by its documentation).
+_FRAMING_TOKENS = 500
 _ATTEMPTS = 6  # the first request and five retries, backing off 0.25 s to 4 s
 
 
