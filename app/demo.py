@@ -14,6 +14,7 @@ from app.bots.schemas import BotCreate
 from app.bots.service import create_bot
 from app.bots.strategy import Ensemble, Strategy
 from app.core.principals import encode_principal
+from app.core.settings import Settings
 from app.models import ApiKey, Position
 from app.subscriptions.schemas import Mode, SubscriptionCreate
 from app.subscriptions.service import create as create_subscription
@@ -37,8 +38,7 @@ DEMO_HOLDING = Decimal("0.005")  # BTC
 
 async def seed_demo(
     session: AsyncSession,
-    llm_providers: list[str],
-    paper_wallet_multiple: Decimal,
+    settings: Settings,
     btc_price: Decimal | None,
 ) -> DemoSeed | None:
     """Seed once, on a database without any API key; None when there is something already.
@@ -58,7 +58,7 @@ async def seed_demo(
         session,
         caller,
         BotCreate(name="Demo BTC 1m", description="seeded by botmarket run", strategy=strategy),
-        llm_providers,
+        settings,
     )
     renter = await get_or_create_renter(session, DEMO_PRINCIPAL)
     sub = await create_subscription(
@@ -81,7 +81,7 @@ async def seed_demo(
                 quantity=DEMO_HOLDING,
                 average_cost=btc_price,
                 realized_pnl=Decimal(0),
-                quote_balance=sub.quote_amount * paper_wallet_multiple - cost,
+                quote_balance=sub.quote_amount * settings.paper_wallet_multiple - cost,
             )
         )
         await session.flush()

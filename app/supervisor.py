@@ -35,12 +35,7 @@ def _seed(settings: Settings, btc_price: Decimal | None) -> DemoSeed | None:
         engine = create_engine(settings.database_url, pool=False)
         try:
             async with session_scope(create_sessionmaker(engine)) as session:
-                return await seed_demo(
-                    session,
-                    settings.configured_llm_providers(),
-                    settings.paper_wallet_multiple,
-                    btc_price,
-                )
+                return await seed_demo(session, settings, btc_price)
         finally:
             await engine.dispose()
 

@@ -19,10 +19,10 @@ async def test_the_demo_is_seeded_once_and_works_through_the_api(
 ) -> None:
     sessions = app.state.runtime.sessionmaker
     async with session_scope(sessions) as session:
-        seed = await seed_demo(session, [], Decimal(10), Decimal("60000"))
+        seed = await seed_demo(session, app.state.runtime.settings, Decimal("60000"))
     assert seed is not None and seed.holds_btc
     async with session_scope(sessions) as session:
-        assert await seed_demo(session, [], Decimal(10), Decimal("60000")) is None
+        assert await seed_demo(session, app.state.runtime.settings, Decimal("60000")) is None
 
     renter = headers(seed.marketplace_key, seed.principal)
     sub = (await client.get(f"/api/v1/subscriptions/{seed.subscription_id}", headers=renter)).json()

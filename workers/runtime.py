@@ -73,7 +73,7 @@ class WorkerRuntime:
         keyring = Keyring.parse(settings.fernet_keyring_text())
         flows = TradingFlows(
             sessionmaker,
-            DecisionMaker(sessionmaker, MarketData(clients, cache, locks), voters, locks),
+            DecisionMaker(sessionmaker, MarketData(clients, cache, locks), voters, settings),
             Executor(sessionmaker, clients, keyring, settings),
             clients,
             settings,

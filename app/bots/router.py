@@ -19,8 +19,7 @@ async def create_bot(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> BotOut:
-    providers = runtime.settings.configured_llm_providers()
-    bot, version = await service.create_bot(session, caller, body, providers)
+    bot, version = await service.create_bot(session, caller, body, runtime.settings)
     audit.record(session, request, "bot.create", "bot", bot.id)
     return service.to_out(bot, version)
 
@@ -48,8 +47,7 @@ async def update_bot(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> BotOut:
-    providers = runtime.settings.configured_llm_providers()
-    bot, version = await service.update_bot(session, caller, bot_id, body, providers)
+    bot, version = await service.update_bot(session, caller, bot_id, body, runtime.settings)
     audit.record(session, request, "bot.update", "bot", bot.id)
     return service.to_out(bot, version)
 

@@ -6,7 +6,8 @@ from app.api_keys.authenticator import Caller, Scope
 from app.bots import repository
 from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
 from app.bots.strategy import Strategy
-from app.core.errors import Forbidden, NotFound
+from app.core.errors import Forbidden, NotFound, Unprocessable
+from app.core.settings import Settings
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
 
@@ -34,8 +35,37 @@ def _new_version(bot: Bot, number: int, strategy: Strategy) -> BotVersion:
     )
 
 
+def _priced(strategy: Strategy, settings: Settings) -> Strategy:
+    """The strategy with the service's default voters, if it names none, refused unless every
+    voter's cost is known and its budget is within the service's cap: a budget that cannot
+    count a vote's cost does not hold."""
+    strategy = strategy.with_default_voters(
+        settings.configured_llm_providers(), settings.llm_prices
+    )
+    unpriced = sorted(
+        {v.model for v in strategy.voters or [] if v.price_in(settings.llm_prices) is None}
+    )
+    if unpriced:
+        raise Unprocessable(
+            f"no price for model(s) {', '.join(unpriced)}: use a priced model "
+            f"({', '.join(sorted(settings.llm_prices))}) or give the voter a price "
+            '({"input": "0.15", "output": "0.60"} USD per million tokens)',
+            details=[
+                {"loc": "body.strategy.voters", "message": f"unpriced: {m}"} for m in unpriced
+            ],
+        )
+    if strategy.llm_daily_budget_usd > settings.max_llm_daily_budget_usd:
+        raise Unprocessable(
+            f"llm_daily_budget_usd may be at most {settings.max_llm_daily_budget_usd}",
+            details=[
+                {"loc": "body.strategy.llm_daily_budget_usd", "message": "above the service's cap"}
+            ],
+        )
+    return strategy
+
+
 async def create_bot(
-    session: AsyncSession, caller: Caller, body: BotCreate, llm_providers: list[str]
+    session: AsyncSession, caller: Caller, body: BotCreate, settings: Settings
 ) -> tuple[Bot, BotVersion]:
     assert caller.owner_user_id is not None, "admin and developer keys always have an owner"
     bot = Bot(
@@ -47,7 +77,7 @@ async def create_bot(
     )
     session.add(bot)
     await session.flush()
-    version = _new_version(bot, 1, body.strategy.with_default_voters(llm_providers))
+    version = _new_version(bot, 1, _priced(body.strategy, settings))
     session.add(version)
     await session.flush()
     return bot, version
@@ -74,7 +104,7 @@ async def update_bot(
     caller: Caller,
     bot_id: str,
     body: BotUpdate,
-    llm_providers: list[str],
+    settings: Settings,
 ) -> tuple[Bot, BotVersion]:
     bot = await _owned_bot(session, caller, bot_id)
     version = await repository.current_version(session, bot)
@@ -85,7 +115,7 @@ async def update_bot(
     if body.status is not None:
         bot.status = body.status
     if body.strategy is not None:
-        strategy = body.strategy.with_default_voters(llm_providers)
+        strategy = _priced(body.strategy, settings)
         # Only a real change of strategy makes a new version; renters stay pinned to theirs.
         if strategy.config_hash() != version.config_hash:
             bot.current_version += 1

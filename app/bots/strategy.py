@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.integrations.llm.base import ModelPrice
 
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini",
@@ -19,6 +22,8 @@ DEFAULT_MODELS = {
     "gemini": "gemini-2.5-flash",
     "openai_compatible": "llama3.1",
 }
+
+LOCAL_PRICE = ModelPrice(input=Decimal(0), output=Decimal(0))
 
 Provider = Literal["openai", "anthropic", "gemini", "openai_compatible"]
 
@@ -43,6 +48,18 @@ class Voter(_Strict):
     provider: Provider
     model: str = Field(min_length=1, max_length=100)
     weight: Decimal = Field(default=Decimal(1), gt=0, le=100)
+    price: ModelPrice | None = Field(
+        default=None,
+        description="USD per million tokens, for a model the service has no price for",
+        examples=[{"input": "0.15", "output": "0.60"}],
+    )
+
+    def price_in(self, prices: Mapping[str, Mapping[str, Decimal]]) -> ModelPrice | None:
+        """Its own price, else the service's for its model; None: it may not be asked."""
+        if self.price is not None:
+            return self.price
+        known = prices.get(self.model)
+        return ModelPrice.model_validate(known) if known is not None else None
 
 
 class Ensemble(_Strict):
@@ -78,10 +95,20 @@ class Strategy(_Strict):
     llm_daily_budget_usd: Decimal = Field(default=Decimal(5), ge=0)
     close_position_on_expiry: bool = True
 
-    def with_default_voters(self, providers: list[str]) -> Strategy:
+    def with_default_voters(
+        self, providers: list[str], prices: Mapping[str, Mapping[str, Decimal]]
+    ) -> Strategy:
         if self.voters is not None:
             return self
         voters = [Voter(provider=p, model=DEFAULT_MODELS[p]) for p in providers]
+        # The OpenAI-compatible server is taken to be a local model, free per token, unless
+        # the service prices its default model.
+        voters = [
+            v.model_copy(update={"price": LOCAL_PRICE})
+            if v.provider == "openai_compatible" and v.price_in(prices) is None
+            else v
+            for v in voters
+        ]
         return self.model_copy(update={"voters": voters})
 
     def config_hash(self) -> str:

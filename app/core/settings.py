@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from cryptography.fernet import Fernet
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     openai_compatible_api_key: SecretStr = SecretStr("not-needed")
     llm_timeout_s: float = Field(default=20.0, gt=0, le=120)
     # USD per million tokens, per model: {"gpt-4o-mini": {"input": "0.15", "output": "0.6"}}.
-    # A model missing here costs 0 in the records (and so never spends a budget).
+    # A bot may only use a model priced here, or give the price in its voter config.
     llm_prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=lambda: {
             "gpt-4o-mini": {"input": Decimal("0.15"), "output": Decimal("0.60")},
@@ -79,6 +79,16 @@ class Settings(BaseSettings):
             "gemini-2.5-flash": {"input": Decimal("0.30"), "output": Decimal("2.50")},
         }
     )
+
+    # The most a bot's owner may let its LLM panel spend per UTC day.
+    max_llm_daily_budget_usd: Decimal = Field(default=Decimal(100), ge=0)
+    # A decision's LLM round is claimed in the database for this long: longer than the
+    # round's candle fetch and LLM deadline, so a live owner never loses it, while a crashed
+    # owner's claim (and its budget reservation) is taken over after it.
+    decision_lease_s: float = Field(default=180.0, ge=10)
+    # How long a process waits for another's round of the same decision before the task
+    # retries.
+    decision_wait_s: float = Field(default=30.0, gt=0)
 
     # Binance: one host override for live and testnet (the sandbox exchange, e.g.
     # http://127.0.0.1:8900); unset means Binance's own hosts.
@@ -117,6 +127,28 @@ class Settings(BaseSettings):
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
     # Prometheus metrics of a worker process are served on this port (0: not served).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices_are_complete(
+        cls, prices: dict[str, dict[str, Decimal]]
+    ) -> dict[str, dict[str, Decimal]]:
+        for model, price in prices.items():
+            if set(price) != {"input", "output"} or min(price.values()) < 0:
+                raise SettingsError(
+                    f"LLM_PRICES[{model!r}] must be {{'input': USD, 'output': USD}} per million "
+                    "tokens, neither negative"
+                )
+        return prices
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_round(self) -> Settings:
+        if self.decision_lease_s <= self.llm_timeout_s + 30:
+            raise SettingsError(
+                "DECISION_LEASE_S must exceed LLM_TIMEOUT_S by more than 30 s (the candle fetch), "
+                "or a live round could lose its claim to another process"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_the_receive_window(self) -> Settings:

@@ -5,7 +5,14 @@ from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
 from app.models.credentials import ExchangeCredential
 from app.models.ops import AuditLog, IdempotencyRecord
 from app.models.subscriptions import Subscription
-from app.models.trading import Decision, LlmVote, PerformanceLog, Position, Trade
+from app.models.trading import (
+    Decision,
+    DecisionClaim,
+    LlmVote,
+    PerformanceLog,
+    Position,
+    Trade,
+)
 from app.models.users import ApiKey, User
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "BotMarketplaceRegistration",
     "BotVersion",
     "Decision",
+    "DecisionClaim",
     "ExchangeCredential",
     "IdempotencyRecord",
     "LlmVote",

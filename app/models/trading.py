@@ -35,6 +35,34 @@ class Decision(IdMixin, CreatedMixin, Base):
     fallback_reason: Mapped[str | None] = mapped_column(String(500))
 
 
+class DecisionClaim(IdMixin, CreatedMixin, Base):
+    """Who is making a decision, until when, and the LLM budget its round has reserved.
+
+    One row per decision key while it is being made, deleted in the transaction that stores
+    the decision. `attempt` is the fencing token: a takeover of an expired claim changes it,
+    so a paused former owner cannot store its round.
+    """
+
+    __tablename__ = "decision_claims"
+    __table_args__ = (
+        # Named here: the conventional name would pass MySQL's 64-character limit.
+        UniqueConstraint(
+            "bot_version_id", "symbol", "timeframe", "candle_open_at", name="uq_decision_claims_key"
+        ),
+    )
+
+    bot_version_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("bot_versions.id", ondelete="CASCADE")
+    )
+    symbol: Mapped[str] = mapped_column(String(20))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    candle_open_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempt: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What the round may cost at most; counted against the budget until the claim expires.
+    reserved_usd: Mapped[Decimal] = mapped_column(Money)
+
+
 class LlmVote(IdMixin, Base):
     __tablename__ = "llm_votes"
 

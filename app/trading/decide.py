@@ -1,15 +1,28 @@
 """One decision per (bot version, symbol, timeframe, closed candle), shared by every renter.
 
-Concurrent attempts at the same key queue on a named lock and find the first one's record;
-the unique constraint on the key is the last word. A decision holds everything a renter needs
-to see why their bot traded: the indicator snapshot, every vote or abstention with its
-reason, the rule version and parameters, the combined score and the action.
+Whoever first inserts the decision's claim row makes it; every other attempt, in this process
+or another, polls for the finished decision in fresh transactions and, after a bound, leaves
+it to the task's retry. A claim is a lease with a fencing token (`attempt`): the claim of an
+owner that died is taken over once its lease has run out, and only the current attempt may
+store the decision. The unique constraint on decisions stays the last word.
+
+Before asking the LLMs the owner reserves on its claim the most the round can cost, and asks
+only if the bot's spend for the candle's UTC day, plus what its other rounds in flight have
+reserved, plus this reservation stays within its daily budget. The transaction that stores
+the decision and its votes (with their real cost) deletes the claim, so a round is counted
+once at every moment: reserved, or spent.
+
+A decision holds everything a renter needs to see why their bot traded: the indicator
+snapshot, every vote or abstention with its reason, the rule version and parameters, the
+combined score and the action.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -18,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bots.strategy import Strategy
 from app.bots.strategy import Voter as VoterConfig
-from app.core.db import session_scope
+from app.core.db import session_scope, utcnow
 from app.core.errors import NotFound
-from app.core.locks import NamedLocks
-from app.integrations.llm.base import VotePrompt, VoteResult
+from app.core.settings import Settings
+from app.integrations.binance.errors import TemporaryError
+from app.integrations.llm.base import ModelPrice, Vote, VotePrompt, Voter, VoteResult
 from app.integrations.llm.prompt import PROMPT_VERSION, render
 from app.integrations.llm.registry import VoterPool
 from app.models import BotVersion, Decision, LlmVote
@@ -33,7 +47,35 @@ from app.trading.market_data import MarketData, interval_ms, last_closed_open_ms
 log = logging.getLogger(__name__)
 
 CONFIDENCE_PLACES = Decimal("0.0001")
+_USD_PLACES = Decimal("0.0001")
 _PROMPT_CLOSES = 24
+_POLL_S = 0.1
+
+# A configured voter, the client that asks it (None: the service has no key for its
+# provider) and its price (None: unpriced, so never asked).
+PanelSeat = tuple[VoterConfig, Voter | None, ModelPrice | None]
+
+
+class DecisionInFlight(TemporaryError):
+    """Another process is making this decision: the task retries, and then finds it."""
+
+
+class _ClaimLost(Exception):
+    """Our lease ran out and another process took the decision over."""
+
+
+@dataclass(frozen=True)
+class DecisionKey:
+    bot_version_id: str
+    symbol: str
+    timeframe: str
+    candle: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    attempt: int
 
 
 def _candle_open(timeframe: str, now: datetime) -> datetime:
@@ -45,95 +87,145 @@ def _history_needed(strategy: Strategy) -> int:
     return min(1000, max([MIN_CANDLES, *(3 * p for p in periods)]))
 
 
+def _confidence(vote: Vote) -> Decimal:
+    return Decimal(repr(vote.confidence)).quantize(CONFIDENCE_PLACES)
+
+
+def _ballots(results: list[tuple[Decimal, VoteResult]]) -> list[Ballot]:
+    return [
+        Ballot(
+            weight,
+            Action(r.vote.action) if r.vote else None,
+            _confidence(r.vote) if r.vote else Decimal(0),
+        )
+        for weight, r in results
+    ]
+
+
 class DecisionMaker:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         market: MarketData,
         voters: VoterPool,
-        locks: NamedLocks,
+        settings: Settings,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._market = market
         self._voters = voters
-        self._locks = locks
+        self._prices = settings.llm_prices
+        self._lease = timedelta(seconds=settings.decision_lease_s)
+        self._wait_s = settings.decision_wait_s
 
     async def decide(
         self, bot_version_id: str, symbol: str, timeframe: str, now: datetime | None = None
     ) -> Decision:
         candle = _candle_open(timeframe, now or datetime.now(UTC))
-        key = (bot_version_id, symbol, timeframe, candle)
-        if (existing := await self._existing(*key)) is not None:
-            return existing
-        async with self._locks.hold(f"decision:{bot_version_id}:{symbol}:{timeframe}:{candle}"):
-            if (existing := await self._existing(*key)) is not None:
+        key = DecisionKey(bot_version_id, symbol, timeframe, candle)
+        give_up_at = time.monotonic() + self._wait_s
+        while True:
+            if (existing := await self._existing(key)) is not None:
                 return existing
-            return await self._make(*key)
+            claim = await self._claim(key)
+            if claim is not None:
+                if (existing := await self._existing(key)) is not None:
+                    # Stored, and its claim deleted, between our first look and our claim.
+                    await self._release(claim)
+                    return existing
+                try:
+                    return await self._make(key, claim)
+                except _ClaimLost:
+                    log.warning("decision taken over while being made", extra={"key": str(key)})
+            elif time.monotonic() >= give_up_at:
+                raise DecisionInFlight(f"another process is making the decision {key}")
+            else:
+                await asyncio.sleep(_POLL_S)
 
-    async def _existing(
-        self, bot_version_id: str, symbol: str, timeframe: str, candle: datetime
-    ) -> Decision | None:
+    async def _existing(self, key: DecisionKey) -> Decision | None:
         async with self._sessionmaker() as session:
-            return await repository.decision_for(session, bot_version_id, symbol, timeframe, candle)
+            return await repository.decision_for(session, *astuple(key))
 
-    async def _make(
-        self, bot_version_id: str, symbol: str, timeframe: str, candle: datetime
-    ) -> Decision:
-        async with self._sessionmaker() as session:
-            version = await session.get(BotVersion, bot_version_id)
+    async def _claim(self, key: DecisionKey) -> Claim | None:
+        """This attempt's claim on the decision, or None while another attempt holds it."""
+        now = utcnow()
+        try:
+            async with session_scope(self._sessionmaker) as session:
+                held = await repository.claim_of(session, *astuple(key))
+                if held is None:
+                    claim = await repository.add_claim(
+                        session,
+                        key.bot_version_id,
+                        key.symbol,
+                        key.timeframe,
+                        key.candle,
+                        now + self._lease,
+                    )
+                    return Claim(claim.id, claim.attempt)
+                if held.expires_at > now:
+                    return None
+                attempt = held.attempt
+                if not await repository.take_over_claim(
+                    session, held.id, attempt, now, now + self._lease
+                ):
+                    return None
+                log.warning("took over an expired decision claim", extra={"key": str(key)})
+                return Claim(held.id, attempt + 1)
+        except IntegrityError:  # another attempt inserted its claim first
+            return None
+
+    async def _release(self, claim: Claim) -> None:
+        async with session_scope(self._sessionmaker) as session:
+            await repository.release_claim(session, claim.id, claim.attempt)
+
+    async def _make(self, key: DecisionKey, claim: Claim) -> Decision:
+        try:
+            async with self._sessionmaker() as session:
+                version = await session.get(BotVersion, key.bot_version_id)
             if version is None:
                 raise NotFound("bot version")
-            start_of_day = candle.replace(hour=0, minute=0, second=0, microsecond=0)
-            # The budget's day is the candle's UTC day, so a replayed or late decision is
-            # charged to the day it decides.
-            spent = await repository.llm_spend_between(
-                session, version.bot_id, start_of_day, start_of_day + timedelta(days=1)
+            strategy = Strategy.model_validate(version.strategy)
+            candles = await self._market.closed_candles(
+                key.symbol,
+                key.timeframe,
+                _history_needed(strategy),
+                now=key.candle + timedelta(milliseconds=interval_ms(key.timeframe)),
             )
-        strategy = Strategy.model_validate(version.strategy)
-        step = interval_ms(timeframe)
-        candles = await self._market.closed_candles(
-            symbol,
-            timeframe,
-            _history_needed(strategy),
-            now=datetime.fromtimestamp((candle.timestamp() * 1000 + step) / 1000, UTC),
-        )
-        indicators = indicator_score(candles, strategy.indicators)
-        voters = strategy.voters or []
-        reason = None
-        results: list[tuple[Decimal, VoteResult]] = []
-        if not voters:
-            reason = "no LLM voter configured for this bot: indicators only"
-        elif spent >= strategy.llm_daily_budget_usd:
-            reason = (
-                f"daily LLM budget of {strategy.llm_daily_budget_usd} USD spent "
-                f"({spent.quantize(Decimal('0.0001'))} USD): indicators only until 00:00 UTC"
-            )
-            voters = []
-        else:
-            prompt = render(
-                symbol,
-                timeframe,
-                candle,
-                indicators.snapshot,
-                [str(c.close) for c in candles[-_PROMPT_CLOSES:]],
-            )
-            results = await self._ask(voters, prompt)
-        ballots = [
-            Ballot(
-                weight,
-                Action(r.vote.action) if r.vote else None,
-                Decimal(repr(r.vote.confidence)).quantize(CONFIDENCE_PLACES)
-                if r.vote
-                else Decimal(0),
-            )
-            for weight, r in results
-        ]
-        outcome = combine(indicators.score, ballots, strategy.ensemble, len(voters))
+            indicators = indicator_score(candles, strategy.indicators)
+            panel: list[PanelSeat] = [
+                (c, self._voters.get(c.provider, c.model), c.price_in(self._prices))
+                for c in strategy.voters or []
+            ]
+            reason = None
+            if not panel:
+                reason = "no LLM voter configured for this bot: indicators only"
+            else:
+                prompt = render(
+                    key.symbol,
+                    key.timeframe,
+                    key.candle,
+                    indicators.snapshot,
+                    [str(c.close) for c in candles[-_PROMPT_CLOSES:]],
+                )
+                most = [p.most_for(prompt) for _, v, p in panel if v is not None and p is not None]
+                if most:
+                    reason = await self._reserve(
+                        version.bot_id,
+                        key,
+                        claim,
+                        strategy.llm_daily_budget_usd,
+                        sum(most, Decimal(0)),
+                    )
+        except Exception:
+            # Nothing was asked yet: the next attempt may start now rather than after the lease.
+            await self._release(claim)
+            raise
+        results = await self._ask(panel, prompt) if panel and reason is None else []
+        outcome = combine(indicators.score, _ballots(results), strategy.ensemble, len(results))
         decision = Decision(
-            bot_version_id=bot_version_id,
-            symbol=symbol,
-            timeframe=timeframe,
-            candle_open_at=candle,
+            bot_version_id=key.bot_version_id,
+            symbol=key.symbol,
+            timeframe=key.timeframe,
+            candle_open_at=key.candle,
             indicators=indicators.snapshot,
             indicator_score=indicators.score,
             combined_score=outcome.score,
@@ -142,34 +234,73 @@ class DecisionMaker:
             rule_params={
                 **strategy.ensemble.model_dump(mode="json"),
                 "prompt_version": PROMPT_VERSION,
-                "voters_configured": len(strategy.voters or []),
+                "voters_configured": len(panel),
             },
             fallback_reason="; ".join(r for r in (reason, outcome.reason) if r) or None,
         )
-        return await self._store(decision, results)
+        return await self._store(decision, results, version.bot_id, claim)
+
+    async def _reserve(
+        self, bot_id: str, key: DecisionKey, claim: Claim, budget: Decimal, most: Decimal
+    ) -> str | None:
+        """Reserve what the round may cost; the reason it may not be asked, or None."""
+        now = utcnow()
+        # The budget's day is the candle's UTC day, so a replayed or late decision is
+        # charged to the day it decides.
+        day = key.candle.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._sessionmaker() as session:
+            await repository.lock_bot_budget(session, bot_id)
+            # On SQLite this write begins the transaction, so no other writer can change the
+            # sums below before it commits. The lease restarts: the round begins now.
+            if not await repository.reserve(
+                session, claim.id, claim.attempt, most, now + self._lease
+            ):
+                raise _ClaimLost
+            spent = await repository.llm_spend_between(
+                session, bot_id, day, day + timedelta(days=1)
+            )
+            reserved = await repository.reserved_between(
+                session, bot_id, day, day + timedelta(days=1), now, claim.id
+            )
+            if spent + reserved + most > budget:
+                await session.rollback()
+                return (
+                    f"daily LLM budget of {budget} USD reached: "
+                    f"{spent.quantize(_USD_PLACES)} spent, "
+                    f"{reserved.quantize(_USD_PLACES)} reserved by rounds in flight, "
+                    f"up to {most.quantize(_USD_PLACES)} for this one: indicators only"
+                )
+            await session.commit()
+        return None
 
     async def _ask(
-        self, voters: list[VoterConfig], prompt: VotePrompt
+        self, panel: list[PanelSeat], prompt: VotePrompt
     ) -> list[tuple[Decimal, VoteResult]]:
-        asked = [(config, self._voters.get(config.provider, config.model)) for config in voters]
-        outcomes = await asyncio.gather(
-            *(voter.vote(prompt) for _, voter in asked if voter is not None)
-        )
-        answered = iter(outcomes)
-        results = []
-        for config, voter in asked:
+        async def one(
+            config: VoterConfig, voter: Voter | None, price: ModelPrice | None
+        ) -> VoteResult:
             if voter is None:  # configured on the bot, but the service has no key for it
-                result = VoteResult(config.provider, config.model, None, "provider not configured")
-            else:
-                result = next(answered)
-            results.append((config.weight, result))
-        return results
+                return VoteResult(config.provider, config.model, None, "provider not configured")
+            if price is None:  # a version saved before prices were required
+                return VoteResult(config.provider, config.model, None, "model has no price")
+            return await voter.vote(prompt, price)
+
+        outcomes = await asyncio.gather(*(one(*seat) for seat in panel))
+        return [(config.weight, r) for (config, _, _), r in zip(panel, outcomes, strict=True)]
 
     async def _store(
-        self, decision: Decision, results: list[tuple[Decimal, VoteResult]]
+        self,
+        decision: Decision,
+        results: list[tuple[Decimal, VoteResult]],
+        bot_id: str,
+        claim: Claim,
     ) -> Decision:
         try:
             async with session_scope(self._sessionmaker) as session:
+                await repository.lock_bot_budget(session, bot_id)
+                # The fencing check, and the reservation released where its real cost lands.
+                if not await repository.release_claim(session, claim.id, claim.attempt):
+                    raise _ClaimLost
                 session.add(decision)
                 await session.flush()
                 for weight, r in results:
@@ -180,9 +311,7 @@ class DecisionMaker:
                             model=r.model,
                             weight=weight,
                             action=r.vote.action if r.vote else None,
-                            confidence=Decimal(repr(r.vote.confidence)).quantize(CONFIDENCE_PLACES)
-                            if r.vote
-                            else None,
+                            confidence=_confidence(r.vote) if r.vote else None,
                             reasoning=r.vote.reasoning if r.vote else None,
                             cited_indicators=r.vote.cited_indicators if r.vote else [],
                             abstain_reason=r.abstain_reason,
@@ -193,12 +322,16 @@ class DecisionMaker:
                         )
                     )
         except IntegrityError:
-            # Another process won the race without our lock (no Redis): theirs stands.
+            # Stored by something that did not claim it (a process of an older release): theirs
+            # stands, and our claim goes.
+            await self._release(claim)
             existing = await self._existing(
-                decision.bot_version_id,
-                decision.symbol,
-                decision.timeframe,
-                decision.candle_open_at,
+                DecisionKey(
+                    decision.bot_version_id,
+                    decision.symbol,
+                    decision.timeframe,
+                    decision.candle_open_at,
+                )
             )
             assert existing is not None
             log.info("decision already made elsewhere", extra={"decision_id": existing.id})

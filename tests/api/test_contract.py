@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from app.core.settings import Settings
+from app.main import create_app
 from tests.helpers import fake_binance_key, headers, new_principal
 
 UNKNOWN_ID = "0" * 32
@@ -165,6 +171,81 @@ async def test_bot_errors(
         headers=headers(developer_key),
     )
     assert_error(invalid, 422, "VALIDATION_ERROR")
+
+
+async def test_voters_need_a_known_price_and_budgets_stay_under_the_cap(
+    client: httpx.AsyncClient, developer_key: str
+) -> None:
+    def bot(**strategy: object) -> dict:
+        return {"name": "panel", "strategy": strategy}
+
+    unknown = [{"provider": "openai", "model": "gpt-9"}]
+    unpriced = await client.post(
+        "/api/v1/bots", json=bot(voters=unknown), headers=headers(developer_key)
+    )
+    assert_error(unpriced, 422, "VALIDATION_ERROR")
+    message = unpriced.json()["error"]["message"]
+    assert "gpt-9" in message
+    assert all(m in message for m in ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"))
+    own_price = [{**unknown[0], "price": {"input": "0.15", "output": "0.60"}}]
+    priced = await create_bot(client, developer_key, strategy={"voters": own_price})
+    assert priced["strategy"]["voters"][0]["price"] == {"input": "0.15", "output": "0.60"}
+    assert_error(
+        await client.patch(
+            f"/api/v1/bots/{priced['id']}",
+            json={"strategy": {"voters": unknown}},
+            headers=headers(developer_key),
+        ),
+        422,
+        "VALIDATION_ERROR",
+    )
+    negative = [{**unknown[0], "price": {"input": "-1", "output": "0"}}]
+    for strategy in ({"voters": negative}, {"llm_daily_budget_usd": "100.01"}):
+        assert_error(
+            await client.post("/api/v1/bots", json=bot(**strategy), headers=headers(developer_key)),
+            422,
+            "VALIDATION_ERROR",
+        )
+    await create_bot(client, developer_key, strategy={"llm_daily_budget_usd": "100"})
+
+
+@pytest.fixture
+async def panel_client(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
+    """A client of the API with every LLM provider configured (and the given prices)."""
+    providers = {
+        "openai_api_key": SecretStr("k"),
+        "anthropic_api_key": SecretStr("k"),
+        "gemini_api_key": SecretStr("k"),
+        "openai_compatible_base_url": "http://127.0.0.1:9/v1",
+    }
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def client_with(**prices: dict[str, str]) -> httpx.AsyncClient:
+            update = {**providers, "llm_prices": {**settings.llm_prices, **prices}}
+            application = create_app(settings.model_copy(update=update))
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            return await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=application), base_url="http://test"
+                )
+            )
+
+        yield client_with
+
+
+async def test_the_default_panel_is_priced(panel_client, developer_key: str) -> None:
+    client = await panel_client()
+    voters = (await create_bot(client, developer_key))["strategy"]["voters"]
+    assert [(v["provider"], v["model"], v["price"]) for v in voters] == [
+        ("openai", "gpt-4o-mini", None),
+        ("anthropic", "claude-haiku-4-5", None),
+        ("gemini", "gemini-2.5-flash", None),
+        # A local model is free unless the service prices it.
+        ("openai_compatible", "llama3.1", {"input": "0", "output": "0"}),
+    ]
+    hosted = await panel_client(**{"llama3.1": {"input": "0.1", "output": "0.2"}})
+    voters = (await create_bot(hosted, developer_key))["strategy"]["voters"]
+    assert voters[3]["price"] is None
 
 
 async def test_registrations(

@@ -37,6 +37,7 @@ class Behaviour:
     latency_s: float = 0.0
     statuses_first: list[int] = field(default_factory=list)  # answered before succeeding
     always_status: int | None = None
+    retry_after: str = "0"  # sent with a 429
     malformed: str | None = None  # "text": not JSON at all; "schema": JSON off the schema
     refuse: bool = False
     tokens_in: int = 120
@@ -81,7 +82,7 @@ class FakeProvider:
             return JSONResponse(
                 {"error": {"message": f"fake status {status}", "type": "fake", "code": status}},
                 status_code=status,
-                headers={"retry-after": "0"} if status == 429 else {},
+                headers={"retry-after": self.behaviour.retry_after} if status == 429 else {},
             )
         return JSONResponse(self.success(body))
 

@@ -77,7 +77,7 @@ async def flows(
     )
     voters, locks = VoterPool(llm), NamedLocks(None)
     decisions = DecisionMaker(
-        runtime.sessionmaker, MarketData(clients, MemoryCandleCache(), locks), voters, locks
+        runtime.sessionmaker, MarketData(clients, MemoryCandleCache(), locks), voters, llm
     )
     executor = Executor(runtime.sessionmaker, clients, runtime.keyring, settings, clock)
     queue = Queue()

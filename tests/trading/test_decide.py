@@ -11,15 +11,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.bots.strategy import Strategy, Voter
+from app.core.db import create_engine, create_sessionmaker
 from app.core.locks import NamedLocks
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.governor import InProcessGovernor
 from app.integrations.llm.registry import VoterPool
-from app.models import Bot, BotVersion, Decision, LlmVote, User
+from app.models import Bot, BotVersion, Decision, DecisionClaim, LlmVote, User
 from app.trading.decide import DecisionMaker
 from app.trading.market_data import MarketData, MemoryCandleCache, RedisCandleCache
 from tests.conftest import REDIS_URL, require_service
@@ -36,11 +37,8 @@ PANEL = [
 
 
 @pytest.fixture
-async def maker(
-    app: FastAPI, settings: Settings, sandbox: SandboxServer, llm_fakes: RunningFakes
-) -> AsyncIterator[DecisionMaker]:
-    redis = Redis.from_url(REDIS_URL) if settings.redis_url else None
-    llm_settings = settings.model_copy(
+def llm_settings(settings: Settings, llm_fakes: RunningFakes) -> Settings:
+    return settings.model_copy(
         update={
             **Settings(**llm_fakes.settings_overrides()).model_dump(
                 include=set(llm_fakes.settings_overrides())
@@ -48,17 +46,47 @@ async def maker(
             "llm_timeout_s": 1.5,
         }
     )
+
+
+@pytest.fixture
+async def maker(
+    app: FastAPI, settings: Settings, llm_settings: Settings, sandbox: SandboxServer
+) -> AsyncIterator[DecisionMaker]:
+    redis = Redis.from_url(REDIS_URL) if settings.redis_url else None
     clients = BinanceClients(
         InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
     )
     voters = VoterPool(llm_settings)
     locks = NamedLocks(redis)
     market = MarketData(clients, MemoryCandleCache(), locks)
-    yield DecisionMaker(app.state.runtime.sessionmaker, market, voters, locks)
+    yield DecisionMaker(app.state.runtime.sessionmaker, market, voters, llm_settings)
     await voters.aclose()
     await clients.close()
     if redis is not None:
         await redis.aclose()
+
+
+@pytest.fixture
+async def processes(
+    llm_settings: Settings, sandbox: SandboxServer
+) -> AsyncIterator[list[DecisionMaker]]:
+    """Two worker processes of the embedded default: an engine each, and no Redis."""
+    engines = [create_engine(llm_settings.database_url, pool=False) for _ in range(2)]
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
+    )
+    pools = [VoterPool(llm_settings) for _ in engines]
+    makers = []
+    for engine, voters in zip(engines, pools, strict=True):
+        locks = NamedLocks(None)
+        market = MarketData(clients, MemoryCandleCache(), locks)
+        makers.append(DecisionMaker(create_sessionmaker(engine), market, voters, llm_settings))
+    yield makers
+    for voters in pools:
+        await voters.aclose()
+    await clients.close()
+    for engine in engines:
+        await engine.dispose()
 
 
 async def bot_version(app: FastAPI, **strategy: object) -> BotVersion:
@@ -181,16 +209,22 @@ async def test_every_voter_fails_and_the_fallback_applies(
     assert "fallback indicators_only" in (alone.fallback_reason or "")
 
 
-async def test_an_exhausted_budget_means_indicators_only_until_the_next_day(
+async def test_a_round_that_could_pass_the_budget_is_not_asked_until_the_next_day(
     app: FastAPI, maker: DecisionMaker, llm_fakes: RunningFakes
 ) -> None:
-    version = await bot_version(app, llm_daily_budget_usd=Decimal("0.0001"))
+    for fake in llm_fakes.all:
+        fake.reset(tokens_out=1000)
+    # A round of this panel reserves about 0.011 USD and costs about 0.008.
+    version = await bot_version(app, llm_daily_budget_usd=Decimal("0.015"))
     first = await maker.decide(version.id, "BTCUSDT", "1h", now=NOW)
     assert first.fallback_reason is None
     asked = [fake.requests for fake in llm_fakes.all]
     second = await maker.decide(version.id, "BTCUSDT", "1h", now=NOW + timedelta(hours=1))
     assert [fake.requests for fake in llm_fakes.all] == asked  # no LLM call
-    assert "daily LLM budget of 0.0001 USD spent" in (second.fallback_reason or "")
+    assert (second.fallback_reason or "").startswith(
+        "daily LLM budget of 0.015 USD reached: 0.0083 spent, 0.0000 reserved by rounds in "
+        "flight, up to 0.011"
+    )
     assert second.combined_score == second.indicator_score
     assert await votes_of(app, second) == {}
     next_day = await maker.decide(version.id, "BTCUSDT", "1h", now=NOW + timedelta(days=1))
@@ -211,6 +245,119 @@ async def test_fifty_concurrent_calls_make_one_decision_and_one_request_per_vote
     async with app.state.runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Decision)) == 1
         assert await session.scalar(select(func.count()).select_from(LlmVote)) == 3
+
+
+async def test_two_processes_without_redis_make_one_llm_round(
+    app: FastAPI, processes: list[DecisionMaker], llm_fakes: RunningFakes
+) -> None:
+    for fake in llm_fakes.all:
+        fake.reset(latency_s=0.5)
+    version = await bot_version(app)
+    decisions = await asyncio.gather(
+        *(p.decide(version.id, "BTCUSDT", "1h", now=NOW) for p in processes)
+    )
+    assert len({d.id for d in decisions}) == 1
+    assert [fake.requests for fake in llm_fakes.all] == [1, 1, 1]
+
+
+async def test_concurrent_decisions_of_one_bot_never_spend_past_its_budget(
+    app: FastAPI, processes: list[DecisionMaker], llm_fakes: RunningFakes
+) -> None:
+    # Answers as long as a vote may be, so a round costs about what is reserved for it.
+    for fake in llm_fakes.all:
+        fake.reset(latency_s=0.3, tokens_in=1000, tokens_out=1000)
+    budget = Decimal("0.03")  # room for two rounds of this panel, not three
+    version = await bot_version(app, llm_daily_budget_usd=budget)
+    groups = [(s, t) for s in ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT") for t in ("1h", "4h")]
+    decisions = await asyncio.gather(
+        *(
+            processes[i % 2].decide(version.id, symbol, timeframe, now=NOW)
+            for i, (symbol, timeframe) in enumerate(groups)
+        )
+    )
+    async with app.state.runtime.sessionmaker() as session:
+        costs = (await session.scalars(select(LlmVote.cost_usd))).all()
+    assert 0 < sum(costs, Decimal(0)) <= budget
+    refused = [d for d in decisions if "daily LLM budget" in (d.fallback_reason or "")]
+    assert 0 < len(refused) < len(groups)
+
+
+async def expire_claims(app: FastAPI) -> None:
+    async with app.state.runtime.sessionmaker() as session:
+        await session.execute(
+            update(DecisionClaim).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+
+
+async def test_a_paused_owner_cannot_store_once_its_claim_is_taken_over(
+    app: FastAPI, processes: list[DecisionMaker], llm_fakes: RunningFakes
+) -> None:
+    for fake in llm_fakes.all:
+        fake.reset(latency_s=1)
+    version = await bot_version(app)
+    paused = asyncio.create_task(processes[0].decide(version.id, "BTCUSDT", "1h", now=NOW))
+    for _ in range(250):  # until every voter has been asked (at most 5 s)
+        if all(fake.requests for fake in llm_fakes.all):
+            break
+        await asyncio.sleep(0.02)
+    await expire_claims(app)  # as if the first owner had stalled past its lease
+    taken_over = await processes[1].decide(version.id, "BTCUSDT", "1h", now=NOW)
+    assert (await paused).id == taken_over.id
+    assert [fake.requests for fake in llm_fakes.all] == [2, 2, 2]
+    async with app.state.runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(LlmVote)) == 3
+        assert await session.scalar(select(func.count()).select_from(DecisionClaim)) == 0
+
+
+async def claim(
+    app: FastAPI, version: BotVersion, symbol: str, reserved: str, ttl_s: float
+) -> None:
+    async with app.state.runtime.sessionmaker() as session:
+        session.add(
+            DecisionClaim(
+                bot_version_id=version.id,
+                symbol=symbol,
+                timeframe="1h",
+                candle_open_at=datetime(2026, 11, 20, 11, tzinfo=UTC),
+                attempt=1,
+                expires_at=datetime.now(UTC) + timedelta(seconds=ttl_s),
+                reserved_usd=Decimal(reserved),
+            )
+        )
+        await session.commit()
+
+
+async def test_a_crashed_rounds_claim_and_reservation_expire(
+    app: FastAPI, maker: DecisionMaker, llm_fakes: RunningFakes
+) -> None:
+    version = await bot_version(app, llm_daily_budget_usd=Decimal("1"))
+    await claim(app, version, "BTCUSDT", "1", ttl_s=-1)  # its owner died mid-round
+    await claim(app, version, "ETHUSDT", "1", ttl_s=-1)
+    taken_over = await maker.decide(version.id, "BTCUSDT", "1h", now=NOW)
+    assert taken_over.fallback_reason is None
+    assert [fake.requests for fake in llm_fakes.all] == [1, 1, 1]
+    await claim(app, version, "SOLUSDT", "0.995", ttl_s=60)  # a live round elsewhere
+    refused = await maker.decide(version.id, "BNBUSDT", "1h", now=NOW)
+    assert "0.9950 reserved by rounds in flight" in (refused.fallback_reason or "")
+    async with app.state.runtime.sessionmaker() as session:
+        left = await session.scalars(select(DecisionClaim.symbol).order_by(DecisionClaim.symbol))
+        assert left.all() == ["ETHUSDT", "SOLUSDT"]
+
+
+async def test_an_unpriced_voter_of_an_old_version_is_not_asked(
+    app: FastAPI, maker: DecisionMaker, llm_fakes: RunningFakes
+) -> None:
+    async with app.state.runtime.sessionmaker() as session:
+        version = await session.get(BotVersion, (await bot_version(app)).id)
+        version.strategy = {
+            **version.strategy,
+            "voters": [{"provider": "openai", "model": "gpt-unpriced", "weight": "1"}],
+        }
+        await session.commit()
+    decision = await maker.decide(version.id, "BTCUSDT", "1h", now=NOW)
+    assert (await votes_of(app, decision))["openai"].abstain_reason == "model has no price"
+    assert llm_fakes.openai.requests == 0
 
 
 async def test_candles_are_shared_through_redis_across_processes(sandbox: SandboxServer) -> None:

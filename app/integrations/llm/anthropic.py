@@ -5,6 +5,7 @@ from __future__ import annotations
 import anthropic
 
 from app.integrations.llm.base import (
+    MAX_OUTPUT_TOKENS,
     VOTE_SCHEMA,
     Answer,
     ProviderHTTPError,
@@ -26,7 +27,7 @@ class AnthropicVoter(Voter):
         try:
             message = await self._client.messages.create(
                 model=self.model,
-                max_tokens=1024,
+                max_tokens=MAX_OUTPUT_TOKENS,
                 # No temperature: this SDK's Messages API no longer takes sampling parameters;
                 # the forced tool call is what keeps the answer to the vote's shape.
                 system=prompt.system,

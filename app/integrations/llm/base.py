@@ -3,6 +3,8 @@
 A vote never raises: a timeout, an HTTP error, a refusal or output that fails the schema is
 an abstention with its reason. Each voter has one overall deadline; inside it, only 429 and
 5xx answers are retried (honouring Retry-After), because the SDKs' own retries are off.
+Every request caps its output at MAX_OUTPUT_TOKENS, so what a vote can cost is known before
+it is asked (see `ModelPrice.most_for`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,29 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
 
 MAX_REASONING = 500
-_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+# A vote is about 200 tokens; the cap leaves room for a model's hidden reasoning tokens
+# (billed as output) while bounding what one answer can cost.
+MAX_OUTPUT_TOKENS = 1024
+# Tokens a provider adds around the messages and the schema: roles, and the system prompt
+# Anthropic adds for a forced tool (about 350 by its documentation).
+_FRAMING_TOKENS = 500
+_ATTEMPTS = 6  # the first request and five retries, backing off 0.25 s to 4 s
 
 
 class Vote(BaseModel):
@@ -50,12 +67,27 @@ class VotePrompt:
     user: str
 
 
-@dataclass(frozen=True)
-class ModelPrice:
+class ModelPrice(BaseModel):
     """USD per million tokens."""
 
-    input: Decimal
-    output: Decimal
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: Decimal = Field(ge=0, le=10_000)
+    output: Decimal = Field(ge=0, le=10_000)
+
+    def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
+        return (self.input * tokens_in + self.output * tokens_out) / Decimal(1_000_000)
+
+    def most_for(self, prompt: VotePrompt) -> Decimal:
+        """An upper bound of what asking `prompt` costs, to reserve before asking."""
+        return self.cost(prompt_tokens_at_most(prompt), MAX_OUTPUT_TOKENS)
+
+
+def prompt_tokens_at_most(prompt: VotePrompt) -> int:
+    """Byte-level BPE tokenizers never make more tokens than the text has UTF-8 bytes; the
+    schema travels with every request."""
+    sent = prompt.system + prompt.user + json.dumps(VOTE_SCHEMA)
+    return len(sent.encode()) + _FRAMING_TOKENS
 
 
 @dataclass(frozen=True)
@@ -111,12 +143,10 @@ class Voter(ABC):
         api_key: str,
         base_url: str | None,
         timeout_s: float,
-        price: ModelPrice | None,
     ) -> None:
         self.provider = provider
         self.model = model
         self.timeout_s = timeout_s
-        self.price = price
         self._connect(api_key, base_url)
 
     @abstractmethod
@@ -125,20 +155,13 @@ class Voter(ABC):
 
     @abstractmethod
     async def _ask(self, prompt: VotePrompt, remaining_s: float) -> Answer:
-        """Send once; raise ProviderHTTPError for an HTTP error status."""
+        """Send once, with output capped at MAX_OUTPUT_TOKENS; raise ProviderHTTPError for an
+        HTTP error status."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
 
-    def _cost(self, answer: Answer) -> Decimal:
-        if self.price is None:
-            return Decimal(0)
-        per_million = Decimal(1_000_000)
-        return (
-            self.price.input * answer.tokens_in + self.price.output * answer.tokens_out
-        ) / per_million
-
-    async def vote(self, prompt: VotePrompt) -> VoteResult:
+    async def vote(self, prompt: VotePrompt, price: ModelPrice) -> VoteResult:
         started = time.monotonic()
         deadline = started + self.timeout_s
         answer: Answer | None = None
@@ -152,7 +175,7 @@ class Voter(ABC):
                 tokens_in=answer.tokens_in if answer else 0,
                 tokens_out=answer.tokens_out if answer else 0,
                 latency_ms=int((time.monotonic() - started) * 1000),
-                cost_usd=self._cost(answer) if answer else Decimal(0),
+                cost_usd=price.cost(answer.tokens_in, answer.tokens_out) if answer else Decimal(0),
             )
 
         try:
@@ -173,13 +196,41 @@ class Voter(ABC):
             return result(None, f"invalid output: {first[:200]}")
 
     async def _ask_with_retries(self, prompt: VotePrompt, deadline: float) -> Answer:
-        for pause in (*_BACKOFF_S, None):
-            try:
-                return await self._ask(prompt, deadline - time.monotonic())
-            except ProviderHTTPError as exc:
-                retryable = exc.status == 429 or exc.status >= 500
-                wait = exc.retry_after_s if exc.retry_after_s is not None else pause
-                if not retryable or wait is None or time.monotonic() + wait >= deadline:
-                    raise
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        async def once() -> Answer:
+            return await self._ask(prompt, deadline - time.monotonic())
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=_retry_after_or(wait_exponential(multiplier=0.25, max=4)),
+            stop=stop_after_attempt(_ATTEMPTS) | _StopBefore(deadline),
+            reraise=True,
+        )
+        return await retrying(once)
+
+
+class _StopBefore(stop_base):
+    """Stop rather than sleep into the deadline (a monotonic instant)."""
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return time.monotonic() + state.upcoming_sleep >= self._deadline
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderHTTPError) and (exc.status == 429 or exc.status >= 500)
+
+
+def _retry_after_or(
+    backoff: Callable[[RetryCallState], float],
+) -> Callable[[RetryCallState], float]:
+    """The provider's Retry-After when it sent one, else our backoff."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderHTTPError) and exc.retry_after_s is not None:
+            return exc.retry_after_s
+        return backoff(state)
+
+    return wait

@@ -6,11 +6,13 @@ from google import genai
 from google.genai import errors, types
 
 from app.integrations.llm.base import (
+    MAX_OUTPUT_TOKENS,
     VOTE_SCHEMA,
     Answer,
     ProviderHTTPError,
     VotePrompt,
     Voter,
+    retry_after_seconds,
 )
 
 
@@ -38,12 +40,15 @@ class GeminiVoter(Voter):
                 config=types.GenerateContentConfig(
                     system_instruction=prompt.system,
                     temperature=0,
+                    # Bounds the answer and the model's thinking together.
+                    max_output_tokens=MAX_OUTPUT_TOKENS,
                     response_mime_type="application/json",
                     response_schema=_gemini_schema(),
                 ),
             )
         except errors.APIError as exc:
-            raise ProviderHTTPError(exc.code) from exc
+            headers = getattr(exc.response, "headers", None)
+            raise ProviderHTTPError(exc.code, retry_after_seconds(headers)) from exc
         usage = response.usage_metadata
         candidate = response.candidates[0] if response.candidates else None
         refusal = None
@@ -55,7 +60,12 @@ class GeminiVoter(Voter):
         return Answer(
             content=response.text if refusal is None else None,
             tokens_in=(usage.prompt_token_count or 0) if usage else 0,
-            tokens_out=(usage.candidates_token_count or 0) if usage else 0,
+            # Thinking is billed as output but not counted among the candidates' tokens.
+            tokens_out=(
+                (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+                if usage
+                else 0
+            ),
             refusal=refusal,
         )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import openai
+from openai import omit
 
 from app.integrations.llm.base import (
+    MAX_OUTPUT_TOKENS,
     VOTE_SCHEMA,
     Answer,
     ProviderHTTPError,
@@ -25,6 +27,10 @@ class OpenAIVoter(Voter):
             completion = await self._client.chat.completions.create(
                 model=self.model,
                 temperature=0,
+                # OpenAI's reasoning models take only max_completion_tokens (which counts their
+                # hidden reasoning too); local servers such as Ollama know only max_tokens.
+                max_completion_tokens=MAX_OUTPUT_TOKENS if self.provider == "openai" else omit,
+                max_tokens=omit if self.provider == "openai" else MAX_OUTPUT_TOKENS,
                 messages=[
                     {"role": "system", "content": prompt.system},
                     {"role": "user", "content": prompt.user},

@@ -6,7 +6,7 @@ from pydantic import SecretStr
 
 from app.core.settings import Settings
 from app.integrations.llm.anthropic import AnthropicVoter
-from app.integrations.llm.base import ModelPrice, Voter
+from app.integrations.llm.base import Voter
 from app.integrations.llm.gemini import GeminiVoter
 from app.integrations.llm.openai import OpenAIVoter
 
@@ -33,14 +33,12 @@ def build_voter(provider: str, model: str, settings: Settings) -> Voter | None:
         return None
     voter_class, api_key, base_url = _connection(provider, settings)
     assert api_key is not None
-    prices = settings.llm_prices.get(model)
     return voter_class(
         provider,
         model,
         api_key=api_key.get_secret_value(),
         base_url=base_url,
         timeout_s=settings.llm_timeout_s,
-        price=ModelPrice(prices["input"], prices["output"]) if prices else None,
     )
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from app.core.settings import Settings
-from app.integrations.llm.base import Voter
+from app.integrations.llm.base import MAX_OUTPUT_TOKENS, ModelPrice, Voter
 from app.integrations.llm.prompt import render
 from app.integrations.llm.registry import build_voter
 from tests.fakes import FakeProvider, RunningFakes
@@ -22,6 +22,8 @@ PROMPT = render(
     ["60000.00", "60100.50"],
 )
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+PRICE = ModelPrice(input=Decimal("0.15"), output=Decimal("0.60"))
+FREE = ModelPrice(input=Decimal(0), output=Decimal(0))
 
 
 def fake_for(fakes: RunningFakes, provider: str) -> FakeProvider:
@@ -41,24 +43,25 @@ async def voter(
 
 async def test_a_valid_vote_with_tokens_and_cost(voter) -> None:
     v, fake = voter
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.abstain_reason is None and result.vote is not None
     assert (result.vote.action, result.vote.confidence) == ("BUY", 0.8)
     assert result.vote.cited_indicators == ["rsi", "ema_cross"]
     assert (result.tokens_in, result.tokens_out) == (120, 40)
-    price = Settings().llm_prices[v.model]
-    assert result.cost_usd == (price["input"] * 120 + price["output"] * 40) / Decimal(10**6)
+    assert result.cost_usd == (PRICE.input * 120 + PRICE.output * 40) / Decimal(10**6)
     assert fake.requests == 1
 
 
 async def test_the_request_asks_for_the_schema_deterministically(voter) -> None:
     v, fake = voter
-    await v.vote(PROMPT)
+    await v.vote(PROMPT, PRICE)
     body = fake.last_body
     if v.provider == "openai":
         assert body["temperature"] == 0
         assert body["response_format"]["json_schema"]["strict"] is True
+        assert body["max_completion_tokens"] == MAX_OUTPUT_TOKENS
     elif v.provider == "anthropic":
+        assert body["max_tokens"] == MAX_OUTPUT_TOKENS
         assert body["tool_choice"] == {"type": "tool", "name": "cast_vote"}
         assert body["tools"][0]["input_schema"]["required"] == [
             "action",
@@ -69,6 +72,7 @@ async def test_the_request_asks_for_the_schema_deterministically(voter) -> None:
     else:
         config = body["generationConfig"]
         assert config["temperature"] == 0 and config["responseMimeType"] == "application/json"
+        assert config["maxOutputTokens"] == MAX_OUTPUT_TOKENS
         assert "responseSchema" in config or "responseJsonSchema" in config
     assert "BTCUSDT" in str(body)
 
@@ -76,7 +80,7 @@ async def test_the_request_asks_for_the_schema_deterministically(voter) -> None:
 async def test_timeout_is_an_abstention(voter) -> None:
     v, fake = voter
     fake.reset(latency_s=3)
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.vote is None and result.abstain_reason == "timeout after 1.5s"
 
 
@@ -84,7 +88,7 @@ async def test_timeout_is_an_abstention(voter) -> None:
 async def test_invalid_output_is_an_abstention(voter, malformed: str) -> None:
     v, fake = voter
     fake.reset(malformed=malformed)
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.vote is None and result.abstain_reason is not None
     assert result.abstain_reason.startswith(("invalid output", "refused"))
 
@@ -92,14 +96,29 @@ async def test_invalid_output_is_an_abstention(voter, malformed: str) -> None:
 async def test_429_then_success_is_a_vote(voter) -> None:
     v, fake = voter
     fake.reset(statuses_first=[429])
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.vote is not None and fake.requests == 2
+
+
+async def test_retry_after_is_honoured_within_the_deadline(voter) -> None:
+    v, fake = voter
+    fake.reset(statuses_first=[429], retry_after="0.5")
+    result = await v.vote(PROMPT, PRICE)
+    assert result.vote is not None and fake.requests == 2 and result.latency_ms >= 500
+
+
+async def test_a_retry_after_past_the_deadline_is_not_waited_for(voter) -> None:
+    v, fake = voter
+    fake.reset(statuses_first=[429], retry_after="5")
+    result = await v.vote(PROMPT, PRICE)
+    assert result.abstain_reason == "http 429" and fake.requests == 1
+    assert result.latency_ms < 1000
 
 
 async def test_persistent_500_abstains_within_the_deadline(voter) -> None:
     v, fake = voter
     fake.reset(always_status=500)
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.vote is None and result.abstain_reason in ("http 500", "timeout after 1.5s")
     assert fake.requests >= 2 and result.latency_ms < 2000
 
@@ -107,14 +126,14 @@ async def test_persistent_500_abstains_within_the_deadline(voter) -> None:
 async def test_400_is_not_retried(voter) -> None:
     v, fake = voter
     fake.reset(always_status=400)
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.abstain_reason == "http 400" and fake.requests == 1
 
 
 async def test_refusal_is_an_abstention(voter) -> None:
     v, fake = voter
     fake.reset(refuse=True)
-    result = await v.vote(PROMPT)
+    result = await v.vote(PROMPT, PRICE)
     assert result.vote is None and (result.abstain_reason or "").startswith("refused")
 
 
@@ -128,9 +147,10 @@ async def test_any_openai_compatible_server_by_base_url(llm_fakes: RunningFakes)
     voter = build_voter("openai_compatible", "llama3.1", settings)
     assert voter is not None
     try:
-        result = await voter.vote(PROMPT)
+        result = await voter.vote(PROMPT, FREE)
     finally:
         await voter.aclose()
     assert result.provider == "openai_compatible" and result.vote is not None
-    assert result.cost_usd == 0  # a local model is not in the price table
+    assert result.cost_usd == 0
+    assert llm_fakes.openai.last_body["max_tokens"] == MAX_OUTPUT_TOKENS
     assert llm_fakes.openai.last_body["model"] == "llama3.1"

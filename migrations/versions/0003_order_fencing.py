@@ -1,7 +1,7 @@
 """fenced order attempts: a lease and fencing token per trade, a send deadline, sent_at
 
-Revision ID: 0002_order_fencing
-Revises: 0001
+Revision ID: 0003_order_fencing
+Revises: 0002_llm_rounds
 Create Date: 2026-11-25
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import app.core.db
 
-revision: str = "0002_order_fencing"
-down_revision: str | None = "0001"
+revision: str = "0003_order_fencing"
+down_revision: str | None = "0002_llm_rounds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
