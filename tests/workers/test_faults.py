@@ -227,3 +227,62 @@ async def test_faults_on_the_wire_each_end_in_exactly_one_order(
             trades = await assert_money_safe(application, sandbox, renters)
     assert [t.status for t in trades] == ["filled"] * len(faults)
     assert timedelta(0) < max(t.updated_at - t.created_at for t in trades)
+
+
+@pytest.fixture
+def slow_llm_embedded_stack(
+    sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path
+) -> Stack:
+    """The embedded default (SQLite database and broker, no Redis); every LLM takes 10 s."""
+    for fake in llm_fakes.all:
+        fake.reset(latency_s=10)
+    return stack_for(
+        f"sqlite+aiosqlite:///{tmp_path / 'botmarket.db'}",
+        f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        None,
+        sandbox,
+        llm_fakes,
+        tmp_path,
+        **{key.upper(): value for key, value in llm_fakes.settings_overrides().items()},
+        LLM_TIMEOUT_S="15",
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_two_workers_without_redis_and_slow_llms_ask_each_voter_once_per_candle(
+    slow_llm_embedded_stack: Stack, sandbox: SandboxServer, llm_fakes: RunningFakes
+) -> None:
+    stack = slow_llm_embedded_stack
+    panel = {
+        "voters": [
+            {"provider": "openai", "model": "gpt-4o-mini"},
+            {"provider": "anthropic", "model": "claude-haiku-4-5"},
+            {"provider": "gemini", "model": "gemini-2.5-flash"},
+        ],
+        "ensemble": {"indicator_weight": "0", "quorum": 1},
+    }
+    async with api(stack) as (application, http):
+        _, renters = await setup_renters(http, stack.settings, sandbox, "testnet", 2, panel)
+        async with application.state.runtime.sessionmaker() as session:
+            version_id = (await session.get(Subscription, renters[0][0])).bot_version_id
+        with stack.worker("first", concurrency=1), stack.worker("second", concurrency=1):
+            # Two copies of the same round, one for each process (and the API's dispatches).
+            as_of = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
+            for _ in range(2):
+                stack.send(
+                    "trading.decide",
+                    bot_version_id=version_id,
+                    symbol="BTCUSDT",
+                    timeframe="1m",
+                    as_of=as_of,
+                )
+
+            async def traded() -> bool:
+                return len(await all_trades(application)) == len(renters)
+
+            await wait_for(traded, within=90)
+            await assert_money_safe(application, sandbox, renters)
+            async with application.state.runtime.sessionmaker() as session:
+                candles = len((await session.scalars(select(Decision))).all())
+    # LLM requests = voters x candles, however many processes raced for each candle.
+    assert [fake.requests for fake in llm_fakes.all] == [candles] * 3
