@@ -248,3 +248,38 @@ def test_a_sized_buy_never_spends_more_than_its_budget(
         return  # too small to buy at all: nothing is spent
     fill = paper_fill(Side.BUY, quantity, price, slippage, rules)
     assert fill.quote_quantity <= budget
+
+
+async def test_a_failed_expiry_sale_keeps_the_subscription_expiring_until_resolved(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flows: tuple[TradingFlows, Queue],
+    clock: Clock,
+    settings: Settings,
+    sandbox: SandboxServer,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    flow, _ = flows
+    keys = sandbox.new_account(USDT="1000")
+    sub = await subscription(client, developer_key, marketplace_key, "testnet", keys)
+    (bought,) = await flow.execute(
+        await decision(app, sub, "BUY", candle=latest_candle(clock)), [sub]
+    )
+    assert bought.status == "filled"
+    async with app.state.runtime.sessionmaker() as session:
+        row = await session.get(Subscription, sub)
+        row.ends_at = clock.now - timedelta(minutes=1)
+        await session.commit()
+    # The sale is executed, but its answer is a 503: its outcome is unknown to us.
+    sandbox.admin("POST", "/sandbox/faults", json={"executed_then_5xx_next": 1})
+    assert await flow.expire(clock.now) == []
+    async with app.state.runtime.sessionmaker() as session:
+        assert (await session.get(Subscription, sub)).status == "expiring"
+    clock.advance(settings.order_lease_s + 1)
+    outcome = await flow.reconcile(clock.now)
+    assert (outcome.attempts_resolved, outcome.expiries_finished) == (1, 1)
+    async with app.state.runtime.sessionmaker() as session:
+        assert (await session.get(Subscription, sub)).status == "expired"
+    sale = next(t for t in await rows(app, Trade, subscription_id=sub) if t.side == "SELL")
+    assert sale.status == "filled" and len(sandbox.orders(keys[0])) == 2
