@@ -1,0 +1,211 @@
+"""The fault suite's infrastructure faults: the broker restarted empty in the middle of a
+tick, and the database killing the workers' connections while orders are being placed.
+
+Real processes only: a Redis server of the test's own (on its own port, nothing kept on disk,
+so a restart loses every queued and unacknowledged message), MariaDB, beat, a worker, the
+sandbox exchange. At the end of each, the money invariants of the fault suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from tests.conftest import fresh_mariadb_database
+from tests.fakes import RunningFakes
+from tests.sandbox_server import SandboxServer, free_port
+from tests.workers.test_celery_e2e import (
+    ALWAYS_HOLD,
+    Stack,
+    api,
+    setup_renters,
+    stack_for,
+    wait_for,
+)
+from tests.workers.test_faults import LEASE_S, SWEEP_S, all_trades, assert_money_safe, decide_buy
+
+pytestmark = pytest.mark.slow
+
+LATENCY_MS = 250  # every exchange call takes this long: the fault lands mid-execution
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process of the test's own; `restart` comes back empty on the same port."""
+
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "redis-server",
+                    *("--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if Redis.from_url(self.url, socket_timeout=1).ping():
+                    return
+            except RedisConnectionError:
+                assert self.process.poll() is None, self.log.read_text()
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@contextlib.contextmanager
+def redis_server(log_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), log_dir / "redis-server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def infra_stack(
+    database_url: str,
+    redis_url: str,
+    sandbox: SandboxServer,
+    fakes: RunningFakes,
+    log_dir: Path,
+) -> Stack:
+    return stack_for(
+        database_url,
+        redis_url,
+        redis_url,
+        sandbox,
+        fakes,
+        log_dir,
+        BINANCE_RECV_WINDOW_MS="2000",
+        ORDER_LEASE_S=str(LEASE_S),
+        RECONCILE_INTERVAL_S=str(SWEEP_S),
+        # Every recovery here is the reconciler's, never a redelivery.
+        CELERY_VISIBILITY_TIMEOUT_S="600",
+    )
+
+
+async def renters_for(
+    http: httpx.AsyncClient, stack: Stack, sandbox: SandboxServer, n: int
+) -> list[tuple[str, str, str]]:
+    renters = []
+    for _ in range(n):  # a bot each: every renter gets a decision of its own
+        _, made = await setup_renters(http, stack.settings, sandbox, "testnet", 1, ALWAYS_HOLD)
+        renters += made
+    return renters
+
+
+async def filled_for(application: FastAPI, sub_ids: list[str]) -> bool:
+    trades = await all_trades(application)
+    done = {t.subscription_id for t in trades if t.status == "filled"}
+    return set(sub_ids) <= done
+
+
+@pytest.fixture
+def infra(
+    sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path
+) -> Iterator[tuple[Stack, RedisServer]]:
+    """A stack on MariaDB, the sandbox and a Redis server of its own (broker and cache)."""
+    with redis_server(tmp_path) as redis, fresh_mariadb_database() as database_url:
+        yield infra_stack(database_url, redis.url, sandbox, llm_fakes, tmp_path), redis
+
+
+def log_lines(stack: Stack, name: str, marker: str) -> int:
+    return (stack.log_dir / f"{name}.log").read_text().count(marker)
+
+
+async def buy_for(application: FastAPI, stack: Stack, sub_id: str) -> str:
+    decision = await decide_buy(application, sub_id)
+    await asyncio.to_thread(
+        stack.send, "trading.execute", decision_id=decision.id, subscription_ids=[sub_id]
+    )
+    return decision.id
+
+
+@pytest.mark.timeout(240)
+async def test_redis_restarted_empty_mid_tick_loses_no_order(
+    infra: tuple[Stack, RedisServer], sandbox: SandboxServer
+) -> None:
+    stack, redis = infra
+    connected = "Connected to redis://"
+    async with api(stack) as (application, http):
+        before = await renters_for(http, stack, sandbox, 6)
+        after = await renters_for(http, stack, sandbox, 2)
+        with stack.beat(), stack.worker("w1"):
+            sandbox.admin("POST", "/sandbox/faults", json={"latency_ms": LATENCY_MS})
+            for sub_id, _, _ in before:
+                await buy_for(application, stack, sub_id)
+
+            async def under_way() -> bool:  # orders on their way, the rest still queued
+                return len(await all_trades(application)) >= 1
+
+            await wait_for(under_way, within=30)
+            at_kill = await all_trades(application)
+            redis.kill()
+            down_at = time.monotonic()
+            await asyncio.sleep(4)
+            redis.start()  # empty: every queued and unacknowledged message is gone
+            up_at = time.monotonic()
+            sandbox.admin("DELETE", "/sandbox/faults")
+
+            async def reconnected() -> bool:
+                return log_lines(stack, "w1", connected) >= 2
+
+            await wait_for(reconnected, within=60)
+            reconnect_s = time.monotonic() - up_at
+            # New work after the restart: the worker takes it from the new Redis.
+            new_decisions = [await buy_for(application, stack, s) for s, _, _ in after]
+
+            async def new_work_done() -> bool:
+                return await filled_for(application, [s for s, _, _ in after])
+
+            await wait_for(new_work_done, within=60)
+            new_work_s = time.monotonic() - up_at
+
+            async def old_work_done() -> bool:
+                return await filled_for(application, [s for s, _, _ in before])
+
+            await wait_for(old_work_done, within=60)
+            old_work_s = time.monotonic() - up_at
+            trades = await assert_money_safe(application, sandbox, before + after)
+    worker_log = (stack.log_dir / "w1.log").read_text()
+    assert all(d in worker_log for d in new_decisions)  # consumed as jobs, after the restart
+    assert sorted(t.subscription_id for t in trades) == sorted(s for s, _, _ in before + after)
+    assert all(t.status == "filled" for t in trades)
+    filled_at_kill = sum(t.status == "filled" for t in at_kill)
+    assert filled_at_kill < len(before)  # the restart landed mid-tick
+    print(
+        f"\nredis restart: {len(before)} orders sent before it, {len(at_kill)} attempted and "
+        f"{filled_at_kill} filled when it was killed; down {up_at - down_at:.1f} s; worker "
+        f"reconnected {reconnect_s:.1f} s after the restart; {len(after)} new orders done "
+        f"{new_work_s:.1f} s after, every earlier one {old_work_s:.1f} s after; "
+        f"{len(trades)} filled, duplicates 0"
+    )
