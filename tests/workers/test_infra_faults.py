@@ -17,13 +17,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncmy
+import asyncmy.errors
 import httpx
 import pytest
 from fastapi import FastAPI
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
-from tests.conftest import fresh_mariadb_database
+from app.models import AuditLog, Position, Trade
+from tests.conftest import MARIADB_HOST, MARIADB_PORT, fresh_mariadb_database
 from tests.fakes import RunningFakes
 from tests.sandbox_server import SandboxServer, free_port
 from tests.workers.test_celery_e2e import (
@@ -208,4 +213,111 @@ async def test_redis_restarted_empty_mid_tick_loses_no_order(
         f"reconnected {reconnect_s:.1f} s after the restart; {len(after)} new orders done "
         f"{new_work_s:.1f} s after, every earlier one {old_work_s:.1f} s after; "
         f"{len(trades)} filled, duplicates 0"
+    )
+
+
+async def kill_connections(database: str) -> int:
+    """KILL every connection to `database` (workers' and the API's pools alike); how many."""
+    killer = await asyncmy.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root")
+    killed = 0
+    try:
+        async with killer.cursor() as cursor:
+            await cursor.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST "
+                "WHERE DB = %s AND ID <> CONNECTION_ID()",
+                (database,),
+            )
+            for (connection_id,) in await cursor.fetchall():
+                try:
+                    await cursor.execute(f"KILL {int(connection_id)}")
+                    killed += 1
+                except asyncmy.errors.OperationalError:
+                    pass  # gone by itself meanwhile
+    finally:
+        killer.close()
+    return killed
+
+
+async def assert_rows_whole(application: FastAPI) -> None:
+    """No half-written row: a filled trade carries its whole fill and its position holds it,
+    an unfilled one says why, and every trade has the audit rows of what happened to it."""
+    async with application.state.runtime.sessionmaker() as session:
+        trades = (await session.scalars(select(Trade))).all()
+        positions = {p.subscription_id: p for p in (await session.scalars(select(Position)))}
+        audits = (await session.execute(select(AuditLog.resource_id, AuditLog.action))).all()
+    actions: dict[str | None, set[str]] = {}
+    for resource_id, action in audits:
+        actions.setdefault(resource_id, set()).add(action)
+    for trade in trades:
+        assert "order.attempt" in actions.get(trade.id, set()), trade.id
+        if trade.status != "filled":
+            assert trade.reason and f"order.{trade.status}" in actions[trade.id], trade.id
+            continue
+        assert "order.filled" in actions[trade.id], trade.id
+        assert trade.sent_at is not None and trade.exchange_order_id is not None
+        assert trade.quantity and trade.quantity > 0 and trade.price and trade.price > 0
+        assert trade.quote_quantity and trade.fee is not None and trade.fee_asset
+        # One BUY per subscription here: its position is that fill, less a fee paid in BTC.
+        fee_in_base = trade.fee if trade.fee_asset == "BTC" else 0
+        assert positions[trade.subscription_id].quantity == trade.quantity - fee_in_base
+
+
+@pytest.mark.timeout(240)
+async def test_mariadb_connections_killed_mid_tick_leave_no_half_written_row(
+    infra: tuple[Stack, RedisServer], sandbox: SandboxServer
+) -> None:
+    stack, _ = infra
+    database = make_url(stack.settings.database_url).database
+    assert database is not None
+    async with api(stack) as (application, http):
+        during = await renters_for(http, stack, sandbox, 8)
+        later = await renters_for(http, stack, sandbox, 2)
+        with stack.beat(), stack.worker("w1"):
+            sandbox.admin("POST", "/sandbox/faults", json={"latency_ms": LATENCY_MS})
+            for sub_id, _, _ in during:
+                await buy_for(application, stack, sub_id)
+
+            async def under_way() -> bool:
+                return len(await all_trades(application)) >= 1
+
+            await wait_for(under_way, within=30)
+            kills, killed = [], 0
+            first_kill = time.monotonic()
+            for _ in range(8):  # through the tick: claims, sends, recordings
+                killed += await kill_connections(database)
+                kills.append(await all_trades(application))
+                await asyncio.sleep(0.5)
+            last_kill = time.monotonic()
+            sandbox.admin("DELETE", "/sandbox/faults")
+
+            async def tick_done() -> bool:
+                return await filled_for(application, [s for s, _, _ in during])
+
+            await wait_for(tick_done, within=60)
+            tick_s = time.monotonic() - last_kill
+            # The pools recovered: later work goes through as usual.
+            for sub_id, _, _ in later:
+                await buy_for(application, stack, sub_id)
+
+            async def later_done() -> bool:
+                return await filled_for(application, [s for s, _, _ in later])
+
+            await wait_for(later_done, within=60)
+            later_s = time.monotonic() - last_kill
+            trades = await assert_money_safe(application, sandbox, during + later)
+            await assert_rows_whole(application)
+    assert sorted(t.subscription_id for t in trades) == sorted(s for s, _, _ in during + later)
+    assert all(t.status == "filled" for t in trades)
+    filled_at_first_kill = sum(t.status == "filled" for t in kills[0])
+    assert filled_at_first_kill < len(during)  # the kills landed mid-tick
+    worker_log = (stack.log_dir / "w1.log").read_text()
+    # Tasks whose connection died under a statement (the rest were idle: pre-ping's case).
+    mid_query = worker_log.count("raised unexpected: OperationalError")
+    print(
+        f"\nmariadb kills: {len(kills)} rounds over {last_kill - first_kill:.1f} s, "
+        f"{killed} connections killed ({mid_query} under a worker task's statement); "
+        f"{len(during)} orders in the tick "
+        f"({len(kills[0])} attempted, {filled_at_first_kill} filled at the first kill), "
+        f"all filled {tick_s:.1f} s after the last kill; {len(later)} later orders done "
+        f"{later_s:.1f} s after it; {len(trades)} filled, duplicates 0"
     )
