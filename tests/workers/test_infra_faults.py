@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncmy
@@ -27,9 +28,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from app.models import AuditLog, Position, Trade
-from tests.conftest import MARIADB_HOST, MARIADB_PORT, fresh_mariadb_database
+from app.api_keys.authenticator import REVOCATION_CHANNEL, Scope
+from app.core.api_keys import digest_api_key
+from app.models import ApiKey, AuditLog, Position, Trade
+from tests.conftest import MARIADB_HOST, MARIADB_PORT, fresh_mariadb_database, make_key
 from tests.fakes import RunningFakes
+from tests.helpers import headers, new_principal
 from tests.sandbox_server import SandboxServer, free_port
 from tests.workers.test_celery_e2e import (
     ALWAYS_HOLD,
@@ -321,3 +325,48 @@ async def test_mariadb_connections_killed_mid_tick_leave_no_half_written_row(
         f"all filled {tick_s:.1f} s after the last kill; {len(later)} later orders done "
         f"{later_s:.1f} s after it; {len(trades)} filled, duplicates 0"
     )
+
+
+@pytest.mark.timeout(120)
+async def test_the_api_hears_revocations_again_after_a_redis_restart(
+    infra: tuple[Stack, RedisServer],
+) -> None:
+    """Another API process publishes each revocation; this one must keep listening across a
+    Redis restart, or a revoked key keeps working here until its cache entry runs out."""
+    stack, redis = infra
+    settings = stack.settings.model_copy(update={"api_key_cache_ttl_s": 5.0})
+    async with api(Stack(settings, stack.env, stack.log_dir)) as (application, http):
+        token = await make_key(settings, Scope.marketplace)
+        principal = new_principal()
+
+        async def status() -> int:
+            listed = await http.get("/api/v1/subscriptions", headers=headers(token, principal))
+            return listed.status_code
+
+        assert await status() == 200
+        redis.kill()
+        await asyncio.sleep(2)
+        redis.start()
+        client = Redis.from_url(redis.url)
+
+        async def listening() -> bool:
+            numsub = await asyncio.to_thread(client.pubsub_numsub, REVOCATION_CHANNEL)
+            return bool(numsub[0][1])
+
+        await wait_for(listening, within=20)
+
+        async def answering() -> bool:
+            # Not this test's subject: a request on a pooled Redis connection that died with
+            # the server can still fail once (the rate limiter's MULTI is not retried).
+            return await status() == 200
+
+        await wait_for(answering, within=10)  # and now cached for the next 5 s
+        digest = digest_api_key(token)
+        async with application.state.runtime.sessionmaker() as session:
+            key = await session.scalar(select(ApiKey).where(ApiKey.key_digest == digest))
+            assert key is not None
+            key.revoked_at = datetime.now(UTC)
+            await session.commit()
+        await asyncio.to_thread(client.publish, REVOCATION_CHANNEL, digest)
+        await asyncio.sleep(0.5)
+        assert await status() == 401  # evicted at once, not when the TTL ran out
