@@ -1,7 +1,8 @@
 """Resolving `X-API-Key` to a caller fast: digest lookup behind a short-TTL cache.
 
 Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
-revocation is also published so the other processes evict at once. `last_used_at` is kept in
+revocation is also published so the other processes evict at once (each keeps listening
+across lost Redis connections). `last_used_at` is kept in
 memory and written in one batch every few seconds instead of on every request.
 """
 
@@ -16,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
@@ -87,12 +89,24 @@ class ApiKeyAuthenticator:
         if self._redis is not None:
             await self._redis.publish(REVOCATION_CHANNEL, digest)
 
-    async def listen_for_revocations(self) -> None:
+    async def listen_for_revocations(self, retry_s: float = 1.0) -> None:
+        """Evict keys other processes revoke, for the life of the process: a lost Redis
+        connection (a restart, a failover) is retried, never the end of listening."""
         if self._redis is None:
             return
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(REVOCATION_CHANNEL)
+        while True:
+            try:
+                await self._listen(self._redis)
+            except RedisError as exc:
+                log.warning("revocation listener lost redis; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(retry_s)
+
+    async def _listen(self, redis: Redis) -> None:
+        pubsub = redis.pubsub()
         try:
+            await pubsub.subscribe(REVOCATION_CHANNEL)
+            # What was published while nobody here listened is lost: forget every cached key.
+            self._cache.clear()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     data = message["data"]
