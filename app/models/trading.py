@@ -17,7 +17,11 @@ class Decision(IdMixin, CreatedMixin, Base):
     """One per (bot version, symbol, timeframe, candle): shared by every renter of that bot."""
 
     __tablename__ = "decisions"
-    __table_args__ = (UniqueConstraint("bot_version_id", "symbol", "timeframe", "candle_open_at"),)
+    __table_args__ = (
+        UniqueConstraint("bot_version_id", "symbol", "timeframe", "candle_open_at"),
+        # The reconciler's scan for recent decisions whose orders may have been lost.
+        Index("ix_decisions_created_at", "created_at"),
+    )
 
     bot_version_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("bot_versions.id", ondelete="RESTRICT")

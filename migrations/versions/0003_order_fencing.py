@@ -1,4 +1,5 @@
-"""fenced order attempts: a lease and fencing token per trade, a send deadline, sent_at
+"""fenced order attempts: a lease and fencing token per trade, a send deadline, sent_at;
+an index for the reconciler's scan of recent decisions
 
 Revision ID: 0003_order_fencing
 Revises: 0002_llm_rounds
@@ -26,9 +27,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("sent_at", app.core.db.UTCDateTime(), nullable=True))
         batch_op.drop_index(batch_op.f("ix_trades_status"))
         batch_op.create_index("ix_trades_status_lease_until", ["status", "lease_until"])
+    with op.batch_alter_table("decisions", schema=None) as batch_op:
+        batch_op.create_index("ix_decisions_created_at", ["created_at"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("decisions", schema=None) as batch_op:
+        batch_op.drop_index("ix_decisions_created_at")
     with op.batch_alter_table("trades", schema=None) as batch_op:
         batch_op.drop_index("ix_trades_status_lease_until")
         batch_op.create_index(batch_op.f("ix_trades_status"), ["status"], unique=False)
