@@ -491,3 +491,28 @@ async def test_pagination_is_stable_and_bounded(
             422,
             "VALIDATION_ERROR",
         )
+
+
+@pytest.mark.parametrize("cursor", ["\u00e9", "w6nDqcOp"])
+async def test_foreign_cursors_are_422_on_every_list(
+    client: httpx.AsyncClient,
+    admin_key: str,
+    developer_key: str,
+    marketplace_key: str,
+    cursor: str,
+) -> None:
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    renter = headers(marketplace_key, principal)
+    for url, key_headers in (
+        ("/api/v1/bots", headers(marketplace_key)),
+        ("/api/v1/registrations", headers(marketplace_key)),
+        ("/api/v1/api-keys", headers(admin_key)),
+        ("/api/v1/subscriptions", renter),
+        (f"/api/v1/subscriptions/{sub['id']}/trades", renter),
+        (f"/api/v1/subscriptions/{sub['id']}/decisions", renter),
+    ):
+        response = await client.get(url, params={"cursor": cursor}, headers=key_headers)
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert response.json()["error"]["details"][0]["loc"] == "query.cursor"
