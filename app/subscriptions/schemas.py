@@ -46,8 +46,18 @@ class RiskOverrides(BaseModel):
     trailing_stop_pct: Decimal | None = Field(default=None, gt=0, le=100)
 
 
+# Far enough for any rental, and far from datetime's end: 9999-12-31 at UTC-12 overflows
+# when moved to UTC for storage.
+_LAST_YEAR = 8999
+
+
 def _future(value: datetime | None) -> datetime | None:
-    if value is not None and value <= datetime.now(value.tzinfo):
+    if value is None:
+        return None
+    # Checked on the naive fields first: comparing would itself convert to UTC.
+    if value.year > _LAST_YEAR:
+        raise ValueError(f"must be before the year {_LAST_YEAR + 1}")
+    if value <= datetime.now(value.tzinfo):
         raise ValueError("must be in the future")
     return value
 

@@ -401,17 +401,28 @@ async def test_subscription_validation(
     principal = new_principal()
     bot = await create_bot(client, developer_key)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    cases = {
-        "symbol": {"symbol": "btcusdt"},
-        "timeframe": {"timeframe": "2m"},
-        "quote_amount": {"quote_amount": "0"},
-        "ends_at": {"ends_at": past},
-        "mode": {"mode": "margin"},
-    }
-    for field, body in cases.items():
+    # Past the end of datetime once moved to UTC: was an OverflowError, a 500.
+    far_future = "9999-12-31T23:59:59-12:00"
+    cases = [
+        ("symbol", {"symbol": "btcusdt"}),
+        ("timeframe", {"timeframe": "2m"}),
+        ("quote_amount", {"quote_amount": "0"}),
+        ("ends_at", {"ends_at": past}),
+        ("ends_at", {"ends_at": far_future}),
+        ("ends_at", {"ends_at": "2030-01-01T00:00:00"}),  # no timezone
+        ("mode", {"mode": "margin"}),
+    ]
+    for field, body in cases:
         response = await subscribe(client, marketplace_key, principal, bot["id"], **body)
         assert_error(response, 422, "VALIDATION_ERROR")
         assert response.json()["error"]["details"][0]["loc"] == f"body.{field}"
+    sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    patched = await client.patch(
+        f"/api/v1/subscriptions/{sub['id']}",
+        json={"ends_at": far_future},
+        headers=headers(marketplace_key, principal),
+    )
+    assert_error(patched, 422, "VALIDATION_ERROR")
     precise = await subscribe(
         client, marketplace_key, principal, bot["id"], quote_amount="1.123456789"
     )
