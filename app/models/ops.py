@@ -32,6 +32,8 @@ class IdempotencyRecord(IdMixin, CreatedMixin, Base):
         # MEDIUMBLOB on MySQL: a plain BLOB stops at 64 KiB.
         LargeBinary().with_variant(MEDIUMBLOB(), "mysql")
     )
+    # The keyring key that sealed response_body, so `keys rotate` knows what is left to do.
+    fernet_key_id: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
