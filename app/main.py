@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
@@ -23,6 +24,11 @@ from app.idempotency.middleware import IdempotencyMiddleware
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
+
+log = logging.getLogger(__name__)
+
+# Longer than the revocation listener's poll, so it stops of its own accord well within it.
+SHUTDOWN_WAIT_S = 5.0
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
@@ -47,9 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            runtime.authenticator.stop()
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            # Bounded: a task that swallows its cancellation must not hold shutdown forever.
+            _, stuck = await asyncio.wait(background, timeout=SHUTDOWN_WAIT_S)
+            if stuck:
+                log.error("background tasks did not stop within %s s: %s", SHUTDOWN_WAIT_S, stuck)
             await runtime.close()
 
     app = FastAPI(

@@ -25,6 +25,8 @@ from app.core.db import utcnow
 log = logging.getLogger(__name__)
 
 REVOCATION_CHANNEL = "botmarket:api-key-revoked"
+# The longest the listener reads before it looks whether it should stop.
+_LISTEN_POLL_S = 1.0
 _MAX_TOKEN_LENGTH = 128
 _MAX_CACHE_ENTRIES = 50_000
 
@@ -56,6 +58,7 @@ class ApiKeyAuthenticator:
         # digest -> (caller or None for unknown/revoked, monotonic expiry)
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         self._last_used: dict[str, datetime] = {}
+        self._stopping = asyncio.Event()
 
     async def authenticate(self, token: str | None) -> Caller | None:
         if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
@@ -87,14 +90,26 @@ class ApiKeyAuthenticator:
         if self._redis is not None:
             await self._redis.publish(REVOCATION_CHANNEL, digest)
 
+    def stop(self) -> None:
+        self._stopping.set()
+
     async def listen_for_revocations(self) -> None:
+        """Evict keys other processes revoke, until stop().
+
+        Stopped by a flag, not only by cancellation: redis-py's PubSub.subscribe can swallow a
+        cancellation that arrives while it subscribes, and listen()'s unbounded read then
+        never returned, hanging shutdown. Reads here end every _LISTEN_POLL_S instead.
+        """
         if self._redis is None:
             return
         pubsub = self._redis.pubsub()
-        await pubsub.subscribe(REVOCATION_CHANNEL)
         try:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
+            await pubsub.subscribe(REVOCATION_CHANNEL)
+            while not self._stopping.is_set():
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=_LISTEN_POLL_S
+                )
+                if message is not None and message.get("type") == "message":
                     data = message["data"]
                     self._cache.pop(data.decode() if isinstance(data, bytes) else data, None)
         finally:

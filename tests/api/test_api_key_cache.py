@@ -55,3 +55,19 @@ async def test_last_used_at_is_recorded_in_batches(
     await app.state.runtime.authenticator.flush_last_used()
     after = (await client.get("/api/v1/api-keys", headers=headers(admin_key))).json()
     assert after["items"][0]["last_used_at"] is not None
+
+
+async def test_shutdown_is_bounded_wherever_it_catches_the_revocation_listener(
+    settings: Settings,
+) -> None:
+    """redis-py's PubSub.subscribe can swallow a cancellation; the listener then blocked in an
+    unbounded read and the lifespan's teardown waited for it forever (a 20-minute hang)."""
+    application = create_app(settings)
+    for step in range(60):
+        lifespan = application.router.lifespan_context(application)
+        await lifespan.__aenter__()
+        # Stop at a different point of the listener's start each time (subscribing, reading).
+        await asyncio.sleep(step * 0.0002)
+        stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert done, f"shutdown hung (stopped after {step * 0.2:.1f} ms)"
