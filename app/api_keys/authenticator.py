@@ -1,8 +1,10 @@
 """Resolving `X-API-Key` to a caller fast: digest lookup behind a short-TTL cache.
 
 Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
-revocation is also published so the other processes evict at once. `last_used_at` is kept in
-memory and written in one batch every few seconds instead of on every request.
+revocation is also published once its transaction commits, so the other processes evict at
+once and cannot re-read the key as valid from a database that does not show it revoked yet.
+`last_used_at` is kept in memory and written in one batch every few seconds instead of on
+every request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from redis.asyncio import Redis
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
@@ -59,6 +62,7 @@ class ApiKeyAuthenticator:
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         self._last_used: dict[str, datetime] = {}
         self._stopping = asyncio.Event()
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, token: str | None) -> Caller | None:
         if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
@@ -84,11 +88,28 @@ class ApiKeyAuthenticator:
             return None
         return Caller(api_key_id=row.id, scope=Scope(row.scope), owner_user_id=row.owner_user_id)
 
-    async def revoked(self, digest: str) -> None:
-        """Forget a revoked key here, and tell the other processes when Redis is there."""
+    def revoked(self, session: AsyncSession, digest: str) -> None:
+        """Once `session` commits the revocation, forget the key here and tell the others."""
+        event.listen(
+            session.sync_session, "after_commit", lambda _: self._forget(digest), once=True
+        )
+
+    def _forget(self, digest: str) -> None:
+        # Before the commit, this or another process could re-read the key as valid and cache
+        # it for the whole TTL; after it, every read sees the revocation.
         self._cache.pop(digest, None)
         if self._redis is not None:
+            # The commit hook runs on the loop that committed (a greenlet of it).
+            task = asyncio.get_running_loop().create_task(self._publish(digest))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, digest: str) -> None:
+        assert self._redis is not None
+        try:
             await self._redis.publish(REVOCATION_CHANNEL, digest)
+        except Exception:  # the other processes' cache TTL still bounds the delay
+            log.warning("could not publish a revocation", exc_info=True)
 
     def stop(self) -> None:
         self._stopping.set()
