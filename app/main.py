@@ -17,7 +17,11 @@ from app.audit import AuditRejectedWritesMiddleware
 from app.bots.router import router as bots_router
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
-from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import (
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    RequestContextMiddleware,
+)
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.idempotency.middleware import IdempotencyMiddleware
@@ -114,13 +118,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime: Runtime = request.app.state.runtime
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Added innermost first: the request id wraps everything, then the body limit, then
-    # idempotency, so a replay is logged, counted and never sees an oversized body, and is
-    # not audited twice.
+    # Added innermost first: the request id wraps everything, then the header and body limits,
+    # then idempotency, so a replay is logged, counted and never sees oversized headers or
+    # body, and is not audited twice.
     app.add_middleware(
         AuditRejectedWritesMiddleware, sessionmaker=lambda: app.state.runtime.sessionmaker
     )
     app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_count=settings.max_header_count,
+        max_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=lambda: app.state.runtime.metrics)
     return app
