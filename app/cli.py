@@ -52,15 +52,18 @@ def create_api_key(name: str, scope: str) -> None:
 
 
 def rotate_keys() -> None:
+    """Every Fernet-encrypted value: exchange credentials and stored idempotent responses."""
     from app.core.crypto import Keyring
     from app.credentials.service import rotate_all
+    from app.idempotency.service import rotate_bodies
 
     async def work(session, settings):
         keyring = Keyring.parse(settings.fernet_keyring_text())
-        return keyring.primary_key_id, await rotate_all(session, keyring)
+        credentials = await rotate_all(session, keyring)
+        return keyring.primary_key_id, credentials, await rotate_bodies(session, keyring)
 
-    key_id, count = asyncio.run(_with_session(work))
-    print(f"rotated {count} credential(s) to key {key_id}")
+    key_id, credentials, bodies = asyncio.run(_with_session(work))
+    print(f"rotated {credentials} credential(s) and {bodies} stored response(s) to key {key_id}")
 
 
 def celery(command: str, extra: list[str]) -> None:
@@ -106,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
         dest="action", required=True
     )
-    keys.add_parser("rotate", help="re-encrypt every credential under the newest key")
+    keys.add_parser("rotate", help="re-encrypt every encrypted value under the newest key")
     keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
 
     add_sandbox_arguments(commands.add_parser("sandbox", help="the Binance-compatible sandbox"))

@@ -71,6 +71,7 @@ async def seed_demo(
             mode=Mode.paper,
             quote_amount=Decimal(100),
         ),
+        settings,
     )
     if btc_price is not None:
         cost = DEMO_HOLDING * btc_price

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
@@ -16,13 +17,22 @@ from app.audit import AuditRejectedWritesMiddleware
 from app.bots.router import router as bots_router
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
-from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import (
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    RequestContextMiddleware,
+)
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
+
+log = logging.getLogger(__name__)
+
+# Longer than the revocation listener's poll, so it stops of its own accord well within it.
+SHUTDOWN_WAIT_S = 5.0
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
@@ -47,9 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            runtime.authenticator.stop()
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            # Bounded: a task that swallows its cancellation must not hold shutdown forever.
+            _, stuck = await asyncio.wait(background, timeout=SHUTDOWN_WAIT_S)
+            if stuck:
+                log.error("background tasks did not stop within %s s: %s", SHUTDOWN_WAIT_S, stuck)
             await runtime.close()
 
     app = FastAPI(
@@ -104,13 +118,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime: Runtime = request.app.state.runtime
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Added innermost first: the request id wraps everything, then the body limit, then
-    # idempotency, so a replay is logged, counted and never sees an oversized body, and is
-    # not audited twice.
+    # Added innermost first: the request id wraps everything, then the header and body limits,
+    # then idempotency, so a replay is logged, counted and never sees oversized headers or
+    # body, and is not audited twice.
     app.add_middleware(
         AuditRejectedWritesMiddleware, sessionmaker=lambda: app.state.runtime.sessionmaker
     )
     app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_count=settings.max_header_count,
+        max_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=lambda: app.state.runtime.metrics)
     return app

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.cli import ALEMBIC_INI
 from app.core.db import create_engine
@@ -59,3 +59,34 @@ def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
     alembic(fresh_url, "upgrade", "head")
     tables, _ = asyncio.run(tables_and_drift(fresh_url))
     assert tables == expected
+
+
+# Columns compared byte for byte: a case-insensitive collation would make `Order-X` and
+# `order-X` one idempotency key, or one client order id.
+CASE_SENSITIVE = {
+    ("api_keys", "prefix"),
+    ("idempotency_records", "idempotency_key"),
+    ("trades", "client_order_id"),
+}
+
+
+def test_key_like_columns_compare_case_sensitively_on_mariadb() -> None:
+    with fresh_mariadb_database() as url:
+        alembic(url, "upgrade", "head")
+        assert asyncio.run(collations(url, CASE_SENSITIVE)) == dict.fromkeys(
+            CASE_SENSITIVE, "utf8mb4_bin"
+        )
+
+
+async def collations(url: str, columns: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    engine = create_engine(url, pool=False)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                " WHERE table_schema = DATABASE()"
+            )
+        )
+        found = {(table, column): collation for table, column, collation in rows}
+    await engine.dispose()
+    return {column: found[column] for column in columns}

@@ -1,9 +1,10 @@
 """Resolving `X-API-Key` to a caller fast: digest lookup behind a short-TTL cache.
 
 Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
-revocation is also published so the other processes evict at once (each keeps listening
-across lost Redis connections). `last_used_at` is kept in
-memory and written in one batch every few seconds instead of on every request.
+revocation is also published once its transaction commits, so the other processes evict at
+once and cannot re-read the key as valid from a database that does not show it revoked yet
+(each keeps listening across lost Redis connections). `last_used_at` is kept in memory and
+written in one batch every few seconds instead of on every request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
@@ -27,6 +29,8 @@ from app.core.db import utcnow
 log = logging.getLogger(__name__)
 
 REVOCATION_CHANNEL = "botmarket:api-key-revoked"
+# The longest the listener reads before it looks whether it should stop.
+_LISTEN_POLL_S = 1.0
 _MAX_TOKEN_LENGTH = 128
 _MAX_CACHE_ENTRIES = 50_000
 
@@ -58,6 +62,8 @@ class ApiKeyAuthenticator:
         # digest -> (caller or None for unknown/revoked, monotonic expiry)
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         self._last_used: dict[str, datetime] = {}
+        self._stopping = asyncio.Event()
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, token: str | None) -> Caller | None:
         if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
@@ -83,18 +89,43 @@ class ApiKeyAuthenticator:
             return None
         return Caller(api_key_id=row.id, scope=Scope(row.scope), owner_user_id=row.owner_user_id)
 
-    async def revoked(self, digest: str) -> None:
-        """Forget a revoked key here, and tell the other processes when Redis is there."""
+    def revoked(self, session: AsyncSession, digest: str) -> None:
+        """Once `session` commits the revocation, forget the key here and tell the others."""
+        event.listen(
+            session.sync_session, "after_commit", lambda _: self._forget(digest), once=True
+        )
+
+    def _forget(self, digest: str) -> None:
+        # Before the commit, this or another process could re-read the key as valid and cache
+        # it for the whole TTL; after it, every read sees the revocation.
         self._cache.pop(digest, None)
         if self._redis is not None:
+            # The commit hook runs on the loop that committed (a greenlet of it).
+            task = asyncio.get_running_loop().create_task(self._publish(digest))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, digest: str) -> None:
+        assert self._redis is not None
+        try:
             await self._redis.publish(REVOCATION_CHANNEL, digest)
+        except Exception:  # the other processes' cache TTL still bounds the delay
+            log.warning("could not publish a revocation", exc_info=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     async def listen_for_revocations(self, retry_s: float = 1.0) -> None:
-        """Evict keys other processes revoke, for the life of the process: a lost Redis
-        connection (a restart, a failover) is retried, never the end of listening."""
+        """Evict keys other processes revoke, until stop(). A lost Redis connection (a
+        restart, a failover) is retried, never the end of listening.
+
+        Stopped by a flag, not only by cancellation: redis-py's PubSub.subscribe can swallow a
+        cancellation that arrives while it subscribes, and listen()'s unbounded read then
+        never returned, hanging shutdown. Reads here end every _LISTEN_POLL_S instead.
+        """
         if self._redis is None:
             return
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._listen(self._redis)
             except RedisError as exc:
@@ -107,8 +138,11 @@ class ApiKeyAuthenticator:
             await pubsub.subscribe(REVOCATION_CHANNEL)
             # What was published while nobody here listened is lost: forget every cached key.
             self._cache.clear()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
+            while not self._stopping.is_set():
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=_LISTEN_POLL_S
+                )
+                if message is not None and message.get("type") == "message":
                     data = message["data"]
                     self._cache.pop(data.decode() if isinstance(data, bytes) else data, None)
         finally:

@@ -36,7 +36,5 @@ async def revoke_api_key(
 ) -> Response:
     row = await service.revoke_api_key(session, key_id)
     audit.record(session, request, "api_key.revoke", "api_key", key_id)
-    # Published before the commit lands, another process may re-read the key as valid once;
-    # its cache entry then lives at most api_key_cache_ttl_s (<= 5 s), which bounds the delay.
-    await runtime.authenticator.revoked(row.key_digest)
+    runtime.authenticator.revoked(session, row.key_digest)
     return Response(status_code=204)

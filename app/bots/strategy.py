@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.schemas import MAX_QUOTE, PERCENT_PLACES, QUOTE_PLACES, Amount
 from app.integrations.llm.base import ModelPrice
 
 DEFAULT_MODELS = {
@@ -33,7 +34,7 @@ class _Strict(BaseModel):
 
 
 class Indicator(_Strict):
-    weight: Decimal = Field(default=Decimal(1), ge=0, le=100)
+    weight: Amount = Field(default=Decimal(1), ge=0, le=100, decimal_places=PERCENT_PLACES)
     period: int | None = Field(default=None, ge=2, le=500)
 
 
@@ -47,7 +48,7 @@ def _default_indicators() -> dict[IndicatorName, Indicator]:
 class Voter(_Strict):
     provider: Provider
     model: str = Field(min_length=1, max_length=100)
-    weight: Decimal = Field(default=Decimal(1), gt=0, le=100)
+    weight: Amount = Field(default=Decimal(1), gt=0, le=100, decimal_places=PERCENT_PLACES)
     price: ModelPrice | None = Field(
         default=None,
         description="USD per million tokens, for a model the service has no price for",
@@ -63,24 +64,38 @@ class Voter(_Strict):
 
 
 class Ensemble(_Strict):
-    indicator_weight: Decimal = Field(default=Decimal(1), ge=0, le=100)
-    threshold: Decimal = Field(default=Decimal("0.25"), gt=0, le=1)
+    indicator_weight: Amount = Field(
+        default=Decimal(1), ge=0, le=100, decimal_places=PERCENT_PLACES
+    )
+    threshold: Amount = Field(default=Decimal("0.25"), gt=0, le=1, decimal_places=PERCENT_PLACES)
     quorum: int | None = Field(
         default=None, ge=0, le=20, description="LLM votes needed; default 2 when 2+ voters"
     )
     fallback: Literal["hold", "indicators_only"] = "hold"
-    conflict_confidence: Decimal = Field(default=Decimal("0.6"), ge=0, le=1)
+    conflict_confidence: Amount = Field(
+        default=Decimal("0.6"), ge=0, le=1, decimal_places=PERCENT_PLACES
+    )
 
 
 class RiskDefaults(_Strict):
     max_trades_per_day: int = Field(default=24, ge=1, le=10_000)
-    max_position_quote: Decimal | None = Field(default=None, gt=0)
-    daily_loss_limit_quote: Decimal | None = Field(default=None, gt=0)
-    max_drawdown_pct: Decimal = Field(default=Decimal(25), gt=0, le=100)
+    max_position_quote: Amount | None = Field(
+        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
+    )
+    daily_loss_limit_quote: Amount | None = Field(
+        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
+    )
+    max_drawdown_pct: Amount = Field(
+        default=Decimal(25), gt=0, le=100, decimal_places=PERCENT_PLACES
+    )
     cooldown_minutes_after_loss: int = Field(default=0, ge=0, le=10_080)
-    stop_loss_pct: Decimal | None = Field(default=None, gt=0, le=100)
-    take_profit_pct: Decimal | None = Field(default=None, gt=0, le=1000)
-    trailing_stop_pct: Decimal | None = Field(default=None, gt=0, le=100)
+    stop_loss_pct: Amount | None = Field(default=None, gt=0, le=100, decimal_places=PERCENT_PLACES)
+    take_profit_pct: Amount | None = Field(
+        default=None, gt=0, le=1000, decimal_places=PERCENT_PLACES
+    )
+    trailing_stop_pct: Amount | None = Field(
+        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
+    )
 
 
 class Strategy(_Strict):
@@ -92,7 +107,9 @@ class Strategy(_Strict):
     )
     ensemble: Ensemble = Field(default_factory=Ensemble)
     risk: RiskDefaults = Field(default_factory=RiskDefaults)
-    llm_daily_budget_usd: Decimal = Field(default=Decimal(5), ge=0)
+    llm_daily_budget_usd: Amount = Field(
+        default=Decimal(5), ge=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
+    )
     close_position_on_expiry: bool = True
 
     def with_default_voters(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Numeric, String, event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -61,6 +62,18 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(value).normalize() if dialect.name == "sqlite" else Decimal(value)
+
+
+def case_sensitive_string(length: int) -> String:
+    """A string compared byte for byte on every backend.
+
+    MySQL and MariaDB compare strings case-insensitively by default (`utf8mb4_general_ci`), so
+    `Order-X` and `order-X` would be one idempotency key or one client order id there while
+    SQLite, which compares bytes, keeps them apart.
+    """
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, access logs and metrics; the request body limit.
+"""Pure ASGI middleware: request ids, access logs and metrics; request header and body limits.
 
 Pure ASGI rather than BaseHTTPMiddleware: it costs less per request and does not break
 context variables or streaming.
@@ -76,6 +76,32 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class HeaderLimitMiddleware:
+    """Refuses requests with too many or too large headers before anything reads them.
+
+    Every layer below parses headers (authentication, idempotency, FastAPI); the server's own
+    limits differ by server and HTTP parser, so the application sets its own.
+    """
+
+    def __init__(self, app: ASGIApp, max_count: int, max_bytes: int) -> None:
+        self.app = app
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            size = sum(len(name) + len(value) for name, value in headers)
+            if len(headers) > self.max_count or size > self.max_bytes:
+                await error_response(
+                    431,
+                    "REQUEST_HEADERS_TOO_LARGE",
+                    f"at most {self.max_count} request headers of {self.max_bytes} bytes in all",
+                )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

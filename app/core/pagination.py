@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from typing import Annotated, Generic, Protocol, TypeVar
 
@@ -25,12 +26,23 @@ class PageParams(BaseModel):
     after_id: str | None
 
 
-def _decode_cursor(cursor: str) -> str:
+# Row ids are what new_id() makes: 32 lower-case hex characters.
+_ROW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def encode_cursor(row_id: str) -> str:
+    return base64.urlsafe_b64encode(row_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The row id behind a cursor this service issued; anything else is a 422, never a 500."""
+    # base64 ignores characters outside its alphabet and refuses non-ASCII with ValueError:
+    # only the one spelling encode_cursor makes is accepted.
     try:
-        after_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+        after_id = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
+    except (UnicodeError, binascii.Error) as exc:
         raise _bad_cursor() from exc
-    if not after_id.isalnum() or len(after_id) > 64:
+    if not _ROW_ID.fullmatch(after_id) or encode_cursor(after_id) != cursor:
         raise _bad_cursor()
     return after_id
 
@@ -46,7 +58,7 @@ def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> PageParams:
-    return PageParams(limit=limit, after_id=_decode_cursor(cursor) if cursor else None)
+    return PageParams(limit=limit, after_id=decode_cursor(cursor) if cursor else None)
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
@@ -61,4 +73,4 @@ def next_cursor(rows: Sequence[HasId], limit: int) -> str | None:
     """Callers fetch limit + 1 rows; a row beyond the page means there is a next page."""
     if len(rows) <= limit:
         return None
-    return base64.urlsafe_b64encode(rows[limit - 1].id.encode()).decode().rstrip("=")
+    return encode_cursor(rows[limit - 1].id)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
+    # Request headers (names and values) a request may carry; beyond either: 431.
+    max_header_count: int = Field(default=100, ge=10)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     # Requests per minute per API key; replays of idempotent requests do not count.
     rate_limit_per_minute: int = Field(default=600, ge=1)
     api_key_cache_ttl_s: float = Field(default=2.0, gt=0, le=5)

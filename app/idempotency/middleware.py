@@ -186,7 +186,9 @@ class IdempotencyMiddleware:
             # latin-1 maps every byte to one code point, so any body survives the round trip.
             sealed = runtime.keyring.encrypt(body.decode("latin-1")).encode()
             async with runtime.sessionmaker() as session:
-                await repository.complete(session, record_id, status, content_type, sealed)
+                await repository.complete(
+                    session, record_id, status, content_type, sealed, runtime.keyring.primary_key_id
+                )
                 await session.commit()
         await send(start)
         await send({"type": "http.response.body", "body": body})

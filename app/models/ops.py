@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, UniqueCo
 from sqlalchemy.dialects.mysql import MEDIUMBLOB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import UTCDateTime
+from app.core.db import UTCDateTime, case_sensitive_string
 from app.models.base import ID_LENGTH, Base, CreatedMixin, IdMixin
 
 
@@ -22,7 +22,7 @@ class IdempotencyRecord(IdMixin, CreatedMixin, Base):
     api_key_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("api_keys.id", ondelete="CASCADE")
     )
-    idempotency_key: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(case_sensitive_string(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     # in_progress until the first copy finishes; then the stored response is replayed.
     status: Mapped[str] = mapped_column(String(16))
@@ -32,6 +32,8 @@ class IdempotencyRecord(IdMixin, CreatedMixin, Base):
         # MEDIUMBLOB on MySQL: a plain BLOB stops at 64 KiB.
         LargeBinary().with_variant(MEDIUMBLOB(), "mysql")
     )
+    # The keyring key that sealed response_body, so `keys rotate` knows what is left to do.
+    fernet_key_id: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Money, UTCDateTime
+from app.core.db import Money, UTCDateTime, case_sensitive_string
 from app.models.base import ID_LENGTH, Base, CreatedMixin, IdMixin, TimestampMixin
 
 
@@ -106,7 +106,7 @@ class Trade(IdMixin, TimestampMixin, Base):
     decision_id: Mapped[str | None] = mapped_column(
         String(ID_LENGTH), ForeignKey("decisions.id", ondelete="RESTRICT"), index=True
     )
-    client_order_id: Mapped[str] = mapped_column(String(36), unique=True)
+    client_order_id: Mapped[str] = mapped_column(case_sensitive_string(36), unique=True)
     exchange_order_id: Mapped[str | None] = mapped_column(String(64))
     mode: Mapped[str] = mapped_column(String(8))
     symbol: Mapped[str] = mapped_column(String(20))

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import UTCDateTime
+from app.core.db import UTCDateTime, case_sensitive_string
 from app.models.base import ID_LENGTH, Base, CreatedMixin, IdMixin
 
 
@@ -28,7 +28,7 @@ class ApiKey(IdMixin, CreatedMixin, Base):
 
     name: Mapped[str] = mapped_column(String(100))
     scope: Mapped[str] = mapped_column(String(16))  # admin | developer | marketplace
-    prefix: Mapped[str] = mapped_column(String(8), unique=True)
+    prefix: Mapped[str] = mapped_column(case_sensitive_string(8), unique=True)
     # SHA-256 of the whole token; the token itself is never stored.
     key_digest: Mapped[str] = mapped_column(String(64), unique=True)
     # Keys outlive nothing they own: deleting a user deletes its keys.

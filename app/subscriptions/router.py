@@ -30,7 +30,7 @@ async def create_subscription(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> SubscriptionOut:
-    sub = await service.create(session, renter, body)
+    sub = await service.create(session, renter, body, runtime.settings)
     audit.record(session, request, "subscription.create", "subscription", sub.id)
     # A new subscription trades on its first closed candle without waiting for beat.
     runtime.jobs.send_after_commit(session, "trading.dispatch")

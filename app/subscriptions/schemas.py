@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from app.core.schemas import Amount
+from app.core.schemas import MAX_QUOTE, PERCENT_PLACES, QUOTE_PLACES, Amount
 
 # The intervals a decision can run on: Binance's, from one minute to one day.
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
@@ -37,17 +36,37 @@ class RiskOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_trades_per_day: int | None = Field(default=None, ge=1, le=10_000)
-    max_position_quote: Decimal | None = Field(default=None, gt=0, decimal_places=8)
-    daily_loss_limit_quote: Decimal | None = Field(default=None, gt=0, decimal_places=8)
-    max_drawdown_pct: Decimal | None = Field(default=None, gt=0, le=100)
+    max_position_quote: Amount | None = Field(
+        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
+    )
+    daily_loss_limit_quote: Amount | None = Field(
+        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
+    )
+    max_drawdown_pct: Amount | None = Field(
+        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
+    )
     cooldown_minutes_after_loss: int | None = Field(default=None, ge=0, le=10_080)
-    stop_loss_pct: Decimal | None = Field(default=None, gt=0, le=100)
-    take_profit_pct: Decimal | None = Field(default=None, gt=0, le=1000)
-    trailing_stop_pct: Decimal | None = Field(default=None, gt=0, le=100)
+    stop_loss_pct: Amount | None = Field(default=None, gt=0, le=100, decimal_places=PERCENT_PLACES)
+    take_profit_pct: Amount | None = Field(
+        default=None, gt=0, le=1000, decimal_places=PERCENT_PLACES
+    )
+    trailing_stop_pct: Amount | None = Field(
+        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
+    )
+
+
+# Far enough for any rental, and far from datetime's end: 9999-12-31 at UTC-12 overflows
+# when moved to UTC for storage.
+_LAST_YEAR = 8999
 
 
 def _future(value: datetime | None) -> datetime | None:
-    if value is not None and value <= datetime.now(value.tzinfo):
+    if value is None:
+        return None
+    # Checked on the naive fields first: comparing would itself convert to UTC.
+    if value.year > _LAST_YEAR:
+        raise ValueError(f"must be before the year {_LAST_YEAR + 1}")
+    if value <= datetime.now(value.tzinfo):
         raise ValueError("must be in the future")
     return value
 
@@ -72,8 +91,11 @@ class SubscriptionCreate(BaseModel):
     symbol: str = Field(description="upper-case Binance symbol, e.g. BTCUSDT")
     timeframe: Timeframe
     mode: Mode
-    quote_amount: Decimal = Field(
-        gt=0, max_digits=20, decimal_places=8, description="quote currency spent per buy"
+    quote_amount: Amount = Field(
+        gt=0,
+        le=MAX_QUOTE,
+        decimal_places=QUOTE_PLACES,
+        description="quote currency spent per buy, at most the service's MAX_QUOTE_AMOUNT",
     )
     risk: RiskOverrides = Field(default_factory=RiskOverrides)
     ends_at: AwareDatetime | None = None

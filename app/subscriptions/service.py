@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bots import repository as bots
-from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFound
+from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFound, Unprocessable
+from app.core.settings import Settings
 from app.credentials import repository as credentials
 from app.models import Subscription, User
 from app.subscriptions import repository
@@ -34,7 +35,14 @@ async def _credential_for(session: AsyncSession, renter: User, mode: Mode) -> st
     return credential.id
 
 
-async def create(session: AsyncSession, renter: User, body: SubscriptionCreate) -> Subscription:
+async def create(
+    session: AsyncSession, renter: User, body: SubscriptionCreate, settings: Settings
+) -> Subscription:
+    if body.quote_amount > settings.max_quote_amount:
+        raise Unprocessable(
+            f"quote_amount is above the service's cap of {settings.max_quote_amount}",
+            details=[{"loc": "body.quote_amount", "message": "above the service's cap"}],
+        )
     bot = await bots.get(session, body.bot_id)
     if bot is None or bot.status != "active":
         raise NotFound("bot")

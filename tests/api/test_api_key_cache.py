@@ -10,7 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
+from app.api_keys.authenticator import REVOCATION_CHANNEL, Scope
+from app.api_keys.service import create_api_key, revoke_api_key
+from app.core.db import session_scope
 from app.core.settings import Settings
 from app.main import create_app
 from tests.helpers import headers
@@ -55,3 +60,52 @@ async def test_last_used_at_is_recorded_in_batches(
     await app.state.runtime.authenticator.flush_last_used()
     after = (await client.get("/api/v1/api-keys", headers=headers(admin_key))).json()
     assert after["items"][0]["last_used_at"] is not None
+
+
+async def test_shutdown_is_bounded_wherever_it_catches_the_revocation_listener(
+    settings: Settings,
+) -> None:
+    """redis-py's PubSub.subscribe can swallow a cancellation; the listener then blocked in an
+    unbounded read and the lifespan's teardown waited for it forever (a 20-minute hang)."""
+    application = create_app(settings)
+    for step in range(60):
+        lifespan = application.router.lifespan_context(application)
+        await lifespan.__aenter__()
+        # Stop at a different point of the listener's start each time (subscribing, reading).
+        await asyncio.sleep(step * 0.0002)
+        stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert done, f"shutdown hung (stopped after {step * 0.2:.1f} ms)"
+
+
+async def _digests_heard(pubsub: PubSub, seconds: float) -> set[str]:
+    # The channel is shared with any other test run on this Redis: look for our digest only.
+    heard: set[str] = set()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None:
+            heard.add(message["data"].decode())
+    return heard
+
+
+async def test_a_revocation_is_published_once_committed(app: FastAPI, settings: Settings) -> None:
+    """Published before the commit, another process could re-read the key as still valid and
+    serve it for its whole cache TTL."""
+    if settings.redis_url is None:
+        pytest.skip("revocations are broadcast through Redis, which the SQLite run has not")
+    runtime = app.state.runtime
+    async with session_scope(runtime.sessionmaker) as session:
+        created = await create_api_key(session, "soon-gone", Scope.developer)
+    listener = Redis.from_url(settings.redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(REVOCATION_CHANNEL)
+    try:
+        async with session_scope(runtime.sessionmaker) as session:
+            row = await revoke_api_key(session, created.row.id)
+            runtime.authenticator.revoked(session, row.key_digest)
+            assert row.key_digest not in await _digests_heard(pubsub, 0.5)
+        assert row.key_digest in await _digests_heard(pubsub, 2)
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()

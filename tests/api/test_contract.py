@@ -189,7 +189,7 @@ async def test_voters_need_a_known_price_and_budgets_stay_under_the_cap(
     assert all(m in message for m in ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"))
     own_price = [{**unknown[0], "price": {"input": "0.15", "output": "0.60"}}]
     priced = await create_bot(client, developer_key, strategy={"voters": own_price})
-    assert priced["strategy"]["voters"][0]["price"] == {"input": "0.15", "output": "0.60"}
+    assert priced["strategy"]["voters"][0]["price"] == {"input": "0.15", "output": "0.6"}
     assert_error(
         await client.patch(
             f"/api/v1/bots/{priced['id']}",
@@ -401,17 +401,28 @@ async def test_subscription_validation(
     principal = new_principal()
     bot = await create_bot(client, developer_key)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    cases = {
-        "symbol": {"symbol": "btcusdt"},
-        "timeframe": {"timeframe": "2m"},
-        "quote_amount": {"quote_amount": "0"},
-        "ends_at": {"ends_at": past},
-        "mode": {"mode": "margin"},
-    }
-    for field, body in cases.items():
+    # Past the end of datetime once moved to UTC: was an OverflowError, a 500.
+    far_future = "9999-12-31T23:59:59-12:00"
+    cases = [
+        ("symbol", {"symbol": "btcusdt"}),
+        ("timeframe", {"timeframe": "2m"}),
+        ("quote_amount", {"quote_amount": "0"}),
+        ("ends_at", {"ends_at": past}),
+        ("ends_at", {"ends_at": far_future}),
+        ("ends_at", {"ends_at": "2030-01-01T00:00:00"}),  # no timezone
+        ("mode", {"mode": "margin"}),
+    ]
+    for field, body in cases:
         response = await subscribe(client, marketplace_key, principal, bot["id"], **body)
         assert_error(response, 422, "VALIDATION_ERROR")
         assert response.json()["error"]["details"][0]["loc"] == f"body.{field}"
+    sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    patched = await client.patch(
+        f"/api/v1/subscriptions/{sub['id']}",
+        json={"ends_at": far_future},
+        headers=headers(marketplace_key, principal),
+    )
+    assert_error(patched, 422, "VALIDATION_ERROR")
     precise = await subscribe(
         client, marketplace_key, principal, bot["id"], quote_amount="1.123456789"
     )
@@ -491,3 +502,95 @@ async def test_pagination_is_stable_and_bounded(
             422,
             "VALIDATION_ERROR",
         )
+
+
+@pytest.mark.parametrize("cursor", ["\u00e9", "w6nDqcOp"])
+async def test_foreign_cursors_are_422_on_every_list(
+    client: httpx.AsyncClient,
+    admin_key: str,
+    developer_key: str,
+    marketplace_key: str,
+    cursor: str,
+) -> None:
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    renter = headers(marketplace_key, principal)
+    for url, key_headers in (
+        ("/api/v1/bots", headers(marketplace_key)),
+        ("/api/v1/registrations", headers(marketplace_key)),
+        ("/api/v1/api-keys", headers(admin_key)),
+        ("/api/v1/subscriptions", renter),
+        (f"/api/v1/subscriptions/{sub['id']}/trades", renter),
+        (f"/api/v1/subscriptions/{sub['id']}/decisions", renter),
+    ):
+        response = await client.get(url, params={"cursor": cursor}, headers=key_headers)
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert response.json()["error"]["details"][0]["loc"] == "query.cursor"
+
+
+async def test_strategy_decimals_are_bounded_and_canonical(
+    client: httpx.AsyncClient, developer_key: str
+) -> None:
+    for strategy in (
+        {"risk": {"max_position_quote": "1e400"}},  # was stored and echoed as "1E+400"
+        {"risk": {"daily_loss_limit_quote": "1e400"}},
+        {"llm_daily_budget_usd": "1e400"},
+        {"indicators": {"rsi": {"weight": "0.123456789"}}},
+        {"ensemble": {"threshold": "0.5000000001"}},
+        {
+            "voters": [
+                {"provider": "openai", "model": "m", "price": {"input": "1e-30", "output": 1}}
+            ]
+        },
+        {"risk": {"stop_loss_pct": "NaN"}},
+    ):
+        response = await client.post(
+            "/api/v1/bots", json={"name": "x", "strategy": strategy}, headers=headers(developer_key)
+        )
+        assert_error(response, 422, "VALIDATION_ERROR")
+
+    bot = await create_bot(
+        client,
+        developer_key,
+        strategy={"risk": {"max_position_quote": "150.50"}, "ensemble": {"threshold": "0.50"}},
+    )
+    assert bot["strategy"]["risk"]["max_position_quote"] == "150.5"
+    assert bot["strategy"]["ensemble"]["threshold"] == "0.5"
+    same = await client.patch(
+        f"/api/v1/bots/{bot['id']}",
+        json={
+            "strategy": {"risk": {"max_position_quote": "1.505E+2"}, "ensemble": {"threshold": 0.5}}
+        },
+        headers=headers(developer_key),
+    )
+    assert same.json()["version"] == 1, "an equal value spelt otherwise is not a new version"
+
+
+async def test_subscription_decimals_are_bounded_and_canonical(
+    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
+) -> None:
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    for field, body in (
+        ("quote_amount", {"quote_amount": "999999999999.99999999"}),  # the cap is 1,000,000
+        ("quote_amount", {"quote_amount": "1000000.01"}),
+        ("quote_amount", {"quote_amount": "1e400"}),
+        ("risk", {"risk": {"max_position_quote": "1e400"}}),
+        ("risk", {"risk": {"stop_loss_pct": "0.000000001"}}),
+    ):
+        response = await subscribe(client, marketplace_key, principal, bot["id"], **body)
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert response.json()["error"]["details"][0]["loc"].startswith(f"body.{field}")
+    created = await subscribe(
+        client,
+        marketplace_key,
+        principal,
+        bot["id"],
+        quote_amount="1000000.00",
+        risk={"max_position_quote": "150.50", "stop_loss_pct": "2.50"},
+    )
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["quote_amount"] == "1000000"
+    assert sub["risk"] == {"max_position_quote": "150.5", "stop_loss_pct": "2.5"}

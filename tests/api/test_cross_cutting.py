@@ -134,3 +134,16 @@ async def test_metrics_count_requests_by_route_template(
     )
     assert "http_request_duration_seconds_bucket" in text
     assert "a" * 32 not in text
+
+
+async def test_oversized_or_too_many_headers_are_431(
+    client: httpx.AsyncClient, developer_key: str
+) -> None:
+    big = await client.get(
+        "/api/v1/bots", headers={**headers(developer_key), "X-Big": "x" * (8 * 1024 * 1024)}
+    )
+    assert_error(big, 431, "REQUEST_HEADERS_TOO_LARGE")
+    many = [("X-API-Key", developer_key)] + [(f"x-h{i}", "1") for i in range(1_000)]
+    assert_error(await client.get("/api/v1/bots", headers=many), 431, "REQUEST_HEADERS_TOO_LARGE")
+    normal = [("X-API-Key", developer_key)] + [(f"x-h{i}", "1") for i in range(50)]
+    assert (await client.get("/api/v1/bots", headers=normal)).status_code == 200

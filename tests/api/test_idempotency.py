@@ -184,3 +184,26 @@ async def test_a_key_reused_for_another_principal_never_replays_their_response(
     )
     assert_error(other, 409, "IDEMPOTENCY_KEY_REUSED")
     assert first.json()["id"] not in other.text
+
+
+async def test_keys_differing_only_in_case_are_different_keys(
+    client: httpx.AsyncClient, settings: Settings, developer_key: str, marketplace_key: str
+) -> None:
+    # MariaDB's default collation compared them equal and replayed the first response.
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    body = {
+        "bot_id": bot["id"],
+        "symbol": "ETHUSDT",
+        "timeframe": "5m",
+        "mode": "paper",
+        "quote_amount": "25",
+    }
+    for key in ("Order-X", "order-X"):
+        response = await client.post(
+            "/api/v1/subscriptions",
+            json=body,
+            headers=headers(marketplace_key, principal, idempotency_key=key),
+        )
+        assert response.status_code == 201 and "idempotent-replayed" not in response.headers
+    assert await count(settings, Subscription) == 2

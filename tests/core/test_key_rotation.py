@@ -8,12 +8,14 @@ import sys
 
 import httpx
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings
 from app.credentials.service import decrypt_for_execution
+from app.main import create_app
 from app.models import ExchangeCredential
 from tests.helpers import fake_binance_key, headers, new_principal
 
@@ -61,9 +63,9 @@ async def test_rotation_re_encrypts_every_row_under_the_newest_key(
                 assert (plain.api_key, plain.api_secret) == stored[row.testnet]
 
         output = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
-        assert output.strip() == "rotated 2 credential(s) to key new"
+        assert output.strip() == "rotated 2 credential(s) and 0 stored response(s) to key new"
         again = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
-        assert again.strip() == "rotated 0 credential(s) to key new"
+        assert again.strip() == "rotated 0 credential(s) and 0 stored response(s) to key new"
 
         async with sessions() as session:
             rows = (await session.scalars(select(ExchangeCredential))).all()
@@ -94,3 +96,27 @@ async def test_api_keys_create_prints_a_working_key_once(
     listed = await client.get("/api/v1/api-keys", headers=headers(key))
     assert listed.status_code == 200
     assert key not in listed.text
+
+
+async def test_rotation_covers_stored_idempotent_responses(
+    client: httpx.AsyncClient, settings: Settings, admin_key: str
+) -> None:
+    """After a rotation and a restart with only the new key, replays still work (were 500s)."""
+    request = {"json": {"name": "m", "scope": "marketplace"}}
+    request_headers = headers(admin_key, idempotency_key="rotate-me")
+    first = await client.post("/api/v1/api-keys", headers=request_headers, **request)
+    assert first.status_code == 201
+
+    new_key = Fernet.generate_key().decode()
+    old_keyring = settings.fernet_keys.get_secret_value()
+    output = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
+    assert output.strip() == "rotated 0 credential(s) and 1 stored response(s) to key new"
+
+    restarted = create_app(settings.model_copy(update={"fernet_keys": SecretStr(f"new:{new_key}")}))
+    async with restarted.router.lifespan_context(restarted):
+        transport = httpx.ASGITransport(app=restarted)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            replay = await http.post("/api/v1/api-keys", headers=request_headers, **request)
+    assert replay.status_code == 201, replay.text
+    assert replay.content == first.content
+    assert replay.headers["idempotent-replayed"] == "true"

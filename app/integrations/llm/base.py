@@ -28,6 +28,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from app.core.schemas import Amount
+
 MAX_REASONING = 500
 # A vote is about 200 tokens; the cap leaves room for a model's hidden reasoning tokens
 # (billed as output) while bounding what one answer can cost.
@@ -72,8 +74,8 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: Decimal = Field(ge=0, le=10_000)
-    output: Decimal = Field(ge=0, le=10_000)
+    input: Amount = Field(ge=0, le=10_000, decimal_places=6)
+    output: Amount = Field(ge=0, le=10_000, decimal_places=6)
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
         return (self.input * tokens_in + self.output * tokens_out) / Decimal(1_000_000)
