@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     # How long a copy waits for the first copy of the same idempotent request to finish.
     idempotency_wait_s: float = 25.0
+    # An in-progress record is its copy's for this long, then any copy may take it over (its
+    # process died); completed, it lives IDEMPOTENCY_TTL_HOURS. Longer than any request: the
+    # waiting copies give up after IDEMPOTENCY_WAIT_S and the outcall itself after ~30 s.
+    idempotency_lease_s: float = Field(default=60.0, gt=30)
     max_quote_amount: Decimal = Decimal("1000000")
 
     # LLM providers, named the way their SDKs name them. A provider without a key is not
@@ -162,6 +166,16 @@ class Settings(BaseSettings):
                 f"BINANCE_RECV_WINDOW_MS / 1000 + 1 ({self.binance_recv_window_ms / 1000 + 1:g}): "
                 "a shorter lease lets a second worker resend an order the exchange may still "
                 "execute"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _idempotency_lease_outlasts_the_wait(self) -> Settings:
+        if self.idempotency_lease_s <= self.idempotency_wait_s:
+            raise SettingsError(
+                f"IDEMPOTENCY_LEASE_S ({self.idempotency_lease_s:g}) must exceed "
+                f"IDEMPOTENCY_WAIT_S ({self.idempotency_wait_s:g}): a shorter lease lets a "
+                "waiting copy take over a request that is still running and run it twice"
             )
         return self
 

@@ -5,6 +5,10 @@ unique constraint decides which one that is, across every API process. The other
 the row in fresh transactions (REPEATABLE READ would hide its completion) and replay the
 stored status and body byte for byte. A different request under the same key is a 409.
 
+The in-progress row is a lease (IDEMPOTENCY_LEASE_S), so a process that dies mid-request does
+not lock its key for a day: a copy that finds the lease over takes the row over (see
+service.take_over) and runs the request; the dead holder's id no longer matches any row.
+
 Stored bodies are encrypted with the credential keyring: a body may hold a secret shown once,
 such as a new API key.
 """
@@ -17,7 +21,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import Headers
@@ -26,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.audit import WRITE_METHODS
 from app.core.db import utcnow
 from app.core.errors import error_response
-from app.idempotency import repository
+from app.idempotency import repository, service
 from app.models import IdempotencyRecord
 from app.runtime import Runtime
 
@@ -38,7 +41,7 @@ _POLL_INTERVAL_S = 0.05
 _NOT_STORED = frozenset({429})
 
 
-def _fingerprint(scope: Scope, body: bytes) -> str:
+def request_fingerprint(scope: Scope, body: bytes) -> str:
     # The principal is part of the request: one marketplace key reusing an Idempotency-Key
     # for another renter must not be handed the first renter's response.
     principal = Headers(scope=scope).get("x-principal-id", "")
@@ -83,7 +86,7 @@ class IdempotencyMiddleware:
             # Nothing to scope the key to; the route answers 401 and changes nothing.
             await self.app(scope, receive, send)
             return
-        fingerprint = _fingerprint(scope, scope.get("botmarket.body", b""))
+        fingerprint = request_fingerprint(scope, scope.get("botmarket.body", b""))
         record_id = await self._claim_or_replay(
             runtime, caller.api_key_id, key, fingerprint, scope, receive, send
         )
@@ -105,24 +108,25 @@ class IdempotencyMiddleware:
         while True:
             now = utcnow()
             async with runtime.sessionmaker() as session:
-                record = IdempotencyRecord(
-                    api_key_id=api_key_id,
-                    idempotency_key=key,
-                    request_fingerprint=fingerprint,
-                    status="in_progress",
-                    expires_at=now + timedelta(hours=runtime.settings.idempotency_ttl_hours),
-                )
-                session.add(record)
                 try:
+                    record_id = await service.claim(
+                        session, runtime.settings, api_key_id, key, fingerprint, now
+                    )
                     await session.commit()
-                    return record.id
+                    return record_id
                 except IntegrityError:
                     await session.rollback()
                 existing = await repository.find(session, api_key_id, key)
                 if existing is not None and existing.expires_at < now:
-                    await repository.remove(session, existing.id)
-                    await session.commit()
-                    continue
+                    # Its holder died mid-request (lease over) or its lifetime is over.
+                    taken = await service.take_over(
+                        session, runtime.settings, existing.id, api_key_id, key, fingerprint, now
+                    )
+                    if taken is not None:
+                        await session.commit()
+                        return taken
+                    await session.rollback()
+                    continue  # another copy took it over: wait for that one
             if existing is None:
                 continue  # the first copy failed and gave the key back: try to claim it
             if existing.request_fingerprint != fingerprint:
@@ -186,10 +190,23 @@ class IdempotencyMiddleware:
             # latin-1 maps every byte to one code point, so any body survives the round trip.
             sealed = runtime.keyring.encrypt(body.decode("latin-1")).encode()
             async with runtime.sessionmaker() as session:
-                await repository.complete(
-                    session, record_id, status, content_type, sealed, runtime.keyring.primary_key_id
+                stored = await service.complete(
+                    session,
+                    runtime.settings,
+                    record_id,
+                    status,
+                    content_type,
+                    sealed,
+                    runtime.keyring.primary_key_id,
+                    utcnow(),
                 )
                 await session.commit()
+            if not stored:
+                log.warning(
+                    "idempotency lease ran out before the request finished; another copy "
+                    "took the key over, and its response is the one replayed",
+                    extra={"idempotency_record_id": record_id},
+                )
         await send(start)
         await send({"type": "http.response.body", "body": body})
 

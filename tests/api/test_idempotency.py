@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select
 
-from app.core.db import create_engine
+from app.core.db import create_engine, create_sessionmaker, session_scope, utcnow
 from app.core.settings import Settings
-from app.models import AuditLog, IdempotencyRecord, Subscription
+from app.idempotency import repository, service
+from app.idempotency.middleware import request_fingerprint
+from app.models import ApiKey, AuditLog, IdempotencyRecord, Subscription
 from tests.api.test_contract import assert_error, create_bot
 from tests.helpers import headers, new_principal
 
@@ -207,3 +211,86 @@ async def test_keys_differing_only_in_case_are_different_keys(
         )
         assert response.status_code == 201 and "idempotent-replayed" not in response.headers
     assert await count(settings, Subscription) == 2
+
+
+# Longer than the default lease, far shorter than the 24 h lifetime of a record.
+CRASHED_AGO = timedelta(minutes=2)
+
+
+async def crashed_first_copy(
+    settings: Settings, key_name: str, idempotency_key: str, path: str, principal: str, body: bytes
+) -> str:
+    """What a process that died mid-request leaves: the record its middleware claimed, still
+    in progress, claimed CRASHED_AGO and never completed or released."""
+    scope = {
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"x-principal-id", principal.encode())],
+    }
+    engine = create_engine(settings.database_url, pool=False)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            api_key_id = await session.scalar(select(ApiKey.id).where(ApiKey.name == key_name))
+            assert api_key_id is not None
+            return await service.claim(
+                session,
+                settings,
+                api_key_id,
+                idempotency_key,
+                request_fingerprint(scope, body),  # type: ignore[arg-type]
+                utcnow() - CRASHED_AGO,
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_copies_after_a_crashed_first_copys_lease_take_over_and_run_once(
+    client: httpx.AsyncClient, settings: Settings, developer_key: str, marketplace_key: str
+) -> None:
+    # Before the lease, the record of a dead process answered 409 for 24 hours.
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    body = json.dumps(
+        {
+            "bot_id": bot["id"],
+            "symbol": "ETHUSDT",
+            "timeframe": "5m",
+            "mode": "paper",
+            "quote_amount": "25",
+        }
+    ).encode()
+    path = "/api/v1/subscriptions"
+    crashed = await crashed_first_copy(
+        settings, "marketplace", "outcall-crash", path, principal, body
+    )
+    request_headers = {
+        **headers(marketplace_key, principal, idempotency_key="outcall-crash"),
+        "Content-Type": "application/json",
+    }
+    responses = await asyncio.gather(
+        *(client.post(path, content=body, headers=request_headers) for _ in range(COPIES))
+    )
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == COPIES - 1
+    assert await count(settings, Subscription) == 1
+
+    # The dead holder, should it wake up, finishes nothing: the record is no longer its own.
+    engine = create_engine(settings.database_url, pool=False)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            late = await repository.complete(
+                session, crashed, 500, "text/plain", b"late", "k", expires_at=utcnow()
+            )
+            assert not late
+            await repository.remove(session, crashed)
+        async with engine.connect() as connection:
+            record = (await connection.execute(select(IdempotencyRecord))).one()
+    finally:
+        await engine.dispose()
+    assert record.id != crashed and record.status == "completed"
+    # Completed, the record lives its full lifetime from now, not the lease.
+    assert record.expires_at > utcnow() + timedelta(hours=settings.idempotency_ttl_hours - 1)
+    replay = await client.post(path, content=body, headers=request_headers)
+    assert replay.content == responses[0].content

@@ -25,3 +25,10 @@ def test_development_creates_a_key_once_and_warns(
     assert first == second == key_file.read_text().strip()
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert sum("FERNET_KEYS is not set" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_idempotency_lease_shorter_than_the_wait_is_refused() -> None:
+    # Copies still waiting for a live first copy would take its key over and run it twice.
+    with pytest.raises(ValidationError, match="IDEMPOTENCY_LEASE_S"):
+        Settings(idempotency_lease_s=40, idempotency_wait_s=45)
+    assert Settings().idempotency_lease_s == 60
