@@ -27,7 +27,11 @@ def _json_logs(**_: object) -> None:
     configure_logging(settings.log_level)
 
 
-celery_app = Celery("botmarket", broker=settings.broker_url, include=["workers.tasks.trading"])
+celery_app = Celery(
+    "botmarket",
+    broker=settings.broker_url,
+    include=["workers.tasks.trading", "workers.tasks.idempotency"],
+)
 celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

@@ -16,4 +16,6 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "expire": {"task": "subscriptions.expire", "schedule": 60.0},
         "reconcile": {"task": "trading.reconcile", "schedule": settings.reconcile_interval_s},
         "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},
+        # Off the hour, away from the snapshot.
+        "purge-idempotency": {"task": "idempotency.purge", "schedule": crontab(minute=30)},
     }
