@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
-            asyncio.create_task(runtime.authenticator.listen_for_revocations()),
+            asyncio.create_task(runtime.authenticator.listen_for_changes()),
         ]
         try:
             yield

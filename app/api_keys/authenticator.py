@@ -21,10 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api_keys import repository
 from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.db import utcnow
+from app.core.principal_assertions import (
+    Algorithm,
+    AssertionMode,
+    VerifyingKey,
+    load_public_key,
+)
+from app.models import ApiKeyAssertionKey
 
 log = logging.getLogger(__name__)
 
-REVOCATION_CHANNEL = "botmarket:api-key-revoked"
+CHANGE_CHANNEL = "botmarket:api-key-changed"
 _MAX_TOKEN_LENGTH = 128
 _MAX_CACHE_ENTRIES = 50_000
 
@@ -40,6 +47,13 @@ class Caller:
     api_key_id: str
     scope: Scope
     owner_user_id: str | None
+    prefix: str
+    assertion_mode: AssertionMode = AssertionMode.off
+    assertion_keys: tuple[VerifyingKey, ...] = ()
+
+
+def verifying_key(row: ApiKeyAssertionKey) -> VerifyingKey:
+    return load_public_key(row.id, Algorithm(row.algorithm), row.public_key)
 
 
 class ApiKeyAuthenticator:
@@ -77,21 +91,32 @@ class ApiKeyAuthenticator:
     async def _load(self, digest: str) -> Caller | None:
         async with self._sessionmaker() as session:
             row = await repository.get_by_digest(session, digest)
-        if row is None or row.revoked_at is not None or not digests_match(row.key_digest, digest):
-            return None
-        return Caller(api_key_id=row.id, scope=Scope(row.scope), owner_user_id=row.owner_user_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if not digests_match(row.key_digest, digest):
+                return None
+            assertion_rows = await repository.assertion_keys(session, [row.id])
+        return Caller(
+            api_key_id=row.id,
+            scope=Scope(row.scope),
+            owner_user_id=row.owner_user_id,
+            prefix=row.prefix,
+            assertion_mode=AssertionMode(row.assertion_mode),
+            assertion_keys=tuple(verifying_key(r) for r in assertion_rows.get(row.id, [])),
+        )
 
-    async def revoked(self, digest: str) -> None:
-        """Forget a revoked key here, and tell the other processes when Redis is there."""
+    async def changed(self, digest: str) -> None:
+        """Forget a revoked or changed key here, and tell the other processes when Redis is
+        there (a rotated-out assertion key must stop vouching as soon as a revocation would)."""
         self._cache.pop(digest, None)
         if self._redis is not None:
-            await self._redis.publish(REVOCATION_CHANNEL, digest)
+            await self._redis.publish(CHANGE_CHANNEL, digest)
 
-    async def listen_for_revocations(self) -> None:
+    async def listen_for_changes(self) -> None:
         if self._redis is None:
             return
         pubsub = self._redis.pubsub()
-        await pubsub.subscribe(REVOCATION_CHANNEL)
+        await pubsub.subscribe(CHANGE_CHANNEL)
         try:
             async for message in pubsub.listen():
                 if message.get("type") == "message":
