@@ -7,11 +7,16 @@ Signed with PyNaCl and python-ecdsa (tests/assertion_signers.py); the server ver
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import time
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as h_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.core.db import create_engine
@@ -338,3 +343,65 @@ async def test_assertion_keys_are_checked_at_creation(
     )
     assert_error(response, 422, "VALIDATION_ERROR")
     assert response.json()["error"]["details"][0]["loc"].startswith(loc)
+
+
+OFFSETS = st.integers(min_value=1, max_value=10_000)
+# Each draws the claims to sign from the right ones: one field different, or a bad time window.
+TAMPERINGS: dict[str, Any] = {
+    "principal": st.builds(new_principal).map(lambda p: {"principal": p}),
+    "api_key_prefix": st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=8).map(
+        lambda p: {"api_key_prefix": p}
+    ),
+    "method": st.sampled_from(["PUT", "PATCH", "DELETE", "post"]).map(lambda m: {"method": m}),
+    "path": st.sampled_from(["/api/v1/subscriptions?x=1", "/api/v1/subscriptions/", "/"]).map(
+        lambda p: {"path": p}
+    ),
+    "body_sha256": st.binary(max_size=8).map(
+        lambda b: {"body_sha256": hashlib.sha256(b).hexdigest()}
+    ),
+    "idempotency_key": st.text(min_size=1, max_size=10).map(lambda t: {"idempotency_key": t}),
+    "future": OFFSETS.map(lambda d: {"iat": int(time.time()) + 60 + d}),
+    "expired": OFFSETS.map(lambda d: {"iat": int(time.time()) - 660 - d, "exp": None}),
+    "too long": OFFSETS.map(lambda d: {"exp_after_iat": 900 + d}),
+    "exp before iat": st.integers(min_value=-10_000, max_value=0).map(
+        lambda d: {"exp_after_iat": d}
+    ),
+}
+
+
+@h_settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(how=st.sampled_from(sorted(TAMPERINGS)), data=st.data())
+async def test_a_write_signed_for_anything_else_is_401_and_changes_nothing(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    admin_key: str,
+    how: str,
+    data: st.DataObject,
+) -> None:
+    """The canister signed one field differently from the request that arrives, or a time
+    window that is over, not yet open or too long: 401 and no subscription."""
+    key = await marketplace_with(client, admin_key, OLD)
+    renter = Renter(client, key, OLD)
+    body = subscription_body("0" * 32)
+    path = "/api/v1/subscriptions"
+    claims = write_claims(renter.principal, key["prefix"], "POST", path, body, "k")
+    changes = data.draw(TAMPERINGS[how])
+    if "exp_after_iat" in changes:
+        changes = {"exp": claims["iat"] + changes.pop("exp_after_iat")}
+    elif changes.get("exp", 0) is None:
+        changes["exp"] = changes["iat"] + 600
+    assume(any(claims.get(k) != v for k, v in changes.items()))
+    request_headers = {
+        **headers(key["key"], renter.principal, "k"),
+        **assertion_headers(OLD, {**claims, **changes}),
+        "Content-Type": "application/json",
+    }
+    before = await count(settings, Subscription)
+    response = await client.post(path, content=body, headers=request_headers)
+    # Had the assertion passed, the unknown bot would have made it a 404.
+    assert_error(response, 401, "INVALID_PRINCIPAL_ASSERTION")
+    assert await count(settings, Subscription) == before
