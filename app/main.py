@@ -26,7 +26,9 @@ from app.subscriptions.router import router as subscriptions_router
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
-endpoints also need `X-Principal-ID` (sent by a `marketplace` key only). Writes accept an
+endpoints also need `X-Principal-ID` (sent by a `marketplace` key only) and, when that key has
+assertion public keys, the canister's signed `X-Principal-Assertion` and
+`X-Principal-Signature` (docs/principal-assertions.md). Writes accept an
 `Idempotency-Key`: identical copies get byte-identical answers, a reused key with another
 body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
