@@ -47,10 +47,9 @@ async def assertion_keys(
     return by_key
 
 
-async def remove_assertion_key(session: AsyncSession, api_key_id: str, key_id: str) -> bool:
-    result = await session.execute(
+async def remove_assertion_key(session: AsyncSession, api_key_id: str, key_id: str) -> None:
+    await session.execute(
         delete(ApiKeyAssertionKey).where(
             ApiKeyAssertionKey.api_key_id == api_key_id, ApiKeyAssertionKey.id == key_id
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]

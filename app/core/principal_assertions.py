@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ MAX_LIFETIME_S = 15 * 60
 CLOCK_SKEW_S = 60
 _MAX_HEADER_LENGTH = 4096
 _MAX_CACHE_ENTRIES = 100_000
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _SESSION_FIELDS = frozenset({"v", "principal", "api_key_prefix", "iat", "exp"})
 _WRITE_FIELDS = frozenset({"method", "path", "body_sha256", "idempotency_key"})
 _SECP256K1_ORDER_BYTES = 32
@@ -114,8 +116,10 @@ def signed_message(assertion_json: bytes) -> bytes:
 
 
 def b64url_decode(text: str) -> bytes:
-    if len(text) > _MAX_HEADER_LENGTH:
-        raise ValueError("too long")
+    # Strict: the lenient decoder skips foreign characters, which would let many header values
+    # stand for one assertion.
+    if len(text) > _MAX_HEADER_LENGTH or not _BASE64URL.fullmatch(text):
+        raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -146,9 +150,8 @@ def _int_field(claims: dict[str, object], name: str) -> int:
     return value
 
 
-def _parse(assertion_header: str) -> dict[str, object]:
+def _parse(raw: bytes) -> dict[str, object]:
     try:
-        raw = b64url_decode(assertion_header)
         claims = json.loads(raw)
     except ValueError as exc:
         raise InvalidAssertion("assertion") from exc
@@ -190,8 +193,11 @@ def _check_request(claims: dict[str, object], facts: RequestFacts, now: float) -
 
 
 class AssertionVerifier:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, max_entries: int = _MAX_CACHE_ENTRIES
+    ) -> None:
         self._clock = clock
+        self._max_entries = max_entries
         # (assertion header, signature header) -> what verified it and until when
         self._cache: dict[tuple[str, str], _Verified] = {}
 
@@ -218,12 +224,16 @@ class AssertionVerifier:
     def _verify_signature(
         self, assertion_header: str, signature_header: str, keys: tuple[VerifyingKey, ...]
     ) -> _Verified:
-        claims = _parse(assertion_header)
+        try:
+            raw = b64url_decode(assertion_header)
+        except ValueError as exc:
+            raise InvalidAssertion("assertion") from exc
+        claims = _parse(raw)
         try:
             signature = b64url_decode(signature_header)
         except ValueError as exc:
             raise InvalidAssertion("signature") from exc
-        message = signed_message(b64url_decode(assertion_header))
+        message = signed_message(raw)
         for key in keys:
             try:
                 key.verify(signature, message)
@@ -234,8 +244,8 @@ class AssertionVerifier:
         raise InvalidAssertion("signature")
 
     def _remember(self, cache_key: tuple[str, str], verified: _Verified, now: float) -> None:
-        if len(self._cache) >= _MAX_CACHE_ENTRIES:
+        if len(self._cache) >= self._max_entries:
             self._cache = {k: v for k, v in self._cache.items() if v.expires_at >= now}
-            if len(self._cache) >= _MAX_CACHE_ENTRIES:
+            if len(self._cache) >= self._max_entries:
                 self._cache.clear()
         self._cache[cache_key] = verified

@@ -275,3 +275,28 @@ def test_public_keys_are_checked() -> None:
     ]:
         with pytest.raises(InvalidPublicKey):
             decode_public_key(algorithm, text)
+
+
+def test_headers_are_strict_base64url() -> None:
+    headers = assertion_headers(ED25519, SESSION)
+    for name, field in (
+        ("X-Principal-Assertion", "assertion"),
+        ("X-Principal-Signature", "signature"),
+    ):
+        for bad in (headers[name] + "!", "+" + headers[name][1:], headers[name] + "==="):
+            with pytest.raises(InvalidAssertion, match=field):
+                verify({**headers, name: bad}, facts(SESSION), KEYS)
+
+
+def test_the_cache_stays_bounded() -> None:
+    verifier = AssertionVerifier(clock=lambda: IAT + 1.0, max_entries=3)
+    for n in range(10):
+        claims = {**SESSION, "principal": f"p{n}"}
+        headers = assertion_headers(ED25519, claims)
+        verifier.verify(
+            headers["X-Principal-Assertion"],
+            headers["X-Principal-Signature"],
+            KEYS,
+            facts(claims),
+        )
+        assert len(verifier._cache) <= 3
