@@ -3,10 +3,10 @@ a renter's GET with signed principal assertions required against the same with t
 
 Starts `botmarket serve` (one uvicorn process) on a fresh database, creates keys, a few bots
 and a renter's subscriptions, and prints wrk's figures and the ratios. The two renter runs
-alternate (off, required, off, required, ...) so that drift of a shared machine hits both;
+alternate (off, required, required, off, ...) so that drift of a shared machine hits both;
 each side's best round is compared. Needs `wrk` (Debian: apt-get install wrk).
 Usage: python bench/api_load.py [--database-url URL] [--seconds 10] [--connections 32]
-[--rounds 2]
+[--rounds 4]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,12 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from app.core.principal_assertions import (
+    Algorithm,
+    AssertionVerifier,
+    RequestFacts,
+    load_public_key,
+)
 from app.core.principals import encode_principal
 
 ASSERTION_DOMAIN = b"botmarket-principal-assertion-v1\n"
@@ -87,6 +94,47 @@ def session_assertion(signer: Ed25519PrivateKey, principal: str, key: str) -> di
     }
 
 
+def verification_costs(signer: Ed25519PrivateKey, public: bytes, principal: str) -> None:
+    """The CPU cost of the check itself, free of the load generator's and the machine's noise:
+    a cache miss verifies the signature, a hit only compares fields."""
+    key = "bmk_benchkey_x"
+    headers = session_assertion(signer, principal, key)
+    facts = RequestFacts(principal, "benchkey", False, "GET", "/", b"", None)
+    keys = (load_public_key("k", Algorithm.ed25519, public),)
+    args = (headers["X-Principal-Assertion"], headers["X-Principal-Signature"], keys, facts)
+    n = 2000
+    started = time.perf_counter()
+    for _ in range(n):
+        AssertionVerifier().verify(*args)
+    miss = (time.perf_counter() - started) / n
+    verifier = AssertionVerifier()
+    started = time.perf_counter()
+    for _ in range(n * 10):
+        verifier.verify(*args)
+    hit = (time.perf_counter() - started) / (n * 10)
+    print(f"assertion check, Ed25519: {miss * 1e6:.1f} us uncached, {hit * 1e6:.2f} us cached")
+
+
+def paired_latencies(
+    url: str, sides: dict[str, tuple[str, dict[str, str]]], pairs: int = 500
+) -> None:
+    """One request of each side in turn on one connection: drift of a shared machine, which
+    swamps wrk's throughput figures, cancels out at this grain."""
+    latencies: dict[str, list[float]] = {side: [] for side in sides}
+    with httpx.Client() as http:
+        for _ in range(pairs):
+            for side, (key, extra) in sides.items():
+                started = time.perf_counter()
+                http.get(url, headers={"X-API-Key": key, **extra}).raise_for_status()
+                latencies[side].append(time.perf_counter() - started)
+    median = {side: statistics.median(values) for side, values in latencies.items()}
+    print(
+        f"{pairs} alternating requests each, median latency: off {median['off'] * 1e3:.2f} ms, "
+        f"required {median['required'] * 1e3:.2f} ms, ratio required/off "
+        f"{median['required'] / median['off']:.3f}"
+    )
+
+
 def create_key(env: dict[str, str], scope: str, *extra: str) -> str:
     created = subprocess.run(
         [
@@ -112,7 +160,7 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -178,35 +226,35 @@ def main() -> None:
         print(f"ratio authenticated/bare: {authed / bare:.2f}\n")
 
         renter_url = f"{base}/api/v1/subscriptions?limit=10"
-        off_runs, required_runs = [], []
-        for _ in range(args.rounds):
-            off_runs.append(
-                wrk(
-                    renter_url,
-                    unsigned_key,
-                    args.seconds,
-                    args.connections,
-                    {"X-Principal-ID": principal},
-                )[0]
-            )
-            required_runs.append(
-                wrk(
-                    renter_url,
-                    signed_key,
-                    args.seconds,
-                    args.connections,
-                    {
-                        "X-Principal-ID": principal,
-                        **session_assertion(signer, principal, signed_key),
-                    },
-                )[0]
-            )
-        off, required = max(off_runs), max(required_runs)
-        rounds = ", ".join(f"{o:.0f}/{r:.0f}" for o, r in zip(off_runs, required_runs, strict=True))
+        sides = {
+            "off": (unsigned_key, {"X-Principal-ID": principal}),
+            "required": (
+                signed_key,
+                {"X-Principal-ID": principal, **session_assertion(signer, principal, signed_key)},
+            ),
+        }
+        runs: dict[str, list[float]] = {"off": [], "required": []}
+        for n in range(args.rounds):
+            # off-required, then required-off: a machine slowing down or speeding up during
+            # the run weighs on both sides alike.
+            for side in ("off", "required") if n % 2 == 0 else ("required", "off"):
+                key_of_side, side_headers = sides[side]
+                runs[side].append(
+                    wrk(renter_url, key_of_side, args.seconds, args.connections, side_headers)[0]
+                )
+        off, required = max(runs["off"]), max(runs["required"])
+        rounds = ", ".join(
+            f"{o:.0f}/{r:.0f}" for o, r in zip(runs["off"], runs["required"], strict=True)
+        )
         print(f"renter GET /api/v1/subscriptions?limit=10, rounds off/required: {rounds}")
         print(f"  assertions off:      {off:.0f} req/s (best round)")
         print(f"  assertions required: {required:.0f} req/s (best round)")
-        print(f"ratio required/off: {required / off:.3f}")
+        print(
+            f"ratio required/off: {required / off:.3f} (best rounds), "
+            f"{sum(runs['required']) / sum(runs['off']):.3f} (all rounds)"
+        )
+        paired_latencies(renter_url, sides)
+        verification_costs(signer, public, principal)
     finally:
         server.terminate()
         server.wait(timeout=10)
