@@ -405,3 +405,21 @@ async def test_a_write_signed_for_anything_else_is_401_and_changes_nothing(
     # Had the assertion passed, the unknown bot would have made it a 404.
     assert_error(response, 401, "INVALID_PRINCIPAL_ASSERTION")
     assert await count(settings, Subscription) == before
+
+
+async def test_a_removed_key_stops_vouching_in_another_process_within_5_seconds(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, admin_key: str
+) -> None:
+    key = await marketplace_with(client, admin_key, OLD, NEW)
+    old_id = key["assertion_keys"][0]["id"]
+    old_read = Renter(client, key, OLD).read_headers()
+    # The other process has the key and the verified assertion cached.
+    assert (await second_process.get("/api/v1/subscriptions", headers=old_read)).status_code == 200
+    removed_at = time.monotonic()
+    removed = await client.delete(
+        f"/api/v1/api-keys/{key['id']}/assertion-keys/{old_id}", headers=headers(admin_key)
+    )
+    assert removed.status_code == 204
+    while (await second_process.get("/api/v1/subscriptions", headers=old_read)).status_code != 401:
+        assert time.monotonic() - removed_at < 5.5, "the removal did not arrive within 5 s"
+        await asyncio.sleep(0.1)
