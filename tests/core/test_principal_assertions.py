@@ -300,3 +300,10 @@ def test_the_cache_stays_bounded() -> None:
             facts(claims),
         )
         assert len(verifier._cache) <= 3
+
+
+def test_an_unknown_field_is_refused_without_being_echoed() -> None:
+    claims = {**SESSION, "<script>": 1}
+    with pytest.raises(InvalidAssertion) as refused:
+        verify(assertion_headers(ED25519, claims), facts(SESSION), KEYS)
+    assert refused.value.field == "assertion"
