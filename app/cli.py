@@ -40,13 +40,38 @@ async def _with_session(work):
         await engine.dispose()
 
 
-def create_api_key(name: str, scope: str) -> None:
+def create_api_key(
+    name: str,
+    scope: str,
+    assertion_keys: list[str] | None = None,
+    assertion_alg: str = "ed25519",
+    assertion_mode: str | None = None,
+) -> None:
     from app.api_keys.service import create_api_key as create
+    from app.core.errors import AppError
+    from app.core.principal_assertions import (
+        Algorithm,
+        AssertionMode,
+        InvalidPublicKey,
+        decode_public_key,
+    )
+
+    algorithm = Algorithm(assertion_alg)
+    try:
+        keys = [(algorithm, decode_public_key(algorithm, k)) for k in assertion_keys or []]
+    except InvalidPublicKey as exc:
+        raise SystemExit(f"--assertion-key: {exc}") from exc
+    mode = AssertionMode(assertion_mode) if assertion_mode else None
 
     async def work(session, _settings):
-        return await create(session, name, Scope(scope))
+        return await create(session, name, Scope(scope), None, keys, mode)
 
-    created = asyncio.run(_with_session(work))
+    try:
+        created = asyncio.run(_with_session(work))
+    except AppError as exc:
+        raise SystemExit(exc.message) from exc
+    if keys:
+        print(f"assertion mode {created.row.assertion_mode}, {len(keys)} assertion key(s)")
     print(f"created {scope} key {created.row.id!s} ({name}); it is shown only this once:")
     print(created.plaintext)
 
@@ -105,6 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     create = api_keys.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    create.add_argument(
+        "--assertion-key",
+        action="append",
+        metavar="BASE64",
+        help="marketplace keys: a public key of the canister that signs principal assertions "
+        "(repeatable)",
+    )
+    create.add_argument("--assertion-alg", choices=["ed25519", "secp256k1"], default="ed25519")
+    create.add_argument(
+        "--assertion-mode",
+        choices=["off", "optional", "required"],
+        help="default: required with an assertion key, else off",
+    )
 
     keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
         dest="action", required=True
@@ -133,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migrate":
         migrate()
     elif args.command == "api-keys":
-        create_api_key(args.name, args.scope)
+        create_api_key(
+            args.name, args.scope, args.assertion_key, args.assertion_alg, args.assertion_mode
+        )
     elif args.command == "keys" and args.action == "rotate":
         rotate_keys()
     elif args.command == "keys":

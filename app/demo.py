@@ -51,7 +51,7 @@ async def seed_demo(
         return None
     admin = await create_api_key(session, "demo admin", Scope.admin)
     marketplace = await create_api_key(session, "demo marketplace", Scope.marketplace)
-    caller = Caller(admin.row.id, Scope.admin, admin.row.owner_user_id)
+    caller = Caller(admin.row.id, Scope.admin, admin.row.owner_user_id, admin.row.prefix)
     # A low threshold so that the demo acts on most one-minute candles.
     strategy = Strategy(ensemble=Ensemble(threshold=Decimal("0.02")))
     bot, _ = await create_bot(

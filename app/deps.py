@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER, check_principal_assertion
 from app.api_keys.authenticator import Caller, Scope
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
@@ -75,6 +76,7 @@ DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
 
 async def current_renter(
     request: Request,
+    runtime: RuntimeDep,
     caller: CallerDep,
     session: SessionDep,
     principal: Annotated[
@@ -84,6 +86,20 @@ async def current_renter(
             description="The renter's textual ICP principal; only a marketplace key may send it.",
             examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
         ),
+    ] = None,
+    # Read by check_principal_assertion from the raw request; declared for the OpenAPI schema.
+    _assertion: Annotated[
+        str | None,
+        Header(
+            alias=ASSERTION_HEADER,
+            description="base64url of the canister's signed statement that it acts for "
+            "X-Principal-ID; needed when the marketplace key has assertion keys "
+            "(docs/principal-assertions.md).",
+        ),
+    ] = None,
+    _signature: Annotated[
+        str | None,
+        Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
     ] = None,
 ) -> User:
     if caller.scope is not Scope.marketplace:
@@ -101,6 +117,7 @@ async def current_renter(
             details=[{"loc": "header.X-Principal-ID", "message": str(exc)}],
         ) from exc
     request.state.principal = principal
+    check_principal_assertion(runtime.assertion_verifier, caller, request.scope)
     return await users.get_or_create_renter(session, principal)
 
 

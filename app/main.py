@@ -36,7 +36,9 @@ SHUTDOWN_WAIT_S = 5.0
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
-endpoints also need `X-Principal-ID` (sent by a `marketplace` key only). Writes accept an
+endpoints also need `X-Principal-ID` (sent by a `marketplace` key only) and, when that key has
+assertion public keys, the canister's signed `X-Principal-Assertion` and
+`X-Principal-Signature` (docs/principal-assertions.md). Writes accept an
 `Idempotency-Key`: identical copies get byte-identical answers, a reused key with another
 body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
@@ -52,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
-            asyncio.create_task(runtime.authenticator.listen_for_revocations()),
+            asyncio.create_task(runtime.authenticator.listen_for_changes()),
         ]
         try:
             yield

@@ -12,6 +12,7 @@ from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.jobs import JobQueue
 from app.core.metrics import ApiMetrics
+from app.core.principal_assertions import AssertionVerifier
 from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from app.core.settings import Settings
 
@@ -24,6 +25,7 @@ class Runtime:
     redis: Redis | None
     keyring: Keyring
     authenticator: ApiKeyAuthenticator
+    assertion_verifier: AssertionVerifier
     rate_limiter: RateLimiter
     metrics: ApiMetrics
     jobs: JobQueue
@@ -47,6 +49,7 @@ class Runtime:
             authenticator=ApiKeyAuthenticator(
                 sessionmaker, ttl_s=settings.api_key_cache_ttl_s, redis=redis
             ),
+            assertion_verifier=AssertionVerifier(),
             rate_limiter=rate_limiter,
             metrics=ApiMetrics(),
             jobs=JobQueue(settings.broker_url),

@@ -25,10 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api_keys import repository
 from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.db import utcnow
+from app.core.principal_assertions import (
+    Algorithm,
+    AssertionMode,
+    VerifyingKey,
+    load_public_key,
+)
+from app.models import ApiKeyAssertionKey
 
 log = logging.getLogger(__name__)
 
-REVOCATION_CHANNEL = "botmarket:api-key-revoked"
+# Revocations and assertion-key changes: every process forgets the key at once.
+CHANGE_CHANNEL = "botmarket:api-key-changed"
 # The longest the listener reads before it looks whether it should stop.
 _LISTEN_POLL_S = 1.0
 _MAX_TOKEN_LENGTH = 128
@@ -46,6 +54,13 @@ class Caller:
     api_key_id: str
     scope: Scope
     owner_user_id: str | None
+    prefix: str
+    assertion_mode: AssertionMode = AssertionMode.off
+    assertion_keys: tuple[VerifyingKey, ...] = ()
+
+
+def verifying_key(row: ApiKeyAssertionKey) -> VerifyingKey:
+    return load_public_key(row.id, Algorithm(row.algorithm), row.public_key)
 
 
 class ApiKeyAuthenticator:
@@ -85,12 +100,24 @@ class ApiKeyAuthenticator:
     async def _load(self, digest: str) -> Caller | None:
         async with self._sessionmaker() as session:
             row = await repository.get_by_digest(session, digest)
-        if row is None or row.revoked_at is not None or not digests_match(row.key_digest, digest):
-            return None
-        return Caller(api_key_id=row.id, scope=Scope(row.scope), owner_user_id=row.owner_user_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if not digests_match(row.key_digest, digest):
+                return None
+            assertion_rows = await repository.assertion_keys(session, [row.id])
+        return Caller(
+            api_key_id=row.id,
+            scope=Scope(row.scope),
+            owner_user_id=row.owner_user_id,
+            prefix=row.prefix,
+            assertion_mode=AssertionMode(row.assertion_mode),
+            assertion_keys=tuple(verifying_key(r) for r in assertion_rows.get(row.id, [])),
+        )
 
-    def revoked(self, session: AsyncSession, digest: str) -> None:
-        """Once `session` commits the revocation, forget the key here and tell the others."""
+    def changed(self, session: AsyncSession, digest: str) -> None:
+        """Once `session` commits a revocation or a change of the key's assertion keys or
+        mode, forget the key here and tell the other processes (a rotated-out assertion key
+        must stop vouching as soon as a revocation would)."""
         event.listen(
             session.sync_session, "after_commit", lambda _: self._forget(digest), once=True
         )
@@ -108,15 +135,15 @@ class ApiKeyAuthenticator:
     async def _publish(self, digest: str) -> None:
         assert self._redis is not None
         try:
-            await self._redis.publish(REVOCATION_CHANNEL, digest)
+            await self._redis.publish(CHANGE_CHANNEL, digest)
         except Exception:  # the other processes' cache TTL still bounds the delay
-            log.warning("could not publish a revocation", exc_info=True)
+            log.warning("could not publish an api key change", exc_info=True)
 
     def stop(self) -> None:
         self._stopping.set()
 
-    async def listen_for_revocations(self, retry_s: float = 1.0) -> None:
-        """Evict keys other processes revoke, until stop(). A lost Redis connection (a
+    async def listen_for_changes(self, retry_s: float = 1.0) -> None:
+        """Evict keys other processes revoke or change, until stop(). A lost Redis connection (a
         restart, a failover) is retried, never the end of listening.
 
         Stopped by a flag, not only by cancellation: redis-py's PubSub.subscribe can swallow a
@@ -129,13 +156,15 @@ class ApiKeyAuthenticator:
             try:
                 await self._listen(self._redis)
             except RedisError as exc:
-                log.warning("revocation listener lost redis; retrying", extra={"error": str(exc)})
+                log.warning(
+                    "api key change listener lost redis; retrying", extra={"error": str(exc)}
+                )
                 await asyncio.sleep(retry_s)
 
     async def _listen(self, redis: Redis) -> None:
         pubsub = redis.pubsub()
         try:
-            await pubsub.subscribe(REVOCATION_CHANNEL)
+            await pubsub.subscribe(CHANGE_CHANNEL)
             # What was published while nobody here listened is lost: forget every cached key.
             self._cache.clear()
             while not self._stopping.is_set():

@@ -37,6 +37,10 @@ class Unauthenticated(AppError):
     code = "UNAUTHENTICATED"
 
 
+class InvalidPrincipalAssertion(Unauthenticated):
+    code = "INVALID_PRINCIPAL_ASSERTION"
+
+
 class Forbidden(AppError):
     status_code = 403
     code = "FORBIDDEN"

@@ -26,9 +26,11 @@ from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api_keys.assertions import check_principal_assertion
+from app.api_keys.authenticator import Scope as KeyScope
 from app.audit import WRITE_METHODS
 from app.core.db import utcnow
-from app.core.errors import error_response
+from app.core.errors import InvalidPrincipalAssertion, error_response
 from app.idempotency import repository, service
 from app.models import IdempotencyRecord
 from app.runtime import Runtime
@@ -86,6 +88,14 @@ class IdempotencyMiddleware:
             # Nothing to scope the key to; the route answers 401 and changes nothing.
             await self.app(scope, receive, send)
             return
+        if caller.scope is KeyScope.marketplace and "x-principal-id" in headers:
+            try:
+                check_principal_assertion(runtime.assertion_verifier, caller, scope)
+            except InvalidPrincipalAssertion:
+                # Neither claimed nor replayed: a forged copy must not hold the key against the
+                # genuine ones, nor read their answer. The route answers 401 and audits it.
+                await self.app(scope, receive, send)
+                return
         fingerprint = request_fingerprint(scope, scope.get("botmarket.body", b""))
         record_id = await self._claim_or_replay(
             runtime, caller.api_key_id, key, fingerprint, scope, receive, send

@@ -13,10 +13,11 @@ from app.models.trading import (
     Position,
     Trade,
 )
-from app.models.users import ApiKey, User
+from app.models.users import ApiKey, ApiKeyAssertionKey, User
 
 __all__ = [
     "ApiKey",
+    "ApiKeyAssertionKey",
     "AuditLog",
     "Base",
     "Bot",

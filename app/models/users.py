@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.dialects.mysql import VARBINARY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import UTCDateTime, case_sensitive_string
@@ -37,3 +38,23 @@ class ApiKey(IdMixin, CreatedMixin, Base):
     )
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # off | optional | required: whether renter requests must carry the canister's signed
+    # principal assertion (see app/core/principal_assertions.py).
+    assertion_mode: Mapped[str] = mapped_column(String(16), server_default="off")
+
+
+class ApiKeyAssertionKey(IdMixin, CreatedMixin, Base):
+    """A public key whose signatures prove the principal a marketplace key acts for.
+
+    A key may hold several so the canister's signing key can be rotated without downtime.
+    """
+
+    __tablename__ = "api_key_assertion_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "public_key"),)
+
+    api_key_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("api_keys.id", ondelete="CASCADE")
+    )
+    algorithm: Mapped[str] = mapped_column(String(16))  # ed25519 | secp256k1
+    # Raw bytes, so equality is binary on every backend (MariaDB's default collation is not).
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(33).with_variant(VARBINARY(33), "mysql"))

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from app.api_keys.authenticator import REVOCATION_CHANNEL, Scope
+from app.api_keys.authenticator import CHANGE_CHANNEL, Scope
 from app.core.api_keys import digest_api_key
 from app.models import ApiKey, AuditLog, Position, Trade
 from tests.conftest import MARIADB_HOST, MARIADB_PORT, fresh_mariadb_database, make_key
@@ -350,7 +350,7 @@ async def test_the_api_hears_revocations_again_after_a_redis_restart(
         client = Redis.from_url(redis.url)
 
         async def listening() -> bool:
-            numsub = await asyncio.to_thread(client.pubsub_numsub, REVOCATION_CHANNEL)
+            numsub = await asyncio.to_thread(client.pubsub_numsub, CHANGE_CHANNEL)
             return bool(numsub[0][1])
 
         await wait_for(listening, within=20)
@@ -367,6 +367,6 @@ async def test_the_api_hears_revocations_again_after_a_redis_restart(
             assert key is not None
             key.revoked_at = datetime.now(UTC)
             await session.commit()
-        await asyncio.to_thread(client.publish, REVOCATION_CHANNEL, digest)
+        await asyncio.to_thread(client.publish, CHANGE_CHANNEL, digest)
         await asyncio.sleep(0.5)
         assert await status() == 401  # evicted at once, not when the TTL ran out
