@@ -20,7 +20,7 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.filters import OrderTooSmall
 from app.integrations.binance.governor import InProcessGovernor
-from app.models import Position, Subscription, Trade
+from app.models import Decision, Position, Subscription, Trade
 from app.trading.execution import Executor, OrderIntent
 from app.trading.fills import Side, buy_quantity, paper_fill
 from app.trading.flows import TradingFlows
@@ -172,6 +172,8 @@ async def test_orders_of_a_decision_whose_execute_jobs_were_lost_are_placed(
         await flow.decide(version_id, "BTCUSDT", "1h", clock.now)
     assert await rows(app, Trade) == []
     # Its execute jobs may still be on their way for a lease; after that, they are lost.
+    (made,) = await rows(app, Decision)
+    clock.now = made.created_at
     assert (await flow.reconcile(clock.now)).orders_recovered == 0
     clock.advance(settings.order_lease_s + 1)
     assert (await flow.reconcile(clock.now)).orders_recovered == 3
