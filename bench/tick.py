@@ -53,6 +53,7 @@ import httpx  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from app.bots.strategy import Strategy  # noqa: E402
 from app.cli import migrate  # noqa: E402
@@ -454,7 +455,11 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
             last_change, seen = clock, (-1, -1)
             while True:
                 time.sleep(0.5)
-                now = asyncio.run(progress(database_url))
+                try:
+                    now = asyncio.run(progress(database_url))
+                except OperationalError as exc:  # e.g. MariaDB's max_connections reached
+                    print(f"  progress poll failed: {exc.orig}", file=sys.stderr)
+                    continue
                 if now != seen:
                     seen, last_change = now, time.monotonic()
                     print(
@@ -560,7 +565,14 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=8, help="prefork children per worker")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=5,
+        # Each child holds up to EXECUTE_CONCURRENCY + 1 database connections: 2 x 5 x 11
+        # stays under MariaDB's default max_connections (151); 2 x 8 did not.
+        help="prefork children per worker",
+    )
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
     parser.add_argument("--stall-s", type=float, default=120.0)
