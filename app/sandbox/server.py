@@ -61,6 +61,8 @@ class SandboxState:
     faults: Faults = field(default_factory=Faults)
     usage: dict[str, _IpUsage] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
+    # Request weight granted, per endpoint: what a benchmark charges against the budget.
+    weight: Counter[str] = field(default_factory=Counter)
 
 
 Handler = Callable[[Request, dict[str, str], Account | None], Awaitable[Any]]
@@ -105,13 +107,17 @@ class Sandbox:
     ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             state = self.state
-            state.requests[f"{request.method} {request.url.path}"] += 1
+            endpoint = f"{request.method} {request.url.path}"
+            state.requests[endpoint] += 1
             if state.faults.latency_ms:
                 await asyncio.sleep(state.faults.latency_ms / 1000)
             body = (await request.body()).decode()
             query = request.url.query
             params = dict(parse_qsl(query)) | dict(parse_qsl(body))
-            refused = self._spend_weight(request, weight(params))
+            cost = weight(params)
+            refused = self._spend_weight(request, cost)
+            if refused is None:
+                state.weight[endpoint] += cost
             headers = {"X-MBX-USED-WEIGHT-1M": str(self._used(request))}
             if refused is not None:
                 return refused
@@ -359,7 +365,9 @@ class Sandbox:
         return JSONResponse(account.orders)
 
     async def stats(self, _request: Request) -> Response:
-        return JSONResponse({"requests": dict(self.state.requests)})
+        return JSONResponse(
+            {"requests": dict(self.state.requests), "weight": dict(self.state.weight)}
+        )
 
 
 def _money(value: Decimal) -> str:

@@ -95,10 +95,13 @@ class Executor:
         self._settings = settings
         self._clock = clock
 
-    async def execute(self, intent: OrderIntent) -> Trade:
+    async def execute(self, intent: OrderIntent, price: Decimal | None = None) -> Trade:
+        """`price`: the symbol's price as the caller read it for a whole batch of renters
+        (one ticker read per symbol and job, not one per renter: Binance weight is per IP);
+        None reads it here."""
         trade, fence = await self._claim(intent)
         if fence is not None:
-            return await self._attempt(trade, fence)
+            return await self._attempt(trade, fence, price)
         if trade.status not in FINAL_STATUSES:
             raise AttemptInFlight(f"order {trade.client_order_id} is being placed elsewhere")
         return trade
@@ -170,11 +173,11 @@ class Executor:
                 self._audit(session, existing, "order.reconcile")
             return existing, fence
 
-    async def _attempt(self, trade: Trade, fence: int) -> Trade:
+    async def _attempt(self, trade: Trade, fence: int, price: Decimal | None = None) -> Trade:
         try:
             if trade.mode == "paper":
-                return await self._paper(trade, fence)
-            return await self._on_exchange(trade, fence)
+                return await self._paper(trade, fence, price)
+            return await self._on_exchange(trade, fence, price)
         except AttemptLost:
             log.warning("order attempt taken over by another worker", extra=self._ids(trade))
             return await self._reload(trade)
@@ -186,9 +189,10 @@ class Executor:
         except ExchangeError as exc:
             return await self._finish(trade, fence, "rejected", str(exc))
 
-    async def _paper(self, trade: Trade, fence: int) -> Trade:
+    async def _paper(self, trade: Trade, fence: int, price: Decimal | None) -> Trade:
         rules = await self._clients.rules(trade.symbol)
-        price = await (await self._clients.public()).price(trade.symbol)
+        if price is None:
+            price = await (await self._clients.public()).price(trade.symbol)
         async with session_scope(self._sessionmaker) as session:
             position = await self._commit_to_send(session, trade, fence)
             quantity = await self._size(session, trade, position, rules, price)
@@ -198,7 +202,7 @@ class Executor:
             row = await self._record_fill(session, trade, fence, position, fill, rules)
         return self._filled(row)
 
-    async def _on_exchange(self, trade: Trade, fence: int) -> Trade:
+    async def _on_exchange(self, trade: Trade, fence: int, price: Decimal | None) -> Trade:
         rules = await self._clients.rules(trade.symbol)
         client = await self._client_for(trade)
         if trade.fence > 1:
@@ -207,12 +211,12 @@ class Executor:
             if found is not None:
                 log.info("reconciled an order the exchange had", extra=self._ids(trade))
                 return await self._complete(trade, fence, await self._binance_fill(client, found))
-        price = await client.price(trade.symbol)
+        quote_price = price if price is not None else await client.price(trade.symbol)
 
         async def size() -> Decimal:
             async with session_scope(self._sessionmaker) as session:
                 position = await self._commit_to_send(session, trade, fence)
-                quantity = await self._size(session, trade, position, rules, price)
+                quantity = await self._size(session, trade, position, rules, quote_price)
                 await repository.fenced_update(
                     session, trade.id, fence, requested_quantity=quantity
                 )

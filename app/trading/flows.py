@@ -193,7 +193,7 @@ class TradingFlows:
             if verdict.pause_subscription:
                 await self._pause(sub_id, verdict.reason)
             return await self._executor.refuse(intent, f"risk: {verdict.reason}")
-        return await self._executor.execute(intent)
+        return await self._executor.execute(intent, price)
 
     async def _pause(self, sub_id: str, reason: str) -> None:
         async with session_scope(self._sessionmaker) as session:
@@ -234,7 +234,7 @@ class TradingFlows:
             return None
         # One protective exit per entry cycle: the key changes only after a new buy fills.
         intent = OrderIntent(sub.id, Side.SELL, f"exit-{entries}", None, reason)
-        return await self._executor.execute(intent)
+        return await self._executor.execute(intent, price)
 
     async def expire(self, now: datetime) -> list[str]:
         """Subscriptions past ends_at stop trading. Where the bot closes its position on

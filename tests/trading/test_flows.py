@@ -17,6 +17,7 @@ from app.performance.service import max_drawdown_pct, sharpe
 from app.trading.execution import AttemptInFlight
 from app.trading.flows import TradingFlows
 from tests.fakes import RunningFakes
+from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import NOW, Queue, count, decision, make_bot, subscribe, trade_of
 
 
@@ -65,6 +66,26 @@ async def test_dispatch_decide_execute(
     for sub in [*subs, other]:
         assert await count(app, Trade, subscription_id=sub, status="filled") == 1
     assert llm_fakes.openai.requests == 2  # one vote per decision, not per renter
+
+
+async def test_a_chunk_reads_the_price_once_for_all_its_renters(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flows,
+    developer_key: str,
+    marketplace_key: str,
+    sandbox: SandboxServer,
+) -> None:
+    # Binance weight is per IP and shared by every renter: a ticker read per renter made
+    # the weight of a tick grow with renters (issue 10); one read per chunk does not.
+    flow, _ = flows
+    bot = await make_bot(client, developer_key)
+    subs = [await subscribe(client, marketplace_key, bot) for _ in range(3)]
+    buy = await decision(app, subs[0], "BUY")
+    before = sandbox.requests().get("GET /api/v3/ticker/price", 0)
+    trades = await flow.execute(buy, subs)
+    assert [t.status for t in trades if t is not None] == ["filled"] * 3
+    assert sandbox.requests().get("GET /api/v3/ticker/price", 0) - before == 1
 
 
 async def test_two_dispatchers_at_once_make_one_decision_per_key(
