@@ -2,7 +2,8 @@
 
 Migrates, seeds the demo on first start, then runs the sandbox exchange (unless
 BINANCE_API_URL points elsewhere), the API, and a Celery worker with embedded beat as child
-processes. Ctrl-C stops them all; if one dies, the others are stopped and the exit says which.
+processes. Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped and the exit
+says which.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def _banner(settings: Settings, seed: DemoSeed | None) -> str:
 def run(settings: Settings) -> int:
     from app.cli import migrate
 
+    # SIGTERM (a service manager, `timeout`, `docker stop`) stops the children exactly as
+    # Ctrl-C does; by default it would end this process alone and leave them trading.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     migrate()
     # On the sandbox the price is known before it starts: its market is a function of time.
     on_sandbox = not settings.binance_api_url

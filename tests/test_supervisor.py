@@ -1,0 +1,82 @@
+"""`botmarket run` stops every child on SIGTERM (a service manager, `timeout`, docker stop)
+exactly as on Ctrl-C: no sandbox, API or worker left behind to keep trading."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.sandbox_server import SandboxServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:  # the process ended while we looked
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.add(int(status.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_every_child(sandbox: SandboxServer, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'botmarket.db'}",
+        "BINANCE_API_URL": sandbox.url,  # no sandbox child: the test's own serves
+        "API_PORT": str(port),
+        "WORKER_METRICS_PORT": "0",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert run.poll() is None, "botmarket run exited on its own"
+            assert time.monotonic() < deadline, "the API did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        children = children_of(run.pid)
+        assert len(children) == 2  # the API and the worker
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if alive(pid)], "children outlived botmarket run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
+            os.killpg(run.pid, signal.SIGKILL)
