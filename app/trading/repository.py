@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
@@ -35,6 +35,11 @@ async def position_for_update(session: AsyncSession, sub: Subscription) -> Posit
 UNRESOLVED = ("pending", "unknown")
 
 
+def _lease_over(now: datetime) -> ColumnElement[bool]:
+    """Nobody holds the attempt any more (rows from before leases have none)."""
+    return or_(Trade.lease_until.is_(None), Trade.lease_until < now)
+
+
 async def take_over(
     session: AsyncSession, trade_id: str, now: datetime, lease_until: datetime
 ) -> int | None:
@@ -45,7 +50,7 @@ async def take_over(
         .where(
             Trade.id == trade_id,
             Trade.status.in_(UNRESOLVED),
-            or_(Trade.lease_until.is_(None), Trade.lease_until < now),
+            _lease_over(now),
         )
         .values(fence=Trade.fence + 1, lease_until=lease_until)
     )
@@ -92,10 +97,7 @@ async def reserved_by_others(session: AsyncSession, trade: Trade) -> Decimal:
 async def expired_leases(session: AsyncSession, now: datetime, limit: int) -> list[str]:
     rows = await session.scalars(
         select(Trade.id)
-        .where(
-            Trade.status.in_(UNRESOLVED),
-            or_(Trade.lease_until.is_(None), Trade.lease_until < now),
-        )
+        .where(Trade.status.in_(UNRESOLVED), _lease_over(now))
         .order_by(Trade.lease_until)
         .limit(limit)
     )
