@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.models import Decision, LlmVote, PerformanceLog, Subscription, Trade
+from app.track_records import repository
 from tests.api.test_contract import assert_error, create_bot, subscribe
 from tests.helpers import fake_binance_key, headers, new_principal
 
@@ -264,6 +265,19 @@ async def test_every_scope_reads_the_same_bytes(
         assert response.status_code == 200, response.text
         bodies.add(response.content)
     assert len(bodies) == 1
+
+
+async def test_equity_streamed_in_small_batches_gives_the_same_record(
+    client: httpx.AsyncClient,
+    marketplace_key: str,
+    scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"/api/v1/bots/{scenario.bot['id']}/track-record"
+    whole = (await client.get(url, headers=headers(marketplace_key))).content
+    # One row per batch: every subscription's path crosses batch boundaries.
+    monkeypatch.setattr(repository, "_EQUITY_BATCH", 1)
+    assert (await client.get(url, headers=headers(marketplace_key))).content == whole
 
 
 async def test_a_bot_without_renters_or_decisions(
