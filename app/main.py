@@ -28,6 +28,7 @@ from app.idempotency.middleware import IdempotencyMiddleware
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
+from app.track_records.router import router as track_records_router
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         credentials_router,
         subscriptions_router,
         principals_router,
+        track_records_router,
     ):
         app.include_router(router)
 

@@ -1,0 +1,1 @@
+"""A bot's public track record: its renters' results per mode, aggregated so no renter shows."""
