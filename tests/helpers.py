@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
 
 from app.core.principals import encode_principal
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def new_principal() -> str:
@@ -46,3 +58,43 @@ class Clock:
     @classmethod
     def real(cls) -> Clock:
         return cls(datetime.now(UTC))
+
+
+@contextlib.contextmanager
+def api_process(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
+    """`botmarket serve` (uvicorn) as a process of its own on a free loopback port, configured
+    by `env` alone; yields its base URL once /health/ready answers, and stops it afterwards."""
+    from tests.sandbox_server import free_port
+
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            # Its own working directory: a development default (./var) never lands in the repo.
+            cwd=log_path.parent,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not _ready(url):
+                assert process.poll() is None, f"the API exited: {log_path.read_text()}"
+                assert time.monotonic() < deadline, f"the API did not start: {log_path.read_text()}"
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
