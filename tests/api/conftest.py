@@ -17,6 +17,9 @@ from app.main import create_app
 from tests.conftest import REDIS_URL, fresh_mariadb_database, require_service
 from tests.helpers import api_process
 
+# The execution tests' executor (and its clock) places paper trades for the API tests' renters.
+from tests.trading.test_execution import clock, executor  # noqa: F401
+
 
 @pytest.fixture
 async def second_process(settings: Settings, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
