@@ -61,31 +61,38 @@ class Clock:
 
 
 @contextlib.contextmanager
-def api_process(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """`botmarket serve` (uvicorn) as a process of its own on a free loopback port, configured
-    by `env` alone; yields its base URL once /health/ready answers, and stops it afterwards."""
+def api_processes(env: Mapping[str, str], directory: Path, count: int) -> Iterator[list[str]]:
+    """`count` API processes (`botmarket serve`, uvicorn) started together, each on a free
+    loopback port and configured by `env` alone; yields their base URLs once every
+    /health/ready answers, and stops them afterwards. Each logs to api-N.log in `directory`,
+    their working directory: a development default (./var) never lands in the repo."""
     from tests.sandbox_server import free_port
 
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            # Its own working directory: a development default (./var) never lands in the repo.
-            cwd=log_path.parent,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
+    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    try:
+        for number in range(1, count + 1):
+            port, log_path = free_port(), directory / f"api-{number}.log"
+            serve = ("serve", "--host", "127.0.0.1", "--port", str(port))
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "app.cli", *serve],
+                    cwd=directory,
+                    env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            started.append((process, f"http://127.0.0.1:{port}", log_path))
+        deadline = time.monotonic() + 60
+        for process, url, log_path in started:
             while not _ready(url):
                 assert process.poll() is None, f"the API exited: {log_path.read_text()}"
                 assert time.monotonic() < deadline, f"the API did not start: {log_path.read_text()}"
                 time.sleep(0.2)
-            yield url
-        finally:
+        yield [url for _, url, _ in started]
+    finally:
+        for process, _, _ in started:
             process.send_signal(signal.SIGTERM)
+        for process, _, _ in started:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ from app.cli import migrate
 from app.core.settings import Settings
 from app.main import create_app
 from tests.conftest import REDIS_URL, fresh_mariadb_database, require_service
-from tests.helpers import api_process
+from tests.helpers import api_processes
 
 # The execution tests' executor (and its clock) places paper trades for the API tests' renters.
 from tests.trading.test_execution import clock, executor  # noqa: F401
@@ -47,7 +46,7 @@ def api_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiReplic
     """
     require_service("Redis", "127.0.0.1", 6379)
     directory = tmp_path_factory.mktemp("replicas")
-    with fresh_mariadb_database() as database_url, contextlib.ExitStack() as stack:
+    with fresh_mariadb_database() as database_url:
         migrate(database_url)
         env = {
             "DATABASE_URL": database_url,
@@ -57,8 +56,5 @@ def api_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiReplic
             # Jobs go to a broker of the module's own that no worker reads.
             "CELERY_BROKER_URL": f"sqla+sqlite:///{directory / 'broker.sqlite'}",
         }
-        urls = []
-        for name in ("api-1", "api-2"):
-            (directory / name).mkdir()
-            urls.append(stack.enter_context(api_process(env, directory / name / "api.log")))
-        yield ApiReplicas(Settings(database_url=database_url, redis_url=REDIS_URL), tuple(urls))
+        with api_processes(env, directory, 2) as urls:
+            yield ApiReplicas(Settings(database_url=database_url, redis_url=REDIS_URL), tuple(urls))
