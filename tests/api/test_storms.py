@@ -255,12 +255,14 @@ async def rows(database_url: str) -> Counter[str]:
 def changes(before: Counter[str], after: Counter[str]) -> dict[str, int]:
     return {
         name: after[name] - before[name]
-        for name in sorted(before.keys() | after.keys())
+        for name in before.keys() | after.keys()
         if after[name] != before[name]
     }
 
 
-async def send(callers: Callers, storm: Storm, body: dict, idempotency_key: str, copies: int):
+async def send(
+    callers: Callers, storm: Storm, body: dict, idempotency_key: str, copies: int
+) -> list[httpx.Response]:
     """`copies` identical requests at once, alternating between the API processes."""
     request_headers = {**storm.request_headers, "Idempotency-Key": idempotency_key}
     clients = itertools.islice(itertools.cycle(callers.clients), copies)
@@ -294,4 +296,5 @@ async def test_a_replica_storm_has_one_effect_and_one_answer(
     reused = await send(callers, storm, storm.other_body, "outcall-1", len(callers.clients))
     for response in reused:
         assert_error(response, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert len({r.content for r in reused}) == 1
     assert changes(after, await rows(database_url)) == {}
