@@ -79,6 +79,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "PATCH /api/v1/bots/{bot_id}": Endpoint(OWNER, {"description": "matrix"}),
     "POST /api/v1/bots/{bot_id}/registrations": Endpoint(OWNER, {"price": "1"}),
     "GET /api/v1/registrations": Endpoint(ANY_KEY),
+    "GET /api/v1/bots/{bot_id}/track-record": Endpoint(ANY_KEY),
     "PUT /api/v1/credentials/{exchange}": Endpoint(
         RENTER, {"api_key": "L" * 64, "api_secret": "S" * 64, "testnet": False}, 201
     ),
