@@ -82,7 +82,7 @@ def _candle_open(timeframe: str, now: datetime) -> datetime:
     return datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
 
 
-def _history_needed(strategy: Strategy) -> int:
+def history_needed(strategy: Strategy) -> int:
     periods = [i.period for i in strategy.indicators.values() if i.period]
     return min(1000, max([MIN_CANDLES, *(3 * p for p in periods)]))
 
@@ -187,7 +187,7 @@ class DecisionMaker:
             candles = await self._market.closed_candles(
                 key.symbol,
                 key.timeframe,
-                _history_needed(strategy),
+                history_needed(strategy),
                 now=key.candle + timedelta(milliseconds=interval_ms(key.timeframe)),
             )
             indicators = indicator_score(candles, strategy.indicators)
