@@ -10,35 +10,66 @@ length periods a year (8760 for 1h, 365 for 1d); the risk-free rate is 0.
 
 from __future__ import annotations
 
+import itertools
+import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.trading.market_data import interval_ms
+
+MONEY_PLACES = Decimal("0.00000001")
+RATIO_PLACES = Decimal("0.00000001")
+STAT_DIGITS = 6
+_YEAR_MS = 365 * 24 * 3600 * 1000
+
 
 def periods_per_year(timeframe: str) -> int:
-    raise NotImplementedError
+    return _YEAR_MS // interval_ms(timeframe)
+
+
+def ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
+    """An exact fraction to RATIO_PLACES; 0 over nothing."""
+    return (numerator / denominator).quantize(RATIO_PLACES) if denominator else Decimal(0)
 
 
 def period_returns(equity: Sequence[Decimal]) -> list[float]:
     """Simple returns between consecutive equity points."""
-    raise NotImplementedError
+    # Float from here on: the ratio statistics are sample estimates, not money.
+    return [float(b / a - 1) for a, b in itertools.pairwise(equity)]
 
 
 def sharpe(returns: Sequence[float], periods: int) -> float | None:
     """mean / sample standard deviation * sqrt(periods); None when undefined (no variance)."""
-    raise NotImplementedError
+    if len(returns) < 2:
+        return None
+    deviation = statistics.stdev(returns)
+    if deviation == 0:
+        return None
+    return statistics.fmean(returns) / deviation * math.sqrt(periods)
 
 
 def sortino(returns: Sequence[float], periods: int) -> float | None:
     """mean / downside deviation * sqrt(periods), the downside deviation being the root mean
     square of the negative returns over all periods (target 0); None when undefined."""
-    raise NotImplementedError
+    if len(returns) < 2:
+        return None
+    downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+    if downside == 0:
+        return None
+    return statistics.fmean(returns) / downside * math.sqrt(periods)
 
 
 def max_drawdown(equity: Sequence[Decimal]) -> Decimal:
     """The largest fall from a running peak, as a fraction of that peak (0 to 1)."""
-    raise NotImplementedError
+    peak, worst = Decimal(0), Decimal(0)
+    for point in equity:
+        peak = max(peak, point)
+        if peak > 0:
+            worst = max(worst, (peak - point) / peak)
+    return worst.quantize(RATIO_PLACES)
 
 
 @dataclass(frozen=True)
@@ -56,6 +87,37 @@ class Inputs:
     candles: int
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, STAT_DIGITS)
+
+
 def summary(inputs: Inputs) -> dict[str, Any]:
     """The metrics of the result, JSON-ready: decimals as strings, ratios rounded."""
-    raise NotImplementedError
+    periods = periods_per_year(inputs.timeframe)
+    returns = period_returns(inputs.equity)
+    wins = [p for p in inputs.closed_pnls if p > 0]
+    losses = [p for p in inputs.closed_pnls if p < 0]
+    gross_win, gross_loss = sum(wins, Decimal(0)), -sum(losses, Decimal(0))
+    final = inputs.equity[-1] if inputs.equity else inputs.capital
+    return {
+        "final_equity": str(final.quantize(MONEY_PLACES)),
+        "total_return": str(ratio(final - inputs.capital, inputs.capital)),
+        # The asset's price change over the window, first open to last close, without fees.
+        "buy_and_hold_return": str(ratio(inputs.last_close - inputs.first_open, inputs.first_open)),
+        "max_drawdown": str(max_drawdown(inputs.equity)),
+        "sharpe": _rounded(sharpe(returns, periods)),
+        "sortino": _rounded(sortino(returns, periods)),
+        "annualisation": {
+            "periods_per_year": periods,
+            "basis": f"{inputs.timeframe} returns of the equity at each close, 365 days a year",
+            "risk_free_rate": "0",
+        },
+        "win_rate": str(ratio(Decimal(len(wins)), Decimal(len(inputs.closed_pnls)))),
+        # None when nothing was lost: the ratio is unbounded.
+        "profit_factor": str(ratio(gross_win, gross_loss)) if gross_loss else None,
+        "trades": inputs.trades,
+        "closed_trades": len(inputs.closed_pnls),
+        "exposure": str(ratio(Decimal(inputs.candles_in_position), Decimal(inputs.candles))),
+        "fees_quote": str(inputs.fees_quote.quantize(MONEY_PLACES)),
+        "llm_cost_usd": str(inputs.llm_cost_usd),
+    }

@@ -111,5 +111,8 @@ def apply_fill(position: Holding, side: Side, fill: Fill, rules: SymbolRules) ->
     position.quote_balance += proceeds
     if position.quantity == 0:
         position.average_cost = Decimal(0)
+    if rules.is_dust(position.quantity, fill.price):
+        # The holding is over; what a lot-sized sale leaves behind must not carry this
+        # cycle's peak into the next entry's trailing stop.
         position.peak_price = None
     return realized
