@@ -198,3 +198,17 @@ async def test_a_window_without_its_warm_up_is_refused() -> None:
     candles = market_candles(replay)
     with pytest.raises(ValueError, match="candles are needed before the start"):
         ReplayState.initial(replay, candles[1:])
+
+
+async def test_a_drawdown_breach_stops_the_replayed_subscription_as_live_pauses_it() -> None:
+    # A round trip costs its fees and slippage: far more than a drawdown limit of 0.01%.
+    replay = spec(scripted_strategy(max_drawdown_pct="0.01"), candles=12)
+    every_hour = {START + n * HOUR: [Action.BUY, Action.SELL][n % 2] for n in range(12)}
+    state = await run(replay, market_candles(replay), Scripted(every_hour))
+    assert [t["side"] for t in filled(state)] == ["BUY", "SELL"]
+    refused = state.decisions[2]
+    assert refused["outcome"] == "refused"
+    assert state.trades[refused["trade"]]["reason"].startswith("risk: max drawdown of 0.01%")
+    assert state.paused is not None and state.paused.startswith("max drawdown of 0.01%")
+    later = {d["outcome"] for d in state.decisions[3:-1]}
+    assert later == {f"not sent: the subscription is paused ({state.paused})"}
