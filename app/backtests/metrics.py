@@ -30,6 +30,11 @@ def periods_per_year(timeframe: str) -> int:
     return _YEAR_MS // interval_ms(timeframe)
 
 
+def text(value: Decimal) -> str:
+    """A decimal as JSON carries it: fixed-point, never "0E-8"."""
+    return format(value, "f")
+
+
 def ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     """An exact fraction to RATIO_PLACES; 0 over nothing."""
     return (numerator / denominator).quantize(RATIO_PLACES) if denominator else Decimal(0)
@@ -99,12 +104,13 @@ def summary(inputs: Inputs) -> dict[str, Any]:
     losses = [p for p in inputs.closed_pnls if p < 0]
     gross_win, gross_loss = sum(wins, Decimal(0)), -sum(losses, Decimal(0))
     final = inputs.equity[-1] if inputs.equity else inputs.capital
+    price_change = inputs.last_close - inputs.first_open
     return {
-        "final_equity": str(final.quantize(MONEY_PLACES)),
-        "total_return": str(ratio(final - inputs.capital, inputs.capital)),
+        "final_equity": text(final.quantize(MONEY_PLACES)),
+        "total_return": text(ratio(final - inputs.capital, inputs.capital)),
         # The asset's price change over the window, first open to last close, without fees.
-        "buy_and_hold_return": str(ratio(inputs.last_close - inputs.first_open, inputs.first_open)),
-        "max_drawdown": str(max_drawdown(inputs.equity)),
+        "buy_and_hold_return": text(ratio(price_change, inputs.first_open)),
+        "max_drawdown": text(max_drawdown(inputs.equity)),
         "sharpe": _rounded(sharpe(returns, periods)),
         "sortino": _rounded(sortino(returns, periods)),
         "annualisation": {
@@ -112,12 +118,12 @@ def summary(inputs: Inputs) -> dict[str, Any]:
             "basis": f"{inputs.timeframe} returns of the equity at each close, 365 days a year",
             "risk_free_rate": "0",
         },
-        "win_rate": str(ratio(Decimal(len(wins)), Decimal(len(inputs.closed_pnls)))),
+        "win_rate": text(ratio(Decimal(len(wins)), Decimal(len(inputs.closed_pnls)))),
         # None when nothing was lost: the ratio is unbounded.
-        "profit_factor": str(ratio(gross_win, gross_loss)) if gross_loss else None,
+        "profit_factor": text(ratio(gross_win, gross_loss)) if gross_loss else None,
         "trades": inputs.trades,
         "closed_trades": len(inputs.closed_pnls),
-        "exposure": str(ratio(Decimal(inputs.candles_in_position), Decimal(inputs.candles))),
-        "fees_quote": str(inputs.fees_quote.quantize(MONEY_PLACES)),
-        "llm_cost_usd": str(inputs.llm_cost_usd),
+        "exposure": text(ratio(Decimal(inputs.candles_in_position), Decimal(inputs.candles))),
+        "fees_quote": text(inputs.fees_quote.quantize(MONEY_PLACES)),
+        "llm_cost_usd": text(inputs.llm_cost_usd),
     }

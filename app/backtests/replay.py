@@ -438,11 +438,11 @@ def result(spec: ReplaySpec, candles: Sequence[Candle], state: ReplayState) -> d
         "complete": state.next_index >= end_index(spec, candles),
         "metrics": summary,
         "llm": {
-            "cost_usd": str(state.llm_cost_usd),
+            "cost_usd": metrics.text(state.llm_cost_usd),
             "decisions": decided,
             "by_source": dict(sorted(state.vote_sources.items())),
             # The share of decisions that had LLM votes, recorded or asked.
-            "coverage": str(
+            "coverage": metrics.text(
                 metrics.ratio(
                     Decimal(state.vote_sources["recorded"] + state.vote_sources["asked"]),
                     Decimal(decided),
