@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
+from app.backtests.router import router as backtests_router
 from app.bots.router import router as bots_router
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscriptions_router,
         principals_router,
         track_records_router,
+        backtests_router,
     ):
         app.include_router(router)
 
