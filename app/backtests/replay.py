@@ -9,7 +9,8 @@ Per candle i of the window, in this order:
      take-profit, the replay takes the stop (pessimistic, as nobody knows which came first);
   3. the equity is marked at candle i's close;
   4. the decision at candle i's close sees candles[:i+1] only (point in time), through the
-     last `history_needed` of them, exactly the window the live decision reads.
+     last `history_needed` of them, exactly the window the live decision reads, scored by the
+     live indicator_score's own function.
 
 The replayed subscription uses the bot version's risk defaults, a paper wallet of
 `quote_amount` and orders of `quote_amount`. Money is Decimal throughout; the state
@@ -36,7 +37,7 @@ from app.trading.candles import Candle
 from app.trading.decide import history_needed
 from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
 from app.trading.fills import Fill, Side, apply_fill, buy_quantity, paper_fill
-from app.trading.indicators import indicator_score
+from app.trading.indicators import Series, series_score
 from app.trading.market_data import interval_ms
 
 LlmMode = Literal["recorded", "indicators", "ask"]
@@ -192,20 +193,31 @@ async def advance(
 
     Returns the advanced state; `state` itself is left as it was, so a chunk that fails
     half-way leaves nothing half-done. `until_index` is capped at end_index()."""
-    replay = _Replay(spec, candles, ReplayState.from_json(state.to_json()))
-    for index in range(state.next_index, min(until_index, end_index(spec, candles))):
+    stop = min(until_index, end_index(spec, candles))
+    replay = _Replay(spec, candles, ReplayState.from_json(state.to_json()), state.next_index, stop)
+    for index in range(state.next_index, stop):
         await replay.candle(index, votes)
     return replay.state
 
 
 class _Replay:
-    def __init__(self, spec: ReplaySpec, candles: Sequence[Candle], state: ReplayState) -> None:
+    def __init__(
+        self,
+        spec: ReplaySpec,
+        candles: Sequence[Candle],
+        state: ReplayState,
+        first: int,
+        stop: int,
+    ) -> None:
         self.spec = spec
         self.candles = candles
         self.state = state
         self.limits = spec.strategy.risk
         self.history = history_needed(spec.strategy)
         self.step = timedelta(milliseconds=interval_ms(spec.timeframe))
+        # Every window this chunk reads, converted for TA-Lib once rather than per decision.
+        self.series_start = max(0, first + 1 - self.history)
+        self.series = Series.of(candles[self.series_start : stop])
 
     async def candle(self, index: int, votes: VoteSource) -> None:
         candle = self.candles[index]
@@ -293,9 +305,13 @@ class _Replay:
     async def _decide(self, index: int, votes: VoteSource) -> None:
         """The live decision's pipeline on the live decision's window of closed candles."""
         state, strategy = self.state, self.spec.strategy
-        window = self.candles[index + 1 - self.history : index + 1]
+        start, stop = index + 1 - self.history, index + 1
+        window = self.candles[start:stop]
         candle_open = self.candles[index].open_time
-        indicators = indicator_score(window, strategy.indicators)
+        indicators = series_score(
+            self.series.window(start - self.series_start, stop - self.series_start),
+            strategy.indicators,
+        )
         panel = await votes.votes(candle_open, indicators.snapshot, window)
         outcome = combine(indicators.score, panel.ballots, strategy.ensemble, panel.voters_asked)
         state.llm_cost_usd += panel.cost_usd
