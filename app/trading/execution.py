@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -95,10 +96,20 @@ class Executor:
         self._settings = settings
         self._clock = clock
 
-    async def execute(self, intent: OrderIntent, price: Decimal | None = None) -> Trade:
+    async def execute(
+        self,
+        intent: OrderIntent,
+        price: Decimal | None = None,
+        subscription: Subscription | None = None,
+    ) -> Trade:
         """`price`: the symbol's price as the caller read it for a whole batch of renters
         (one ticker read per symbol and job, not one per renter: Binance weight is per IP);
-        None reads it here."""
+        None reads it here. `subscription`: the intent's, when the caller has read it."""
+        sub = subscription or await self._subscription(intent.subscription_id)
+        if sub.mode == "paper":
+            done = await self._paper_at_once(sub, intent, price)
+            if done is not None:
+                return done
         trade, fence = await self._claim(intent)
         if fence is not None:
             return await self._attempt(trade, fence, price)
@@ -129,6 +140,70 @@ class Executor:
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._settings.order_lease_s)
 
+    async def _subscription(self, sub_id: str) -> Subscription:
+        async with self._sessionmaker() as session:
+            sub = await repository.subscription(session, sub_id)
+        if sub is None:
+            raise NotFound("subscription")
+        return sub
+
+    def _new_attempt(self, sub: Subscription, intent: OrderIntent) -> Trade:
+        """The first attempt at an intent, owned (fence 1) for a lease from now."""
+        return Trade(
+            subscription_id=sub.id,
+            decision_id=intent.decision_id,
+            client_order_id=client_order_id(sub.id, intent.intent_key),
+            mode=sub.mode,
+            symbol=sub.symbol,
+            side=intent.side.value,
+            status="pending",
+            fence=1,
+            lease_until=self._lease_end(self._clock()),
+            send_before=intent.send_before,
+            requested_quote=sub.quote_amount if intent.side is Side.BUY else None,
+            reason=intent.reason,
+        )
+
+    async def _paper_at_once(
+        self, sub: Subscription, intent: OrderIntent, price: Decimal | None
+    ) -> Trade | None:
+        """A paper order never leaves the process, so there is nothing to fence against: the
+        attempt, its fill (or refusal), the position and the audit rows commit together in
+        one transaction, or not at all. None when this intent has an attempt already (an
+        earlier run's, or a racing one's, or a new position raced into): the fenced path
+        resolves it."""
+        rules = await self._clients.rules(sub.symbol)
+        if price is None:
+            price = await (await self._clients.public()).price(sub.symbol)
+        trade = self._new_attempt(sub, intent)
+        try:
+            async with session_scope(self._sessionmaker) as session:
+                # The attempt first: its unique client order id stops a second one here (on
+                # MySQL it waits for a racing one's commit), and on SQLite this first write
+                # serialises the whole transaction with other writers.
+                session.add(trade)
+                await session.flush()
+                self._audit(session, trade, "order.attempt")
+                position = await self._position(session, sub.id, sub)
+                now = self._clock()
+                try:
+                    if trade.send_before is not None and trade.send_before <= now:
+                        raise OrderRefused(_stale(trade.send_before))
+                    quantity = await self._size(session, trade, position, rules, price)
+                except OrderRefused as exc:
+                    trade.status, trade.reason = "refused", _with_reason(trade.reason, str(exc))
+                else:
+                    fill = paper_fill(
+                        Side(trade.side), quantity, price, self._settings.paper_slippage, rules
+                    )
+                    trade.sent_at = now
+                    for column, value in _filled(position, trade, fill, rules).items():
+                        setattr(trade, column, value)
+                self._audit(session, trade, f"order.{trade.status}")
+        except IntegrityError:
+            return None
+        return self._resolved(trade)
+
     async def _claim(self, intent: OrderIntent) -> tuple[Trade, int | None]:
         """The attempt, and our fence when this call owns it."""
         order_id = client_order_id(intent.subscription_id, intent.intent_key)
@@ -139,20 +214,7 @@ class Executor:
                 raise NotFound("subscription")
             existing = await repository.trade_by_client_order_id(session, order_id)
             if existing is None:
-                trade = Trade(
-                    subscription_id=sub.id,
-                    decision_id=intent.decision_id,
-                    client_order_id=order_id,
-                    mode=sub.mode,
-                    symbol=sub.symbol,
-                    side=intent.side.value,
-                    status="pending",
-                    fence=1,
-                    lease_until=self._lease_end(now),
-                    send_before=intent.send_before,
-                    requested_quote=sub.quote_amount if intent.side is Side.BUY else None,
-                    reason=intent.reason,
-                )
+                trade = self._new_attempt(sub, intent)
                 try:
                     # Added inside the savepoint so that losing the race forgets the row.
                     async with session.begin_nested():
@@ -200,7 +262,7 @@ class Executor:
                 Side(trade.side), quantity, price, self._settings.paper_slippage, rules
             )
             row = await self._record_fill(session, trade, fence, position, fill, rules)
-        return self._filled(row)
+        return self._resolved(row)
 
     async def _on_exchange(self, trade: Trade, fence: int, price: Decimal | None) -> Trade:
         rules = await self._clients.rules(trade.symbol)
@@ -242,10 +304,7 @@ class Executor:
             assert row is not None
             if row.fence != fence or row.status in FINAL_STATUSES:
                 raise AttemptLost()
-            raise OrderRefused(
-                f"stale: this decision's orders had to be sent before {row.send_before}; "
-                "nothing was sent"
-            )
+            raise OrderRefused(_stale(row.send_before))
         return await self._position(session, trade.subscription_id)
 
     async def _size(
@@ -270,13 +329,16 @@ class Executor:
         except ExchangeError as exc:  # sizing refuses before the exchange has to
             raise OrderRefused(str(exc)) from exc
 
-    async def _position(self, session: AsyncSession, subscription_id: str) -> Position:
+    async def _position(
+        self, session: AsyncSession, subscription_id: str, sub: Subscription | None = None
+    ) -> Position:
         """The position row, locked until the transaction ends; a new subscription's is flat
-        and, in paper mode, holds a wallet of the reference capital."""
-        sub = await session.get(Subscription, subscription_id)
-        assert sub is not None
-        position = await repository.position_for_update(session, sub)
+        and, in paper mode, holds a wallet of the reference capital (`sub`: the
+        subscription, when the caller has it; read here only for a new position)."""
+        position = await repository.position_for_update(session, subscription_id)
         if position is None:
+            sub = sub or await session.get(Subscription, subscription_id)
+            assert sub is not None
             position = Position(
                 subscription_id=sub.id,
                 symbol=sub.symbol,
@@ -287,8 +349,7 @@ class Executor:
                 if sub.mode == "paper"
                 else Decimal(0),
             )
-            session.add(position)
-            await session.flush()
+            session.add(position)  # inserted with the fill, at commit
         return position
 
     async def _client_for(self, trade: Trade) -> BinanceClient:
@@ -319,7 +380,7 @@ class Executor:
                 raise AttemptLost()
             position = await self._position(session, trade.subscription_id)
             row = await self._record_fill(session, trade, fence, position, fill, rules)
-        return self._filled(row)
+        return self._resolved(row)
 
     async def _record_fill(
         self,
@@ -330,28 +391,17 @@ class Executor:
         fill: Fill,
         rules: SymbolRules,
     ) -> Trade:
-        realized = apply_fill(position, Side(trade.side), fill, rules)
         await repository.fenced_update(
-            session,
-            trade.id,
-            fence,
-            status="filled",
-            realized_pnl=realized,
-            quantity=fill.quantity,
-            price=fill.price,
-            quote_quantity=fill.quote_quantity,
-            fee=fill.fee,
-            fee_asset=fill.fee_asset,
-            exchange_order_id=fill.exchange_order_id,
+            session, trade.id, fence, **_filled(position, trade, fill, rules)
         )
         row = await session.get(Trade, trade.id, populate_existing=True)
         assert row is not None
         self._audit(session, row, "order.filled")
         return row
 
-    def _filled(self, row: Trade) -> Trade:
-        metrics.ORDERS.labels(row.mode, "filled").inc()
-        log.info("order filled", extra=self._ids(row))
+    def _resolved(self, row: Trade) -> Trade:
+        metrics.ORDERS.labels(row.mode, row.status).inc()
+        log.info(f"order {row.status}", extra={**self._ids(row), "reason": row.reason})
         return row
 
     async def _finish(self, trade: Trade, fence: int, status: str, reason: str) -> Trade:
@@ -361,7 +411,7 @@ class Executor:
                 trade.id,
                 fence,
                 status=status,
-                reason=f"{trade.reason}; {reason}" if trade.reason else reason,
+                reason=_with_reason(trade.reason, reason),
             )
             row = await session.get(Trade, trade.id, populate_existing=True)
             assert row is not None
@@ -370,9 +420,7 @@ class Executor:
         if not owned:
             log.warning("order attempt taken over by another worker", extra=self._ids(row))
             return row
-        metrics.ORDERS.labels(row.mode, status).inc()
-        log.info(f"order {status}", extra={**self._ids(row), "reason": row.reason})
-        return row
+        return self._resolved(row)
 
     async def _unresolved(self, trade: Trade, fence: int, reason: str) -> None:
         """A temporary failure. Before anything was sent the attempt is released for the next
@@ -389,7 +437,7 @@ class Executor:
                 trade.id,
                 fence,
                 status="unknown",
-                reason=f"{row.reason}; {reason}" if row.reason else reason,
+                reason=_with_reason(row.reason, reason),
             ):
                 await session.refresh(row)
                 self._audit(session, row, "order.unknown")
@@ -421,3 +469,25 @@ class Executor:
                 outcome=trade.status,
             )
         )
+
+
+def _stale(send_before: datetime | None) -> str:
+    return f"stale: this decision's orders had to be sent before {send_before}; nothing was sent"
+
+
+def _with_reason(reason: str | None, more: str) -> str:
+    return f"{reason}; {more}" if reason else more
+
+
+def _filled(position: Position, trade: Trade, fill: Fill, rules: SymbolRules) -> dict[str, Any]:
+    """Apply the fill to the (locked) position; the trade's columns that record it."""
+    return {
+        "status": "filled",
+        "realized_pnl": apply_fill(position, Side(trade.side), fill, rules),
+        "quantity": fill.quantity,
+        "price": fill.price,
+        "quote_quantity": fill.quote_quantity,
+        "fee": fill.fee,
+        "fee_asset": fill.fee_asset,
+        "exchange_order_id": fill.exchange_order_id,
+    }

@@ -144,10 +144,14 @@ class TradingFlows:
         # One market for the whole chunk: its price and rules are read once, not per renter.
         price = await (await self._clients.public()).price(decision.symbol)
         rules = await self._clients.rules(decision.symbol)
+        checked = await self._checked(side, subscription_ids, price, rules)
 
         async def one(sub_id: str) -> Trade | None:
+            if sub_id not in checked:
+                return None
+            sub, verdict = checked[sub_id]
             async with bound:
-                return await self._execute_one(decision, side, sub_id, price, rules)
+                return await self._execute_one(decision, side, sub, verdict, price)
 
         # Every subscription of the chunk gets its turn before a failure is raised (for the
         # task to retry the chunk); the ones that succeeded are no-ops on the retry.
@@ -157,43 +161,71 @@ class TradingFlows:
             raise failures[0]
         return [o for o in outcomes if not isinstance(o, BaseException)]
 
+    async def _checked(
+        self, side: Side, sub_ids: list[str], price: Decimal, rules: SymbolRules
+    ) -> dict[str, tuple[Subscription, risk.RiskVerdict]]:
+        """The chunk's subscriptions that have an order to place, each with its risk verdict:
+        read once for the whole chunk (a handful of queries), not once per renter. Inactive
+        ones, and for a sell those holding nothing to sell, are left out."""
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session:
+            subs = await repository.active_subscriptions(session, sub_ids)
+            positions = await repository.positions_of(session, sub_ids)
+            if side is Side.SELL:
+                subs = [
+                    sub
+                    for sub in subs
+                    if sub.id in positions and not rules.is_dust(positions[sub.id].quantity, price)
+                ]
+            versions = await repository.bot_versions(session, {s.bot_version_id for s in subs})
+            defaults = {
+                version_id: Strategy.model_validate(version.strategy).risk
+                for version_id, version in versions.items()
+            }
+            limits = {
+                sub.id: risk.limits_for(defaults[sub.bot_version_id], sub.risk) for sub in subs
+            }
+            facts = await risk.facts(session, subs, positions, limits, side, now)
+        return {
+            sub.id: (
+                sub,
+                risk.verdict(
+                    limits[sub.id],
+                    side,
+                    price,
+                    sub.quote_amount,
+                    facts[sub.id].today,
+                    facts[sub.id].buy,
+                    reference_capital(sub, self._settings),
+                    now,
+                ),
+            )
+            for sub in subs
+        }
+
     async def _execute_one(
-        self, decision: Decision, side: Side, sub_id: str, price: Decimal, rules: SymbolRules
-    ) -> Trade | None:
+        self,
+        decision: Decision,
+        side: Side,
+        sub: Subscription,
+        verdict: risk.RiskVerdict,
+        price: Decimal,
+    ) -> Trade:
         intent = OrderIntent(
-            sub_id,
+            sub.id,
             side,
             decision.id,
             decision.id,
             f"decision {decision.action}",
             send_before=send_deadline(decision, self._settings),
         )
-        async with self._sessionmaker() as session:
-            sub = await session.get(Subscription, sub_id)
-            if sub is None or sub.status != "active":
-                return None
-            position = await subscriptions.position_of(session, sub.id)
-            if side is Side.SELL and (position is None or rules.is_dust(position.quantity, price)):
-                return None  # nothing to sell: no order, nothing to record
-            version = await session.get(BotVersion, sub.bot_version_id)
-            assert version is not None
-            limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
-            verdict = await risk.check(
-                session,
-                sub,
-                limits,
-                side,
-                price,
-                reference_capital(sub, self._settings),
-                datetime.now(UTC),
-            )
         if not verdict.allowed:
             assert verdict.reason is not None and verdict.limit is not None
             metrics.RISK_REFUSALS.labels(verdict.limit).inc()
             if verdict.pause_subscription:
-                await self._pause(sub_id, verdict.reason)
+                await self._pause(sub.id, verdict.reason)
             return await self._executor.refuse(intent, f"risk: {verdict.reason}")
-        return await self._executor.execute(intent, price)
+        return await self._executor.execute(intent, price, sub)
 
     async def _pause(self, sub_id: str, reason: str) -> None:
         async with session_scope(self._sessionmaker) as session:

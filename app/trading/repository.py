@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -27,10 +28,28 @@ async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) 
     return await session.scalar(select(Trade).where(Trade.client_order_id == client_order_id))
 
 
-async def position_for_update(session: AsyncSession, sub: Subscription) -> Position | None:
+async def position_for_update(session: AsyncSession, sub_id: str) -> Position | None:
     return await session.scalar(
-        select(Position).where(Position.subscription_id == sub.id).with_for_update()
+        select(Position).where(Position.subscription_id == sub_id).with_for_update()
     )
+
+
+async def active_subscriptions(session: AsyncSession, ids: Sequence[str]) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription).where(Subscription.id.in_(ids), Subscription.status == "active")
+    )
+    return list(rows.all())
+
+
+async def positions_of(session: AsyncSession, sub_ids: Sequence[str]) -> dict[str, Position]:
+    """The positions of these subscriptions, by subscription (those without one are missing)."""
+    rows = await session.scalars(select(Position).where(Position.subscription_id.in_(sub_ids)))
+    return {position.subscription_id: position for position in rows.all()}
+
+
+async def bot_versions(session: AsyncSession, ids: Iterable[str]) -> dict[str, BotVersion]:
+    rows = await session.scalars(select(BotVersion).where(BotVersion.id.in_(set(ids))))
+    return {version.id: version for version in rows.all()}
 
 
 UNRESOLVED = ("pending", "unknown")

@@ -5,7 +5,8 @@ Limits are the bot's risk defaults overridden by the renter's per-subscription v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,6 +31,8 @@ ALLOWED = RiskVerdict(True)
 
 
 def limits_for(defaults: RiskDefaults, overrides: dict[str, object]) -> RiskDefaults:
+    if not overrides:
+        return defaults  # most renters keep the bot's limits: no validation to repeat
     return RiskDefaults.model_validate({**defaults.model_dump(), **overrides})
 
 
@@ -157,58 +160,64 @@ def exit_reason(
     return None
 
 
-async def check(
+@dataclass(frozen=True)
+class RiskFacts:
+    """What one subscription's order is checked against, as `verdict` takes it."""
+
+    today: Sequence[Decimal | None]
+    buy: BuyFacts | None
+
+
+async def facts(
     session: AsyncSession,
-    sub: Subscription,
-    limits: RiskDefaults,
+    subs: Sequence[Subscription],
+    positions: Mapping[str, Position],
+    limits: Mapping[str, RiskDefaults],
     side: Side,
-    price: Decimal,
-    reference_capital: Decimal,
     now: datetime,
-) -> RiskVerdict:
-    trades = (
-        await session.scalars(
-            select(Trade).where(
-                Trade.subscription_id == sub.id,
-                Trade.status == "filled",
-                Trade.created_at >= start_of_day(now),
-            )
+) -> dict[str, RiskFacts]:
+    """The facts of many subscriptions' orders, read in two queries for all of them (a chunk
+    of renters of one decision), not per renter. `positions` and `limits` by subscription."""
+    ids = [sub.id for sub in subs]
+    day = start_of_day(now)
+    # A cooldown looks back at the latest losing sale: one older than the longest cooldown
+    # cannot refuse, so the filled trades since then (or since midnight) say all.
+    cooldown = max((limits[i].cooldown_minutes_after_loss or 0 for i in ids), default=0)
+    since = min(day, now - timedelta(minutes=cooldown)) if side is Side.BUY else day
+    filled = await session.execute(
+        select(Trade.subscription_id, Trade.side, Trade.realized_pnl, Trade.created_at)
+        .where(
+            Trade.subscription_id.in_(ids),
+            Trade.status == "filled",
+            Trade.created_at >= since,
         )
-    ).all()
-    buy = await _buy_facts(session, sub, limits) if side is Side.BUY else None
-    return verdict(
-        limits,
-        side,
-        price,
-        sub.quote_amount,
-        [t.realized_pnl for t in trades],
-        buy,
-        reference_capital,
-        now,
+        .order_by(Trade.created_at)
     )
-
-
-async def _buy_facts(session: AsyncSession, sub: Subscription, limits: RiskDefaults) -> BuyFacts:
-    position = await session.scalar(select(Position).where(Position.subscription_id == sub.id))
-    last_sale = None
-    if limits.cooldown_minutes_after_loss:
-        last_sell = await session.scalar(
-            select(Trade)
-            .where(
-                Trade.subscription_id == sub.id,
-                Trade.status == "filled",
-                Trade.side == Side.SELL.value,
-            )
-            .order_by(Trade.created_at.desc())
-            .limit(1)
+    today: dict[str, list[Decimal | None]] = defaultdict(list)
+    last_sale: dict[str, Sale] = {}
+    for sub_id, trade_side, pnl, at in filled.all():
+        if at >= day:
+            today[sub_id].append(pnl)
+        if trade_side == Side.SELL.value:
+            last_sale[sub_id] = Sale(pnl, at)  # oldest first: the latest stays
+    if side is Side.SELL:
+        return {i: RiskFacts(today[i], None) for i in ids}
+    points = await session.execute(
+        select(PerformanceLog.subscription_id, PerformanceLog.equity)
+        .where(PerformanceLog.subscription_id.in_(ids))
+        .order_by(PerformanceLog.recorded_at)
+    )
+    equity: dict[str, list[Decimal]] = defaultdict(list)
+    for sub_id, point in points.all():
+        equity[sub_id].append(point)
+    return {
+        i: RiskFacts(
+            today[i],
+            BuyFacts(
+                positions[i].quantity if i in positions else Decimal(0),
+                last_sale.get(i) if limits[i].cooldown_minutes_after_loss else None,
+                equity[i],
+            ),
         )
-        if last_sell is not None:
-            last_sale = Sale(last_sell.realized_pnl, last_sell.created_at)
-    equity = (
-        await session.scalars(
-            select(PerformanceLog.equity)
-            .where(PerformanceLog.subscription_id == sub.id)
-            .order_by(PerformanceLog.recorded_at)
-        )
-    ).all()
-    return BuyFacts(position.quantity if position else Decimal(0), last_sale, equity)
+        for i in ids
+    }
