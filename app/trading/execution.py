@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.crypto import Keyring
-from app.core.db import session_scope, utcnow
+from app.core.db import new_id, session_scope, utcnow
 from app.core.errors import NotFound
 from app.core.settings import Settings
 from app.credentials.service import decrypt_for_execution
@@ -107,9 +107,9 @@ class Executor:
         None reads it here. `subscription`: the intent's, when the caller has read it."""
         sub = subscription or await self._subscription(intent.subscription_id)
         if sub.mode == "paper":
-            done = await self._paper_at_once(sub, intent, price)
+            done = await self.fill_paper([(sub, intent)], price)
             if done is not None:
-                return done
+                return done[0]
         trade, fence = await self._claim(intent)
         if fence is not None:
             return await self._attempt(trade, fence, price)
@@ -150,6 +150,10 @@ class Executor:
     def _new_attempt(self, sub: Subscription, intent: OrderIntent) -> Trade:
         """The first attempt at an intent, owned (fence 1) for a lease from now."""
         return Trade(
+            # Both known before the row is written: its audit row may come first, and the
+            # attempt starts now, not when a batch of them is inserted.
+            id=new_id(),
+            created_at=utcnow(),
             subscription_id=sub.id,
             decision_id=intent.decision_id,
             client_order_id=client_order_id(sub.id, intent.intent_key),
@@ -164,45 +168,54 @@ class Executor:
             reason=intent.reason,
         )
 
-    async def _paper_at_once(
-        self, sub: Subscription, intent: OrderIntent, price: Decimal | None
-    ) -> Trade | None:
-        """A paper order never leaves the process, so there is nothing to fence against: the
-        attempt, its fill (or refusal), the position and the audit rows commit together in
-        one transaction, or not at all. None when this intent has an attempt already (an
-        earlier run's, or a racing one's, or a new position raced into): the fenced path
-        resolves it."""
-        rules = await self._clients.rules(sub.symbol)
+    async def fill_paper(
+        self, orders: Sequence[tuple[Subscription, OrderIntent]], price: Decimal | None = None
+    ) -> list[Trade] | None:
+        """Paper orders on one symbol, e.g. a decision's for a chunk of renters, in the order
+        given. A paper order never leaves the process, so there is nothing to fence against:
+        every attempt, its fill (or refusal), the positions and the audit rows commit
+        together in one transaction, or not at all. None when that cannot be: one of these
+        intents has an attempt already (an earlier run's or a racing one's), or a new
+        position raced into existence; `execute`, renter by renter, resolves those."""
+        (symbol,) = {sub.symbol for sub, _ in orders}
+        rules = await self._clients.rules(symbol)
         if price is None:
-            price = await (await self._clients.public()).price(sub.symbol)
-        trade = self._new_attempt(sub, intent)
+            price = await (await self._clients.public()).price(symbol)
+        trades = [self._new_attempt(sub, intent) for sub, intent in orders]
         try:
             async with session_scope(self._sessionmaker) as session:
-                # The attempt first: its unique client order id stops a second one here (on
-                # MySQL it waits for a racing one's commit), and on SQLite this first write
-                # serialises the whole transaction with other writers.
-                session.add(trade)
+                # The first write: on SQLite it serialises this transaction with other
+                # writers before anything is read.
+                for trade in trades:
+                    self._audit(session, trade, "order.attempt")
                 await session.flush()
-                self._audit(session, trade, "order.attempt")
-                position = await self._position(session, sub.id, sub)
+                positions = await self._positions(session, [sub for sub, _ in orders])
+                sellers = [t.subscription_id for t in trades if t.side == Side.SELL]
+                reserved = await repository.reserved_by_sells(session, sellers)
                 now = self._clock()
-                try:
-                    if trade.send_before is not None and trade.send_before <= now:
-                        raise OrderRefused(_stale(trade.send_before))
-                    quantity = await self._size(session, trade, position, rules, price)
-                except OrderRefused as exc:
-                    trade.status, trade.reason = "refused", _with_reason(trade.reason, str(exc))
-                else:
-                    fill = paper_fill(
-                        Side(trade.side), quantity, price, self._settings.paper_slippage, rules
-                    )
-                    trade.sent_at = now
-                    for column, value in _filled(position, trade, fill, rules).items():
-                        setattr(trade, column, value)
-                self._audit(session, trade, f"order.{trade.status}")
+                for trade in trades:
+                    position = positions[trade.subscription_id]
+                    try:
+                        if trade.send_before is not None and trade.send_before <= now:
+                            raise OrderRefused(_stale(trade.send_before))
+                        reserve = reserved.get(trade.subscription_id, Decimal(0))
+                        quantity = self._size(trade, position, reserve, rules, price)
+                    except OrderRefused as exc:
+                        trade.status = "refused"
+                        trade.reason = _with_reason(trade.reason, str(exc))
+                    else:
+                        fill = paper_fill(
+                            Side(trade.side), quantity, price, self._settings.paper_slippage, rules
+                        )
+                        trade.sent_at = now
+                        for column, value in _filled(position, trade, fill, rules).items():
+                            setattr(trade, column, value)
+                    self._audit(session, trade, f"order.{trade.status}")
+                # Inserted resolved: a unique client order id already there stops them all.
+                session.add_all(trades)
         except IntegrityError:
             return None
-        return self._resolved(trade)
+        return [self._resolved(trade) for trade in trades]
 
     async def _claim(self, intent: OrderIntent) -> tuple[Trade, int | None]:
         """The attempt, and our fence when this call owns it."""
@@ -257,7 +270,9 @@ class Executor:
             price = await (await self._clients.public()).price(trade.symbol)
         async with session_scope(self._sessionmaker) as session:
             position = await self._commit_to_send(session, trade, fence)
-            quantity = await self._size(session, trade, position, rules, price)
+            quantity = self._size(
+                trade, position, await repository.reserved_by_others(session, trade), rules, price
+            )
             fill = paper_fill(
                 Side(trade.side), quantity, price, self._settings.paper_slippage, rules
             )
@@ -278,7 +293,8 @@ class Executor:
         async def size() -> Decimal:
             async with session_scope(self._sessionmaker) as session:
                 position = await self._commit_to_send(session, trade, fence)
-                quantity = await self._size(session, trade, position, rules, quote_price)
+                reserve = await repository.reserved_by_others(session, trade)
+                quantity = self._size(trade, position, reserve, rules, quote_price)
                 await repository.fenced_update(
                     session, trade.id, fence, requested_quantity=quantity
                 )
@@ -307,14 +323,15 @@ class Executor:
             raise OrderRefused(_stale(row.send_before))
         return await self._position(session, trade.subscription_id)
 
-    async def _size(
+    def _size(
         self,
-        session: AsyncSession,
         trade: Trade,
         position: Position,
+        reserved: Decimal,
         rules: SymbolRules,
         price: Decimal,
     ) -> Decimal:
+        """`reserved`: what the subscription's other sells in flight may still sell."""
         try:
             if trade.side == Side.BUY:
                 assert trade.requested_quote is not None
@@ -322,34 +339,46 @@ class Executor:
                 if trade.mode == "paper":
                     budget = min(budget, position.quote_balance)
                 return buy_quantity(budget, price, self._settings.paper_slippage, rules)
-            available = position.quantity - await repository.reserved_by_others(session, trade)
+            available = position.quantity - reserved
             if available <= 0:
                 raise OrderRefused("no position to sell")
             return rules.size_market_sell(available, price)
         except ExchangeError as exc:  # sizing refuses before the exchange has to
             raise OrderRefused(str(exc)) from exc
 
-    async def _position(
-        self, session: AsyncSession, subscription_id: str, sub: Subscription | None = None
-    ) -> Position:
-        """The position row, locked until the transaction ends; a new subscription's is flat
-        and, in paper mode, holds a wallet of the reference capital (`sub`: the
-        subscription, when the caller has it; read here only for a new position)."""
+    async def _position(self, session: AsyncSession, subscription_id: str) -> Position:
+        """The position row, locked until the transaction ends (a new one if none)."""
         position = await repository.position_for_update(session, subscription_id)
         if position is None:
-            sub = sub or await session.get(Subscription, subscription_id)
+            sub = await session.get(Subscription, subscription_id)
             assert sub is not None
-            position = Position(
-                subscription_id=sub.id,
-                symbol=sub.symbol,
-                quantity=Decimal(0),
-                average_cost=Decimal(0),
-                realized_pnl=Decimal(0),
-                quote_balance=reference_capital(sub, self._settings)
-                if sub.mode == "paper"
-                else Decimal(0),
-            )
-            session.add(position)  # inserted with the fill, at commit
+            position = self._new_position(session, sub)
+        return position
+
+    async def _positions(
+        self, session: AsyncSession, subs: Sequence[Subscription]
+    ) -> dict[str, Position]:
+        """`_position` for many subscriptions at once, by subscription."""
+        positions = await repository.positions_of(session, [s.id for s in subs], lock=True)
+        for sub in subs:
+            if sub.id not in positions:
+                positions[sub.id] = self._new_position(session, sub)
+        return positions
+
+    def _new_position(self, session: AsyncSession, sub: Subscription) -> Position:
+        """A new subscription's position is flat and, in paper mode, holds a wallet of the
+        reference capital; inserted when the transaction commits, with the fill."""
+        position = Position(
+            subscription_id=sub.id,
+            symbol=sub.symbol,
+            quantity=Decimal(0),
+            average_cost=Decimal(0),
+            realized_pnl=Decimal(0),
+            quote_balance=reference_capital(sub, self._settings)
+            if sub.mode == "paper"
+            else Decimal(0),
+        )
+        session.add(position)
         return position
 
     async def _client_for(self, trade: Trade) -> BinanceClient:

@@ -140,18 +140,28 @@ class TradingFlows:
         if decision is None or decision.action == "HOLD":
             return []
         side = Side(decision.action)
-        bound = asyncio.Semaphore(EXECUTE_CONCURRENCY)
         # One market for the whole chunk: its price and rules are read once, not per renter.
         price = await (await self._clients.public()).price(decision.symbol)
         rules = await self._clients.rules(decision.symbol)
         checked = await self._checked(side, subscription_ids, price, rules)
+        intents = {sub_id: self._intent(decision, side, sub_id) for sub_id in checked}
+        # The chunk's allowed paper orders in one transaction; if that cannot be (an attempt
+        # exists already), each renter's on its own like the rest.
+        paper = [
+            (sub, intents[sub.id])
+            for sub, verdict in checked.values()
+            if sub.mode == "paper" and verdict.allowed
+        ]
+        filled = await self._executor.fill_paper(paper, price) if paper else None
+        done: dict[str, Trade] = {trade.subscription_id: trade for trade in filled or []}
+        bound = asyncio.Semaphore(EXECUTE_CONCURRENCY)
 
         async def one(sub_id: str) -> Trade | None:
-            if sub_id not in checked:
-                return None
+            if sub_id in done or sub_id not in checked:
+                return done.get(sub_id)
             sub, verdict = checked[sub_id]
             async with bound:
-                return await self._execute_one(decision, side, sub, verdict, price)
+                return await self._execute_one(intents[sub_id], sub, verdict, price)
 
         # Every subscription of the chunk gets its turn before a failure is raised (for the
         # task to retry the chunk); the ones that succeeded are no-ops on the retry.
@@ -160,6 +170,16 @@ class TradingFlows:
         if failures:
             raise failures[0]
         return [o for o in outcomes if not isinstance(o, BaseException)]
+
+    def _intent(self, decision: Decision, side: Side, sub_id: str) -> OrderIntent:
+        return OrderIntent(
+            sub_id,
+            side,
+            decision.id,
+            decision.id,
+            f"decision {decision.action}",
+            send_before=send_deadline(decision, self._settings),
+        )
 
     async def _checked(
         self, side: Side, sub_ids: list[str], price: Decimal, rules: SymbolRules
@@ -204,21 +224,8 @@ class TradingFlows:
         }
 
     async def _execute_one(
-        self,
-        decision: Decision,
-        side: Side,
-        sub: Subscription,
-        verdict: risk.RiskVerdict,
-        price: Decimal,
+        self, intent: OrderIntent, sub: Subscription, verdict: risk.RiskVerdict, price: Decimal
     ) -> Trade:
-        intent = OrderIntent(
-            sub.id,
-            side,
-            decision.id,
-            decision.id,
-            f"decision {decision.action}",
-            send_before=send_deadline(decision, self._settings),
-        )
         if not verdict.allowed:
             assert verdict.reason is not None and verdict.limit is not None
             metrics.RISK_REFUSALS.labels(verdict.limit).inc()

@@ -29,9 +29,7 @@ async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) 
 
 
 async def position_for_update(session: AsyncSession, sub_id: str) -> Position | None:
-    return await session.scalar(
-        select(Position).where(Position.subscription_id == sub_id).with_for_update()
-    )
+    return (await positions_of(session, [sub_id], lock=True)).get(sub_id)
 
 
 async def active_subscriptions(session: AsyncSession, ids: Sequence[str]) -> list[Subscription]:
@@ -41,9 +39,15 @@ async def active_subscriptions(session: AsyncSession, ids: Sequence[str]) -> lis
     return list(rows.all())
 
 
-async def positions_of(session: AsyncSession, sub_ids: Sequence[str]) -> dict[str, Position]:
-    """The positions of these subscriptions, by subscription (those without one are missing)."""
-    rows = await session.scalars(select(Position).where(Position.subscription_id.in_(sub_ids)))
+async def positions_of(
+    session: AsyncSession, sub_ids: Sequence[str], *, lock: bool = False
+) -> dict[str, Position]:
+    """The positions of these subscriptions, by subscription (those without one are missing);
+    `lock`: locked until the transaction ends."""
+    query = select(Position).where(Position.subscription_id.in_(sub_ids))
+    if lock:
+        query = query.order_by(Position.subscription_id).with_for_update()
+    rows = await session.scalars(query)
     return {position.subscription_id: position for position in rows.all()}
 
 
@@ -99,19 +103,38 @@ async def fenced_update(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _sells_in_flight() -> list[ColumnElement[bool]]:
+    """Sells sent and not yet resolved: what they asked for is not ours to sell again until
+    their outcome is known."""
+    return [Trade.side == "SELL", Trade.status.in_(UNRESOLVED), Trade.sent_at.is_not(None)]
+
+
 async def reserved_by_others(session: AsyncSession, trade: Trade) -> Decimal:
-    """Base quantity that this subscription's other sells have sent and not yet resolved:
-    not ours to sell again until their outcome is known."""
+    """Base quantity that this subscription's other sells in flight have asked for."""
     quantities = await session.scalars(
         select(Trade.requested_quantity).where(
             Trade.subscription_id == trade.subscription_id,
             Trade.id != trade.id,
-            Trade.side == "SELL",
-            Trade.status.in_(UNRESOLVED),
-            Trade.sent_at.is_not(None),
+            *_sells_in_flight(),
         )
     )
     return sum((q for q in quantities.all() if q is not None), Decimal(0))
+
+
+async def reserved_by_sells(session: AsyncSession, sub_ids: Sequence[str]) -> dict[str, Decimal]:
+    """Base quantity that each subscription's sells in flight have asked for (those with none
+    are missing)."""
+    if not sub_ids:
+        return {}
+    rows = await session.execute(
+        select(Trade.subscription_id, Trade.requested_quantity).where(
+            Trade.subscription_id.in_(sub_ids), *_sells_in_flight()
+        )
+    )
+    reserved: dict[str, Decimal] = {}
+    for sub_id, quantity in rows.all():
+        reserved[sub_id] = reserved.get(sub_id, Decimal(0)) + (quantity or Decimal(0))
+    return reserved
 
 
 async def expired_leases(session: AsyncSession, now: datetime, limit: int) -> list[str]:
