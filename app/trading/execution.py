@@ -270,9 +270,8 @@ class Executor:
             price = await (await self._clients.public()).price(trade.symbol)
         async with session_scope(self._sessionmaker) as session:
             position = await self._commit_to_send(session, trade, fence)
-            quantity = self._size(
-                trade, position, await repository.reserved_by_others(session, trade), rules, price
-            )
+            reserve = await self._reserved(session, trade)
+            quantity = self._size(trade, position, reserve, rules, price)
             fill = paper_fill(
                 Side(trade.side), quantity, price, self._settings.paper_slippage, rules
             )
@@ -293,7 +292,7 @@ class Executor:
         async def size() -> Decimal:
             async with session_scope(self._sessionmaker) as session:
                 position = await self._commit_to_send(session, trade, fence)
-                reserve = await repository.reserved_by_others(session, trade)
+                reserve = await self._reserved(session, trade)
                 quantity = self._size(trade, position, reserve, rules, quote_price)
                 await repository.fenced_update(
                     session, trade.id, fence, requested_quantity=quantity
@@ -322,6 +321,13 @@ class Executor:
                 raise AttemptLost()
             raise OrderRefused(_stale(row.send_before))
         return await self._position(session, trade.subscription_id)
+
+    @staticmethod
+    async def _reserved(session: AsyncSession, trade: Trade) -> Decimal:
+        """For a sell, what the subscription's other sells in flight may still sell."""
+        if trade.side == Side.SELL:
+            return await repository.reserved_by_others(session, trade)
+        return Decimal(0)
 
     def _size(
         self,

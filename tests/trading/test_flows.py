@@ -177,6 +177,26 @@ async def test_each_risk_limit_refuses(
     assert status == ("paused" if setup == "drawdown" else "active")
 
 
+async def test_a_chunk_checks_each_renter_against_its_own_limits(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flows,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    # The facts of a chunk are read for all its renters at once: none may leak to another.
+    flow, _ = flows
+    bot = await make_bot(client, developer_key)
+    capped = await subscribe(client, marketplace_key, bot, risk={"max_trades_per_day": 1})
+    fresh = await subscribe(client, marketplace_key, bot, risk={"max_trades_per_day": 1})
+    free = await subscribe(client, marketplace_key, bot)
+    await flow.execute(await decision(app, capped, "BUY", 0), [capped])
+    await flow.execute(await decision(app, free, "BUY", 1), [free])
+    trades = await flow.execute(await decision(app, capped, "BUY", 2), [capped, fresh, free])
+    assert [t.status for t in trades] == ["refused", "filled", "filled"]
+    assert "max trades per day" in (trades[0].reason or "")
+
+
 async def test_selling_with_no_position_does_nothing(
     app: FastAPI,
     client: httpx.AsyncClient,

@@ -20,8 +20,8 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.filters import OrderTooSmall
 from app.integrations.binance.governor import InProcessGovernor
-from app.models import Decision, Position, Subscription, Trade
-from app.trading.execution import Executor, OrderIntent
+from app.models import AuditLog, Decision, Position, Subscription, Trade
+from app.trading.execution import Executor, OrderIntent, client_order_id
 from app.trading.fills import Side, buy_quantity, paper_fill
 from app.trading.flows import TradingFlows
 from app.trading.market_data import last_closed_open_ms
@@ -75,6 +75,7 @@ def latest_candle(clock: Clock, timeframe: str = "1h") -> datetime:
     return datetime.fromtimestamp(last_closed_open_ms(timeframe, clock.now) / 1000, UTC)
 
 
+@pytest.mark.parametrize("mode", ["paper", "testnet"])
 async def test_a_stale_decision_is_refused_and_never_sent(
     app: FastAPI,
     client: httpx.AsyncClient,
@@ -83,18 +84,116 @@ async def test_a_stale_decision_is_refused_and_never_sent(
     sandbox: SandboxServer,
     developer_key: str,
     marketplace_key: str,
+    mode: str,
 ) -> None:
     flow, _ = flows
     keys = sandbox.new_account(USDT="1000")
-    sub = await subscription(client, developer_key, marketplace_key, "testnet", keys)
+    sub = await subscription(
+        client, developer_key, marketplace_key, mode, keys if mode == "testnet" else None
+    )
     # A 1h decision is fresh until the next candle closes: one two candles older is not.
     old = await decision(app, sub, "BUY", candle=latest_candle(clock) - timedelta(hours=2))
     (stale,) = await flow.execute(old, [sub])
     assert stale.status == "refused" and "stale" in (stale.reason or "")
-    assert sandbox.orders(keys[0]) == []
+    assert stale.quantity is None and sandbox.orders(keys[0]) == []
     fresh = await decision(app, sub, "BUY", candle=latest_candle(clock))
     (sent,) = await flow.execute(fresh, [sub])
-    assert sent.status == "filled" and len(sandbox.orders(keys[0])) == 1
+    assert sent.status == "filled"
+    assert len(sandbox.orders(keys[0])) == (1 if mode == "testnet" else 0)
+    (position,) = await rows(app, Position, subscription_id=sub)
+    assert position.quantity == sent.quantity - sent.fee  # the stale order moved nothing
+
+
+async def test_two_workers_racing_one_paper_order_fill_it_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_executor: Callable[[InProcessGovernor], Executor],
+    settings: Settings,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    # A paper order is written in one transaction, with no fence: the unique attempt decides.
+    sub = await subscription(client, developer_key, marketplace_key, "paper")
+    first, second = make_executor(InProcessGovernor(6000)), make_executor(InProcessGovernor(6000))
+    order = OrderIntent(sub, Side.BUY, "decision-1", None, "test")
+    one, other = await asyncio.gather(first.execute(order), second.execute(order))
+    assert one.id == other.id and one.status == other.status == "filled"
+    assert len(await rows(app, Trade, subscription_id=sub)) == 1
+    (position,) = await rows(app, Position, subscription_id=sub)
+    assert position.quantity == one.quantity - one.fee
+    assert position.quote_balance == D(100) * settings.paper_wallet_multiple - one.quote_quantity
+    actions = [a.action for a in await rows(app, AuditLog, resource_id=one.id)]
+    assert sorted(actions) == ["order.attempt", "order.filled"]
+
+
+async def test_two_first_paper_orders_at_once_both_come_out_of_one_wallet(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_executor: Callable[[InProcessGovernor], Executor],
+    settings: Settings,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    # Both find no position and create one: the loser of that race goes the fenced way.
+    sub = await subscription(client, developer_key, marketplace_key, "paper")
+    first, second = make_executor(InProcessGovernor(6000)), make_executor(InProcessGovernor(6000))
+    buys = await asyncio.gather(
+        first.execute(OrderIntent(sub, Side.BUY, "b1", None, "test")),
+        second.execute(OrderIntent(sub, Side.BUY, "b2", None, "test")),
+    )
+    assert [b.status for b in buys] == ["filled", "filled"]
+    (position,) = await rows(app, Position, subscription_id=sub)
+    assert position.quantity == sum(b.quantity - b.fee for b in buys)
+    assert position.quote_balance == D(100) * settings.paper_wallet_multiple - sum(
+        b.quote_quantity for b in buys
+    )
+
+
+async def test_a_chunk_meeting_an_abandoned_attempt_fills_every_renter_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flows: tuple[TradingFlows, Queue],
+    clock: Clock,
+    settings: Settings,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    # A chunk's paper orders are one transaction; one renter's attempt left pending by a
+    # crashed worker makes it fail, and each renter is then done on its own: that attempt
+    # is taken over once its lease is over, the others are filled, nobody twice.
+    flow, _ = flows
+    bot = await make_bot(client, developer_key)
+    subs = [await subscribe(client, marketplace_key, bot) for _ in range(3)]
+    buy = await decision(app, subs[0], "BUY", candle=latest_candle(clock))
+    async with app.state.runtime.sessionmaker() as session:
+        session.add(
+            Trade(
+                subscription_id=subs[1],
+                decision_id=buy,
+                client_order_id=client_order_id(subs[1], buy),
+                mode="paper",
+                symbol="BTCUSDT",
+                side="BUY",
+                status="pending",
+                fence=1,
+                lease_until=clock.now - timedelta(seconds=1),
+                requested_quote=D(100),
+                reason="decision BUY",
+            )
+        )
+        await session.commit()
+    trades = await flow.execute(buy, subs)
+    assert [t.status for t in trades if t is not None] == ["filled"] * 3
+    taken = trades[1]
+    assert taken is not None and taken.fence == 2
+    for sub, trade in zip(subs, trades, strict=True):
+        assert trade is not None and trade.subscription_id == sub
+        assert len(await rows(app, Trade, subscription_id=sub)) == 1
+        (position,) = await rows(app, Position, subscription_id=sub)
+        assert position.quantity == trade.quantity - trade.fee
+        assert position.quote_balance == (
+            D(100) * settings.paper_wallet_multiple - trade.quote_quantity
+        )
 
 
 async def test_an_owner_parked_in_the_governor_past_its_lease_sends_nothing(
