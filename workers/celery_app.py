@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import setup_logging
+from kombu import Queue
 
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from workers.schedule import beat_schedule
 
+# Decisions spend most of their time waiting for the LLMs, holding a worker process each; on
+# a queue of their own they do not hold up the orders of the decisions already made: a
+# worker takes from its queues in turn. A worker consumes both unless told otherwise
+# (`botmarket worker -Q trading.decide` for a pool of deciders, `-Q celery` for the rest).
+DECIDE_QUEUE = "trading.decide"
 HARD_TIME_LIMIT_S = 300  # CELERY_VISIBILITY_TIMEOUT_S (600) stays above it
 SOFT_TIME_LIMIT_S = 240
 
@@ -33,6 +39,8 @@ celery_app = Celery(
     include=["workers.tasks.trading", "workers.tasks.idempotency", "workers.tasks.backtests"],
 )
 celery_app.conf.update(
+    task_queues=(Queue("celery"), Queue(DECIDE_QUEUE)),
+    task_routes={"trading.decide": {"queue": DECIDE_QUEUE}},
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     task_time_limit=HARD_TIME_LIMIT_S,

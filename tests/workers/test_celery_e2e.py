@@ -54,15 +54,15 @@ class Stack:
 
     @contextlib.contextmanager
     def worker(
-        self, name: str, concurrency: int = 2, queues: str = "celery"
+        self, name: str, concurrency: int = 2, queues: str | None = None
     ) -> Iterator[subprocess.Popen[bytes]]:
+        """`queues`: those of the app's configuration unless given."""
         with self._process(
             name,
             "worker",
             "--concurrency",
             str(concurrency),
-            "--queues",
-            queues,
+            *(["--queues", queues] if queues else []),
             "--hostname",
             f"{name}@%h",
             "--without-gossip",
