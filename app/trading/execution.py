@@ -110,16 +110,16 @@ class Executor:
             done = await self.fill_paper([(sub, intent)], price)
             if done is not None:
                 return done[0]
-        trade, fence = await self._claim(intent)
+        trade, fence = await self._claim(sub, intent)
         if fence is not None:
-            return await self._attempt(trade, fence, price)
+            return await self._attempt(trade, fence, price, sub)
         if trade.status not in FINAL_STATUSES:
             raise AttemptInFlight(f"order {trade.client_order_id} is being placed elsewhere")
         return trade
 
-    async def refuse(self, intent: OrderIntent, reason: str) -> Trade:
+    async def refuse(self, sub: Subscription, intent: OrderIntent, reason: str) -> Trade:
         """Record that this intent was not sent (a risk limit), exactly once like an order."""
-        trade, fence = await self._claim(intent)
+        trade, fence = await self._claim(sub, intent)
         if fence is None:
             return trade
         return await self._finish(trade, fence, "refused", reason)
@@ -217,28 +217,26 @@ class Executor:
             return None
         return [self._resolved(trade) for trade in trades]
 
-    async def _claim(self, intent: OrderIntent) -> tuple[Trade, int | None]:
+    async def _claim(self, sub: Subscription, intent: OrderIntent) -> tuple[Trade, int | None]:
         """The attempt, and our fence when this call owns it."""
-        order_id = client_order_id(intent.subscription_id, intent.intent_key)
+        trade = self._new_attempt(sub, intent)
+        try:
+            async with session_scope(self._sessionmaker) as session:
+                session.add(trade)
+                self._audit(session, trade, "order.attempt")
+        except IntegrityError as exc:
+            # Its unique client order id is taken: the attempt exists (on MySQL, a racing
+            # one's insert is waited for until it commits).
+            return await self._existing(trade.client_order_id, exc)
+        return trade, trade.fence
+
+    async def _existing(self, order_id: str, error: IntegrityError) -> tuple[Trade, int | None]:
+        """An existing attempt, and our fence when its owner's lease had run out."""
         now = self._clock()
         async with session_scope(self._sessionmaker) as session:
-            sub = await repository.subscription(session, intent.subscription_id)
-            if sub is None:
-                raise NotFound("subscription")
             existing = await repository.trade_by_client_order_id(session, order_id)
             if existing is None:
-                trade = self._new_attempt(sub, intent)
-                try:
-                    # Added inside the savepoint so that losing the race forgets the row.
-                    async with session.begin_nested():
-                        session.add(trade)
-                        await session.flush()
-                except IntegrityError:
-                    existing = await repository.trade_by_client_order_id(session, order_id)
-                    assert existing is not None
-                else:
-                    self._audit(session, trade, "order.attempt")
-                    return trade, trade.fence
+                raise error  # another constraint failed, not the attempt's uniqueness
             if existing.status in FINAL_STATUSES:
                 return existing, None
             fence = await repository.take_over(session, existing.id, now, self._lease_end(now))
@@ -248,11 +246,18 @@ class Executor:
                 self._audit(session, existing, "order.reconcile")
             return existing, fence
 
-    async def _attempt(self, trade: Trade, fence: int, price: Decimal | None = None) -> Trade:
+    async def _attempt(
+        self,
+        trade: Trade,
+        fence: int,
+        price: Decimal | None = None,
+        sub: Subscription | None = None,
+    ) -> Trade:
+        """`sub`: the attempt's subscription, when the caller has it."""
         try:
             if trade.mode == "paper":
                 return await self._paper(trade, fence, price)
-            return await self._on_exchange(trade, fence, price)
+            return await self._on_exchange(trade, fence, price, sub)
         except AttemptLost:
             log.warning("order attempt taken over by another worker", extra=self._ids(trade))
             return await self._reload(trade)
@@ -278,9 +283,11 @@ class Executor:
             row = await self._record_fill(session, trade, fence, position, fill, rules)
         return self._resolved(row)
 
-    async def _on_exchange(self, trade: Trade, fence: int, price: Decimal | None) -> Trade:
+    async def _on_exchange(
+        self, trade: Trade, fence: int, price: Decimal | None, sub: Subscription | None
+    ) -> Trade:
         rules = await self._clients.rules(trade.symbol)
-        client = await self._client_for(trade)
+        client = await self._client_for(sub or await self._subscription(trade.subscription_id))
         if trade.fence > 1:
             # Taken over: whatever the last owner did, the exchange knows whether it happened.
             found = await client.find_order(trade.symbol, trade.client_order_id)
@@ -387,12 +394,14 @@ class Executor:
         session.add(position)
         return position
 
-    async def _client_for(self, trade: Trade) -> BinanceClient:
-        async with self._sessionmaker() as session:
-            sub = await session.get(Subscription, trade.subscription_id)
-            if sub is None or sub.credential_id is None:
-                raise OrderRefused("the subscription has no exchange credentials")
-            credential = await decrypt_for_execution(session, self._keyring, sub.credential_id)
+    async def _client_for(self, sub: Subscription) -> BinanceClient:
+        if sub.credential_id is None:
+            raise OrderRefused("the subscription has no exchange credentials")
+        try:
+            async with self._sessionmaker() as session:
+                credential = await decrypt_for_execution(session, self._keyring, sub.credential_id)
+        except NotFound as exc:  # deleted since the subscription was read
+            raise OrderRefused("the subscription has no exchange credentials") from exc
         return await self._clients.for_credential(credential)
 
     async def _binance_fill(self, client: BinanceClient, order: dict[str, object]) -> Fill:

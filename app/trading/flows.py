@@ -231,7 +231,7 @@ class TradingFlows:
             metrics.RISK_REFUSALS.labels(verdict.limit).inc()
             if verdict.pause_subscription:
                 await self._pause(sub.id, verdict.reason)
-            return await self._executor.refuse(intent, f"risk: {verdict.reason}")
+            return await self._executor.refuse(sub, intent, f"risk: {verdict.reason}")
         return await self._executor.execute(intent, price, sub)
 
     async def _pause(self, sub_id: str, reason: str) -> None:

@@ -8,13 +8,13 @@ from decimal import Decimal
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.governor import InProcessGovernor
-from app.models import Position, Trade
+from app.models import ExchangeCredential, Position, Subscription, Trade
 from app.trading.execution import AttemptInFlight, Executor, OrderIntent, client_order_id
 from app.trading.fills import Side, paper_fill
 from tests.api.test_contract import create_bot
@@ -185,3 +185,23 @@ async def test_testnet_buy_sell_and_exchange_rejections(
     poor_sub = await subscription(client, developer_key, marketplace_key, "testnet", poor)
     refused = await executor.execute(intent(poor_sub, Side.BUY, "x"))
     assert refused.status == "rejected" and "insufficient balance" in (refused.reason or "")
+
+
+async def test_credentials_deleted_after_the_chunk_read_them_refuse_the_order(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    executor: Executor,
+    sandbox: SandboxServer,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    # An execute chunk reads its renters once; one may delete its keys before its turn.
+    keys = sandbox.new_account(USDT="1000")
+    sub_id = await subscription(client, developer_key, marketplace_key, "testnet", keys)
+    (read_before,) = await rows(app, Subscription, id=sub_id)
+    async with app.state.runtime.sessionmaker() as session:
+        await session.execute(delete(ExchangeCredential))
+        await session.commit()
+    refused = await executor.execute(intent(sub_id, Side.BUY, "b"), None, read_before)
+    assert refused.status == "refused" and "no exchange credentials" in (refused.reason or "")
+    assert sandbox.orders(keys[0]) == []
