@@ -178,6 +178,7 @@ class Executor:
         intents has an attempt already (an earlier run's or a racing one's), or a new
         position raced into existence; `execute`, renter by renter, resolves those."""
         (symbol,) = {sub.symbol for sub, _ in orders}
+        assert all(sub.mode == "paper" for sub, _ in orders)
         rules = await self._clients.rules(symbol)
         if price is None:
             price = await (await self._clients.public()).price(symbol)
@@ -274,7 +275,8 @@ class Executor:
         if price is None:
             price = await (await self._clients.public()).price(trade.symbol)
         async with session_scope(self._sessionmaker) as session:
-            position = await self._commit_to_send(session, trade, fence)
+            await self._commit_to_send(session, trade, fence)
+            position = await self._position(session, trade)
             reserve = await self._reserved(session, trade)
             quantity = self._size(trade, position, reserve, rules, price)
             fill = paper_fill(
@@ -298,20 +300,29 @@ class Executor:
 
         async def size() -> Decimal:
             async with session_scope(self._sessionmaker) as session:
-                position = await self._commit_to_send(session, trade, fence)
-                reserve = await self._reserved(session, trade)
-                quantity = self._size(trade, position, reserve, rules, quote_price)
-                await repository.fenced_update(
-                    session, trade.id, fence, requested_quantity=quantity
-                )
+                if trade.side == Side.BUY:
+                    # It spends the renter's own quote, which the exchange checks: no position
+                    # of ours to lock, and marked sent with what it asks for in one write.
+                    quantity = self._size(trade, None, Decimal(0), rules, quote_price)
+                    await self._commit_to_send(session, trade, fence, requested_quantity=quantity)
+                else:
+                    await self._commit_to_send(session, trade, fence)
+                    position = await self._position(session, trade)
+                    reserve = await self._reserved(session, trade)
+                    quantity = self._size(trade, position, reserve, rules, quote_price)
+                    await repository.fenced_update(
+                        session, trade.id, fence, requested_quantity=quantity
+                    )
             return quantity
 
         order = await client.market_order(trade.symbol, trade.side, trade.client_order_id, size)
         return await self._complete(trade, fence, await self._binance_fill(client, order))
 
-    async def _commit_to_send(self, session: AsyncSession, trade: Trade, fence: int) -> Position:
+    async def _commit_to_send(
+        self, session: AsyncSession, trade: Trade, fence: int, **values: object
+    ) -> None:
         """Prove we still own a fresh attempt and mark it sent (leased for as long as the
-        exchange could still execute it); then the position, locked for this transaction."""
+        exchange could still execute it), with `values` of the attempt."""
         now = self._clock()
         sent = await repository.fenced_update(
             session,
@@ -320,6 +331,7 @@ class Executor:
             send_by=now,
             sent_at=now,
             lease_until=self._lease_end(now),
+            **values,
         )
         if not sent:
             row = await session.get(Trade, trade.id)
@@ -327,7 +339,6 @@ class Executor:
             if row.fence != fence or row.status in FINAL_STATUSES:
                 raise AttemptLost()
             raise OrderRefused(_stale(row.send_before))
-        return await self._position(session, trade.subscription_id)
 
     @staticmethod
     async def _reserved(session: AsyncSession, trade: Trade) -> Decimal:
@@ -339,19 +350,22 @@ class Executor:
     def _size(
         self,
         trade: Trade,
-        position: Position,
+        position: Position | None,
         reserved: Decimal,
         rules: SymbolRules,
         price: Decimal,
     ) -> Decimal:
-        """`reserved`: what the subscription's other sells in flight may still sell."""
+        """`position`: locked, needed for a sell and a paper buy (whose wallet it holds);
+        `reserved`: what the subscription's other sells in flight may still sell."""
         try:
             if trade.side == Side.BUY:
                 assert trade.requested_quote is not None
                 budget = trade.requested_quote
                 if trade.mode == "paper":
+                    assert position is not None
                     budget = min(budget, position.quote_balance)
                 return buy_quantity(budget, price, self._settings.paper_slippage, rules)
+            assert position is not None
             available = position.quantity - reserved
             if available <= 0:
                 raise OrderRefused("no position to sell")
@@ -359,37 +373,42 @@ class Executor:
         except ExchangeError as exc:  # sizing refuses before the exchange has to
             raise OrderRefused(str(exc)) from exc
 
-    async def _position(self, session: AsyncSession, subscription_id: str) -> Position:
-        """The position row, locked until the transaction ends (a new one if none)."""
-        position = await repository.position_for_update(session, subscription_id)
+    async def _position(self, session: AsyncSession, trade: Trade) -> Position:
+        """The attempt's position row, locked until the transaction ends (a new one if none)."""
+        position = await repository.position_for_update(session, trade.subscription_id)
         if position is None:
-            sub = await session.get(Subscription, subscription_id)
-            assert sub is not None
-            position = self._new_position(session, sub)
+            wallet = Decimal(0)
+            if trade.mode == "paper":
+                sub = await session.get(Subscription, trade.subscription_id)
+                assert sub is not None
+                wallet = reference_capital(sub, self._settings)
+            position = self._new_position(session, trade.subscription_id, trade.symbol, wallet)
         return position
 
     async def _positions(
         self, session: AsyncSession, subs: Sequence[Subscription]
     ) -> dict[str, Position]:
-        """`_position` for many subscriptions at once, by subscription."""
+        """The positions of many paper subscriptions, locked, by subscription."""
         positions = await repository.positions_of(session, [s.id for s in subs], lock=True)
         for sub in subs:
             if sub.id not in positions:
-                positions[sub.id] = self._new_position(session, sub)
+                wallet = reference_capital(sub, self._settings)
+                positions[sub.id] = self._new_position(session, sub.id, sub.symbol, wallet)
         return positions
 
-    def _new_position(self, session: AsyncSession, sub: Subscription) -> Position:
-        """A new subscription's position is flat and, in paper mode, holds a wallet of the
-        reference capital; inserted when the transaction commits, with the fill."""
+    @staticmethod
+    def _new_position(
+        session: AsyncSession, subscription_id: str, symbol: str, wallet: Decimal
+    ) -> Position:
+        """A new subscription's position is flat; `wallet`: the paper wallet (the reference
+        capital), none for testnet and live. Inserted when the transaction commits."""
         position = Position(
-            subscription_id=sub.id,
-            symbol=sub.symbol,
+            subscription_id=subscription_id,
+            symbol=symbol,
             quantity=Decimal(0),
             average_cost=Decimal(0),
             realized_pnl=Decimal(0),
-            quote_balance=reference_capital(sub, self._settings)
-            if sub.mode == "paper"
-            else Decimal(0),
+            quote_balance=wallet,
         )
         session.add(position)
         return position
@@ -422,7 +441,7 @@ class Executor:
                 session, trade.id, fence, lease_until=self._lease_end(now)
             ):
                 raise AttemptLost()
-            position = await self._position(session, trade.subscription_id)
+            position = await self._position(session, trade)
             row = await self._record_fill(session, trade, fence, position, fill, rules)
         return self._resolved(row)
 
