@@ -21,6 +21,7 @@ are filled in one transaction) p50/p99, and each worker process's peak RSS
 bench/results/tick.json.
 
 Usage: python bench/tick.py [--sizes 100,1000,10000] [--workers 2] [--concurrency 5]
+                            [--deciders 0]
 Needs MariaDB (root@127.0.0.1:3306) and Redis (127.0.0.1:6379) running.
 """
 
@@ -418,6 +419,14 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
             "ORDER_FRESHNESS_S": FRESHNESS,
         }
         with contextlib.ExitStack() as stack:
+            # (name, prefork children, queues): with deciders, a worker of their own takes the
+            # decisions and the others the rest; without, every worker takes both.
+            pools = [
+                (f"bench{w}", args.concurrency, "celery" if args.deciders else None)
+                for w in range(args.workers)
+            ]
+            if args.deciders:
+                pools.append(("deciders", args.deciders, "trading.decide"))
             workers = [
                 stack.enter_context(
                     process(
@@ -429,9 +438,10 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
                             "workers.celery_app",
                             "worker",
                             "--concurrency",
-                            str(args.concurrency),
+                            str(children),
+                            *(["--queues", queues] if queues else []),
                             "--hostname",
-                            f"bench{w}@%h",
+                            f"{name}@%h",
                             "--without-gossip",
                             "--without-mingle",
                             "--without-heartbeat",
@@ -439,11 +449,11 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
                             "INFO",
                         ],
                         env,
-                        workdir / f"worker{w}-{size}.log",
+                        workdir / f"{name}-{size}.log",
                         b"ready.",
                     )
                 )
-                for w in range(args.workers)
+                for name, children, queues in pools
             ]
             from celery import Celery
 
@@ -576,6 +586,13 @@ def main() -> None:
         # stays under MariaDB's default max_connections (151); 2 x 8 did not.
         help="prefork children per worker",
     )
+    parser.add_argument(
+        "--deciders",
+        type=int,
+        default=0,
+        help="prefork children of one more worker that takes only the decisions "
+        "(0: every worker takes both queues)",
+    )
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
     parser.add_argument("--stall-s", type=float, default=120.0)
@@ -590,7 +607,9 @@ def main() -> None:
             print(f"tick with {size} subscriptions ...", file=sys.stderr)
             results.append(run_size(size, args, fakes, Path(tmp)))
     print(
-        f"\n{args.workers} Celery worker processes x {args.concurrency} prefork children, "
+        f"\n{args.workers} Celery worker processes x {args.concurrency} prefork children"
+        + (f" + 1 x {args.deciders} deciders" if args.deciders else "")
+        + ", "
         f"{os.cpu_count()} CPUs; sandbox +{SANDBOX_LATENCY_MS} ms, LLM fakes +{LLM_LATENCY_S} s\n"
     )
     print(table(results))
@@ -602,6 +621,7 @@ def main() -> None:
         "machine_cpus": os.cpu_count(),
         "workers": args.workers,
         "concurrency": args.concurrency,
+        "deciders": args.deciders,
         "sandbox_latency_ms": SANDBOX_LATENCY_MS,
         "llm_latency_s": LLM_LATENCY_S,
         "groups": GROUPS,
