@@ -13,6 +13,8 @@ router = APIRouter(prefix="/api/v1", tags=["track records"])
 async def get_track_record(
     bot_id: str, _: CallerDep, session: SessionDep, runtime: RuntimeDep
 ) -> TrackRecordOut:
-    """What the bot's renters achieved per execution mode, its decisions and its LLM spend.
-    Public to every key; aggregates only, and a mode with fewer than 3 renters is suppressed."""
+    """What the bot's renters achieved per execution mode, its decisions, its LLM spend and
+    the latest backtest of each version by its developer or an admin. Public to every key;
+    aggregates only, a mode with fewer than 3 renters is suppressed, and no renter's backtest
+    is shown."""
     return await service.track_record(session, bot_id, runtime.settings)
