@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,6 +171,16 @@ async def cancel_active(session: AsyncSession, backtest_id: str, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return bool(cancelled.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_of_user(session: AsyncSession, user_id: str) -> None:
+    """A renter's erasure takes their backtests: a worker running one stops at its next save,
+    which finds no row."""
+    await session.execute(
+        delete(Backtest)
+        .where(Backtest.owner_user_id == user_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def version_of(session: AsyncSession, bot_id: str, version: int) -> BotVersion | None:
