@@ -2,8 +2,8 @@
 
 Tasks default to acks_late + reject_on_worker_lost (a task whose worker dies is redelivered,
 not lost) and carry ids only; every task is safe to run twice. On Redis an unacknowledged
-task of a dead worker comes back after the visibility timeout, chosen here longer than the
-hard time limit of any task.
+task of a dead worker comes back after the visibility timeout, which settings refuse unless it
+is longer than the hard time limit of every task (no task sets a limit of its own).
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from celery.signals import setup_logging
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from workers.schedule import beat_schedule
-
-HARD_TIME_LIMIT_S = 300  # CELERY_VISIBILITY_TIMEOUT_S (600) stays above it
-SOFT_TIME_LIMIT_S = 240
 
 settings = get_settings()
 
@@ -35,8 +32,8 @@ celery_app = Celery(
 celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    task_time_limit=HARD_TIME_LIMIT_S,
-    task_soft_time_limit=SOFT_TIME_LIMIT_S,
+    task_time_limit=settings.celery_task_time_limit_s,
+    task_soft_time_limit=settings.celery_task_soft_time_limit_s,
     task_ignore_result=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
