@@ -104,15 +104,8 @@ def celery(command: str, extra: list[str]) -> None:
 def serve(host: str, port: int) -> None:
     import uvicorn
 
-    # Our own access log line carries the request id and route; uvicorn's would repeat it.
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-    )
+    # Logging is the app's own (JSON, one access line per request by our middleware).
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
 
 
 def _utc(text: str) -> datetime:
