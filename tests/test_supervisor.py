@@ -4,6 +4,7 @@ or worker is left behind to keep trading; `botmarket serve` logs each request on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,10 +12,19 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
+from sqlalchemy import func, select
 
+from app.cli import migrate
+from app.core.db import create_engine
+from app.core.settings import Settings
+from app.models import ApiKey
+from app.supervisor import seed_in_development
+from tests.conftest import REDIS_URL, fresh_mariadb_database
 from tests.sandbox_server import SandboxServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +127,39 @@ def test_serve_logs_each_request_once(tmp_path: Path) -> None:
     assert [(line["logger"], line.get("route")) for line in about_it] == [
         ("botmarket.access", "/health/live")
     ]
+
+
+def production_settings(database_url: str) -> Settings:
+    return Settings(
+        environment="production",
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        fernet_keys=f"k1:{Fernet.generate_key().decode()}",
+        metrics_port=free_port(),
+    )
+
+
+async def api_key_count(database_url: str) -> int:
+    engine = create_engine(database_url, pool=False)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(select(func.count()).select_from(ApiKey)) or 0)
+    finally:
+        await engine.dispose()
+
+
+def test_run_never_seeds_the_demo_into_a_production_database() -> None:
+    # A production database on its first day has no key yet: exactly what the demo seeds into
+    # in development, and where printed demo keys would let anyone in.
+    with fresh_mariadb_database() as url:
+        migrate(url)
+        assert seed_in_development(production_settings(url), Decimal(60000)) is None
+        assert asyncio.run(api_key_count(url)) == 0
+
+
+def test_run_seeds_the_demo_into_a_fresh_development_database(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'botmarket.db'}"
+    migrate(url)
+    settings = Settings(database_url=url, fernet_keys=f"k1:{Fernet.generate_key().decode()}")
+    assert seed_in_development(settings, Decimal(60000)) is not None
+    assert asyncio.run(api_key_count(url)) == 2  # the demo's admin and marketplace keys
