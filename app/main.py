@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Longer than the revocation listener's poll, so it stops of its own accord well within it.
 SHUTDOWN_WAIT_S = 5.0
+# A readiness probe waits this long for the broker at most: well within compose's 5 s.
+BROKER_CHECK_TIMEOUT_S = 2.0
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
@@ -44,6 +47,17 @@ assertion public keys, the canister's signed `X-Principal-Assertion` and
 `Idempotency-Key`: identical copies get byte-identical answers, a reused key with another
 body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
+
+
+def _connect_to_broker(url: str) -> None:
+    """Connects once and hangs up; raises if the broker cannot be reached. Blocking."""
+    # Bounded on its own too, so that a silent broker does not keep the thread forever; only
+    # Redis takes a socket timeout (the SQLAlchemy transport hands options to create_engine).
+    options = {"socket_timeout": BROKER_CHECK_TIMEOUT_S} if url.startswith("redis") else {}
+    with Connection(
+        url, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
+    ) as connection:
+        connection.ensure_connection(max_retries=0)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,6 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await runtime.redis.ping()
             except Exception:
                 failed.append("redis")
+        try:
+            # kombu connects synchronously: in a thread, and given up on after the timeout.
+            await asyncio.wait_for(
+                asyncio.to_thread(_connect_to_broker, settings.broker_url), BROKER_CHECK_TIMEOUT_S
+            )
+        except Exception:
+            failed.append("broker")
         if failed:
             return JSONResponse(
                 {
