@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from kombu import Connection
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import text
 
 from app.api_keys.router import router as api_keys_router
@@ -68,6 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
         app.state.runtime = runtime
+        metrics_server = (
+            start_http_server(
+                settings.metrics_port, settings.metrics_bind, runtime.metrics.registry
+            )[0]
+            if settings.metrics_port
+            else None
+        )
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
@@ -75,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if metrics_server is not None:
+                await asyncio.to_thread(metrics_server.shutdown)  # waits out its poll loop
+                metrics_server.server_close()
             runtime.authenticator.stop()
             for task in background:
                 task.cancel()
@@ -140,10 +150,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics(request: Request) -> Response:
-        runtime: Runtime = request.app.state.runtime
-        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if not settings.metrics_port:
+        # Development only (production refuses it): whoever reaches the API reads its metrics.
+        @app.get("/metrics", tags=["health"], response_class=Response)
+        async def metrics(request: Request) -> Response:
+            runtime: Runtime = request.app.state.runtime
+            return Response(
+                generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST
+            )
 
     # Added innermost first: the request id wraps everything, then the header and body limits,
     # then idempotency, so a replay is logged, counted and never sees oversized headers or

@@ -93,26 +93,10 @@ def run(settings: Settings) -> int:
     if on_sandbox:
         env["BINANCE_API_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
         commands.append(("sandbox", [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]))
+    worker = ["worker", "--beat", "--concurrency", "2", "--schedule", "var/celerybeat-schedule"]
     commands += [
         ("api", [python, "-m", "app.cli", "serve"]),
-        (
-            "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--beat",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--schedule",
-                "var/celerybeat-schedule",
-            ],
-        ),
+        ("worker", [python, "-m", "app.cli", *worker]),
     ]
     # Fixed argument lists of our own programs; no shell, nothing from outside.
     children = [Child(name, subprocess.Popen(argv, env=env)) for name, argv in commands]  # noqa: S603

@@ -13,6 +13,7 @@ from celery.signals import setup_logging
 
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
+from workers import metrics  # noqa: F401 - its signal receivers: the listener, task timings
 from workers.schedule import beat_schedule
 
 settings = get_settings()

@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.main import create_app
 from tests.api.test_contract import assert_error
+from tests.helpers import headers
 from tests.sandbox_server import free_port
 
 
@@ -38,3 +40,24 @@ async def test_ready_checks_a_reachable_broker(settings: Settings) -> None:
     async with serving(settings) as http:
         response = await http.get("/health/ready")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_metrics_are_served_on_their_own_listener_not_on_the_api(
+    settings: Settings, developer_key: str
+) -> None:
+    port = free_port()
+    own_port = settings.model_copy(update={"metrics_port": port})
+    scrape = f"http://127.0.0.1:{port}/metrics"
+    async with httpx.AsyncClient() as scraper:
+        async with serving(own_port) as http:
+            await http.get("/api/v1/bots", headers=headers(developer_key))
+            on_the_api = await http.get("/metrics")
+            scraped = await scraper.get(scrape)
+        assert_error(on_the_api, 404, "NOT_FOUND")
+        assert scraped.status_code == 200
+        assert 'http_requests_total{method="GET",route="/api/v1/bots",status="200"} 1.0' in (
+            scraped.text
+        )
+        # The listener stops with the app.
+        with pytest.raises(httpx.ConnectError):
+            await scraper.get(scrape)
