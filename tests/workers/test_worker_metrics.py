@@ -22,6 +22,7 @@ from tests.sandbox_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = 4
+EARLIER_RUN = "TASK_DURATION.labels('idempotency.purge').observe(1)"
 ONE_TASK_EACH = ("--max-tasks-per-child", "1", "--without-gossip", "--without-mingle")
 
 
@@ -50,9 +51,13 @@ def test_one_listener_sums_every_pool_process_including_exited_ones(tmp_path: Pa
         "WORKER_METRICS_PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    # A sample left by an earlier run in the same directory must not be counted.
+    # A sample left in the directory by an earlier run must not be counted.
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"stale")
+    subprocess.run(
+        [sys.executable, "-c", f"from app.trading.metrics import TASK_DURATION; {EARLIER_RUN}"],
+        env=env,
+        check=True,
+    )
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         # Each pool process runs one task and exits: its samples must outlive it.
