@@ -30,7 +30,8 @@ def _serve(**_: object) -> None:
     if not settings.worker_metrics_port:
         return
     if not os.environ.get(MULTIPROC_DIR):
-        raise RuntimeError(
+        # SystemExit: Celery logs and ignores an Exception raised by a signal receiver.
+        raise SystemExit(
             f"WORKER_METRICS_PORT is set but {MULTIPROC_DIR} is not: without it each pool "
             "process would count alone; start workers with `botmarket worker`, which sets it "
             "(or set WORKER_METRICS_PORT=0)"

@@ -86,3 +86,26 @@ def test_one_listener_sums_every_pool_process_including_exited_ones(tmp_path: Pa
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
         log.close()
+
+
+def test_a_worker_with_metrics_but_no_multiprocess_directory_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    # Started with `celery` directly, not `botmarket worker`: each pool process would count
+    # alone and the listener would serve a fraction of the truth.
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"} | {
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'botmarket.db'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        "WORKER_METRICS_PORT": str(free_port()),
+    }
+    worker = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-c", "1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 1
+    assert "WORKER_METRICS_PORT is set but PROMETHEUS_MULTIPROC_DIR is not" in worker.stderr
