@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.settings import Environment, Settings
@@ -88,6 +89,8 @@ def run(settings: Settings) -> int:
     btc_price = Market().price("BTCUSDT", int(time.time() * 1000)) if on_sandbox else None
     print(_banner(settings, seed_in_development(settings, btc_price)), flush=True)
     env = dict(os.environ)
+    # Beside the database rather than a new temporary directory on every start.
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path("var/worker-metrics").resolve()))
     python = sys.executable
     commands: list[tuple[str, list[str]]] = []
     if on_sandbox:
