@@ -115,7 +115,9 @@ def create_engine(database_url: str, *, pool: bool = True) -> AsyncEngine:
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
-    engine = create_async_engine(url, **kwargs)
+    # Parameters carry secrets (ciphertexts, key digests, principals): never in a log line or
+    # an exception's message.
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

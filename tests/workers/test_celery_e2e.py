@@ -138,7 +138,6 @@ def stack_for(
         # seconds, which at a minute's edge would make a 1m decision stale before its orders.
         "ORDER_FRESHNESS_S": '{"1m": 120}',
         "ORDER_FRESHNESS_CAP_S": "120",
-        "CELERY_VISIBILITY_TIMEOUT_S": "5",
         "DISPATCH_INTERVAL_S": "3600",  # no beat here: the test sends what beat would
         **overrides,
     }
