@@ -280,7 +280,10 @@ def classified_routes(app: FastAPI) -> list[tuple[str, str, Endpoint]]:
         {name for _, path in routes for name in PARAM.findall(path)} - set(PATH_PARAMS)
     )
     assert not unfillable, f"say in PATH_PARAMS how to fill these path parameters: {unfillable}"
-    ordered = sorted(routes, key=lambda route: route[0] == "DELETE")
+    # The erasure goes very last: it takes the renter's credentials and backtests with it.
+    ordered = sorted(
+        routes, key=lambda route: (route[0] == "DELETE", route[1] == "/api/v1/principals/me")
+    )
     return [(m, p, ENDPOINTS[f"{m} {p}"]) for m, p in ordered]
 
 
