@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     log_level: str = "INFO"
+    # Swagger UI on /docs and the document on /openapi.json, in production too: bot developers
+    # and admins are its users, and it shows nothing that is not in the published contract.
+    docs_enabled: bool = True
     max_body_bytes: int = 64 * 1024
     # Request headers (names and values) a request may carry; beyond either: 431.
     max_header_count: int = Field(default=100, ge=10)
