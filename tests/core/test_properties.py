@@ -193,7 +193,7 @@ def test_an_accepted_decimal_is_normalised_and_within_bounds(
         parsed = getattr(bounds.parse(spelling), bounds.name)
         assert parsed == value
         assert bounds.low is not None and bounds.high is not None
-        assert (bounds.low <= parsed if bounds.low_inclusive else bounds.low < parsed)
+        assert bounds.low <= parsed if bounds.low_inclusive else bounds.low < parsed
         assert parsed <= bounds.high
         echoed.add(json.loads(bounds.parse(spelling).model_dump_json())[bounds.name])
     (text,) = echoed
