@@ -249,6 +249,15 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a bare 400, and JSON that does not
+        # parse with a 422: both are a body that is not JSON, so both are the contract's 422.
+        return error_response(
+            422,
+            "VALIDATION_ERROR",
+            "the request is not valid",
+            [{"loc": "body", "message": "JSON decode error"}],
+        )
     code = STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
     return error_response(exc.status_code, code, message, headers=exc.headers)
