@@ -97,6 +97,15 @@ def _restore_nulls(value: Any, schema: Mapping[str, Any], schemas: Mapping[str, 
                 value[name] = None
 
 
+def _never_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without FastAPI's `| null` of an optional one: a header or query
+    parameter is absent or a string, and no client can send it as null."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) != 1 or len(schema["anyOf"]) != 2:
+        return schema
+    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **branches[0]}
+
+
 class _NoExample(Exception):
     pass
 
@@ -138,6 +147,7 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             parameters = operation.setdefault("parameters", [])
             for parameter in parameters:
+                parameter["schema"] = _never_null(parameter["schema"])
                 if parameter["name"] == "X-Principal-ID":
                     parameter["required"] = True
             if path.startswith(API_PREFIX) and method in _WRITES:

@@ -103,6 +103,13 @@ def test_renter_operations_require_a_principal(document: dict[str, Any]) -> None
         assert "403" in operation["responses"], f"{method} {path}: other scopes get 403"
 
 
+def test_no_parameter_is_documented_as_null(document: dict[str, Any]) -> None:
+    # Absent or a value: "null" is not something a header or a query string can carry.
+    for path, method, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            assert "null" not in str(parameter["schema"]), f"{method} {path} {parameter['name']}"
+
+
 def test_every_contract_header_can_be_sent_from_swagger(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     (name,) = [n for n, s in schemes.items() if s["type"] == "apiKey" and s["in"] == "header"]
