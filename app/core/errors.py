@@ -225,6 +225,7 @@ def _documented_response(status: int) -> dict[str, Any]:
         response["headers"] = {
             "Retry-After": {
                 "description": "seconds to wait before trying again",
+                "required": True,
                 "schema": {"type": "integer", "minimum": 0},
             }
         }

@@ -144,7 +144,7 @@ def test_every_error_is_in_the_contract_shape(document: dict[str, Any]) -> None:
                 f"{method} {path} {status}"
             )
         if "429" in operation["responses"]:
-            assert "Retry-After" in operation["responses"]["429"]["headers"]
+            assert operation["responses"]["429"]["headers"]["Retry-After"]["required"] is True
 
 
 def test_every_body_has_an_example_that_fits_its_schema(document: dict[str, Any]) -> None:

@@ -172,3 +172,21 @@ async def test_a_body_that_is_not_utf8_is_the_contracts_422(
         "message": "the request is not valid",
         "details": [{"loc": "body", "message": "JSON decode error"}],
     }
+
+
+async def test_the_answers_of_the_request_limits_are_documented(
+    client: httpx.AsyncClient, developer_key: str
+) -> None:
+    # The generated traffic above never reaches the body and header limits: checked here.
+    sent = {"X-API-Key": developer_key}
+    too_large = await client.post("/api/v1/bots", json={"name": "x" * 70_000}, headers=sent)
+    too_many = await client.post(
+        "/api/v1/bots",
+        json={"name": "limits"},
+        headers={**sent, **{f"X-Extra-{i}": "1" for i in range(120)}},
+    )
+    assert (too_large.status_code, too_many.status_code) == (413, 431)
+    operation = schema["/api/v1/bots"]["POST"]
+    for response in (too_large, too_many):
+        assert str(response.status_code) in operation.definition.raw["responses"]
+        operation.validate_response(response)
