@@ -1,4 +1,4 @@
-"""`botmarket`: the operator's entry point (serve, migrate, api-keys, keys, sandbox)."""
+"""`botmarket`: the operator's entry point (serve, migrate, api-keys, keys, sandbox, backtest)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -113,6 +115,106 @@ def serve(host: str, port: int) -> None:
     )
 
 
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _progress_line(done: int, total: int) -> None:
+    filled = 30 * done // total if total else 30
+    percent = 100 * done // total if total else 100
+    bar = "#" * filled + "." * (30 - filled)
+    print(f"\r[{bar}] {percent:3d}% {done}/{total} candles", end="", file=sys.stderr, flush=True)
+
+
+def backtest(args: argparse.Namespace) -> None:
+    """One backtest in this process, on the configured database and exchange (no worker)."""
+    from pydantic import ValidationError
+
+    from app.backtests.schemas import BacktestCreate
+
+    try:
+        body = BacktestCreate(
+            version=args.version,
+            symbol=args.symbol,
+            timeframe=args.timeframe,
+            start=_utc(args.start),
+            end=_utc(args.end),
+            quote_amount=args.quote,
+            llm=args.llm,
+            max_llm_cost_usd=args.max_llm_cost,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise SystemExit(f"invalid backtest: {exc}") from exc
+    started = time.monotonic()
+    row = asyncio.run(_run_backtest(args.bot, body))
+    print(file=sys.stderr)
+    if row.status != "succeeded" or row.result is None:
+        raise SystemExit(f"backtest {row.id} {row.status}: {row.error or ''}")
+    from app.backtests.report import render_html, summary_rows
+
+    width = max(len(label) for label, _ in summary_rows(row.result))
+    print(f"backtest {row.id}: bot {row.bot_id} v{row.bot_version}, {row.symbol} {row.timeframe}")
+    for label, value in summary_rows(row.result):
+        print(f"  {label:<{width}}  {value}")
+    for warning in row.result.get("warnings", []):
+        print(f"  note: {warning}")
+    print(f"{row.candles_total} candles replayed in {time.monotonic() - started:.1f} s")
+    if args.report:
+        Path(args.report).write_text(render_html(f"Backtest {row.id}", row.result))
+        print(f"report written to {args.report}")
+
+
+async def _run_backtest(bot_id: str, body):
+    from redis.asyncio import Redis
+
+    from app.backtests import service
+    from app.backtests.flows import BacktestFlows
+    from app.backtests.repository import Owner
+    from app.bots import repository as bots
+    from app.core.db import create_engine, create_sessionmaker, session_scope, utcnow
+    from app.core.errors import AppError
+    from app.integrations.binance.clients import BinanceClients
+    from app.integrations.binance.governor import shared_governor
+    from app.integrations.llm.registry import VoterPool
+    from app.models import Backtest
+
+    settings = get_settings()
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    clients = BinanceClients(
+        shared_governor(redis, settings.binance_weight_per_minute),
+        api_url=settings.binance_api_url,
+        rules_ttl_s=settings.binance_rules_ttl_s,
+        idle_s=settings.binance_client_idle_s,
+    )
+    voters = VoterPool(settings)
+
+    async def unqueued(name, _kwargs):
+        raise RuntimeError(f"a local backtest sends no job ({name})")
+
+    try:
+        async with session_scope(sessionmaker) as session:
+            bot = await bots.get(session, bot_id)
+            if bot is None:
+                raise SystemExit(f"no bot {bot_id}")
+            # An operator's run: no API key or renter owns it.
+            row = await service.create(session, bot, Owner(), body, settings, utcnow())
+        flows = BacktestFlows(sessionmaker, clients, voters, settings, unqueued)
+        await flows.run(row.id, budget_s=None, progress=_progress_line)
+        async with sessionmaker() as session:
+            return await session.get(Backtest, row.id)
+    except AppError as exc:
+        raise SystemExit(exc.message) from exc
+    finally:
+        await voters.aclose()
+        await clients.close()
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botmarket", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
     )
 
+    bt = commands.add_parser("backtest", help="replay a bot over history here, with a report")
+    bt.add_argument("--bot", required=True, help="bot id")
+    bt.add_argument("--version", type=int, help="bot version (default: the latest)")
+    bt.add_argument("--symbol", required=True)
+    bt.add_argument("--timeframe", required=True)
+    bt.add_argument("--from", dest="start", required=True, help="ISO date or time, UTC if naive")
+    bt.add_argument("--to", dest="end", required=True, help="exclusive; not in the future")
+    bt.add_argument("--llm", choices=["recorded", "indicators", "ask"], default="recorded")
+    bt.add_argument("--max-llm-cost", default="0", help="USD; --llm ask refuses above it")
+    bt.add_argument("--quote", default="1000", help="starting capital in the quote asset")
+    bt.add_argument("--report", help="write an HTML report with the equity chart here")
+
     return parser
 
 
@@ -182,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
         run_sandbox(args.host, args.port, args.accounts, args.seed)
     elif args.command in ("worker", "beat"):
         celery(args.command, extra)
+    elif args.command == "backtest":
+        backtest(args)
     elif args.command == "run":
         from app.supervisor import run
 

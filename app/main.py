@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
+from app.backtests.router import router as backtests_router
 from app.bots.router import router as bots_router
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -29,6 +30,7 @@ from app.openapi import install_openapi
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
+from app.track_records.router import router as track_records_router
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         credentials_router,
         subscriptions_router,
         principals_router,
+        track_records_router,
+        backtests_router,
     ):
         app.include_router(router)
     install_openapi(app, swagger_ui=settings.docs_enabled)

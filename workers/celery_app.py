@@ -30,7 +30,7 @@ def _json_logs(**_: object) -> None:
 celery_app = Celery(
     "botmarket",
     broker=settings.broker_url,
-    include=["workers.tasks.trading", "workers.tasks.idempotency"],
+    include=["workers.tasks.trading", "workers.tasks.idempotency", "workers.tasks.backtests"],
 )
 celery_app.conf.update(
     task_acks_late=True,

@@ -17,13 +17,14 @@ from celery.signals import worker_process_shutdown
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.backtests.flows import BacktestFlows
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.locks import NamedLocks
 from app.core.settings import Settings, get_settings
 from app.credentials.service import close_stale_clients
 from app.integrations.binance.clients import BinanceClients
-from app.integrations.binance.governor import Governor, InProcessGovernor, RedisGovernor
+from app.integrations.binance.governor import shared_governor
 from app.integrations.llm.registry import VoterPool
 from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
@@ -44,6 +45,7 @@ class WorkerRuntime:
     clients: BinanceClients
     voters: VoterPool
     flows: TradingFlows
+    backtests: BacktestFlows
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerRuntime:
@@ -55,11 +57,7 @@ class WorkerRuntime:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        governor: Governor = (
-            RedisGovernor(redis, settings.binance_weight_per_minute)
-            if redis is not None
-            else InProcessGovernor(settings.binance_weight_per_minute)
-        )
+        governor = shared_governor(redis, settings.binance_weight_per_minute)
         clients = BinanceClients(
             governor,
             api_url=settings.binance_api_url,
@@ -71,19 +69,22 @@ class WorkerRuntime:
         locks = NamedLocks(redis)
         voters = VoterPool(settings)
         keyring = Keyring.parse(settings.fernet_keyring_text())
+
+        # kombu's publish blocks: in a thread, never on the loop every task shares.
+        def enqueue(name: str, kwargs: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+            return asyncio.to_thread(celery_app.send_task, name, kwargs=kwargs)
+
         flows = TradingFlows(
             sessionmaker,
             DecisionMaker(sessionmaker, MarketData(clients, cache, locks), voters, settings),
             Executor(sessionmaker, clients, keyring, settings),
             clients,
             settings,
-            # kombu's publish blocks: in a thread, never on the loop every task shares.
-            enqueue=lambda name, kwargs: asyncio.to_thread(
-                celery_app.send_task, name, kwargs=kwargs
-            ),
+            enqueue=enqueue,
             chunk_size=settings.execute_chunk_size,
         )
-        return cls(loop, engine, sessionmaker, redis, clients, voters, flows)
+        backtests = BacktestFlows(sessionmaker, clients, voters, settings, enqueue)
+        return cls(loop, engine, sessionmaker, redis, clients, voters, flows, backtests)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(self._after_pruning(coroutine))

@@ -18,4 +18,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},
         # Off the hour, away from the snapshot.
         "purge-idempotency": {"task": "idempotency.purge", "schedule": crontab(minute=30)},
+        "resume-backtests": {"task": "backtests.resume", "schedule": 60.0},
     }

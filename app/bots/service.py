@@ -6,7 +6,7 @@ from app.api_keys.authenticator import Caller, Scope
 from app.bots import repository
 from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
 from app.bots.strategy import Strategy
-from app.core.errors import Forbidden, NotFound, Unprocessable
+from app.core.errors import NotFound, Unprocessable
 from app.core.settings import Settings
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
@@ -92,10 +92,12 @@ async def get_bot(session: AsyncSession, bot_id: str) -> tuple[Bot, BotVersion]:
 
 async def _owned_bot(session: AsyncSession, caller: Caller, bot_id: str) -> Bot:
     bot = await repository.get(session, bot_id)
-    if bot is None:
+    # Another developer's bot is missing to the caller, word for word: a foreign resource
+    # answers like an unknown one (the contract's 404).
+    if bot is None or (
+        caller.scope is not Scope.admin and bot.owner_user_id != caller.owner_user_id
+    ):
         raise NotFound("bot")
-    if caller.scope is not Scope.admin and bot.owner_user_id != caller.owner_user_id:
-        raise Forbidden("only the bot's owner or an admin may change it")
     return bot
 
 

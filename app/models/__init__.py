@@ -1,5 +1,6 @@
 """Every ORM table, imported here so Alembic's autogenerate and `Base.metadata` see them all."""
 
+from app.models.backtests import Backtest, Candle
 from app.models.base import Base
 from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
 from app.models.credentials import ExchangeCredential
@@ -19,10 +20,12 @@ __all__ = [
     "ApiKey",
     "ApiKeyAssertionKey",
     "AuditLog",
+    "Backtest",
     "Base",
     "Bot",
     "BotMarketplaceRegistration",
     "BotVersion",
+    "Candle",
     "Decision",
     "DecisionClaim",
     "ExchangeCredential",

@@ -14,8 +14,8 @@ router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=e
     "/me",
     status_code=204,
     response_class=Response,
-    description="GDPR erasure: deletes the renter's exchange credentials, blanks personal "
-    "fields and cancels every subscription. Trade history stays, tied to the principal only.",
+    description="GDPR erasure: deletes the renter's exchange credentials and backtests, "
+    "blanks personal fields and cancels every subscription. Trade history stays, tied to the principal only.",
 )
 async def erase_me(request: Request, renter: RenterDep, session: SessionDep) -> Response:
     await service.erase(session, renter)

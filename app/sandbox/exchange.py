@@ -1,6 +1,7 @@
 """Accounts, orders, filters and matching of the sandbox: pure logic, no HTTP.
 
-Errors carry Binance's codes, messages and HTTP statuses. Fees are 0.1% taken in the asset
+Errors carry Binance's codes, messages and HTTP statuses. Parameters arrive already read
+(app/sandbox/params.py): a number's text is plain digits. Fees are 0.1% taken in the asset
 received (BUY: base, SELL: quote), rounded up to 8 decimals.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_UP, Decimal
 from typing import Any
 
 from app.sandbox.market import SYMBOLS, Market, SymbolSpec
@@ -17,6 +18,8 @@ FEE_RATE = Decimal("0.001")
 FEE_PLACES = Decimal("0.00000001")
 MAX_QTY = Decimal("9000")
 MAX_PRICE = Decimal("1000000")
+# What each order type must not carry: Binance answers -1106 rather than ignore it.
+NOT_REQUIRED = {"MARKET": ("timeInForce", "price"), "LIMIT": ("quoteOrderQty",)}
 
 
 class SandboxError(Exception):
@@ -52,16 +55,13 @@ def required_decimal(params: dict[str, str], name: str) -> Decimal:
 
 
 def optional_decimal(params: dict[str, str], name: str) -> Decimal | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation as exc:
-        raise SandboxError(-1100, f"Illegal characters found in parameter '{name}'.") from exc
-    if not value.is_finite() or value <= 0:
-        raise SandboxError(-1100, f"Illegal characters found in parameter '{name}'.")
-    return value
+    """Zero counts as not sent, as on Binance."""
+    value = Decimal(params.get(name) or 0)
+    return value if value > 0 else None
+
+
+def not_required(name: str) -> SandboxError:
+    return SandboxError(-1106, f"Parameter '{name}' sent when not required.")
 
 
 def _is_multiple(value: Decimal, origin: Decimal, step: Decimal) -> bool:
@@ -141,6 +141,9 @@ class Exchange:
             )
         if order_type not in ("MARKET", "LIMIT"):
             raise SandboxError(-1116, "Invalid orderType.")
+        for name in NOT_REQUIRED[order_type]:
+            if name in params:
+                raise not_required(name)
         self.fill_crossed_limits(account, now_ms)
         client_id = params.get("newClientOrderId") or f"sandbox-{next(self._order_ids)}"
         if any(o["clientOrderId"] == client_id and o["status"] == "NEW" for o in account.orders):
@@ -196,13 +199,14 @@ class Exchange:
     def _market_quantity(self, spec: SymbolSpec, params: dict[str, str], price: Decimal) -> Decimal:
         quantity = optional_decimal(params, "quantity")
         quote = optional_decimal(params, "quoteOrderQty")
-        if (quantity is None) == (quote is None):
+        if quantity is not None:
+            if quote is not None:
+                raise not_required("quoteOrderQty")
+            return quantity
+        if quote is None:
             raise SandboxError(
                 -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
             )
-        if quantity is not None:
-            return quantity
-        assert quote is not None
         steps = ((quote / price) / spec.step_size).to_integral_value(rounding=ROUND_FLOOR)
         return steps * spec.step_size
 

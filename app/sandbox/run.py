@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from app.core.logging import configure_logging
+from app.core.settings import get_settings
 from app.sandbox.server import create_sandbox_app, parse_accounts
 
 
@@ -14,12 +16,13 @@ def run_sandbox(
 ) -> None:
     import uvicorn
 
+    configure_logging(get_settings().log_level)
     accounts = parse_accounts(json.loads(Path(accounts_file).read_text())) if accounts_file else []
     uvicorn.run(
         create_sandbox_app(accounts, seed=seed),
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,  # uvicorn's lines go through the service's JSON logging
         access_log=False,  # a line per exchange call would drown everything else
     )
 

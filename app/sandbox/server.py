@@ -1,9 +1,10 @@
 """The sandbox's HTTP face: Binance's spot REST paths, signatures, weights and faults.
 
-Signed requests are checked as Binance checks them: HMAC-SHA256 over the raw query string
-followed by the raw body (the signature parameter left out), the X-MBX-APIKEY header, and
-timestamp/recvWindow. Every answer carries X-MBX-USED-WEIGHT-1M, counted per client IP per
-wall-clock minute; past the limit a 429 with Retry-After, and a 418 ban for repeat offenders.
+Parameters are read as Binance reads them (app/sandbox/params.py). Signed requests are checked
+as Binance checks them: HMAC-SHA256 over the raw query string followed by the raw body (the
+signature parameter left out), the X-MBX-APIKEY header, and timestamp/recvWindow. Every answer
+carries X-MBX-USED-WEIGHT-1M, counted per client IP per wall-clock minute; past the limit a 429
+with Retry-After, and a 418 ban for repeat offenders.
 The /sandbox/* paths are the operator's: accounts, limits, fault injection, inspection.
 """
 
@@ -18,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from app.sandbox.exchange import Account, Exchange, SandboxError, spec_of
 from app.sandbox.market import INTERVAL_MS, SYMBOLS, Market
+from app.sandbox.params import read_params
 
 MAX_RECV_WINDOW_MS = 60_000
 FUTURE_TOLERANCE_MS = 1_000
@@ -113,7 +114,12 @@ class Sandbox:
                 await asyncio.sleep(state.faults.latency_ms / 1000)
             body = (await request.body()).decode()
             query = request.url.query
-            params = dict(parse_qsl(query)) | dict(parse_qsl(body))
+            bad_input: SandboxError | None = None
+            try:
+                params = read_params(query, body)
+            except SandboxError as exc:
+                # Refused, but after the IP's limits: it costs the endpoint's plain weight.
+                params, bad_input = {}, exc
             cost = weight(params)
             refused = self._spend_weight(request, cost)
             if refused is None:
@@ -125,6 +131,8 @@ class Sandbox:
                 state.faults.error_5xx_next -= 1
                 return Response("", status_code=503, headers=headers)
             try:
+                if bad_input is not None:
+                    raise bad_input
                 account = self._authenticate(request, query, body, params) if signed else None
                 result = await handler(request, params, account)
             except SandboxError as exc:
@@ -185,19 +193,25 @@ class Sandbox:
         self, request: Request, query: str, body: str, params: dict[str, str]
     ) -> Account:
         api_key = request.headers.get("X-MBX-APIKEY")
-        account = self.state.exchange.accounts.get(api_key or "")
+        if not api_key:
+            raise SandboxError(-2014, "API-key format invalid.", 401)
+        account = self.state.exchange.accounts.get(api_key)
         if account is None:
             raise SandboxError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        timestamp = params.get("timestamp")
-        if timestamp is None or not timestamp.isdigit():
+        if "timestamp" not in params:
             raise SandboxError(
                 -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
             )
-        window = int(params.get("recvWindow", "5000"))
+        timestamp = int(params["timestamp"])
+        window = Decimal(params.get("recvWindow", "5000"))
         if window > MAX_RECV_WINDOW_MS:
             raise SandboxError(-1131, "recvWindow must be less than 60000")
         now = _now_ms()
-        if int(timestamp) > now + FUTURE_TOLERANCE_MS or now - int(timestamp) > window:
+        if timestamp >= now + FUTURE_TOLERANCE_MS:
+            raise SandboxError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now - timestamp > window:
             raise SandboxError(-1021, "Timestamp for this request is outside of the recvWindow.")
         payload, signature = _total_params(query, body)
         expected = hmac.new(account.api_secret.encode(), payload.encode(), hashlib.sha256)
@@ -411,12 +425,6 @@ def symbol_info(symbol: str) -> dict[str, Any]:
                 "stepSize": _money(spec.step_size),
             },
             {
-                "filterType": "MIN_NOTIONAL",
-                "minNotional": _money(spec.min_notional),
-                "applyToMarket": True,
-                "avgPriceMins": 5,
-            },
-            {
                 "filterType": "NOTIONAL",
                 "minNotional": _money(spec.min_notional),
                 "applyMinToMarket": True,
@@ -445,7 +453,7 @@ def _order_response(order: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _klines_weight(params: dict[str, str]) -> int:
-    limit = int(params.get("limit", "500") or 500)
+    limit = int(params.get("limit", "500"))
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +41,7 @@ from app.integrations.llm.prompt import PROMPT_VERSION, render
 from app.integrations.llm.registry import VoterPool
 from app.models import BotVersion, Decision, LlmVote
 from app.trading import metrics, repository
+from app.trading.candles import Candle
 from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
 from app.trading.indicators import MIN_CANDLES, indicator_score
 from app.trading.market_data import MarketData, interval_ms, last_closed_open_ms
@@ -82,7 +84,7 @@ def _candle_open(timeframe: str, now: datetime) -> datetime:
     return datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
 
 
-def _history_needed(strategy: Strategy) -> int:
+def history_needed(strategy: Strategy) -> int:
     periods = [i.period for i in strategy.indicators.values() if i.period]
     return min(1000, max([MIN_CANDLES, *(3 * p for p in periods)]))
 
@@ -91,7 +93,7 @@ def _confidence(vote: Vote) -> Decimal:
     return Decimal(repr(vote.confidence)).quantize(CONFIDENCE_PLACES)
 
 
-def _ballots(results: list[tuple[Decimal, VoteResult]]) -> list[Ballot]:
+def ballots(results: list[tuple[Decimal, VoteResult]]) -> list[Ballot]:
     return [
         Ballot(
             weight,
@@ -100,6 +102,45 @@ def _ballots(results: list[tuple[Decimal, VoteResult]]) -> list[Ballot]:
         )
         for weight, r in results
     ]
+
+
+def panel_of(
+    strategy: Strategy, voters: VoterPool, prices: Mapping[str, Mapping[str, Decimal]]
+) -> list[PanelSeat]:
+    return [(c, voters.get(c.provider, c.model), c.price_in(prices)) for c in strategy.voters or []]
+
+
+def prompt_for(
+    symbol: str,
+    timeframe: str,
+    candle: datetime,
+    snapshot: dict[str, dict[str, object]],
+    candles: Sequence[Candle],
+) -> VotePrompt:
+    return render(
+        symbol, timeframe, candle, snapshot, [str(c.close) for c in candles[-_PROMPT_CLOSES:]]
+    )
+
+
+def most_for(panel: list[PanelSeat], prompt: VotePrompt) -> Decimal | None:
+    """The most asking `panel` can cost (what a round reserves); None when no seat can be
+    asked (unpriced, or its provider not configured), so nothing is spent."""
+    most = [p.most_for(prompt) for _, v, p in panel if v is not None and p is not None]
+    return sum(most, Decimal(0)) if most else None
+
+
+async def ask_panel(panel: list[PanelSeat], prompt: VotePrompt) -> list[tuple[Decimal, VoteResult]]:
+    """Every seat's vote or abstention with its weight; a seat that cannot be asked abstains."""
+
+    async def one(config: VoterConfig, voter: Voter | None, price: ModelPrice | None) -> VoteResult:
+        if voter is None:  # configured on the bot, but the service has no key for it
+            return VoteResult(config.provider, config.model, None, "provider not configured")
+        if price is None:  # a version saved before prices were required
+            return VoteResult(config.provider, config.model, None, "model has no price")
+        return await voter.vote(prompt, price)
+
+    outcomes = await asyncio.gather(*(one(*seat) for seat in panel))
+    return [(config.weight, r) for (config, _, _), r in zip(panel, outcomes, strict=True)]
 
 
 class DecisionMaker:
@@ -187,40 +228,29 @@ class DecisionMaker:
             candles = await self._market.closed_candles(
                 key.symbol,
                 key.timeframe,
-                _history_needed(strategy),
+                history_needed(strategy),
                 now=key.candle + timedelta(milliseconds=interval_ms(key.timeframe)),
             )
             indicators = indicator_score(candles, strategy.indicators)
-            panel: list[PanelSeat] = [
-                (c, self._voters.get(c.provider, c.model), c.price_in(self._prices))
-                for c in strategy.voters or []
-            ]
+            panel = panel_of(strategy, self._voters, self._prices)
             reason = None
             if not panel:
                 reason = "no LLM voter configured for this bot: indicators only"
             else:
-                prompt = render(
-                    key.symbol,
-                    key.timeframe,
-                    key.candle,
-                    indicators.snapshot,
-                    [str(c.close) for c in candles[-_PROMPT_CLOSES:]],
+                prompt = prompt_for(
+                    key.symbol, key.timeframe, key.candle, indicators.snapshot, candles
                 )
-                most = [p.most_for(prompt) for _, v, p in panel if v is not None and p is not None]
-                if most:
+                most = most_for(panel, prompt)
+                if most is not None:
                     reason = await self._reserve(
-                        version.bot_id,
-                        key,
-                        claim,
-                        strategy.llm_daily_budget_usd,
-                        sum(most, Decimal(0)),
+                        version.bot_id, key, claim, strategy.llm_daily_budget_usd, most
                     )
         except Exception:
             # Nothing was asked yet: the next attempt may start now rather than after the lease.
             await self._release(claim)
             raise
-        results = await self._ask(panel, prompt) if panel and reason is None else []
-        outcome = combine(indicators.score, _ballots(results), strategy.ensemble, len(results))
+        results = await ask_panel(panel, prompt) if panel and reason is None else []
+        outcome = combine(indicators.score, ballots(results), strategy.ensemble, len(results))
         decision = Decision(
             bot_version_id=key.bot_version_id,
             symbol=key.symbol,
@@ -272,21 +302,6 @@ class DecisionMaker:
                 )
             await session.commit()
         return None
-
-    async def _ask(
-        self, panel: list[PanelSeat], prompt: VotePrompt
-    ) -> list[tuple[Decimal, VoteResult]]:
-        async def one(
-            config: VoterConfig, voter: Voter | None, price: ModelPrice | None
-        ) -> VoteResult:
-            if voter is None:  # configured on the bot, but the service has no key for it
-                return VoteResult(config.provider, config.model, None, "provider not configured")
-            if price is None:  # a version saved before prices were required
-                return VoteResult(config.provider, config.model, None, "model has no price")
-            return await voter.vote(prompt, price)
-
-        outcomes = await asyncio.gather(*(one(*seat) for seat in panel))
-        return [(config.weight, r) for (config, _, _), r in zip(panel, outcomes, strict=True)]
 
     async def _store(
         self,

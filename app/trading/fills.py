@@ -6,13 +6,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from app.integrations.binance.filters import BINANCE_FEE_RATE, SymbolRules
-from app.models import Position
 
 FEE_PLACES = Decimal("0.00000001")  # Binance reports commissions with 8 decimals
 COST_PLACES = Decimal("0.000000000000000001")  # the Money column's scale
+
+
+class Holding(Protocol):
+    """What a fill changes: a subscription's Position row, or a backtest's wallet."""
+
+    quantity: Decimal
+    average_cost: Decimal
+    realized_pnl: Decimal
+    quote_balance: Decimal
+    peak_price: Decimal | None
 
 
 class Side(StrEnum):
@@ -77,7 +86,7 @@ def paper_fill(
     return Fill(quantity, quantity * price, fee, fee_asset, exchange_order_id=None)
 
 
-def apply_fill(position: Position, side: Side, fill: Fill, rules: SymbolRules) -> Decimal | None:
+def apply_fill(position: Holding, side: Side, fill: Fill, rules: SymbolRules) -> Decimal | None:
     """Update quantity, average cost (fees included) and PnL; return a sell's realized PnL.
 
     The paper wallet (`quote_balance`) moves too; for testnet and live it is unused.
@@ -102,5 +111,8 @@ def apply_fill(position: Position, side: Side, fill: Fill, rules: SymbolRules) -
     position.quote_balance += proceeds
     if position.quantity == 0:
         position.average_cost = Decimal(0)
+    if rules.is_dust(position.quantity, fill.price):
+        # The holding is over; what a lot-sized sale leaves behind must not carry this
+        # cycle's peak into the next entry's trailing stop.
         position.peak_price = None
     return realized

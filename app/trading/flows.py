@@ -228,7 +228,7 @@ class TradingFlows:
             assert version is not None
             limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
             position.peak_price = max(position.peak_price or price, price)
-            reason = exit_reason(limits, position.average_cost, position.peak_price, price)
+            reason = risk.exit_reason(limits, position.average_cost, position.peak_price, price)
             entries = await repository.filled_buys(session, sub.id)
         if reason is None:
             return None
@@ -360,15 +360,3 @@ class TradingFlows:
                 except IntegrityError:
                     await session.rollback()  # this hour's point exists: run twice, kept once
         return written
-
-
-def exit_reason(
-    limits: risk.RiskDefaults, average_cost: Decimal, peak: Decimal, price: Decimal
-) -> str | None:
-    if limits.stop_loss_pct and price <= average_cost * (1 - limits.stop_loss_pct / 100):
-        return f"stop-loss {limits.stop_loss_pct}% at {price}"
-    if limits.take_profit_pct and price >= average_cost * (1 + limits.take_profit_pct / 100):
-        return f"take-profit {limits.take_profit_pct}% at {price}"
-    if limits.trailing_stop_pct and price <= peak * (1 - limits.trailing_stop_pct / 100):
-        return f"trailing stop {limits.trailing_stop_pct}% below {peak} at {price}"
-    return None

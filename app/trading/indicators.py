@@ -38,6 +38,11 @@ class Series:
 
         return cls(*(column(name) for name in ("open", "high", "low", "close", "volume")))
 
+    def window(self, start: int, stop: int) -> Series:
+        """Candles [start, stop) of the series: a replay converts its candles once."""
+        columns = (self.open, self.high, self.low, self.close, self.volume)
+        return Series(*(column[start:stop] for column in columns))
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -133,7 +138,11 @@ def indicator_score(
     candles: Sequence[Candle], config: dict[IndicatorName, Indicator]
 ) -> IndicatorResult:
     """The weighted mean of the configured sub-signals, with each one's contribution."""
-    series = Series.of(candles)
+    return series_score(Series.of(candles), config)
+
+
+def series_score(series: Series, config: dict[IndicatorName, Indicator]) -> IndicatorResult:
+    """indicator_score of candles already converted to a Series."""
     readings: dict[str, tuple[Reading, Decimal, int]] = {}
     for name, settings in config.items():
         if settings.weight == 0:

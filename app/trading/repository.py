@@ -7,6 +7,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
+    Backtest,
     Bot,
     BotVersion,
     Decision,
@@ -226,8 +227,9 @@ async def reserved_between(
 async def llm_spend_between(
     session: AsyncSession, bot_id: str, start: datetime, end: datetime
 ) -> Decimal:
-    """What a bot's votes cost for candles opening in [start, end) (summed here: SQLite
-    stores money as text)."""
+    """What a bot's votes cost for candles opening in [start, end), plus what its `ask`
+    backtests made in [start, end) take of the same budget (summed here: SQLite stores money
+    as text)."""
     costs = await session.scalars(
         select(LlmVote.cost_usd)
         .join(Decision, Decision.id == LlmVote.decision_id)
@@ -238,7 +240,29 @@ async def llm_spend_between(
             Decision.candle_open_at < end,
         )
     )
-    return sum(costs.all(), Decimal(0))
+    return sum(costs.all(), Decimal(0)) + await _backtest_charges(session, bot_id, start, end)
+
+
+async def _backtest_charges(
+    session: AsyncSession, bot_id: str, start: datetime, end: datetime
+) -> Decimal:
+    """An `ask` backtest counts its reservation while it may still ask, its real cost once
+    it ended."""
+    rows = await session.execute(
+        select(Backtest.status, Backtest.llm_reserved_usd, Backtest.llm_cost_usd).where(
+            Backtest.bot_id == bot_id,
+            Backtest.llm == "ask",
+            Backtest.created_at >= start,
+            Backtest.created_at < end,
+        )
+    )
+    return sum(
+        (
+            reserved if status in ("queued", "running") else cost
+            for status, reserved, cost in rows.all()
+        ),
+        Decimal(0),
+    )
 
 
 async def active_groups(session: AsyncSession) -> list[tuple[str, str, str]]:

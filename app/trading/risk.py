@@ -5,6 +5,7 @@ Limits are the bot's risk defaults overridden by the renter's per-subscription v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,26 +37,35 @@ def start_of_day(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def check(
-    session: AsyncSession,
-    sub: Subscription,
+@dataclass(frozen=True)
+class Sale:
+    realized_pnl: Decimal | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class BuyFacts:
+    """What a buy is checked against besides today's trades."""
+
+    held_quantity: Decimal
+    last_sale: Sale | None  # the latest filled sell; read only when a cooldown is set
+    equity: Sequence[Decimal]  # equity points, oldest first (only the peak and last count)
+
+
+def verdict(
     limits: RiskDefaults,
     side: Side,
     price: Decimal,
+    order_quote: Decimal,
+    today: Sequence[Decimal | None],
+    buy: BuyFacts | None,
     reference_capital: Decimal,
     now: datetime,
 ) -> RiskVerdict:
-    today = start_of_day(now)
-    trades = (
-        await session.scalars(
-            select(Trade).where(
-                Trade.subscription_id == sub.id,
-                Trade.status == "filled",
-                Trade.created_at >= today,
-            )
-        )
-    ).all()
-    if len(trades) >= limits.max_trades_per_day:
+    """The risk decision itself, free of storage, so that live trading and a backtest run the
+    same one. `today`: the realized PnL (None for a buy) of each trade filled since
+    start_of_day(now); `buy`: required for a buy, unread for a sell."""
+    if len(today) >= limits.max_trades_per_day:
         return RiskVerdict(
             False,
             limit="max_trades_per_day",
@@ -63,22 +73,16 @@ async def check(
         )
     if side is Side.SELL:
         return ALLOWED  # selling only reduces risk; the executor never sells more than held
-    position = await session.scalar(select(Position).where(Position.subscription_id == sub.id))
-    held = position.quantity * price if position else Decimal(0)
-    if (
-        limits.max_position_quote is not None
-        and held + sub.quote_amount > limits.max_position_quote
-    ):
+    assert buy is not None, "a buy is checked against its exposure"
+    held = buy.held_quantity * price
+    if limits.max_position_quote is not None and held + order_quote > limits.max_position_quote:
         return RiskVerdict(
             False,
             limit="max_position_quote",
             reason=f"position would exceed {limits.max_position_quote} quote "
-            f"({(held + sub.quote_amount).quantize(Decimal('0.01'))})",
+            f"({(held + order_quote).quantize(Decimal('0.01'))})",
         )
-    lost_today = -sum(
-        (t.realized_pnl for t in trades if t.realized_pnl is not None and t.realized_pnl < 0),
-        Decimal(0),
-    )
+    lost_today = -sum((pnl for pnl in today if pnl is not None and pnl < 0), Decimal(0))
     if limits.daily_loss_limit_quote is not None and lost_today >= limits.daily_loss_limit_quote:
         return RiskVerdict(
             False,
@@ -86,29 +90,20 @@ async def check(
             reason=f"daily loss limit of {limits.daily_loss_limit_quote} reached",
         )
     if limits.cooldown_minutes_after_loss:
-        last_sell = await session.scalar(
-            select(Trade)
-            .where(
-                Trade.subscription_id == sub.id,
-                Trade.status == "filled",
-                Trade.side == Side.SELL.value,
-            )
-            .order_by(Trade.created_at.desc())
-            .limit(1)
-        )
         cooldown = timedelta(minutes=limits.cooldown_minutes_after_loss)
+        sale = buy.last_sale
         if (
-            last_sell is not None
-            and last_sell.realized_pnl is not None
-            and last_sell.realized_pnl < 0
-            and now - last_sell.created_at < cooldown
+            sale is not None
+            and sale.realized_pnl is not None
+            and sale.realized_pnl < 0
+            and now - sale.at < cooldown
         ):
             return RiskVerdict(
                 False,
                 limit="cooldown",
                 reason=f"cooling down {limits.cooldown_minutes_after_loss} min after a loss",
             )
-    drawdown = await _drawdown_pct(session, sub, reference_capital)
+    drawdown = drawdown_pct(reference_capital, buy.equity)
     if drawdown >= limits.max_drawdown_pct:
         return RiskVerdict(
             False,
@@ -120,7 +115,95 @@ async def check(
     return ALLOWED
 
 
-async def _drawdown_pct(session: AsyncSession, sub: Subscription, capital: Decimal) -> Decimal:
+def drawdown_pct(capital: Decimal, equity: Sequence[Decimal]) -> Decimal:
+    """How far the latest equity point is below the highest so far (or the capital)."""
+    if not equity:
+        return Decimal(0)
+    peak = max([capital, *equity])
+    return (peak - equity[-1]) / peak * 100 if peak > 0 else Decimal(0)
+
+
+@dataclass(frozen=True)
+class ExitLevels:
+    """The prices at which a held position is sold to protect it (None: not configured)."""
+
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    trailing_stop: Decimal | None
+
+
+def exit_levels(limits: RiskDefaults, average_cost: Decimal, peak: Decimal) -> ExitLevels:
+    def level(pct: Decimal | None, base: Decimal, direction: int) -> Decimal | None:
+        return base * (1 + direction * pct / 100) if pct else None
+
+    return ExitLevels(
+        stop_loss=level(limits.stop_loss_pct, average_cost, -1),
+        take_profit=level(limits.take_profit_pct, average_cost, 1),
+        trailing_stop=level(limits.trailing_stop_pct, peak, -1),
+    )
+
+
+def exit_reason(
+    limits: RiskDefaults, average_cost: Decimal, peak: Decimal, price: Decimal
+) -> str | None:
+    """Why a position is sold at `price`, or None; a stop-loss is named before a take-profit."""
+    levels = exit_levels(limits, average_cost, peak)
+    if levels.stop_loss is not None and price <= levels.stop_loss:
+        return f"stop-loss {limits.stop_loss_pct}% at {price}"
+    if levels.take_profit is not None and price >= levels.take_profit:
+        return f"take-profit {limits.take_profit_pct}% at {price}"
+    if levels.trailing_stop is not None and price <= levels.trailing_stop:
+        return f"trailing stop {limits.trailing_stop_pct}% below {peak} at {price}"
+    return None
+
+
+async def check(
+    session: AsyncSession,
+    sub: Subscription,
+    limits: RiskDefaults,
+    side: Side,
+    price: Decimal,
+    reference_capital: Decimal,
+    now: datetime,
+) -> RiskVerdict:
+    trades = (
+        await session.scalars(
+            select(Trade).where(
+                Trade.subscription_id == sub.id,
+                Trade.status == "filled",
+                Trade.created_at >= start_of_day(now),
+            )
+        )
+    ).all()
+    buy = await _buy_facts(session, sub, limits) if side is Side.BUY else None
+    return verdict(
+        limits,
+        side,
+        price,
+        sub.quote_amount,
+        [t.realized_pnl for t in trades],
+        buy,
+        reference_capital,
+        now,
+    )
+
+
+async def _buy_facts(session: AsyncSession, sub: Subscription, limits: RiskDefaults) -> BuyFacts:
+    position = await session.scalar(select(Position).where(Position.subscription_id == sub.id))
+    last_sale = None
+    if limits.cooldown_minutes_after_loss:
+        last_sell = await session.scalar(
+            select(Trade)
+            .where(
+                Trade.subscription_id == sub.id,
+                Trade.status == "filled",
+                Trade.side == Side.SELL.value,
+            )
+            .order_by(Trade.created_at.desc())
+            .limit(1)
+        )
+        if last_sell is not None:
+            last_sale = Sale(last_sell.realized_pnl, last_sell.created_at)
     equity = (
         await session.scalars(
             select(PerformanceLog.equity)
@@ -128,7 +211,4 @@ async def _drawdown_pct(session: AsyncSession, sub: Subscription, capital: Decim
             .order_by(PerformanceLog.recorded_at)
         )
     ).all()
-    if not equity:
-        return Decimal(0)
-    peak = max([capital, *equity])
-    return (peak - equity[-1]) / peak * 100 if peak > 0 else Decimal(0)
+    return BuyFacts(position.quantity if position else Decimal(0), last_sale, equity)

@@ -1,63 +1,378 @@
-"""Every /api/v1 path of the contract: 401 without a valid key, 403 for a scope too small."""
+"""Every /api/v1 route of the app, for every caller, on every target, on real data of two sides.
+
+The callers: no key (and two bad keys), an admin, a developer and a marketplace key acting
+for a renter on side A, and a second developer and the marketplace key acting for a second
+renter on side B. Each side has a listed bot, exchange credentials, a subscription, a
+decision, a trade and a backtest its renter started. A route's path parameters are filled with
+side A's resource, side B's and a missing id.
+
+Expected: 401 without a valid key; 403 for a scope the route does not admit; success on what
+the caller may reach; 404 for a missing id, and for a resource out of the caller's reach a
+404 byte for byte the same as the missing id's. No response to anyone but a side's own renter
+ever carries that renter's data.
+
+The routes come from the app itself: a route missing from ENDPOINTS fails the test until it
+is classified (one line), and a new path parameter until PATH_PARAMS says how to fill it.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 
-from tests.api.test_contract import assert_error
-from tests.helpers import headers, new_principal
+from app.api_keys.authenticator import Scope
+from app.core.settings import Settings
+from app.trading.execution import Executor, OrderIntent
+from app.trading.fills import Side as OrderSide
+from tests.api.test_contract import create_bot, subscribe
+from tests.backtests.conftest import WINDOW, list_bot
+from tests.backtests.conftest import start as start_backtest
+from tests.conftest import make_key
+from tests.helpers import fake_binance_key, headers, new_principal
+from tests.trading.conftest import decision
 
-SOME_ID = "0" * 32
-ALL_PATHS = [
-    ("POST", "/api/v1/api-keys"),
-    ("GET", "/api/v1/api-keys"),
-    ("DELETE", f"/api/v1/api-keys/{SOME_ID}"),
-    ("POST", "/api/v1/bots"),
-    ("GET", "/api/v1/bots"),
-    ("GET", f"/api/v1/bots/{SOME_ID}"),
-    ("PATCH", f"/api/v1/bots/{SOME_ID}"),
-    ("POST", f"/api/v1/bots/{SOME_ID}/registrations"),
-    ("GET", "/api/v1/registrations"),
-    ("PUT", "/api/v1/credentials/binance"),
-    ("GET", "/api/v1/credentials"),
-    ("DELETE", "/api/v1/credentials/binance"),
-    ("POST", "/api/v1/subscriptions"),
-    ("GET", "/api/v1/subscriptions"),
-    ("GET", f"/api/v1/subscriptions/{SOME_ID}"),
-    ("PATCH", f"/api/v1/subscriptions/{SOME_ID}"),
-    ("GET", f"/api/v1/subscriptions/{SOME_ID}/trades"),
-    ("GET", f"/api/v1/subscriptions/{SOME_ID}/decisions"),
-    ("GET", f"/api/v1/subscriptions/{SOME_ID}/performance"),
-    ("DELETE", "/api/v1/principals/me"),
-]
-ADMIN_ONLY = {path for path in ALL_PATHS if "api-keys" in path[1]}
-DEVELOPER_WRITES = {
-    ("POST", "/api/v1/bots"),
-    ("PATCH", f"/api/v1/bots/{SOME_ID}"),
-    ("POST", f"/api/v1/bots/{SOME_ID}/registrations"),
+MISSING_ID = "0" * 32
+PARAM = re.compile(r"{(\w+)}")
+BAD_KEYS = ("bmk_aaaaaaaa_" + "x" * 43, "not-a-key")
+
+
+def anyones(caller: Caller, side: Side) -> bool:
+    return True
+
+
+def own_side_or_admins(caller: Caller, side: Side) -> bool:
+    return caller.scope is Scope.admin or caller.side is side
+
+
+def own_sides(caller: Caller, side: Side) -> bool:
+    return caller.side is side
+
+
+def backtestable(caller: Caller, side: Side) -> bool:
+    """The bot's developer, an admin, or a renter when the bot is listed: both sides' bots
+    are (an unlisted one is tests/backtests/test_api.py's)."""
+    return caller.scope is not Scope.developer or caller.side is side
+
+
+def started_it(caller: Caller, side: Side) -> bool:
+    """Each side's backtest is its renter's: not the bot's developer's, nor an admin's."""
+    return caller.scope is Scope.marketplace and caller.side is side
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who a route admits, and which side's resources a caller it admits reaches (any other
+    being missing to it)."""
+
+    scopes: frozenset[Scope]
+    reaches: Callable[[Caller, Side], bool]
+
+
+ADMIN = Access(frozenset({Scope.admin}), anyones)
+ANY_KEY = Access(frozenset(Scope), anyones)  # the public catalogue
+OWNER = Access(frozenset({Scope.admin, Scope.developer}), own_side_or_admins)  # bot owner
+RENTER = Access(frozenset({Scope.marketplace}), own_sides)  # a principal's own data
+BACKTESTER = Access(frozenset(Scope), backtestable)
+STARTER = Access(frozenset(Scope), started_it)  # whoever started it, key and principal
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    access: Access
+    # A valid body, so that a refusal is the route's decision and not the body's validation.
+    body: dict[str, Any] | Callable[[World], dict[str, Any]] | None = None
+    status: int | None = None  # on success; by default 201 for POST, 204 for DELETE, else 200
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "POST /api/v1/api-keys": Endpoint(ADMIN, {"name": "matrix", "scope": "marketplace"}),
+    "GET /api/v1/api-keys": Endpoint(ADMIN),
+    "PATCH /api/v1/api-keys/{key_id}": Endpoint(ADMIN, {"assertion_mode": "off"}),
+    "POST /api/v1/api-keys/{key_id}/assertion-keys": Endpoint(
+        ADMIN, {"public_key": "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="}
+    ),
+    "DELETE /api/v1/api-keys/{key_id}/assertion-keys/{assertion_id}": Endpoint(ADMIN),
+    "DELETE /api/v1/api-keys/{key_id}": Endpoint(ADMIN),
+    "POST /api/v1/bots": Endpoint(OWNER, {"name": "matrix"}),
+    "GET /api/v1/bots": Endpoint(ANY_KEY),
+    "GET /api/v1/bots/{bot_id}": Endpoint(ANY_KEY),
+    "PATCH /api/v1/bots/{bot_id}": Endpoint(OWNER, {"description": "matrix"}),
+    "POST /api/v1/bots/{bot_id}/registrations": Endpoint(OWNER, {"price": "1"}),
+    "GET /api/v1/registrations": Endpoint(ANY_KEY),
+    "GET /api/v1/bots/{bot_id}/track-record": Endpoint(ANY_KEY),
+    "PUT /api/v1/credentials/{exchange}": Endpoint(
+        RENTER, {"api_key": "L" * 64, "api_secret": "S" * 64, "testnet": False}, 201
+    ),
+    "GET /api/v1/credentials": Endpoint(RENTER),
+    "DELETE /api/v1/credentials/{exchange}": Endpoint(RENTER),
+    "POST /api/v1/subscriptions": Endpoint(
+        RENTER,
+        lambda world: {
+            "bot_id": world.sides[0].bot_id,
+            "symbol": "BTCUSDT",
+            "timeframe": "1h",
+            "mode": "paper",
+            "quote_amount": "10",
+        },
+    ),
+    "GET /api/v1/subscriptions": Endpoint(RENTER),
+    "GET /api/v1/subscriptions/{sub_id}": Endpoint(RENTER),
+    "PATCH /api/v1/subscriptions/{sub_id}": Endpoint(RENTER, {"status": "active"}),
+    "GET /api/v1/subscriptions/{sub_id}/trades": Endpoint(RENTER),
+    "GET /api/v1/subscriptions/{sub_id}/decisions": Endpoint(RENTER),
+    "GET /api/v1/subscriptions/{sub_id}/performance": Endpoint(RENTER),
+    "DELETE /api/v1/principals/me": Endpoint(RENTER),
+    "POST /api/v1/bots/{bot_id}/backtests": Endpoint(BACKTESTER, WINDOW, 202),
+    "GET /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
+    "DELETE /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
 }
-RENTER = {
-    path
-    for path in ALL_PATHS
-    if "/credentials" in path[1] or "/subscriptions" in path[1] or "/principals" in path[1]
+
+
+@dataclass
+class Side:
+    """One side's developer (and bot), renter (and everything rented), and a spare
+    marketplace key with an assertion key for the admin's key routes."""
+
+    name: str
+    developer: str
+    principal: str
+    bot_id: str = ""
+    subscription_id: str = ""
+    backtest_id: str = ""
+    spare_key_id: str = ""
+    assertion_key_id: str = ""
+    # Whatever identifies the renter or their data: no one else may ever see it.
+    renter_data: set[str] = field(default_factory=set)
+
+
+# How to fill each path parameter: with a side's resource, or a constant that is no one's.
+PATH_PARAMS: dict[str, Callable[[Side], str] | str] = {
+    "key_id": lambda side: side.spare_key_id,
+    "assertion_id": lambda side: side.assertion_key_id,
+    "bot_id": lambda side: side.bot_id,
+    "sub_id": lambda side: side.subscription_id,
+    "backtest_id": lambda side: side.backtest_id,
+    "exchange": "binance",
 }
 
 
-@pytest.mark.parametrize(("method", "path"), ALL_PATHS)
-async def test_401_without_a_valid_key(client: httpx.AsyncClient, method: str, path: str) -> None:
-    for key_headers in ({}, headers("bmk_aaaaaaaa_" + "x" * 43), headers("not-a-key")):
-        response = await client.request(method, path, json={}, headers=key_headers)
-        assert_error(response, 401, "UNAUTHENTICATED")
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    key: str | None
+    scope: Scope | None
+    principal: str
+    side: Side | None  # whose resources it owns (a developer's bot, a renter's data)
 
 
-async def test_403_for_scopes_that_may_not(
-    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
-) -> None:
-    principal = new_principal()
-    forbidden = [(developer_key, p) for p in ADMIN_ONLY | RENTER] + [
-        (marketplace_key, p) for p in ADMIN_ONLY | DEVELOPER_WRITES
+@dataclass
+class World:
+    sides: tuple[Side, Side]
+    callers: list[Caller]
+
+
+async def seed_side(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    trader: Executor,
+    keys: dict[Scope, str],
+    name: str,
+    symbol: str,
+) -> Side:
+    side = Side(name, await make_key(settings, Scope.developer, f"dev-{name}"), new_principal())
+    renter = headers(keys[Scope.marketplace], side.principal)
+    bot = await create_bot(client, side.developer)
+    side.bot_id = bot["id"]
+    await list_bot(client, side.developer, bot)
+    # A masked key that no id, principal or symbol can contain by chance.
+    api_key = fake_binance_key()[0][:60] + f"ZQ{name}{name}"
+    stored = await client.put(
+        "/api/v1/credentials/binance",
+        json={"api_key": api_key, "api_secret": fake_binance_key()[1], "testnet": True},
+        headers=renter,
+    )
+    assert stored.status_code == 201, stored.text
+    created = await subscribe(
+        client, keys[Scope.marketplace], side.principal, side.bot_id, symbol=symbol
+    )
+    side.subscription_id = created.json()["id"]
+    decision_id = await decision(app, side.subscription_id, "BUY")
+    trade = await trader.execute(
+        OrderIntent(side.subscription_id, OrderSide.BUY, "matrix", None, "matrix")
+    )
+    assert trade.status == "filled", trade.reason
+    backtest = await start_backtest(client, bot, renter, symbol=symbol)
+    assert backtest.status_code == 202, backtest.text
+    side.backtest_id = backtest.json()["id"]
+    public_key = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    spare = await client.post(
+        "/api/v1/api-keys",
+        json={
+            "name": f"spare-{name}",
+            "scope": "marketplace",
+            "assertion_keys": [{"public_key": base64.b64encode(public_key).decode()}],
+            "assertion_mode": "off",
+        },
+        headers=headers(keys[Scope.admin]),
+    )
+    side.spare_key_id = spare.json()["id"]
+    side.assertion_key_id = spare.json()["assertion_keys"][0]["id"]
+    side.renter_data = {
+        side.principal,
+        side.subscription_id,
+        symbol,
+        api_key[-4:],
+        decision_id,
+        trade.id,
+        trade.client_order_id,
+        side.backtest_id,
+    }
+    return side
+
+
+@pytest.fixture
+async def world(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, executor: Executor
+) -> World:
+    keys = {scope: await make_key(settings, scope, scope.value) for scope in Scope}
+    a = await seed_side(app, client, settings, executor, keys, "A", "SOLUSDT")
+    b = await seed_side(app, client, settings, executor, keys, "B", "BNBUSDT")
+    # Callers other than the marketplace send a principal too: acting for one is refused.
+    callers = [
+        Caller("no key", None, None, a.principal, None),
+        Caller("admin", keys[Scope.admin], Scope.admin, a.principal, None),
+        Caller("developer A", a.developer, Scope.developer, a.principal, a),
+        Caller("developer B", b.developer, Scope.developer, b.principal, b),
+        Caller("marketplace for A", keys[Scope.marketplace], Scope.marketplace, a.principal, a),
+        Caller("marketplace for B", keys[Scope.marketplace], Scope.marketplace, b.principal, b),
     ]
-    for key, (method, path) in forbidden:
-        response = await client.request(method, path, json={}, headers=headers(key, principal))
-        assert_error(response, 403, "FORBIDDEN")
+    return World((a, b), callers)
+
+
+def classified_routes(app: FastAPI) -> list[tuple[str, str, Endpoint]]:
+    """(method, path template, endpoint) of every /api/v1 route, writes that delete last: they
+    take away what the other routes are tried on."""
+    # The OpenAPI document lists every route the app serves (none is left out of it), and,
+    # unlike app.routes since FastAPI 0.16x, without included routers to unwrap.
+    routes = [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/api/")
+        for method in operations
+    ]
+    unclassified = [f"{m} {p}" for m, p in routes if f"{m} {p}" not in ENDPOINTS]
+    assert not unclassified, (
+        f"classify these routes in ENDPOINTS of {__name__} (who may call them, a valid body): "
+        f"{unclassified}"
+    )
+    stale = sorted(set(ENDPOINTS) - {f"{m} {p}" for m, p in routes})
+    assert not stale, f"ENDPOINTS names routes the app does not have: {stale}"
+    unfillable = sorted(
+        {name for _, path in routes for name in PARAM.findall(path)} - set(PATH_PARAMS)
+    )
+    assert not unfillable, f"say in PATH_PARAMS how to fill these path parameters: {unfillable}"
+    ordered = sorted(routes, key=lambda route: route[0] == "DELETE")
+    return [(m, p, ENDPOINTS[f"{m} {p}"]) for m, p in ordered]
+
+
+def test_every_route_is_classified(app: FastAPI) -> None:
+    assert len(classified_routes(app)) == len(ENDPOINTS)
+
+
+def fill(path: str, side: Side | None) -> str:
+    """The path with each resource of `side`, or with missing ids where side is None."""
+
+    def value(match: re.Match[str]) -> str:
+        how = PATH_PARAMS[match.group(1)]
+        if isinstance(how, str):
+            return how
+        return how(side) if side is not None else MISSING_ID
+
+    return PARAM.sub(value, path)
+
+
+def names_a_resource(path: str) -> bool:
+    return any(callable(PATH_PARAMS[name]) for name in PARAM.findall(path))
+
+
+def expected_status(
+    endpoint: Endpoint, method: str, caller: Caller, by_id: bool, target: Side | None
+) -> int:
+    if caller.scope not in endpoint.access.scopes:
+        return 401 if caller.scope is None else 403
+    if by_id and (target is None or not endpoint.access.reaches(caller, target)):
+        return 404  # out of reach: byte for byte the missing id's answer
+    return endpoint.status or {"POST": 201, "DELETE": 204}.get(method, 200)
+
+
+ERROR_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+
+
+async def send(
+    client: httpx.AsyncClient, caller: Caller, method: str, path: str, body: dict | None
+) -> list[httpx.Response]:
+    """The caller's request; without a key of its own, once with none and once per bad key."""
+    responses = []
+    for key in [caller.key] if caller.key else [None, *BAD_KEYS]:
+        sent = {"X-Principal-ID": caller.principal}
+        if key is not None:
+            sent["X-API-Key"] = key
+        responses.append(await client.request(method, path, json=body, headers=sent))
+    return responses
+
+
+async def test_every_route_for_every_caller_on_both_sides_and_a_missing_id(
+    app: FastAPI, client: httpx.AsyncClient, world: World
+) -> None:
+    failures: list[str] = []
+    cells = 0
+    # What each renter was shown of their own data: the leak check looks for data that exists.
+    shown: dict[str, set[str]] = {side.name: set() for side in world.sides}
+    for method, template, endpoint in classified_routes(app):
+        body = endpoint.body(world) if callable(endpoint.body) else endpoint.body
+        by_id = names_a_resource(template)
+        for caller in world.callers:
+            # A renter's data is theirs to see, and no one else's.
+            own_data = caller.side.renter_data if caller.scope is Scope.marketplace else set()
+            missing = b""
+            # The missing id first: the other side's resource must answer exactly like it.
+            for target in [None, *world.sides] if by_id else [None]:
+                cells += 1
+                path = fill(template, target)
+                where = f"{caller.name}: {method} {path}"
+                status = expected_status(endpoint, method, caller, by_id, target)
+                for response in await send(client, caller, method, path, body):
+                    if response.status_code != status or (
+                        status in ERROR_CODES
+                        and response.json()["error"]["code"] != ERROR_CODES[status]
+                    ):
+                        failures.append(f"{where}: {status} expected, got {response.text}")
+                    leaked = [
+                        data
+                        for side in world.sides
+                        for data in side.renter_data - own_data
+                        if data in response.text
+                    ]
+                    if leaked:
+                        failures.append(f"{where}: another's data {leaked} in {response.text}")
+                    if caller.scope is Scope.marketplace:
+                        shown[caller.side.name] |= {d for d in own_data if d in response.text}
+                    if by_id and target is None:
+                        missing = response.content
+                    elif by_id and status == 404 and response.content != missing:
+                        failures.append(
+                            f"{where}: the other side's resource answers {response.text}, "
+                            f"a missing one {missing.decode()}"
+                        )
+    assert not failures, f"{len(failures)} of {cells} cells:\n" + "\n".join(failures)
+    # No body carries a principal: the renter sends it, and it is no one else's to see.
+    assert shown == {side.name: side.renter_data - {side.principal} for side in world.sides}

@@ -157,8 +157,8 @@ async def test_bot_errors(
     )
     assert_error(
         await client.patch(url, json={"name": "mine"}, headers=headers(other_developer)),
-        403,
-        "FORBIDDEN",
+        404,
+        "NOT_FOUND",
     )
     assert_error(
         await client.get(f"/api/v1/bots/{UNKNOWN_ID}", headers=headers(developer_key)),

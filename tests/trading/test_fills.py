@@ -72,3 +72,18 @@ def test_selling_everything_resets_the_average_cost() -> None:
     assert position.quantity == 0 and position.average_cost == 0
     assert realized == D("109.89") - D("100")
     assert position.realized_pnl == realized
+
+
+def test_a_sale_that_leaves_dust_forgets_the_peak() -> None:
+    # The buy's fee comes out of the base asset, so the lot-sized sale leaves dust behind; the
+    # next entry's trailing stop must start from its own peak, not this cycle's.
+    position = empty_position()
+    buy = paper_fill(Side.BUY, D("0.01780"), D("56000.00"), D("0.0005"), BTCUSDT)
+    apply_fill(position, Side.BUY, buy, BTCUSDT)
+    position.peak_price = D("56313.20")
+    sell = paper_fill(
+        Side.SELL, BTCUSDT.floor_quantity(position.quantity), D("55468.50"), D(0), BTCUSDT
+    )
+    apply_fill(position, Side.SELL, sell, BTCUSDT)
+    assert 0 < position.quantity < BTCUSDT.min_qty
+    assert position.peak_price is None

@@ -117,3 +117,10 @@ class RedisGovernor:
         current = int(await self._redis.get(self._blocked) or 0)
         if until > current:
             await self._redis.set(self._blocked, until, px=int(seconds * 1000) + 1000)
+
+
+def shared_governor(redis: Redis | None, weight_per_minute: int) -> Governor:
+    """The deployment's one governor: in Redis when there is one, else in this process."""
+    if redis is not None:
+        return RedisGovernor(redis, weight_per_minute)
+    return InProcessGovernor(weight_per_minute)

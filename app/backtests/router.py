@@ -1,0 +1,87 @@
+"""Backtests: a developer of their own bots, an admin of any, a renter of a listed one.
+
+Each backtest is seen by whoever started it only: the API key of a developer or admin, the
+renter (X-Principal-ID) of a marketplace key. Anyone else's is a 404, as a missing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from app import audit
+from app.api_keys.authenticator import Scope
+from app.backtests import service
+from app.backtests.repository import Owner
+from app.backtests.schemas import BacktestCreate, BacktestOut
+from app.core.db import utcnow
+from app.deps import CallerDep, RuntimeDep, SessionDep, current_renter
+
+router = APIRouter(prefix="/api/v1", tags=["backtests"])
+
+
+@dataclass(frozen=True)
+class Starter:
+    owner: Owner
+    scope: Scope
+    owner_user_id: str | None  # a developer's or admin's own user
+
+
+async def starter(
+    request: Request,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    session: SessionDep,
+    principal: Annotated[
+        str | None,
+        Header(
+            alias="X-Principal-ID",
+            description="marketplace keys: the renter the backtest is for",
+        ),
+    ] = None,
+) -> Starter:
+    if caller.scope is Scope.marketplace:
+        renter = await current_renter(request, runtime, caller, session, principal)
+        return Starter(Owner(user_id=renter.id), caller.scope, None)
+    return Starter(Owner(api_key_id=caller.api_key_id), caller.scope, caller.owner_user_id)
+
+
+StarterDep = Annotated[Starter, Depends(starter)]
+
+
+@router.post("/bots/{bot_id}/backtests", status_code=202, response_model=BacktestOut)
+async def create_backtest(
+    bot_id: str,
+    body: BacktestCreate,
+    request: Request,
+    who: StarterDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> BacktestOut:
+    bot = await service.visible_bot(
+        session,
+        bot_id,
+        admin=who.scope is Scope.admin,
+        owner_user_id=who.owner_user_id,
+        renter=who.scope is Scope.marketplace,
+    )
+    backtest = await service.create(session, bot, who.owner, body, runtime.settings, utcnow())
+    audit.record(session, request, "backtest.create", "backtest", backtest.id)
+    runtime.jobs.send_after_commit(session, "backtests.run", backtest_id=backtest.id)
+    return service.to_out(backtest)
+
+
+@router.get("/backtests/{backtest_id}", response_model=BacktestOut)
+async def get_backtest(backtest_id: str, who: StarterDep, session: SessionDep) -> BacktestOut:
+    return service.to_out(await service.get_owned(session, who.owner, backtest_id))
+
+
+@router.delete("/backtests/{backtest_id}", status_code=204, response_class=Response)
+async def cancel_backtest(
+    backtest_id: str, request: Request, who: StarterDep, session: SessionDep
+) -> Response:
+    await service.cancel(session, who.owner, backtest_id, utcnow())
+    audit.record(session, request, "backtest.cancel", "backtest", backtest_id)
+    return Response(status_code=204)

@@ -1,0 +1,94 @@
+"""The rows a track record is computed from: a bot's subscriptions, their equity, trades and
+the bot's decisions. Money is summed by the caller: SQLite stores it as text."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import BotVersion, Decision, LlmVote, PerformanceLog, Subscription, Trade
+
+# Rows fetched from the server per round trip while an equity history streams.
+_EQUITY_BATCH = 1000
+
+
+async def subscriptions_of(session: AsyncSession, bot_id: str) -> Sequence[Subscription]:
+    """Every subscription the bot ever had, whatever its status: a renter who leaves after a
+    loss stays in the record."""
+    return (
+        await session.scalars(
+            select(Subscription).where(Subscription.bot_id == bot_id).order_by(Subscription.id)
+        )
+    ).all()
+
+
+async def equity_paths(
+    session: AsyncSession, bot_id: str
+) -> AsyncIterator[tuple[str, list[Decimal]]]:
+    """Each subscription's hourly equity in time order, one subscription at a time: streamed,
+    so memory holds one subscription's path rather than the bot's whole history."""
+    result = await session.stream(
+        select(PerformanceLog.subscription_id, PerformanceLog.equity)
+        .join(Subscription, Subscription.id == PerformanceLog.subscription_id)
+        .where(Subscription.bot_id == bot_id)
+        .order_by(PerformanceLog.subscription_id, PerformanceLog.recorded_at)
+        .execution_options(yield_per=_EQUITY_BATCH)
+    )
+    current: str | None = None
+    path: list[Decimal] = []
+    # By partition: iterating an async result row by row costs a context switch per row.
+    async for rows in result.partitions():
+        for sub_id, equity in rows:
+            if sub_id != current:
+                if current is not None:
+                    yield current, path
+                current, path = sub_id, []
+            path.append(equity)
+    if current is not None:
+        yield current, path
+
+
+async def filled_trades_by_mode(session: AsyncSession, bot_id: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(Subscription.mode, func.count(Trade.id))
+        .join(Trade, Trade.subscription_id == Subscription.id)
+        .where(Subscription.bot_id == bot_id, Trade.status == "filled")
+        .group_by(Subscription.mode)
+    )
+    return {mode: count for mode, count in rows}
+
+
+async def decisions_by_action(session: AsyncSession, bot_id: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(Decision.action, func.count(Decision.id))
+        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
+        .where(BotVersion.bot_id == bot_id)
+        .group_by(Decision.action)
+    )
+    return {action: count for action, count in rows}
+
+
+async def latest_candle(session: AsyncSession, bot_id: str) -> datetime | None:
+    return await session.scalar(
+        select(func.max(Decision.candle_open_at))
+        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
+        .where(BotVersion.bot_id == bot_id)
+    )
+
+
+async def llm_costs_since(
+    session: AsyncSession, bot_id: str, since: datetime
+) -> Sequence[tuple[datetime, Decimal | None]]:
+    """(candle, vote cost) of the bot's decisions on candles from `since`; a decision without
+    votes (indicator-only) comes once with no cost."""
+    rows = await session.execute(
+        select(Decision.candle_open_at, LlmVote.cost_usd)
+        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
+        .outerjoin(LlmVote, LlmVote.decision_id == Decision.id)
+        .where(BotVersion.bot_id == bot_id, Decision.candle_open_at >= since)
+    )
+    return [(candle, cost) for candle, cost in rows]

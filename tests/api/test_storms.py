@@ -1,0 +1,300 @@
+"""Replica storms: an ICP outcall arrives as 34 identical copies at once, here split across two
+real API processes sharing MariaDB and Redis. For every write endpoint of the contract: exactly
+one effect in the database, the same status and byte-identical body for every copy; then the
+same Idempotency-Key with another body is a 409 with no effect at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.api_keys.authenticator import Scope
+from app.core.db import create_engine
+from app.models import AuditLog, Base
+from tests.api.conftest import ApiReplicas
+from tests.api.test_contract import assert_error, create_bot, store_credentials, subscribe
+from tests.conftest import make_key
+from tests.helpers import headers, new_principal
+
+COPIES = 34  # a large subnet's replicas
+
+
+@dataclass
+class Callers:
+    """The keys of one storm test, and a client for each API process."""
+
+    admin: str
+    developer: str
+    marketplace: str
+    clients: list[httpx.AsyncClient]
+    principal: str = field(default_factory=new_principal)
+
+    @property
+    def first(self) -> httpx.AsyncClient:
+        return self.clients[0]
+
+
+@dataclass(frozen=True)
+class Storm:
+    method: str
+    path: str
+    request_headers: dict[str, str]
+    body: dict
+    other_body: dict
+    status: int
+    # Rows added (or removed) per table; "audit_logs[action]" counts the audit rows of one action.
+    effect: dict[str, int]
+
+
+async def create_api_key(callers: Callers) -> Storm:
+    return Storm(
+        "POST",
+        "/api/v1/api-keys",
+        headers(callers.admin),
+        {"name": "replicated", "scope": "developer"},
+        {"name": "replicated", "scope": "marketplace"},
+        201,
+        # A developer key acts as a new developer.
+        {"api_keys": 1, "users": 1, "audit_logs[api_key.create]": 1},
+    )
+
+
+async def revoke_api_key(callers: Callers) -> Storm:
+    created = await callers.first.post(
+        "/api/v1/api-keys",
+        json={"name": "doomed", "scope": "marketplace"},
+        headers=headers(callers.admin),
+    )
+    return Storm(
+        "DELETE",
+        f"/api/v1/api-keys/{created.json()['id']}",
+        headers(callers.admin),
+        {},
+        {"reason": "another"},
+        204,
+        {"audit_logs[api_key.revoke]": 1},
+    )
+
+
+async def create_bot_storm(callers: Callers) -> Storm:
+    return Storm(
+        "POST",
+        "/api/v1/bots",
+        headers(callers.developer),
+        {"name": "replicated"},
+        {"name": "another"},
+        201,
+        {"bots": 1, "bot_versions": 1, "audit_logs[bot.create]": 1},
+    )
+
+
+async def change_strategy(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    return Storm(
+        "PATCH",
+        f"/api/v1/bots/{bot['id']}",
+        headers(callers.developer),
+        {"strategy": {"ensemble": {"threshold": "0.4"}}},
+        {"strategy": {"ensemble": {"threshold": "0.5"}}},
+        200,
+        # One new version, not one per copy.
+        {"bot_versions": 1, "audit_logs[bot.update]": 1},
+    )
+
+
+async def register_bot(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    return Storm(
+        "POST",
+        f"/api/v1/bots/{bot['id']}/registrations",
+        headers(callers.developer),
+        {"price": "2.50"},
+        {"price": "3"},
+        201,
+        {"bot_marketplace_registrations": 1, "audit_logs[registration.create]": 1},
+    )
+
+
+async def store_credentials_storm(callers: Callers) -> Storm:
+    return Storm(
+        "PUT",
+        "/api/v1/credentials/binance",
+        headers(callers.marketplace, callers.principal),
+        {"api_key": "k" * 64, "api_secret": "s" * 64, "testnet": True},
+        {"api_key": "k" * 64, "api_secret": "t" * 64, "testnet": True},
+        201,
+        # The renter's first request makes their user row.
+        {"users": 1, "exchange_credentials": 1, "audit_logs[credentials.put]": 1},
+    )
+
+
+async def delete_credentials(callers: Callers) -> Storm:
+    stored = await store_credentials(
+        callers.first, callers.marketplace, callers.principal, testnet=True
+    )
+    assert stored.status_code == 201
+    return Storm(
+        "DELETE",
+        "/api/v1/credentials/binance",
+        headers(callers.marketplace, callers.principal),
+        {},
+        {"testnet": True},
+        204,
+        {"exchange_credentials": -1, "audit_logs[credentials.delete]": 1},
+    )
+
+
+async def create_subscription(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    body = {
+        "bot_id": bot["id"],
+        "symbol": "ETHUSDT",
+        "timeframe": "5m",
+        "mode": "paper",
+        "quote_amount": "25",
+    }
+    return Storm(
+        "POST",
+        "/api/v1/subscriptions",
+        headers(callers.marketplace, callers.principal),
+        body,
+        {**body, "quote_amount": "26"},
+        201,
+        {"users": 1, "subscriptions": 1, "audit_logs[subscription.create]": 1},
+    )
+
+
+async def update_subscription(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    created = await subscribe(callers.first, callers.marketplace, callers.principal, bot["id"])
+    return Storm(
+        "PATCH",
+        f"/api/v1/subscriptions/{created.json()['id']}",
+        headers(callers.marketplace, callers.principal),
+        {"status": "paused"},
+        {"status": "cancelled"},
+        200,
+        {"audit_logs[subscription.update]": 1},
+    )
+
+
+async def erase_principal(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    await store_credentials(callers.first, callers.marketplace, callers.principal, testnet=True)
+    await subscribe(callers.first, callers.marketplace, callers.principal, bot["id"])
+    return Storm(
+        "DELETE",
+        "/api/v1/principals/me",
+        headers(callers.marketplace, callers.principal),
+        {},
+        {"confirm": True},
+        204,
+        {"exchange_credentials": -1, "audit_logs[principal.erase]": 1},
+    )
+
+
+# Every write endpoint of the contract, each prepared on the first process before its storm.
+STORMS: dict[str, Callable[[Callers], Awaitable[Storm]]] = {
+    "POST /api/v1/api-keys": create_api_key,
+    "DELETE /api/v1/api-keys/{key_id}": revoke_api_key,
+    "POST /api/v1/bots": create_bot_storm,
+    "PATCH /api/v1/bots/{bot_id}": change_strategy,
+    "POST /api/v1/bots/{bot_id}/registrations": register_bot,
+    "PUT /api/v1/credentials/binance": store_credentials_storm,
+    "DELETE /api/v1/credentials/binance": delete_credentials,
+    "POST /api/v1/subscriptions": create_subscription,
+    "PATCH /api/v1/subscriptions/{sub_id}": update_subscription,
+    "DELETE /api/v1/principals/me": erase_principal,
+}
+
+
+@pytest.fixture
+async def callers(api_replicas: ApiReplicas) -> AsyncIterator[Callers]:
+    settings = api_replicas.settings
+    keys = [await make_key(settings, scope, scope.value) for scope in Scope]
+    by_scope = dict(zip(Scope, keys, strict=True))
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
+            for url in api_replicas.urls
+        ]
+        yield Callers(
+            by_scope[Scope.admin], by_scope[Scope.developer], by_scope[Scope.marketplace], clients
+        )
+
+
+async def rows(database_url: str) -> Counter[str]:
+    """Rows per table, and audit rows per action."""
+    engine = create_engine(database_url, pool=False)
+    counts: Counter[str] = Counter()
+    try:
+        async with engine.connect() as connection:
+            for table in Base.metadata.sorted_tables:
+                counts[table.name] = await connection.scalar(
+                    select(func.count()).select_from(table)
+                )
+            actions = await connection.execute(
+                select(AuditLog.action, func.count()).group_by(AuditLog.action)
+            )
+            for action, total in actions:
+                counts[f"audit_logs[{action}]"] = total
+    finally:
+        await engine.dispose()
+    return counts
+
+
+def changes(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    return {
+        name: after[name] - before[name]
+        for name in before.keys() | after.keys()
+        if after[name] != before[name]
+    }
+
+
+async def send(
+    callers: Callers, storm: Storm, body: dict, idempotency_key: str, copies: int
+) -> list[httpx.Response]:
+    """`copies` identical requests at once, alternating between the API processes."""
+    request_headers = {**storm.request_headers, "Idempotency-Key": idempotency_key}
+    clients = itertools.islice(itertools.cycle(callers.clients), copies)
+    return await asyncio.gather(
+        *(
+            client.request(storm.method, storm.path, json=body, headers=request_headers)
+            for client in clients
+        )
+    )
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("endpoint", STORMS)
+async def test_a_replica_storm_has_one_effect_and_one_answer(
+    api_replicas: ApiReplicas, callers: Callers, endpoint: str
+) -> None:
+    storm = await STORMS[endpoint](callers)
+    database_url = api_replicas.settings.database_url
+    before = await rows(database_url)
+
+    responses = await send(callers, storm, storm.body, "outcall-1", COPIES)
+
+    assert [r.status_code for r in responses] == [storm.status] * COPIES, responses[0].text
+    assert len({r.content for r in responses}) == 1
+    # One copy ran the request; every other one, on either process, was handed its answer.
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == COPIES - 1
+    after = await rows(database_url)
+    expected = {"audit_logs": 1, "idempotency_records": 1, **storm.effect}
+    assert changes(before, after) == expected
+
+    reused = await send(callers, storm, storm.other_body, "outcall-1", len(callers.clients))
+    for response in reused:
+        assert_error(response, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert len({r.content for r in reused}) == 1
+    assert changes(after, await rows(database_url)) == {}
