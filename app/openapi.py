@@ -22,11 +22,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER
 from app.audit import WRITE_METHODS
 from app.core.errors import ErrorBody, error_responses
 from app.idempotency.middleware import VALID_IDEMPOTENCY_KEY
 
 API_PREFIX = "/api/v1/"
+# The contract's renter endpoints: X-Principal-ID is required there. Elsewhere (backtests) a
+# marketplace key may send it, and the same assertion then applies.
+RENTER_PATHS = ("/api/v1/credentials", "/api/v1/subscriptions", "/api/v1/principals")
 SWAGGER_ASSETS = "/docs/assets"
 _REF = "#/components/schemas/{model}"
 _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
@@ -97,6 +101,23 @@ def _restore_nulls(value: Any, schema: Mapping[str, Any], schemas: Mapping[str, 
                 value[name] = None
 
 
+def _assertion_headers(
+    document: Mapping[str, Any], parameters: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The principal assertion headers, where an operation that takes X-Principal-ID reads
+    them from the raw request without declaring them: as the renter dependency declares them."""
+    names = {p["name"] for p in parameters}
+    declared = [
+        p
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for p in operation.get("parameters", [])
+        if p["name"] in (ASSERTION_HEADER, SIGNATURE_HEADER)
+    ]
+    by_name = {p["name"]: p for p in declared}
+    return [deepcopy(by_name[name]) for name in sorted(by_name.keys() - names)]
+
+
 def _never_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A parameter's schema without FastAPI's `| null` of an optional one: a header or query
     parameter is absent or a string, and no client can send it as null."""
@@ -146,9 +167,11 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             parameters = operation.setdefault("parameters", [])
+            if any(p["name"] == "X-Principal-ID" for p in parameters):
+                parameters += _assertion_headers(document, parameters)
             for parameter in parameters:
                 parameter["schema"] = _never_null(parameter["schema"])
-                if parameter["name"] == "X-Principal-ID":
+                if parameter["name"] == "X-Principal-ID" and path.startswith(RENTER_PATHS):
                     parameter["required"] = True
             if path.startswith(API_PREFIX) and method in _WRITES:
                 parameters.append(deepcopy(_IDEMPOTENCY_KEY))

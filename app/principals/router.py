@@ -15,7 +15,8 @@ router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=e
     status_code=204,
     response_class=Response,
     description="GDPR erasure: deletes the renter's exchange credentials and backtests, "
-    "blanks personal fields and cancels every subscription. Trade history stays, tied to the principal only.",
+    "blanks personal fields and cancels every subscription. Trade history stays, tied to the "
+    "principal only.",
 )
 async def erase_me(request: Request, renter: RenterDep, session: SessionDep) -> Response:
     await service.erase(session, renter)
