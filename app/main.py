@@ -27,6 +27,7 @@ from app.core.middleware import (
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.idempotency.middleware import IdempotencyMiddleware
+from app.openapi import install_openapi
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
@@ -99,6 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        # Served by install_openapi from local assets; ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     for router in (
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backtests_router,
     ):
         app.include_router(router)
+    install_openapi(app, swagger_ui=settings.docs_enabled)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

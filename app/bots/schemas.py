@@ -6,8 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.bots.strategy import Strategy
+from app.bots.strategy import Strategy, Voter
 from app.core.schemas import Amount
+
+_EXAMPLE_BOT_ID = "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b"
+# The default strategy with one voter, as a bot created with `{"name": ...}` stores it.
+_EXAMPLE_STRATEGY = Strategy(voters=[Voter(provider="openai", model="gpt-4o-mini")]).model_dump(
+    mode="json"
+)
 
 
 class BotCreate(BaseModel):
@@ -21,7 +27,15 @@ class BotCreate(BaseModel):
 
 
 class BotUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"description": "Trend following on 1h candles, LLM-confirmed"},
+                {"strategy": {"ensemble": {"threshold": "0.3"}}},
+            ]
+        },
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=5000)
@@ -32,6 +46,25 @@ class BotUpdate(BaseModel):
 
 
 class BotOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _EXAMPLE_BOT_ID,
+                    "owner": "0193b6c89f0e1d2c3b4a59687a6b5c4d",
+                    "name": "BTC trend follower",
+                    "description": "",
+                    "status": "active",
+                    "version": 1,
+                    "version_id": "0193b6c8a1f37d4e5f6a7b8c9d0e1f2a",
+                    "strategy": _EXAMPLE_STRATEGY,
+                    "created_at": "2026-01-15T09:30:00Z",
+                    "updated_at": "2026-01-15T09:30:00Z",
+                }
+            ]
+        }
+    )
+
     id: str
     owner: str
     name: str
@@ -58,7 +91,24 @@ class RegistrationCreate(BaseModel):
 
 
 class RegistrationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193b6c8b2a3948576a5b4c3d2e1f0a9",
+                    "bot_id": _EXAMPLE_BOT_ID,
+                    "title": "BTC trend follower",
+                    "description": "",
+                    "price": "2.5",
+                    "currency": "ICP",
+                    "billing_period": "month",
+                    "status": "active",
+                    "created_at": "2026-01-15T09:35:00Z",
+                }
+            ]
+        },
+    )
 
     id: str
     bot_id: str

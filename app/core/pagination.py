@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Annotated, Generic, Protocol, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.core.errors import Unprocessable
 
@@ -18,7 +18,10 @@ T = TypeVar("T")
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="the `cursor` of the next page; null on the last page",
+        examples=["MDE5M2I2YzhhMWYyN2MzZTlkNGI1YTZmN2U4ZDljMGI"],
+    )
 
 
 class PageParams(BaseModel):

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # production refuses (anyone who reaches the API would read its traffic).
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
+    # Swagger UI on /docs and the document on /openapi.json, in production too: bot developers
+    # and admins are its users, and it shows nothing that is not in the published contract.
+    docs_enabled: bool = True
     max_body_bytes: int = 64 * 1024
     # Request headers (names and values) a request may carry; beyond either: 431.
     max_header_count: int = Field(default=100, ge=10)

@@ -3,10 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app import audit
+from app.core.errors import error_responses
 from app.deps import RenterDep, SessionDep
 from app.principals import service
 
-router = APIRouter(prefix="/api/v1/principals", tags=["principals"])
+router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=error_responses(403))
 
 
 @router.delete(

@@ -5,6 +5,7 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 
 from app import audit
+from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import RenterDep, RuntimeDep, SessionDep
 from app.performance.service import performance
@@ -19,10 +20,12 @@ from app.subscriptions.schemas import (
     VoteOut,
 )
 
-router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
+router = APIRouter(
+    prefix="/api/v1/subscriptions", tags=["subscriptions"], responses=error_responses(403)
+)
 
 
-@router.post("", status_code=201, response_model=SubscriptionOut)
+@router.post("", status_code=201, response_model=SubscriptionOut, responses=error_responses(404))
 async def create_subscription(
     body: SubscriptionCreate,
     request: Request,
@@ -48,12 +51,12 @@ async def list_subscriptions(
     )
 
 
-@router.get("/{sub_id}", response_model=SubscriptionOut)
+@router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, renter: RenterDep, session: SessionDep) -> SubscriptionOut:
     return SubscriptionOut.model_validate(await service.get_owned(session, renter, sub_id))
 
 
-@router.patch("/{sub_id}", response_model=SubscriptionOut)
+@router.patch("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def update_subscription(
     sub_id: str,
     body: SubscriptionUpdate,
@@ -66,7 +69,7 @@ async def update_subscription(
     return SubscriptionOut.model_validate(sub)
 
 
-@router.get("/{sub_id}/trades", response_model=Page[TradeOut])
+@router.get("/{sub_id}/trades", response_model=Page[TradeOut], responses=error_responses(404))
 async def list_trades(
     sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
 ) -> Page[TradeOut]:
@@ -78,7 +81,7 @@ async def list_trades(
     )
 
 
-@router.get("/{sub_id}/decisions", response_model=Page[DecisionOut])
+@router.get("/{sub_id}/decisions", response_model=Page[DecisionOut], responses=error_responses(404))
 async def list_decisions(
     sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
 ) -> Page[DecisionOut]:
@@ -108,7 +111,7 @@ async def list_decisions(
     return Page(items=items, next_cursor=next_cursor(rows, page.limit))
 
 
-@router.get("/{sub_id}/performance", response_model=PerformanceOut)
+@router.get("/{sub_id}/performance", response_model=PerformanceOut, responses=error_responses(404))
 async def get_performance(
     sub_id: str, renter: RenterDep, session: SessionDep, runtime: RuntimeDep
 ) -> PerformanceOut:

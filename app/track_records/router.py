@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.core.errors import error_responses
 from app.deps import CallerDep, RuntimeDep, SessionDep
 from app.track_records import service
 from app.track_records.schemas import TrackRecordOut
@@ -9,7 +10,9 @@ from app.track_records.schemas import TrackRecordOut
 router = APIRouter(prefix="/api/v1", tags=["track records"])
 
 
-@router.get("/bots/{bot_id}/track-record", response_model=TrackRecordOut)
+@router.get(
+    "/bots/{bot_id}/track-record", response_model=TrackRecordOut, responses=error_responses(404)
+)
 async def get_track_record(
     bot_id: str, _: CallerDep, session: SessionDep, runtime: RuntimeDep
 ) -> TrackRecordOut:
