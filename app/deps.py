@@ -1,4 +1,4 @@
-"""Request dependencies: the transaction, the authenticated caller, the renter."""
+"""Request dependencies: the session, the authenticated caller, the principal, the renter."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER, check_principal_assertion
 from app.api_keys.authenticator import Caller, Scope
+from app.audit import WRITE_METHODS
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
 from app.core.principals import InvalidPrincipal, validate_renter_principal
-from app.models import User
 from app.runtime import Runtime
 from app.users import repository as users
+from app.users.renter import Renter
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -25,7 +26,9 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async, like every dependency here: FastAPI runs a plain `def` in its thread pool, a
+    # thread hop per request for a dictionary lookup.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -33,7 +36,13 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
+    if request.method not in WRITE_METHODS:
+        # A read needs no transaction: no BEGIN, COMMIT or ROLLBACK (app/core/reads.py).
+        async with runtime.read_sessionmaker() as session:
+            yield session
+        return
     # The request owns the transaction; "function" scope commits before the response is sent,
     # so a stored idempotent response never describes an uncommitted change.
     async with session_scope(runtime.sessionmaker) as session:
@@ -43,17 +52,20 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def authenticate(
-    request: Request,
-    runtime: RuntimeDep,
-    api_key: Annotated[str | None, Security(api_key_header)],
-) -> Caller:
+async def _caller(request: Request, api_key: str | None) -> Caller:
+    runtime: Runtime = request.app.state.runtime
     caller = await runtime.authenticator.authenticate(api_key)
     if caller is None:
         raise Unauthenticated("missing, unknown or revoked API key")
     await runtime.rate_limiter.hit(caller.api_key_id)
     request.state.caller = caller
     return caller
+
+
+async def authenticate(
+    request: Request, api_key: Annotated[str | None, Security(api_key_header)]
+) -> Caller:
+    return await _caller(request, api_key)
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
@@ -74,11 +86,12 @@ AdminDep = Annotated[Caller, Depends(require_scope(Scope.admin))]
 DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
 
 
-async def current_renter(
+async def current_principal(
     request: Request,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    session: SessionDep,
+    # Authenticated here rather than through CallerDep: one dependency less to solve on
+    # every renter request (FastAPI's solving showed in the profile). A route therefore takes
+    # either CallerDep or PrincipalDep/RenterDep, never both (the key would count twice).
+    api_key: Annotated[str | None, Security(api_key_header)],
     principal: Annotated[
         str | None,
         Header(
@@ -101,7 +114,9 @@ async def current_renter(
         str | None,
         Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
     ] = None,
-) -> User:
+) -> str:
+    """The principal a marketplace key acts for, checked; reads scope their queries by it."""
+    caller = await _caller(request, api_key)
     if caller.scope is not Scope.marketplace:
         raise Forbidden("only a marketplace key may act for a principal")
     if principal is None:
@@ -117,8 +132,24 @@ async def current_renter(
             details=[{"loc": "header.X-Principal-ID", "message": str(exc)}],
         ) from exc
     request.state.principal = principal
-    check_principal_assertion(runtime.assertion_verifier, caller, request.scope)
-    return await users.get_or_create_renter(session, principal)
+    check_principal_assertion(request.app.state.runtime.assertion_verifier, caller, request.scope)
+    return principal
 
 
-RenterDep = Annotated[User, Depends(current_renter)]
+PrincipalDep = Annotated[str, Depends(current_principal)]
+
+
+async def current_renter(request: Request, principal: PrincipalDep) -> Renter:
+    """The renter with its user row, made on first use: what writes and their audit need."""
+    runtime: Runtime = request.app.state.runtime
+
+    async def load() -> str:
+        # Committed in a transaction of its own before the id is cached: a row made inside a
+        # request that then fails would be rolled back, and the cache would keep its id.
+        async with session_scope(runtime.sessionmaker) as session:
+            return (await users.get_or_create_renter(session, principal)).id
+
+    return Renter(id=await runtime.renter_ids.get(principal, load), principal=principal)
+
+
+RenterDep = Annotated[Renter, Depends(current_renter)]

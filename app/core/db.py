@@ -102,7 +102,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def create_engine(database_url: str, *, pool: bool = True) -> AsyncEngine:
+def create_engine(database_url: str, *, pool: bool = True, autocommit: bool = False) -> AsyncEngine:
+    """The engine; `autocommit` for reads that need no transaction: each statement stands
+    alone, and neither COMMIT nor ROLLBACK (not even the pool's on check-in) goes to the server.
+    """
     url = make_url(database_url)
     kwargs: dict[str, Any] = {}
     if not pool:
@@ -110,7 +113,12 @@ def create_engine(database_url: str, *, pool: bool = True) -> AsyncEngine:
     if url.get_backend_name() == "mysql":
         # REPEATABLE READ would freeze a poll for another transaction's row (an in-flight
         # idempotency record); READ COMMITTED lets each statement see committed work.
-        kwargs.update(isolation_level="READ COMMITTED", pool_pre_ping=True, pool_recycle=1800)
+        # No ping on every checkout (a round trip per request): connections are replaced
+        # well before the server's wait_timeout, and reads retry once on a connection found
+        # dead (app.core.reads); a disconnect invalidates every older pooled connection.
+        kwargs.update(isolation_level="READ COMMITTED", pool_recycle=1800)
+    if autocommit:
+        kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
     elif url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

@@ -2,28 +2,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade
+from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
 
 
-async def get_owned(session: AsyncSession, user_id: str, sub_id: str) -> Subscription | None:
-    # Scoped by owner in the query itself: another renter's row is simply not found.
-    return await session.scalar(
-        select(Subscription).where(Subscription.id == sub_id, Subscription.user_id == user_id)
-    )
-
-
-async def page_of_user(
-    session: AsyncSession, user_id: str, after_id: str | None, limit: int
-) -> Sequence[Subscription]:
-    query = (
+def _of_principal(principal: str) -> Select[Subscription]:
+    # Scoped by the owner's principal in the query itself: another renter's row is simply not
+    # found, and no lookup of the renter's user row comes first.
+    return (
         select(Subscription)
-        .where(Subscription.user_id == user_id)
-        .order_by(Subscription.id)
-        .limit(limit)
+        .join(User, User.id == Subscription.user_id)
+        .where(User.principal == principal)
     )
+
+
+async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription | None:
+    return await session.scalar(_of_principal(principal).where(Subscription.id == sub_id))
+
+
+async def page_of_principal(
+    session: AsyncSession, principal: str, after_id: str | None, limit: int
+) -> Sequence[Subscription]:
+    query = _of_principal(principal).order_by(Subscription.id).limit(limit)
     if after_id:
         query = query.where(Subscription.id > after_id)
     return (await session.scalars(query)).all()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from app import audit
 from app.core.pagination import Page, PageDep, next_cursor
-from app.deps import RenterDep, RuntimeDep, SessionDep
+from app.deps import PrincipalDep, RenterDep, RuntimeDep, SessionDep
 from app.performance.service import performance
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
@@ -30,7 +30,7 @@ async def create_subscription(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> SubscriptionOut:
-    sub = await service.create(session, renter, body, runtime.settings)
+    sub = await service.create(session, renter.id, body, runtime.settings)
     audit.record(session, request, "subscription.create", "subscription", sub.id)
     # A new subscription trades on its first closed candle without waiting for beat.
     runtime.jobs.send_after_commit(session, "trading.dispatch")
@@ -39,9 +39,9 @@ async def create_subscription(
 
 @router.get("", response_model=Page[SubscriptionOut])
 async def list_subscriptions(
-    renter: RenterDep, session: SessionDep, page: PageDep
+    principal: PrincipalDep, session: SessionDep, page: PageDep
 ) -> Page[SubscriptionOut]:
-    rows = await repository.page_of_user(session, renter.id, page.after_id, page.limit + 1)
+    rows = await repository.page_of_principal(session, principal, page.after_id, page.limit + 1)
     return Page(
         items=[SubscriptionOut.model_validate(r) for r in rows[: page.limit]],
         next_cursor=next_cursor(rows, page.limit),
@@ -49,8 +49,10 @@ async def list_subscriptions(
 
 
 @router.get("/{sub_id}", response_model=SubscriptionOut)
-async def get_subscription(sub_id: str, renter: RenterDep, session: SessionDep) -> SubscriptionOut:
-    return SubscriptionOut.model_validate(await service.get_owned(session, renter, sub_id))
+async def get_subscription(
+    sub_id: str, principal: PrincipalDep, session: SessionDep
+) -> SubscriptionOut:
+    return SubscriptionOut.model_validate(await service.get_owned(session, principal, sub_id))
 
 
 @router.patch("/{sub_id}", response_model=SubscriptionOut)
@@ -68,9 +70,9 @@ async def update_subscription(
 
 @router.get("/{sub_id}/trades", response_model=Page[TradeOut])
 async def list_trades(
-    sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
+    sub_id: str, principal: PrincipalDep, session: SessionDep, page: PageDep
 ) -> Page[TradeOut]:
-    sub = await service.get_owned(session, renter, sub_id)
+    sub = await service.get_owned(session, principal, sub_id)
     rows = await repository.trades_page(session, sub.id, page.after_id, page.limit + 1)
     return Page(
         items=[TradeOut.model_validate(r) for r in rows[: page.limit]],
@@ -80,9 +82,9 @@ async def list_trades(
 
 @router.get("/{sub_id}/decisions", response_model=Page[DecisionOut])
 async def list_decisions(
-    sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
+    sub_id: str, principal: PrincipalDep, session: SessionDep, page: PageDep
 ) -> Page[DecisionOut]:
-    sub = await service.get_owned(session, renter, sub_id)
+    sub = await service.get_owned(session, principal, sub_id)
     rows = await repository.decisions_page(session, sub, page.after_id, page.limit + 1)
     shown = rows[: page.limit]
     votes: dict[str, list[VoteOut]] = defaultdict(list)
@@ -110,7 +112,7 @@ async def list_decisions(
 
 @router.get("/{sub_id}/performance", response_model=PerformanceOut)
 async def get_performance(
-    sub_id: str, renter: RenterDep, session: SessionDep, runtime: RuntimeDep
+    sub_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> PerformanceOut:
-    sub = await service.get_owned(session, renter, sub_id)
+    sub = await service.get_owned(session, principal, sub_id)
     return await performance(session, sub, runtime.settings)
