@@ -31,7 +31,9 @@ class BotUpdate(BaseModel):
     )
 
 
-class BotOut(BaseModel):
+class BotSummaryOut(BaseModel):
+    """A bot in the catalogue: everything but its strategy (GET /bots/{id} has that)."""
+
     id: str
     owner: str
     name: str
@@ -39,9 +41,12 @@ class BotOut(BaseModel):
     status: str
     version: int
     version_id: str
-    strategy: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+class BotOut(BotSummaryOut):
+    strategy: dict[str, Any]
 
 
 class RegistrationCreate(BaseModel):

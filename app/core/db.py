@@ -113,16 +113,24 @@ def create_engine(database_url: str, *, pool: bool = True, autocommit: bool = Fa
     if url.get_backend_name() == "mysql":
         # REPEATABLE READ would freeze a poll for another transaction's row (an in-flight
         # idempotency record); READ COMMITTED lets each statement see committed work.
-        # No ping on every checkout (a round trip per request): connections are replaced
-        # well before the server's wait_timeout, and reads retry once on a connection found
-        # dead (app.core.reads); a disconnect invalidates every older pooled connection.
-        kwargs.update(isolation_level="READ COMMITTED", pool_recycle=1800)
-    if autocommit:
-        kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+        kwargs.update(isolation_level="READ COMMITTED", pool_pre_ping=True, pool_recycle=1800)
+        if pool:
+            # No overflow: past pool_size, every check-in closed a connection and the next
+            # checkout opened one (a handshake and session setup per request under load).
+            # Above 20 at once, requests wait for a connection instead.
+            kwargs.update(pool_size=20, max_overflow=0)
     elif url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
+    if autocommit:
+        # No ping on checkout, a round trip on every read: pool_recycle replaces connections
+        # well before the server's wait_timeout, and a read on one found dead (a restart, a
+        # failover) is retried (app/core/reads.py). A transaction cannot be replayed blindly
+        # like that, so the default engine keeps its ping.
+        kwargs.update(
+            isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False
+        )
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -2,33 +2,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
 
-
-def _of_principal(principal: str) -> Select[Subscription]:
-    # Scoped by the owner's principal in the query itself: another renter's row is simply not
-    # found, and no lookup of the renter's user row comes first.
-    return (
-        select(Subscription)
-        .join(User, User.id == Subscription.user_id)
-        .where(User.principal == principal)
-    )
+# Scoped by the owner's principal in the query itself: another renter's row is simply not
+# found, and no lookup of the renter's user row comes first. Built once: on the hot path,
+# constructing a statement cost more than running it from SQLAlchemy's compiled cache.
+_OF_PRINCIPAL = (
+    select(Subscription)
+    .join(User, User.id == Subscription.user_id)
+    .where(User.principal == bindparam("principal"))
+)
+_OWNED = _OF_PRINCIPAL.where(Subscription.id == bindparam("sub_id"))
+# Ids are lower-case hex: every id sorts after "", the first page's bound.
+_PAGE = (
+    _OF_PRINCIPAL.where(Subscription.id > bindparam("after_id"))
+    .order_by(Subscription.id)
+    .limit(bindparam("limit"))
+)
 
 
 async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription | None:
-    return await session.scalar(_of_principal(principal).where(Subscription.id == sub_id))
+    return await session.scalar(_OWNED, {"principal": principal, "sub_id": sub_id})
 
 
 async def page_of_principal(
     session: AsyncSession, principal: str, after_id: str | None, limit: int
 ) -> Sequence[Subscription]:
-    query = _of_principal(principal).order_by(Subscription.id).limit(limit)
-    if after_id:
-        query = query.where(Subscription.id > after_id)
-    return (await session.scalars(query)).all()
+    params = {"principal": principal, "after_id": after_id or "", "limit": limit}
+    return (await session.scalars(_PAGE, params)).all()
 
 
 async def trades_page(
