@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Security
@@ -86,36 +87,34 @@ AdminDep = Annotated[Caller, Depends(require_scope(Scope.admin))]
 DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
 
 
-async def current_principal(
-    request: Request,
-    # Authenticated here rather than through CallerDep: one dependency less to solve on
-    # every renter request (FastAPI's solving showed in the profile). A route therefore takes
-    # either CallerDep or PrincipalDep/RenterDep, never both (the key would count twice).
-    api_key: Annotated[str | None, Security(api_key_header)],
-    principal: Annotated[
-        str | None,
-        Header(
-            alias="X-Principal-ID",
-            description="The renter's textual ICP principal; only a marketplace key may send it.",
-            examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
-        ),
-    ] = None,
-    # Read by check_principal_assertion from the raw request; declared for the OpenAPI schema.
-    _assertion: Annotated[
-        str | None,
-        Header(
-            alias=ASSERTION_HEADER,
-            description="base64url of the canister's signed statement that it acts for "
-            "X-Principal-ID; needed when the marketplace key has assertion keys "
-            "(docs/principal-assertions.md).",
-        ),
-    ] = None,
-    _signature: Annotated[
-        str | None,
-        Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
-    ] = None,
-) -> str:
-    """The principal a marketplace key acts for, checked; reads scope their queries by it."""
+ApiKey = Annotated[str | None, Security(api_key_header)]
+PrincipalHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Principal-ID",
+        description="The renter's textual ICP principal; only a marketplace key may send it.",
+        examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
+    ),
+]
+# Read by check_principal_assertion from the raw request; declared for the OpenAPI schema.
+AssertionHeader = Annotated[
+    str | None,
+    Header(
+        alias=ASSERTION_HEADER,
+        description="base64url of the canister's signed statement that it acts for "
+        "X-Principal-ID; needed when the marketplace key has assertion keys "
+        "(docs/principal-assertions.md).",
+    ),
+]
+SignatureHeader = Annotated[
+    str | None,
+    Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
+]
+
+
+async def _checked_principal(request: Request, api_key: str | None, principal: str | None) -> str:
+    """The principal a marketplace key acts for, once the key, the principal and the
+    assertion (when the key needs one) are checked."""
     caller = await _caller(request, api_key)
     if caller.scope is not Scope.marketplace:
         raise Forbidden("only a marketplace key may act for a principal")
@@ -136,20 +135,54 @@ async def current_principal(
     return principal
 
 
-PrincipalDep = Annotated[str, Depends(current_principal)]
+# The renter dependencies authenticate the key themselves rather than through CallerDep, and
+# the read one opens its session itself: FastAPI's dependency solving costs per dependency on
+# every request, and it showed in the profile of the read path. A route therefore takes either
+# CallerDep or a renter dependency, never both (the key would count twice).
 
 
-async def current_renter(request: Request, principal: PrincipalDep) -> Renter:
+@dataclass(frozen=True)
+class RenterRead:
+    """A renter's read: the checked principal its queries are scoped by (no lookup of the
+    renter's row first), and a session without a transaction."""
+
+    principal: str
+    session: AsyncSession
+
+
+async def renter_read(
+    request: Request,
+    api_key: ApiKey,
+    principal: PrincipalHeader = None,
+    _assertion: AssertionHeader = None,
+    _signature: SignatureHeader = None,
+) -> AsyncIterator[RenterRead]:
+    checked = await _checked_principal(request, api_key, principal)
+    async with request.app.state.runtime.read_sessionmaker() as session:
+        yield RenterRead(checked, session)
+
+
+RenterReadDep = Annotated[RenterRead, Depends(renter_read, scope="function")]
+
+
+async def current_renter(
+    request: Request,
+    api_key: ApiKey,
+    principal: PrincipalHeader = None,
+    _assertion: AssertionHeader = None,
+    _signature: SignatureHeader = None,
+) -> Renter:
     """The renter with its user row, made on first use: what writes and their audit need."""
+    checked = await _checked_principal(request, api_key, principal)
     runtime: Runtime = request.app.state.runtime
 
     async def load() -> str:
         # Committed in a transaction of its own before the id is cached: a row made inside a
         # request that then fails would be rolled back, and the cache would keep its id.
         async with session_scope(runtime.sessionmaker) as session:
-            return (await users.get_or_create_renter(session, principal)).id
+            return (await users.get_or_create_renter(session, checked)).id
 
-    return Renter(id=await runtime.renter_ids.get(principal, load), principal=principal)
+    return Renter(id=await runtime.renter_ids.get(checked, load), principal=checked)
 
 
 RenterDep = Annotated[Renter, Depends(current_renter)]
