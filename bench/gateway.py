@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -363,6 +364,7 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, flo
 async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dict[str, float], int]:
     latencies: list[float] = []
     errors = 0
+    kinds: Counter[str] = Counter()
     bursts = 0
     numbers = iter(range(10**9))
     deadline = time.monotonic() + seconds
@@ -399,9 +401,15 @@ async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dic
                     a for a in answers if isinstance(a, httpx.Response) and a.status_code == 201
                 ]
                 errors += REPLICAS - len(good)
+                kinds.update(
+                    f"{a.status_code} {a.text[:160]}" if isinstance(a, httpx.Response) else repr(a)
+                    for a in answers
+                    if not any(a is g for g in good)
+                )
                 # Every copy must carry the same bytes, or the canister gets no consensus.
                 if good and len({a.content for a in good}) != 1:
                     errors += len(good)
+                    kinds["201s with different bodies"] += len(good)
                 bursts += 1
 
         started = time.monotonic()
@@ -414,6 +422,8 @@ async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dic
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "errors": errors,
     }
+    if kinds:
+        print(f"  storm errors: {dict(kinds)}", file=sys.stderr)
     return figures, bursts
 
 
