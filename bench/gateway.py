@@ -368,7 +368,12 @@ async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dic
     bursts = 0
     numbers = iter(range(10**9))
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=lanes * REPLICAS, max_keepalive_connections=None)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them: a
+    # request sent on a connection the server is closing fails with a ReadError, a race of
+    # the client's, not an answer of the API.
+    limits = httpx.Limits(
+        max_connections=lanes * REPLICAS, max_keepalive_connections=None, keepalive_expiry=2.0
+    )
 
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
 
