@@ -18,7 +18,7 @@ from app.backtests.repository import Owner
 from app.backtests.schemas import BacktestCreate, BacktestOut
 from app.core.db import utcnow
 from app.core.errors import error_responses
-from app.deps import CallerDep, RuntimeDep, SessionDep, current_renter
+from app.deps import CallerDep, RuntimeDep, SessionDep, renter_of
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"])
 
@@ -32,9 +32,7 @@ class Starter:
 
 async def starter(
     request: Request,
-    runtime: RuntimeDep,
     caller: CallerDep,
-    session: SessionDep,
     principal: Annotated[
         str | None,
         Header(
@@ -44,7 +42,7 @@ async def starter(
     ] = None,
 ) -> Starter:
     if caller.scope is Scope.marketplace:
-        renter = await current_renter(request, runtime, caller, session, principal)
+        renter = await renter_of(request, caller, principal)
         return Starter(Owner(user_id=renter.id), caller.scope, None)
     return Starter(Owner(api_key_id=caller.api_key_id), caller.scope, caller.owner_user_id)
 

@@ -4,7 +4,14 @@ from fastapi import APIRouter, Request
 
 from app import audit
 from app.bots import repository, service
-from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate, RegistrationOut
+from app.bots.schemas import (
+    BotCreate,
+    BotOut,
+    BotSummaryOut,
+    BotUpdate,
+    RegistrationCreate,
+    RegistrationOut,
+)
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import CallerDep, DeveloperDep, RuntimeDep, SessionDep
@@ -25,12 +32,12 @@ async def create_bot(
     return service.to_out(bot, version)
 
 
-@router.get("/bots", response_model=Page[BotOut])
-async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotOut]:
-    rows = await repository.page_with_versions(session, page.after_id, page.limit + 1)
+@router.get("/bots", response_model=Page[BotSummaryOut])
+async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotSummaryOut]:
+    rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
     return Page(
-        items=[service.to_out(bot, version) for bot, version in rows[: page.limit]],
-        next_cursor=next_cursor([bot for bot, _ in rows], page.limit),
+        items=[service.to_summary(*row) for row in rows[: page.limit]],
+        next_cursor=next_cursor([bot for bot, _, _ in rows], page.limit),
     )
 
 

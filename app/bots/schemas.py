@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from app.bots.strategy import Strategy, Voter
 from app.core.schemas import Amount
@@ -45,25 +46,23 @@ class BotUpdate(BaseModel):
     )
 
 
-class BotOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": _EXAMPLE_BOT_ID,
-                    "owner": "0193b6c89f0e1d2c3b4a59687a6b5c4d",
-                    "name": "BTC trend follower",
-                    "description": "",
-                    "status": "active",
-                    "version": 1,
-                    "version_id": "0193b6c8a1f37d4e5f6a7b8c9d0e1f2a",
-                    "strategy": _EXAMPLE_STRATEGY,
-                    "created_at": "2026-01-15T09:30:00Z",
-                    "updated_at": "2026-01-15T09:30:00Z",
-                }
-            ]
-        }
-    )
+_EXAMPLE_BOT_SUMMARY: JsonDict = {
+    "id": _EXAMPLE_BOT_ID,
+    "owner": "0193b6c89f0e1d2c3b4a59687a6b5c4d",
+    "name": "BTC trend follower",
+    "description": "",
+    "status": "active",
+    "version": 1,
+    "version_id": "0193b6c8a1f37d4e5f6a7b8c9d0e1f2a",
+    "created_at": "2026-01-15T09:30:00Z",
+    "updated_at": "2026-01-15T09:30:00Z",
+}
+
+
+class BotSummaryOut(BaseModel):
+    """A bot in the catalogue: everything but its strategy (GET /bots/{id} has that)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_BOT_SUMMARY]})
 
     id: str
     owner: str
@@ -72,9 +71,16 @@ class BotOut(BaseModel):
     status: str
     version: int
     version_id: str
-    strategy: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+class BotOut(BotSummaryOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_EXAMPLE_BOT_SUMMARY, "strategy": _EXAMPLE_STRATEGY}]}
+    )
+
+    strategy: dict[str, Any]
 
 
 class RegistrationCreate(BaseModel):
