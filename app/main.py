@@ -27,7 +27,7 @@ from app.core.middleware import (
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.idempotency.middleware import IdempotencyMiddleware
-from app.openapi import install_openapi
+from app.openapi import install_method_not_allowed, install_openapi
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     install_openapi(app, swagger_ui=settings.docs_enabled)
+    install_method_not_allowed(app)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -7,24 +7,28 @@ renter endpoints (the dependency reads it itself, to answer a non-marketplace ke
 asking for it), the error responses every `/api/v1` call can get, all in the contract's
 `{"error": {...}}` shape instead of FastAPI's `HTTPValidationError`, and examples for list
 bodies composed from their items' examples. A route declares only the errors that depend on
-it: `responses=error_responses(403, 404)` (app.core.errors).
+it: `responses=error_responses(403, 404)` (app.core.errors). A 405 names in `Allow` the methods
+the document gives its path.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from copy import deepcopy
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from swagger_ui_bundle import swagger_ui_path
 
 from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER
 from app.audit import WRITE_METHODS
-from app.core.errors import ErrorBody, error_responses
+from app.core.errors import ErrorBody, error_responses, http_error
 from app.idempotency.middleware import VALID_IDEMPOTENCY_KEY
 
 API_PREFIX = "/api/v1/"
@@ -219,3 +223,43 @@ def install_openapi(app: FastAPI, *, swagger_ui: bool) -> None:
             swagger_favicon_url=f"{root}{SWAGGER_ASSETS}/favicon-32x32.png",
             swagger_ui_parameters=app.swagger_ui_parameters,
         )
+
+
+class _MethodsByPath:
+    """The methods the document gives each path, for the `Allow` header of a 405.
+
+    FastAPI nests included routers, so Starlette's own 405 names only the methods of the one
+    route it tried (`Allow: GET` on a path that also takes PATCH). Built from the document on
+    the first 405, when every route exists, and kept.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._paths: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def allow(self, path: str) -> str | None:
+        """`Allow` for a path, or None for one the document does not give (its own routes)."""
+        if self._paths is None:
+            self._paths = [
+                (compile_path(template)[0], frozenset(method.upper() for method in operations))
+                for template, operations in self._app.openapi()["paths"].items()
+            ]
+        # A path can fit several templates: it is served every method any of them takes.
+        methods = {m for pattern, served in self._paths if pattern.match(path) for m in served}
+        return ", ".join(sorted(methods)) if methods else None
+
+
+def install_method_not_allowed(app: FastAPI) -> None:
+    """A 405's `Allow` lists every method the document serves on the path."""
+    methods = _MethodsByPath(app)
+
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        # Routing matches the path below the mount point a proxy strips (`root_path`).
+        path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+        allow = methods.allow(path)
+        if allow is not None:
+            exc = StarletteHTTPException(405, exc.detail, {**(exc.headers or {}), "Allow": allow})
+        return await http_error(request, exc)
+
+    app.add_exception_handler(405, method_not_allowed)

@@ -226,3 +226,32 @@ async def test_docs_can_be_switched_off(docs_off_client: httpx.AsyncClient) -> N
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "NOT_FOUND"
     assert (await docs_off_client.get("/health/live")).status_code == 200
+
+
+# Every method HTTP defines that a client might try; a path serves some of them.
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _concrete(path: str) -> str:
+    # Any value fits a path parameter's place: routing only needs the segment to be there.
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+async def test_a_method_a_path_does_not_serve_is_a_405_that_lists_what_it_does(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    for path, methods in app.openapi()["paths"].items():
+        served = {method.upper() for method in methods}
+        for method in sorted(set(HTTP_METHODS) - served):
+            response = await client.request(method, _concrete(path))
+            where = f"{method} {path}"
+            assert response.status_code == 405, where
+            assert set(response.headers["Allow"].split(", ")) == served, where
+            if method != "HEAD":  # a HEAD answer has no body
+                assert response.json() == {
+                    "error": {
+                        "code": "METHOD_NOT_ALLOWED",
+                        "message": "Method Not Allowed",
+                        "details": [],
+                    }
+                }, where
