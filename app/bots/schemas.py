@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,7 +90,7 @@ class RegistrationCreate(BaseModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str = Field(default="", max_length=5000)
-    price: Decimal = Field(ge=0, max_digits=20, decimal_places=8)
+    price: Amount = Field(ge=0, max_digits=20, decimal_places=8)
     currency: Literal["ICP", "USDT", "USD"] = "ICP"
     billing_period: Literal["day", "week", "month"] = "month"
 

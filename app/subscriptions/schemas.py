@@ -8,7 +8,14 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import JsonDict
 
-from app.core.schemas import MAX_QUOTE, PERCENT_PLACES, QUOTE_PLACES, Amount
+from app.core.schemas import (
+    MAX_QUOTE,
+    QUOTE_PLACES,
+    Amount,
+    PositiveGainPercent,
+    PositivePercent,
+    PositiveQuote,
+)
 
 # The intervals a decision can run on: Binance's, from one minute to one day.
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
@@ -37,23 +44,13 @@ class RiskOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_trades_per_day: int | None = Field(default=None, ge=1, le=10_000)
-    max_position_quote: Amount | None = Field(
-        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
-    )
-    daily_loss_limit_quote: Amount | None = Field(
-        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
-    )
-    max_drawdown_pct: Amount | None = Field(
-        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
-    )
+    max_position_quote: PositiveQuote | None = None
+    daily_loss_limit_quote: PositiveQuote | None = None
+    max_drawdown_pct: PositivePercent | None = None
     cooldown_minutes_after_loss: int | None = Field(default=None, ge=0, le=10_080)
-    stop_loss_pct: Amount | None = Field(default=None, gt=0, le=100, decimal_places=PERCENT_PLACES)
-    take_profit_pct: Amount | None = Field(
-        default=None, gt=0, le=1000, decimal_places=PERCENT_PLACES
-    )
-    trailing_stop_pct: Amount | None = Field(
-        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
-    )
+    stop_loss_pct: PositivePercent | None = None
+    take_profit_pct: PositiveGainPercent | None = None
+    trailing_stop_pct: PositivePercent | None = None
 
 
 _EXAMPLE_SUBSCRIPTION_ID = "0193b6c8c3d4e5f60718293a4b5c6d7e"

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Union, get_args, get_origin
 
 import annotated_types
+import jsonschema_rs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -127,6 +128,15 @@ def _is_decimal(annotation: Any) -> bool:
     return False
 
 
+def _bounds_in(annotation: Any) -> Iterator[Any]:
+    """The bounds a type carries itself (`PositiveQuote | None`): a Field() holds them in its
+    metadata."""
+    for item in getattr(annotation, "__metadata__", ()):
+        yield from getattr(item, "metadata", [item])
+    for arg in get_args(annotation):
+        yield from _bounds_in(arg)
+
+
 def _decimal_fields() -> Iterator[tuple[type[BaseModel], str, list[Any]]]:
     seen: set[type[BaseModel]] = set()
     todo = list(REQUEST_BODIES)
@@ -138,7 +148,7 @@ def _decimal_fields() -> Iterator[tuple[type[BaseModel], str, list[Any]]]:
         for name, field in model.model_fields.items():
             todo += _models_in(field.annotation)
             if _is_decimal(field.annotation):
-                yield model, name, field.metadata
+                yield model, name, [*field.metadata, *_bounds_in(field.annotation)]
 
 
 class Bounds:
@@ -160,6 +170,22 @@ class Bounds:
 
     def __repr__(self) -> str:
         return f"{self.model.__name__}.{self.name}"
+
+    def admits(self, value: Decimal) -> bool:
+        assert self.low is not None and self.high is not None and self.places is not None
+        above_low = self.low <= value if self.low_inclusive else self.low < value
+        # Trailing zeros are no places: "1.50000" has one.
+        _, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int)
+        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        places = 0 if value.is_zero() else -(exponent + trailing_zeros)
+        return above_low and value <= self.high and places <= self.places
+
+    def pattern(self) -> str:
+        """The pattern the document gives this field's string form."""
+        documented = self.model.model_json_schema()["properties"][self.name]
+        (string,) = [b for b in documented["anyOf"] if b["type"] == "string"]
+        return str(string["pattern"])
 
     def parse(self, value: str) -> BaseModel:
         body = {**REQUIRED_OTHERS.get(self.model.__name__, {}), self.name: value}
@@ -220,3 +246,33 @@ def test_an_out_of_range_or_non_finite_decimal_is_a_validation_error(
     value = data.draw(st.one_of(below.map(str), above.map(str), too_precise.map(str), non_finite))
     with pytest.raises(ValidationError):
         bounds.parse(value)
+
+
+# Near misses of a decimal: the characters of one, and what Decimal() alone would forgive
+# (spaces, "_", other scripts' digits).
+decimal_like = st.text(alphabet="0123456789.eE+-_ \n\u0661\uff11", max_size=12)
+
+
+@pytest.mark.parametrize("bounds", DECIMAL_FIELDS, ids=repr)
+@given(data=st.data())
+def test_a_string_is_a_decimal_exactly_when_the_document_says_so(
+    bounds: Bounds, data: st.DataObject
+) -> None:
+    pattern = bounds.pattern()
+    text = data.draw(st.one_of(st.from_regex(pattern, fullmatch=True), decimal_like, st.text()))
+    # What a client's validator makes of the pattern: JSON Schema's regular expressions.
+    if not jsonschema_rs.validator_for({"type": "string", "pattern": pattern}).is_valid(text):
+        with pytest.raises(ValidationError):
+            bounds.parse(text)
+        return
+    try:
+        value = Decimal(text)
+    except ArithmeticError:  # an exponent beyond any context: far out of bounds
+        admitted = False
+    else:
+        admitted = bounds.admits(value)
+    if not admitted:
+        with pytest.raises(ValidationError):
+            bounds.parse(text)
+        return
+    assert getattr(bounds.parse(text), bounds.name) == value
