@@ -136,6 +136,14 @@ class Settings(BaseSettings):
     # How often beat's reconciler resolves attempts whose lease ran out, retries unfinished
     # expiries and sends the orders of decisions whose execute job was lost.
     reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # How long a backtest's worker holds its run between two saves before beat's sweep hands
+    # it to another. Unset: long enough for the slowest chunk (LLM rounds when asking) plus a
+    # minute. The fence keeps a run from going on twice at once whatever the lease, but a
+    # chunk that outlasts it is taken over and replayed again, so shorten it only where
+    # chunks are quick (tests of crash recovery).
+    backtest_lease_s: float | None = Field(default=None, gt=0)
+    # How often beat's sweep resends the backtests whose worker died or whose job was lost.
+    backtest_resume_interval_s: float = Field(default=60.0, gt=0)
 
     # Workers.
     celery_broker_url: str | None = None
