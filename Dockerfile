@@ -1,5 +1,6 @@
 # Multi-stage: wheels are built in a throwaway stage; the runtime image has no compiler and
-# runs as an unprivileged user.
+# runs as an unprivileged user. The wheel carries everything, migrations included, so the
+# runtime stage copies no source.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -7,6 +8,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY workers ./workers
+COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
@@ -15,8 +17,6 @@ RUN useradd --create-home --uid 10001 botmarket
 WORKDIR /srv/botmarket
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
-COPY alembic.ini ./
-COPY migrations ./migrations
 USER botmarket
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "app.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["botmarket", "serve", "--host", "0.0.0.0", "--port", "8000"]

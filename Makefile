@@ -32,8 +32,9 @@ test: lint ## lint, then the whole test suite (MariaDB/Redis tests skip when abs
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
 	$(BIN)/botmarket migrate
 
-bench: $(STAMP) ## benchmark scripts that print their figures (needs wrk: apt-get install wrk; tick.py needs MariaDB + Redis)
+bench: $(STAMP) ## benchmark scripts that print their figures (needs wrk: apt-get install -y wrk; gateway.py and tick.py need MariaDB + Redis)
 	$(BIN)/python bench/api_load.py
+	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/tick.py --sizes 100,1000,10000
 
 clean: ## remove the virtualenv and local state

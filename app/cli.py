@@ -6,28 +6,44 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
 from app.api_keys.authenticator import Scope
+from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from app.sandbox.run import add_arguments as add_sandbox_arguments
 from app.sandbox.run import run_sandbox
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    """Alembic's configuration, its scripts found in the installed `migrations` package.
+
+    Not alembic.ini, which is read from the working directory and is not in the wheel: the
+    Docker image, and any install that is not an editable checkout, has no such file.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    if database_url:
+        config.set_main_option("sqlalchemy.url", database_url)
+    return config
 
 
 def migrate(database_url: str | None = None, revision: str = "head") -> None:
     from alembic import command
-    from alembic.config import Config
 
-    config = Config(str(ALEMBIC_INI))
-    if database_url:
-        config.set_main_option("sqlalchemy.url", database_url)
-    command.upgrade(config, revision)
+    command.upgrade(alembic_config(database_url), revision)
 
 
 async def _with_session(work):
@@ -95,24 +111,36 @@ def rotate_keys() -> None:
 
 def celery(command: str, extra: list[str]) -> None:
     """Become the Celery program; app/ names the workers package but never imports it."""
+    if command == "worker" and get_settings().worker_metrics_port:
+        _prepare_metrics_dir()
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", command, *extra]
     if "--loglevel" not in extra and "-l" not in extra:
         argv += ["--loglevel", "INFO"]
     os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and fixed arguments
 
 
+def _prepare_metrics_dir() -> None:
+    """Where the worker's pool processes write their metrics for its listener to sum.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when first imported, so it is set here,
+    before Celery starts. A given directory is emptied: a previous run's samples would be
+    added to this one's forever.
+    """
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not configured:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="botmarket-metrics-")
+        return
+    directory = Path(configured)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
 def serve(host: str, port: int) -> None:
     import uvicorn
 
-    # Our own access log line carries the request id and route; uvicorn's would repeat it.
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-    )
+    # Logging is the app's own (JSON, one access line per request by our middleware).
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
 
 
 def _utc(text: str) -> datetime:
@@ -283,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(args.host, args.port)
     elif args.command == "migrate":
+        configure_logging(settings.log_level)  # alembic's progress, as JSON lines like the rest
         migrate()
     elif args.command == "api-keys":
         create_api_key(

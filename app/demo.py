@@ -63,7 +63,7 @@ async def seed_demo(
     renter = await get_or_create_renter(session, DEMO_PRINCIPAL)
     sub = await create_subscription(
         session,
-        renter,
+        renter.id,
         SubscriptionCreate(
             bot_id=bot.id,
             symbol="BTCUSDT",

@@ -1,8 +1,9 @@
-"""Request dependencies: the transaction, the authenticated caller, the renter."""
+"""Request dependencies: the session, the authenticated caller, the principal, the renter."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Security
@@ -11,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER, check_principal_assertion
 from app.api_keys.authenticator import Caller, Scope
+from app.audit import WRITE_METHODS
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
 from app.core.principals import InvalidPrincipal, validate_renter_principal
-from app.models import User
 from app.runtime import Runtime
 from app.users import repository as users
+from app.users.renter import Renter
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -25,7 +27,9 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async, like every dependency here: FastAPI runs a plain `def` in its thread pool, a
+    # thread hop per request for a dictionary lookup.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -33,7 +37,13 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
+    if request.method not in WRITE_METHODS:
+        # A read needs no transaction: no BEGIN, COMMIT or ROLLBACK (app/core/reads.py).
+        async with runtime.read_sessionmaker() as session:
+            yield session
+        return
     # The request owns the transaction; "function" scope commits before the response is sent,
     # so a stored idempotent response never describes an uncommitted change.
     async with session_scope(runtime.sessionmaker) as session:
@@ -43,17 +53,20 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def authenticate(
-    request: Request,
-    runtime: RuntimeDep,
-    api_key: Annotated[str | None, Security(api_key_header)],
-) -> Caller:
+async def _caller(request: Request, api_key: str | None) -> Caller:
+    runtime: Runtime = request.app.state.runtime
     caller = await runtime.authenticator.authenticate(api_key)
     if caller is None:
         raise Unauthenticated("missing, unknown or revoked API key")
     await runtime.rate_limiter.hit(caller.api_key_id)
     request.state.caller = caller
     return caller
+
+
+async def authenticate(
+    request: Request, api_key: Annotated[str | None, Security(api_key_header)]
+) -> Caller:
+    return await _caller(request, api_key)
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
@@ -74,34 +87,34 @@ AdminDep = Annotated[Caller, Depends(require_scope(Scope.admin))]
 DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
 
 
-async def current_renter(
-    request: Request,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    session: SessionDep,
-    principal: Annotated[
-        str | None,
-        Header(
-            alias="X-Principal-ID",
-            description="The renter's textual ICP principal; only a marketplace key may send it.",
-            examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
-        ),
-    ] = None,
-    # Read by check_principal_assertion from the raw request; declared for the OpenAPI schema.
-    _assertion: Annotated[
-        str | None,
-        Header(
-            alias=ASSERTION_HEADER,
-            description="base64url of the canister's signed statement that it acts for "
-            "X-Principal-ID; needed when the marketplace key has assertion keys "
-            "(docs/principal-assertions.md).",
-        ),
-    ] = None,
-    _signature: Annotated[
-        str | None,
-        Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
-    ] = None,
-) -> User:
+ApiKey = Annotated[str | None, Security(api_key_header)]
+PrincipalHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Principal-ID",
+        description="The renter's textual ICP principal; only a marketplace key may send it.",
+        examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
+    ),
+]
+# Read by check_principal_assertion from the raw request; declared for the OpenAPI schema.
+AssertionHeader = Annotated[
+    str | None,
+    Header(
+        alias=ASSERTION_HEADER,
+        description="base64url of the canister's signed statement that it acts for "
+        "X-Principal-ID; needed when the marketplace key has assertion keys "
+        "(docs/principal-assertions.md).",
+    ),
+]
+SignatureHeader = Annotated[
+    str | None,
+    Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
+]
+
+
+async def _checked_principal(request: Request, caller: Caller, principal: str | None) -> str:
+    """The principal a marketplace key acts for, once the principal and the assertion (when
+    the key needs one) are checked."""
     if caller.scope is not Scope.marketplace:
         raise Forbidden("only a marketplace key may act for a principal")
     if principal is None:
@@ -117,8 +130,64 @@ async def current_renter(
             details=[{"loc": "header.X-Principal-ID", "message": str(exc)}],
         ) from exc
     request.state.principal = principal
-    check_principal_assertion(runtime.assertion_verifier, caller, request.scope)
-    return await users.get_or_create_renter(session, principal)
+    check_principal_assertion(request.app.state.runtime.assertion_verifier, caller, request.scope)
+    return principal
 
 
-RenterDep = Annotated[User, Depends(current_renter)]
+# The renter dependencies authenticate the key themselves rather than through CallerDep, and
+# the read one opens its session itself: FastAPI's dependency solving costs per dependency on
+# every request, and it showed in the profile of the read path. A route therefore takes either
+# CallerDep or a renter dependency, never both (the key would count twice).
+
+
+@dataclass(frozen=True)
+class RenterRead:
+    """A renter's read: the checked principal its queries are scoped by (no lookup of the
+    renter's row first), and a session without a transaction."""
+
+    principal: str
+    session: AsyncSession
+
+
+async def renter_read(
+    request: Request,
+    api_key: ApiKey,
+    principal: PrincipalHeader = None,
+    _assertion: AssertionHeader = None,
+    _signature: SignatureHeader = None,
+) -> AsyncIterator[RenterRead]:
+    checked = await _checked_principal(request, await _caller(request, api_key), principal)
+    async with request.app.state.runtime.read_sessionmaker() as session:
+        yield RenterRead(checked, session)
+
+
+RenterReadDep = Annotated[RenterRead, Depends(renter_read, scope="function")]
+
+
+async def current_renter(
+    request: Request,
+    api_key: ApiKey,
+    principal: PrincipalHeader = None,
+    _assertion: AssertionHeader = None,
+    _signature: SignatureHeader = None,
+) -> Renter:
+    """The renter with its user row, made on first use: what writes and their audit need."""
+    return await renter_of(request, await _caller(request, api_key), principal)
+
+
+async def renter_of(request: Request, caller: Caller, principal: str | None) -> Renter:
+    """The renter an authenticated marketplace caller acts for, for a route that serves other
+    scopes too (it takes CallerDep, so the key is not authenticated a second time)."""
+    checked = await _checked_principal(request, caller, principal)
+    runtime: Runtime = request.app.state.runtime
+
+    async def load() -> str:
+        # Committed in a transaction of its own before the id is cached: a row made inside a
+        # request that then fails would be rolled back, and the cache would keep its id.
+        async with session_scope(runtime.sessionmaker) as session:
+            return (await users.get_or_create_renter(session, checked)).id
+
+    return Renter(id=await runtime.renter_ids.get(checked, load), principal=checked)
+
+
+RenterDep = Annotated[Renter, Depends(current_renter)]

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from kombu import Connection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import text
 
 from app.api_keys.router import router as api_keys_router
@@ -26,6 +27,7 @@ from app.core.middleware import (
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.idempotency.middleware import IdempotencyMiddleware
+from app.openapi import install_method_not_allowed, install_openapi
 from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Longer than the revocation listener's poll, so it stops of its own accord well within it.
 SHUTDOWN_WAIT_S = 5.0
+# A readiness probe waits this long for the broker at most: well within compose's 5 s.
+BROKER_CHECK_TIMEOUT_S = 2.0
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
@@ -46,6 +50,17 @@ body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
 
 
+def _connect_to_broker(url: str) -> None:
+    """Connects once and hangs up; raises if the broker cannot be reached. Blocking."""
+    # Bounded on its own too, so that a silent broker does not keep the thread forever; only
+    # Redis takes a socket timeout (the SQLAlchemy transport hands options to create_engine).
+    options = {"socket_timeout": BROKER_CHECK_TIMEOUT_S} if url.startswith("redis") else {}
+    with Connection(
+        url, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
+    ) as connection:
+        connection.ensure_connection(max_retries=0)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -54,6 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
         app.state.runtime = runtime
+        metrics_server = (
+            start_http_server(
+                settings.metrics_port, settings.metrics_bind, runtime.metrics.registry
+            )[0]
+            if settings.metrics_port
+            else None
+        )
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
@@ -61,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if metrics_server is not None:
+                await asyncio.to_thread(metrics_server.shutdown)  # waits out its poll loop
+                metrics_server.server_close()
             runtime.authenticator.stop()
             for task in background:
                 task.cancel()
@@ -75,6 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        # Served by install_openapi from local assets; ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     for router in (
@@ -87,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backtests_router,
     ):
         app.include_router(router)
+    install_openapi(app, swagger_ui=settings.docs_enabled)
+    install_method_not_allowed(app)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
@@ -106,6 +137,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await runtime.redis.ping()
             except Exception:
                 failed.append("redis")
+        try:
+            # kombu connects synchronously: in a thread, and given up on after the timeout.
+            await asyncio.wait_for(
+                asyncio.to_thread(_connect_to_broker, settings.broker_url), BROKER_CHECK_TIMEOUT_S
+            )
+        except Exception:
+            failed.append("broker")
         if failed:
             return JSONResponse(
                 {
@@ -119,10 +157,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics(request: Request) -> Response:
-        runtime: Runtime = request.app.state.runtime
-        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if not settings.metrics_port:
+        # Development only (production refuses it): whoever reaches the API reads its metrics.
+        @app.get("/metrics", tags=["health"], response_class=Response)
+        async def metrics(request: Request) -> Response:
+            runtime: Runtime = request.app.state.runtime
+            return Response(
+                generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST
+            )
 
     # Added innermost first: the request id wraps everything, then the header and body limits,
     # then idempotency, so a replay is logged, counted and never sees oversized headers or

@@ -8,12 +8,14 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api_keys.authenticator import ApiKeyAuthenticator
+from app.core.cache import TtlCache
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.jobs import JobQueue
 from app.core.metrics import ApiMetrics
 from app.core.principal_assertions import AssertionVerifier
 from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from app.core.reads import create_read_sessionmaker
 from app.core.settings import Settings
 
 
@@ -22,11 +24,16 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine
+    read_sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     keyring: Keyring
     authenticator: ApiKeyAuthenticator
     assertion_verifier: AssertionVerifier
     rate_limiter: RateLimiter
+    # principal -> user id. A principal's row and id never change (the erasure keeps the
+    # row), so an entry cannot go wrong; the TTL only bounds the memory of renters gone quiet.
+    renter_ids: TtlCache[str, str]
     metrics: ApiMetrics
     jobs: JobQueue
 
@@ -34,6 +41,7 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
+        read_engine = create_engine(settings.database_url, autocommit=True)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         rate_limiter: RateLimiter = (
             RedisRateLimiter(redis, settings.rate_limit_per_minute)
@@ -44,6 +52,8 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
+            read_engine=read_engine,
+            read_sessionmaker=create_read_sessionmaker(read_engine),
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
             authenticator=ApiKeyAuthenticator(
@@ -51,6 +61,7 @@ class Runtime:
             ),
             assertion_verifier=AssertionVerifier(),
             rate_limiter=rate_limiter,
+            renter_ids=TtlCache(ttl_s=60.0),
             metrics=ApiMetrics(),
             jobs=JobQueue(settings.broker_url),
         )
@@ -62,3 +73,4 @@ class Runtime:
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
+        await self.read_engine.dispose()

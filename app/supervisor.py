@@ -1,9 +1,9 @@
 """`botmarket run`: the whole service in one foreground command.
 
-Migrates, seeds the demo on first start, then runs the sandbox exchange (unless
-BINANCE_API_URL points elsewhere), the API, and a Celery worker with embedded beat as child
-processes. Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped and the exit
-says which.
+Migrates, seeds the demo on first start (in development only), then runs the sandbox
+exchange (in development, unless BINANCE_API_URL points elsewhere), the API, and a Celery
+worker with embedded beat as child processes. Ctrl-C or SIGTERM stops them all; if one dies,
+the others are stopped and the exit says which.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from app.core.db import create_engine, create_sessionmaker, session_scope
-from app.core.settings import Settings
+from app.core.settings import Environment, Settings
 from app.demo import DemoSeed, seed_demo
 from app.sandbox.market import Market
 
@@ -31,7 +32,15 @@ class Child:
     process: subprocess.Popen[bytes]
 
 
-def _seed(settings: Settings, btc_price: Decimal | None) -> DemoSeed | None:
+def seed_in_development(settings: Settings, btc_price: Decimal | None) -> DemoSeed | None:
+    """The demo's keys, bot and subscription, on a development database that has no key yet.
+
+    Never in production: a database without keys there is a deployment on its first day, and
+    demo keys printed to a terminal would open it to anyone who read them.
+    """
+    if settings.environment is not Environment.development:
+        return None
+
     async def work() -> DemoSeed | None:
         engine = create_engine(settings.database_url, pool=False)
         try:
@@ -59,7 +68,7 @@ def _banner(settings: Settings, seed: DemoSeed | None) -> str:
             f"{base}/api/v1/subscriptions/{seed.subscription_id}/trades",
             f"  (and .../{seed.subscription_id}/decisions)",
         ]
-    else:
+    elif settings.environment is Environment.development:
         lines.append("Existing database: no demo seeded (delete ./var to start over).")
     if not settings.configured_llm_providers():
         lines.append("No LLM provider key is set: decisions are indicator-only and say so.")
@@ -73,36 +82,24 @@ def run(settings: Settings) -> int:
     # Ctrl-C does; by default it would end this process alone and leave them trading.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     migrate()
+    # In development without BINANCE_API_URL the exchange is the sandbox; in production that
+    # means Binance itself, never a stand-in.
+    on_sandbox = settings.environment is Environment.development and not settings.binance_api_url
     # On the sandbox the price is known before it starts: its market is a function of time.
-    on_sandbox = not settings.binance_api_url
     btc_price = Market().price("BTCUSDT", int(time.time() * 1000)) if on_sandbox else None
-    print(_banner(settings, _seed(settings, btc_price)), flush=True)
+    print(_banner(settings, seed_in_development(settings, btc_price)), flush=True)
     env = dict(os.environ)
+    # Beside the database rather than a new temporary directory on every start.
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path("var/worker-metrics").resolve()))
     python = sys.executable
     commands: list[tuple[str, list[str]]] = []
     if on_sandbox:
         env["BINANCE_API_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
         commands.append(("sandbox", [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]))
+    worker = ["worker", "--beat", "--concurrency", "2", "--schedule", "var/celerybeat-schedule"]
     commands += [
         ("api", [python, "-m", "app.cli", "serve"]),
-        (
-            "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--beat",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--schedule",
-                "var/celerybeat-schedule",
-            ],
-        ),
+        ("worker", [python, "-m", "app.cli", *worker]),
     ]
     # Fixed argument lists of our own programs; no shell, nothing from outside.
     children = [Child(name, subprocess.Popen(argv, env=env)) for name, argv in commands]  # noqa: S603

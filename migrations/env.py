@@ -13,7 +13,9 @@ from app.core.settings import get_settings
 from app.models import Base
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+# The `alembic` command reads alembic.ini, logging included; `botmarket migrate` has no file
+# and logs the way the service does.
+if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 

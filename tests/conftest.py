@@ -87,8 +87,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def make_settings(database_url: str, broker_dir: Path) -> Settings:
     # MariaDB runs with Redis (shared rate limits, revocation broadcast); SQLite without.
     redis_url = None
     if database_url.startswith("mysql"):
@@ -99,8 +98,13 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         redis_url=redis_url,
         fernet_keys=f"test:{Fernet.generate_key().decode()}",
         # Each test's jobs go to a broker of its own, where a test can read them.
-        celery_broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        celery_broker_url=f"sqla+sqlite:///{broker_dir / 'broker.sqlite'}",
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
 
 
 async def _empty_tables(database_url: str) -> None:

@@ -10,21 +10,17 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from app.cli import ALEMBIC_INI
+from app.cli import alembic_config
 from app.core.db import create_engine
 from app.models import Base
 from tests.conftest import fresh_mariadb_database
 
 
 def alembic(url: str, *args: str) -> None:
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("sqlalchemy.url", url)
-    config.attributes["configure_logger"] = False
-    getattr(command, args[0])(config, *args[1:])
+    getattr(command, args[0])(alembic_config(url), *args[1:])
 
 
 async def tables_and_drift(url: str) -> tuple[set[str], list[object]]:

@@ -2,18 +2,20 @@
 
 Tasks default to acks_late + reject_on_worker_lost (a task whose worker dies is redelivered,
 not lost) and carry ids only; every task is safe to run twice. On Redis an unacknowledged
-task of a dead worker comes back after the visibility timeout, chosen here longer than the
-hard time limit of any task.
+task of a dead worker comes back after the visibility timeout, which must be longer than the
+hard time limit of every task: settings check the default limit when they load, and a worker
+checks every registered task's own limit before it starts.
 """
 
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
 from kombu import Queue
 
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
+from workers import metrics  # noqa: F401 - its signal receivers: the listener, task timings
 from workers.schedule import beat_schedule
 
 # Decisions spend most of their time waiting for the LLMs, holding a worker process each; on
@@ -21,8 +23,6 @@ from workers.schedule import beat_schedule
 # worker takes from its queues in turn. A worker consumes both unless told otherwise
 # (`botmarket worker -Q trading.decide` for a pool of deciders, `-Q celery` for the rest).
 DECIDE_QUEUE = "trading.decide"
-HARD_TIME_LIMIT_S = 300  # CELERY_VISIBILITY_TIMEOUT_S (600) stays above it
-SOFT_TIME_LIMIT_S = 240
 
 settings = get_settings()
 
@@ -43,8 +43,8 @@ celery_app.conf.update(
     task_routes={"trading.decide": {"queue": DECIDE_QUEUE}},
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    task_time_limit=HARD_TIME_LIMIT_S,
-    task_soft_time_limit=SOFT_TIME_LIMIT_S,
+    task_time_limit=settings.celery_task_time_limit_s,
+    task_soft_time_limit=settings.celery_task_soft_time_limit_s,
     task_ignore_result=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
@@ -58,3 +58,26 @@ celery_app.conf.update(
     timezone="UTC",
     enable_utc=True,
 )
+
+
+def longest_hard_time_limit(app: Celery) -> tuple[str, float]:
+    """The registered task with the longest hard time limit, and that limit in seconds."""
+    limits = {name: task.time_limit or app.conf.task_time_limit for name, task in app.tasks.items()}
+    return max(limits.items(), key=lambda item: item[1])
+
+
+def refuse_early_redelivery(app: Celery, visibility_timeout_s: float) -> None:
+    name, limit = longest_hard_time_limit(app)
+    if limit >= visibility_timeout_s:
+        # SystemExit: Celery logs and ignores an Exception raised by a signal receiver.
+        raise SystemExit(
+            f"CELERY_VISIBILITY_TIMEOUT_S ({visibility_timeout_s:g}) must exceed the hard time "
+            f"limit of task {name} ({limit:g} s): Redis would hand it to a second worker while "
+            "it still runs"
+        )
+
+
+@worker_init.connect
+def _check_redelivery(**_: object) -> None:
+    # The tasks are registered by now (the worker imported the `include` modules first).
+    refuse_early_redelivery(celery_app, settings.celery_visibility_timeout_s)

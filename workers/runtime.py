@@ -30,7 +30,6 @@ from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
 from app.trading.flows import TradingFlows
 from app.trading.market_data import CandleCache, MarketData, MemoryCandleCache, RedisCandleCache
-from workers import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +50,6 @@ class WorkerRuntime:
     def build(cls, settings: Settings) -> WorkerRuntime:
         from workers.celery_app import celery_app
 
-        metrics.serve(settings.worker_metrics_port)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         engine = create_engine(settings.database_url)

@@ -18,5 +18,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},
         # Off the hour, away from the snapshot.
         "purge-idempotency": {"task": "idempotency.purge", "schedule": crontab(minute=30)},
-        "resume-backtests": {"task": "backtests.resume", "schedule": 60.0},
+        "resume-backtests": {
+            "task": "backtests.resume",
+            "schedule": settings.backtest_resume_interval_s,
+        },
     }

@@ -3,8 +3,9 @@
 Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
 revocation is also published once its transaction commits, so the other processes evict at
 once and cannot re-read the key as valid from a database that does not show it revoked yet
-(each keeps listening across lost Redis connections). `last_used_at` is kept in memory and
-written in one batch every few seconds instead of on every request.
+(each keeps listening across lost Redis connections). When a hot key's entry expires, one
+load serves every request that asks meanwhile. `last_used_at` is kept in memory and written in
+one batch every few seconds instead of on every request.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
 from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
+from app.core.cache import TtlCache
 from app.core.db import utcnow
 from app.core.principal_assertions import (
     Algorithm,
@@ -40,7 +42,6 @@ CHANGE_CHANNEL = "botmarket:api-key-changed"
 # The longest the listener reads before it looks whether it should stop.
 _LISTEN_POLL_S = 1.0
 _MAX_TOKEN_LENGTH = 128
-_MAX_CACHE_ENTRIES = 50_000
 
 
 class Scope(StrEnum):
@@ -72,10 +73,9 @@ class ApiKeyAuthenticator:
         redis: Redis | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._ttl_s = ttl_s
         self._redis = redis
-        # digest -> (caller or None for unknown/revoked, monotonic expiry)
-        self._cache: dict[str, tuple[Caller | None, float]] = {}
+        # digest -> caller, or None for an unknown or revoked key
+        self._cache: TtlCache[str, Caller | None] = TtlCache(ttl_s)
         self._last_used: dict[str, datetime] = {}
         self._stopping = asyncio.Event()
         self._publishing: set[asyncio.Task[None]] = set()
@@ -84,15 +84,7 @@ class ApiKeyAuthenticator:
         if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
             return None
         digest = digest_api_key(token)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            caller = cached[0]
-        else:
-            caller = await self._load(digest)
-            if len(self._cache) >= _MAX_CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[digest] = (caller, now + self._ttl_s)
+        caller = await self._cache.get(digest, partial(self._load, digest))
         if caller is not None:
             self._last_used[caller.api_key_id] = utcnow()
         return caller
@@ -125,7 +117,7 @@ class ApiKeyAuthenticator:
     def _forget(self, digest: str) -> None:
         # Before the commit, this or another process could re-read the key as valid and cache
         # it for the whole TTL; after it, every read sees the revocation.
-        self._cache.pop(digest, None)
+        self._cache.forget(digest)
         if self._redis is not None:
             # The commit hook runs on the loop that committed (a greenlet of it).
             task = asyncio.get_running_loop().create_task(self._publish(digest))
@@ -173,7 +165,7 @@ class ApiKeyAuthenticator:
                 )
                 if message is not None and message.get("type") == "message":
                     data = message["data"]
-                    self._cache.pop(data.decode() if isinstance(data, bytes) else data, None)
+                    self._cache.forget(data.decode() if isinstance(data, bytes) else data)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()

@@ -12,10 +12,11 @@ from app.api_keys.schemas import (
     AssertionKeyIn,
     AssertionKeyOut,
 )
+from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import AdminDep, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"], responses=error_responses(403))
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)
@@ -46,7 +47,7 @@ async def list_api_keys(_: AdminDep, session: SessionDep, page: PageDep) -> Page
     )
 
 
-@router.patch("/{key_id}", response_model=ApiKeyOut)
+@router.patch("/{key_id}", response_model=ApiKeyOut, responses=error_responses(404))
 async def update_api_key(
     key_id: str,
     body: ApiKeyUpdate,
@@ -63,7 +64,12 @@ async def update_api_key(
     return ApiKeyOut.of(row, keys)
 
 
-@router.post("/{key_id}/assertion-keys", status_code=201, response_model=AssertionKeyOut)
+@router.post(
+    "/{key_id}/assertion-keys",
+    status_code=201,
+    response_model=AssertionKeyOut,
+    responses=error_responses(404),
+)
 async def add_assertion_key(
     key_id: str,
     body: AssertionKeyIn,
@@ -79,7 +85,12 @@ async def add_assertion_key(
     return AssertionKeyOut.of(added)
 
 
-@router.delete("/{key_id}/assertion-keys/{assertion_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{key_id}/assertion-keys/{assertion_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
 async def remove_assertion_key(
     key_id: str,
     assertion_id: str,
@@ -95,7 +106,9 @@ async def remove_assertion_key(
     return Response(status_code=204)
 
 
-@router.delete("/{key_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{key_id}", status_code=204, response_class=Response, responses=error_responses(404)
+)
 async def revoke_api_key(
     key_id: str, request: Request, _: AdminDep, session: SessionDep, runtime: RuntimeDep
 ) -> Response:

@@ -4,6 +4,7 @@ import base64
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from app.api_keys.authenticator import Scope
 from app.core.principal_assertions import (
@@ -15,6 +16,24 @@ from app.core.principal_assertions import (
 from app.models import ApiKey, ApiKeyAssertionKey
 
 _EXAMPLE_ED25519 = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+_EXAMPLE_ASSERTION_KEY_OUT: JsonDict = {
+    "id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b",
+    "algorithm": "ed25519",
+    "public_key": _EXAMPLE_ED25519,
+    "created_at": "2026-01-15T09:30:00Z",
+}
+_EXAMPLE_KEY_OUT: JsonDict = {
+    "id": "0193b6c8a0e1d2c3b4a5968778695a4b",
+    "name": "icp-marketplace",
+    "scope": "marketplace",
+    "prefix": "k3v9q2xa",
+    "owner": None,
+    "created_at": "2026-01-15T09:30:00Z",
+    "last_used_at": "2026-01-16T12:00:05Z",
+    "revoked_at": None,
+    "assertion_mode": "required",
+    "assertion_keys": [_EXAMPLE_ASSERTION_KEY_OUT],
+}
 
 
 class AssertionKeyIn(BaseModel):
@@ -84,6 +103,8 @@ class ApiKeyUpdate(BaseModel):
 
 
 class AssertionKeyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_ASSERTION_KEY_OUT]})
+
     id: str
     algorithm: Algorithm
     public_key: str
@@ -100,6 +121,8 @@ class AssertionKeyOut(BaseModel):
 
 
 class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_KEY_OUT]})
+
     id: str
     name: str
     scope: Scope
@@ -128,4 +151,16 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_EXAMPLE_KEY_OUT,
+                    "last_used_at": None,
+                    "key": "bmk_k3v9q2xa_<secret shown once>",
+                }
+            ]
+        }
+    )
+
     key: str = Field(description="the key itself; shown only in this response")

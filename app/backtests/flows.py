@@ -74,8 +74,10 @@ class BacktestFlows:
         self._enqueue = enqueue
         self._clock = clock
         self._history = History(sessionmaker, clients, clock)
-        # Longer than the slowest chunk: ASK_CHUNK candles of LLM rounds, plus slack.
-        self.lease = timedelta(seconds=max(120.0, ASK_CHUNK * settings.llm_timeout_s + 60))
+        # Unless set: longer than the slowest chunk, ASK_CHUNK candles of LLM rounds, plus slack.
+        self.lease = timedelta(
+            seconds=settings.backtest_lease_s or max(120.0, ASK_CHUNK * settings.llm_timeout_s + 60)
+        )
 
     async def run(
         self,

@@ -6,11 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Backtest, BotMarketplaceRegistration, BotVersion, Decision, LlmVote
+from app.models import (
+    ApiKey,
+    Backtest,
+    BotMarketplaceRegistration,
+    BotVersion,
+    Decision,
+    LlmVote,
+)
 from app.models import Candle as CandleRow
 from app.trading.candles import Candle
 
@@ -100,6 +107,50 @@ async def get_owned(session: AsyncSession, backtest_id: str, owner: Owner) -> Ba
     )
 
 
+async def latest_public_results(
+    session: AsyncSession, bot_id: str, developer_user_id: str
+) -> Sequence[Row[int, str, str, datetime, datetime, str, dict[str, Any]]]:
+    """Per version of the bot, by version: the window, the LLM mode and the result's metrics
+    of its latest succeeded backtest (by finish, then id) that the bot's developer, an admin
+    or an operator (from the command line, no owner) started. A renter's backtest is theirs,
+    not the bot's public record."""
+    public = or_(
+        and_(Backtest.owner_api_key_id.is_(None), Backtest.owner_user_id.is_(None)),
+        ApiKey.scope == "admin",
+        and_(ApiKey.scope == "developer", ApiKey.owner_user_id == developer_user_id),
+    )
+    ranked = (
+        select(
+            Backtest.id,
+            func.row_number()
+            .over(
+                partition_by=Backtest.bot_version,
+                order_by=(Backtest.finished_at.desc(), Backtest.id.desc()),
+            )
+            .label("recency"),
+        )
+        .outerjoin(ApiKey, ApiKey.id == Backtest.owner_api_key_id)
+        .where(Backtest.bot_id == bot_id, Backtest.status == "succeeded", public)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            Backtest.bot_version,
+            Backtest.symbol,
+            Backtest.timeframe,
+            Backtest.start_at,
+            Backtest.end_at,
+            Backtest.llm,
+            # The metrics only: the whole result carries the equity curve and every trade.
+            Backtest.result["metrics"],
+        )
+        .join(ranked, ranked.c.id == Backtest.id)
+        .where(ranked.c.recency == 1)
+        .order_by(Backtest.bot_version)
+    )
+    return rows.all()
+
+
 async def is_listed(session: AsyncSession, bot_id: str) -> bool:
     listing = await session.scalar(
         select(BotMarketplaceRegistration.id).where(
@@ -120,6 +171,16 @@ async def cancel_active(session: AsyncSession, backtest_id: str, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return bool(cancelled.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_of_user(session: AsyncSession, user_id: str) -> None:
+    """A renter's erasure takes their backtests: a worker running one stops at its next save,
+    which finds no row."""
+    await session.execute(
+        delete(Backtest)
+        .where(Backtest.owner_user_id == user_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def version_of(session: AsyncSession, bot_id: str, version: int) -> BotVersion | None:

@@ -17,7 +17,8 @@ from app.backtests import service
 from app.backtests.repository import Owner
 from app.backtests.schemas import BacktestCreate, BacktestOut
 from app.core.db import utcnow
-from app.deps import CallerDep, RuntimeDep, SessionDep, current_renter
+from app.core.errors import error_responses
+from app.deps import CallerDep, RuntimeDep, SessionDep, renter_of
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"])
 
@@ -31,9 +32,7 @@ class Starter:
 
 async def starter(
     request: Request,
-    runtime: RuntimeDep,
     caller: CallerDep,
-    session: SessionDep,
     principal: Annotated[
         str | None,
         Header(
@@ -43,7 +42,7 @@ async def starter(
     ] = None,
 ) -> Starter:
     if caller.scope is Scope.marketplace:
-        renter = await current_renter(request, runtime, caller, session, principal)
+        renter = await renter_of(request, caller, principal)
         return Starter(Owner(user_id=renter.id), caller.scope, None)
     return Starter(Owner(api_key_id=caller.api_key_id), caller.scope, caller.owner_user_id)
 
@@ -51,7 +50,12 @@ async def starter(
 StarterDep = Annotated[Starter, Depends(starter)]
 
 
-@router.post("/bots/{bot_id}/backtests", status_code=202, response_model=BacktestOut)
+@router.post(
+    "/bots/{bot_id}/backtests",
+    status_code=202,
+    response_model=BacktestOut,
+    responses=error_responses(404),
+)
 async def create_backtest(
     bot_id: str,
     body: BacktestCreate,
@@ -73,12 +77,17 @@ async def create_backtest(
     return service.to_out(backtest)
 
 
-@router.get("/backtests/{backtest_id}", response_model=BacktestOut)
+@router.get("/backtests/{backtest_id}", response_model=BacktestOut, responses=error_responses(404))
 async def get_backtest(backtest_id: str, who: StarterDep, session: SessionDep) -> BacktestOut:
     return service.to_out(await service.get_owned(session, who.owner, backtest_id))
 
 
-@router.delete("/backtests/{backtest_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/backtests/{backtest_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
 async def cancel_backtest(
     backtest_id: str, request: Request, who: StarterDep, session: SessionDep
 ) -> Response:

@@ -91,6 +91,32 @@ class Progress(BaseModel):
 
 
 class BacktestOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193b6d2e3f405162738495a6b7c8d9e",
+                    "bot_id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b",
+                    "version": 1,
+                    "symbol": "BTCUSDT",
+                    "timeframe": "1h",
+                    "start": "2026-01-01T00:00:00Z",
+                    "end": "2026-03-01T00:00:00Z",
+                    "quote_amount": "1000",
+                    "llm": "recorded",
+                    "max_llm_cost_usd": "0",
+                    "llm_estimate_usd": "0",
+                    "llm_cost_usd": "0",
+                    "status": "running",
+                    "progress": {"candles_done": 512, "candles_total": 1416, "percent": "36.16"},
+                    "result": None,
+                    "error": None,
+                    "created_at": "2026-03-02T08:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: str
     bot_id: str
     version: int

@@ -22,11 +22,13 @@ async def current_version(session: AsyncSession, bot: Bot) -> BotVersion:
     return version
 
 
-async def page_with_versions(
+async def page_of_summaries(
     session: AsyncSession, after_id: str | None, limit: int
-) -> Sequence[tuple[Bot, BotVersion]]:
+) -> Sequence[tuple[Bot, str, int]]:
+    """Each bot with its current version's id and number; not the version's strategy, the
+    largest column by far, which the catalogue does not show."""
     query = (
-        select(Bot, BotVersion)
+        select(Bot, BotVersion.id, BotVersion.version)
         .join(
             BotVersion,
             (BotVersion.bot_id == Bot.id) & (BotVersion.version == Bot.current_version),
@@ -36,7 +38,7 @@ async def page_with_versions(
     )
     if after_id:
         query = query.where(Bot.id > after_id)
-    return [(bot, version) for bot, version in (await session.execute(query)).all()]
+    return [(bot, version_id, version) for bot, version_id, version in await session.execute(query)]
 
 
 async def active_registrations(

@@ -4,14 +4,22 @@ from fastapi import APIRouter, Request
 
 from app import audit
 from app.bots import repository, service
-from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate, RegistrationOut
+from app.bots.schemas import (
+    BotCreate,
+    BotOut,
+    BotSummaryOut,
+    BotUpdate,
+    RegistrationCreate,
+    RegistrationOut,
+)
+from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import CallerDep, DeveloperDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["bots"])
 
 
-@router.post("/bots", status_code=201, response_model=BotOut)
+@router.post("/bots", status_code=201, response_model=BotOut, responses=error_responses(403))
 async def create_bot(
     body: BotCreate,
     request: Request,
@@ -24,21 +32,21 @@ async def create_bot(
     return service.to_out(bot, version)
 
 
-@router.get("/bots", response_model=Page[BotOut])
-async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotOut]:
-    rows = await repository.page_with_versions(session, page.after_id, page.limit + 1)
+@router.get("/bots", response_model=Page[BotSummaryOut])
+async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotSummaryOut]:
+    rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
     return Page(
-        items=[service.to_out(bot, version) for bot, version in rows[: page.limit]],
-        next_cursor=next_cursor([bot for bot, _ in rows], page.limit),
+        items=[service.to_summary(*row) for row in rows[: page.limit]],
+        next_cursor=next_cursor([bot for bot, _, _ in rows], page.limit),
     )
 
 
-@router.get("/bots/{bot_id}", response_model=BotOut)
+@router.get("/bots/{bot_id}", response_model=BotOut, responses=error_responses(404))
 async def get_bot(bot_id: str, _: CallerDep, session: SessionDep) -> BotOut:
     return service.to_out(*await service.get_bot(session, bot_id))
 
 
-@router.patch("/bots/{bot_id}", response_model=BotOut)
+@router.patch("/bots/{bot_id}", response_model=BotOut, responses=error_responses(403, 404))
 async def update_bot(
     bot_id: str,
     body: BotUpdate,
@@ -52,7 +60,12 @@ async def update_bot(
     return service.to_out(bot, version)
 
 
-@router.post("/bots/{bot_id}/registrations", status_code=201, response_model=RegistrationOut)
+@router.post(
+    "/bots/{bot_id}/registrations",
+    status_code=201,
+    response_model=RegistrationOut,
+    responses=error_responses(403, 404),
+)
 async def register_bot(
     bot_id: str,
     body: RegistrationCreate,

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
-from app.bots.strategy import Strategy
+from app.bots.strategy import Strategy, Voter
 from app.core.schemas import Amount
+
+_EXAMPLE_BOT_ID = "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b"
+# The default strategy with one voter, as a bot created with `{"name": ...}` stores it.
+_EXAMPLE_STRATEGY = Strategy(voters=[Voter(provider="openai", model="gpt-4o-mini")]).model_dump(
+    mode="json"
+)
 
 
 class BotCreate(BaseModel):
@@ -21,7 +27,15 @@ class BotCreate(BaseModel):
 
 
 class BotUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"description": "Trend following on 1h candles, LLM-confirmed"},
+                {"strategy": {"ensemble": {"threshold": "0.3"}}},
+            ]
+        },
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=5000)
@@ -31,7 +45,24 @@ class BotUpdate(BaseModel):
     )
 
 
-class BotOut(BaseModel):
+_EXAMPLE_BOT_SUMMARY: JsonDict = {
+    "id": _EXAMPLE_BOT_ID,
+    "owner": "0193b6c89f0e1d2c3b4a59687a6b5c4d",
+    "name": "BTC trend follower",
+    "description": "",
+    "status": "active",
+    "version": 1,
+    "version_id": "0193b6c8a1f37d4e5f6a7b8c9d0e1f2a",
+    "created_at": "2026-01-15T09:30:00Z",
+    "updated_at": "2026-01-15T09:30:00Z",
+}
+
+
+class BotSummaryOut(BaseModel):
+    """A bot in the catalogue: everything but its strategy (GET /bots/{id} has that)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_BOT_SUMMARY]})
+
     id: str
     owner: str
     name: str
@@ -39,9 +70,16 @@ class BotOut(BaseModel):
     status: str
     version: int
     version_id: str
-    strategy: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+class BotOut(BotSummaryOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_EXAMPLE_BOT_SUMMARY, "strategy": _EXAMPLE_STRATEGY}]}
+    )
+
+    strategy: dict[str, Any]
 
 
 class RegistrationCreate(BaseModel):
@@ -52,13 +90,30 @@ class RegistrationCreate(BaseModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str = Field(default="", max_length=5000)
-    price: Decimal = Field(ge=0, max_digits=20, decimal_places=8)
+    price: Amount = Field(ge=0, max_digits=20, decimal_places=8)
     currency: Literal["ICP", "USDT", "USD"] = "ICP"
     billing_period: Literal["day", "week", "month"] = "month"
 
 
 class RegistrationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193b6c8b2a3948576a5b4c3d2e1f0a9",
+                    "bot_id": _EXAMPLE_BOT_ID,
+                    "title": "BTC trend follower",
+                    "description": "",
+                    "price": "2.5",
+                    "currency": "ICP",
+                    "billing_period": "month",
+                    "status": "active",
+                    "created_at": "2026-01-15T09:35:00Z",
+                }
+            ]
+        },
+    )
 
     id: str
     bot_id: str

@@ -14,7 +14,15 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.schemas import MAX_QUOTE, PERCENT_PLACES, QUOTE_PLACES, Amount
+from app.core.schemas import (
+    MAX_QUOTE,
+    PERCENT_PLACES,
+    QUOTE_PLACES,
+    Amount,
+    PositiveGainPercent,
+    PositivePercent,
+    PositiveQuote,
+)
 from app.integrations.llm.base import ModelPrice
 
 DEFAULT_MODELS = {
@@ -79,23 +87,15 @@ class Ensemble(_Strict):
 
 class RiskDefaults(_Strict):
     max_trades_per_day: int = Field(default=24, ge=1, le=10_000)
-    max_position_quote: Amount | None = Field(
-        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
-    )
-    daily_loss_limit_quote: Amount | None = Field(
-        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
-    )
+    max_position_quote: PositiveQuote | None = None
+    daily_loss_limit_quote: PositiveQuote | None = None
     max_drawdown_pct: Amount = Field(
         default=Decimal(25), gt=0, le=100, decimal_places=PERCENT_PLACES
     )
     cooldown_minutes_after_loss: int = Field(default=0, ge=0, le=10_080)
-    stop_loss_pct: Amount | None = Field(default=None, gt=0, le=100, decimal_places=PERCENT_PLACES)
-    take_profit_pct: Amount | None = Field(
-        default=None, gt=0, le=1000, decimal_places=PERCENT_PLACES
-    )
-    trailing_stop_pct: Amount | None = Field(
-        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
-    )
+    stop_loss_pct: PositivePercent | None = None
+    take_profit_pct: PositiveGainPercent | None = None
+    trailing_stop_pct: PositivePercent | None = None
 
 
 class Strategy(_Strict):

@@ -102,7 +102,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def create_engine(database_url: str, *, pool: bool = True) -> AsyncEngine:
+def create_engine(database_url: str, *, pool: bool = True, autocommit: bool = False) -> AsyncEngine:
+    """The engine; `autocommit` for reads that need no transaction: each statement stands
+    alone, and neither COMMIT nor ROLLBACK (not even the pool's on check-in) goes to the server.
+    """
     url = make_url(database_url)
     kwargs: dict[str, Any] = {}
     if not pool:
@@ -111,11 +114,26 @@ def create_engine(database_url: str, *, pool: bool = True) -> AsyncEngine:
         # REPEATABLE READ would freeze a poll for another transaction's row (an in-flight
         # idempotency record); READ COMMITTED lets each statement see committed work.
         kwargs.update(isolation_level="READ COMMITTED", pool_pre_ping=True, pool_recycle=1800)
+        if pool:
+            # No overflow: past pool_size, every check-in closed a connection and the next
+            # checkout opened one (a handshake and session setup per request under load).
+            # Above 20 at once, requests wait for a connection instead.
+            kwargs.update(pool_size=20, max_overflow=0)
     elif url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
-    engine = create_async_engine(url, **kwargs)
+    if autocommit:
+        # No ping on checkout, a round trip on every read: pool_recycle replaces connections
+        # well before the server's wait_timeout, and a read on one found dead (a restart, a
+        # failover) is retried (app/core/reads.py). A transaction cannot be replayed blindly
+        # like that, so the default engine keeps its ping.
+        kwargs.update(
+            isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False
+        )
+    # Parameters carry secrets (ciphertexts, key digests, principals): never in a log line or
+    # an exception's message.
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

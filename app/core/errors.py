@@ -7,11 +7,13 @@ parses one format. Bodies never carry stack traces, secrets or timestamps.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -115,6 +117,121 @@ STATUS_CODES = {
 }
 
 
+class ErrorDetail(BaseModel):
+    loc: str = Field(
+        description="where: `header.<name>`, `query.<name>`, `path.<name>` or `body.<field path>`"
+    )
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="stable, UPPER_SNAKE")
+    message: str = Field(description="for people; never a secret, a stack trace or a time")
+    details: list[ErrorDetail]
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx body: what `error_response` writes."""
+
+    error: ErrorInfo
+
+
+# What the OpenAPI document says of each error status: when it happens, and a typical body.
+@dataclass(frozen=True)
+class _DocumentedError:
+    description: str
+    code: str
+    message: str
+    details: tuple[tuple[str, str], ...] = ()
+    retry_after: bool = False
+
+
+_DOCUMENTED = {
+    401: _DocumentedError(
+        "No valid `X-API-Key` (`UNAUTHENTICATED`); on renter endpoints also a bad, expired or "
+        "mismatched principal assertion (`INVALID_PRINCIPAL_ASSERTION`).",
+        "UNAUTHENTICATED",
+        "missing, unknown or revoked API key",
+    ),
+    403: _DocumentedError(
+        "The key's scope (or ownership) does not allow this (`FORBIDDEN`).",
+        "FORBIDDEN",
+        "only a marketplace key may act for a principal",
+    ),
+    404: _DocumentedError(
+        "No such resource, or not the caller's: the two are indistinguishable (`NOT_FOUND`).",
+        "NOT_FOUND",
+        "subscription not found",
+    ),
+    409: _DocumentedError(
+        "`IDEMPOTENCY_KEY_REUSED`: the `Idempotency-Key` was used for another request; "
+        "`IDEMPOTENCY_IN_PROGRESS` (with `Retry-After`): its first copy is still running; "
+        "`CONFLICT` or `INVALID_STATE_TRANSITION`: the resource's state does not allow it.",
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was used for a different request",
+    ),
+    413: _DocumentedError(
+        "The body is larger than `MAX_BODY_BYTES` (`PAYLOAD_TOO_LARGE`).",
+        "PAYLOAD_TOO_LARGE",
+        "request body is larger than 65536 bytes",
+    ),
+    422: _DocumentedError(
+        "`VALIDATION_ERROR` with one detail per field (the input is never echoed); "
+        "`INVALID_PRINCIPAL`, `INVALID_HEADER` or `CREDENTIALS_REQUIRED` where they apply.",
+        "VALIDATION_ERROR",
+        "the request is not valid",
+        (("body.symbol", "must be 5-20 upper-case letters or digits, like BTCUSDT"),),
+    ),
+    429: _DocumentedError(
+        "More requests this minute than one key may make (`RATE_LIMITED`); replays of "
+        "idempotent requests do not count.",
+        "RATE_LIMITED",
+        "more than 600 requests in this minute for this API key",
+        retry_after=True,
+    ),
+    431: _DocumentedError(
+        "More request headers than `MAX_HEADER_COUNT`, or more than `MAX_HEADER_BYTES` of them "
+        "(`REQUEST_HEADERS_TOO_LARGE`).",
+        "REQUEST_HEADERS_TOO_LARGE",
+        "at most 100 request headers of 16384 bytes in all",
+    ),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses (a route's `responses=`) in the contract's error shape."""
+    return {status: _documented_response(status) for status in statuses}
+
+
+def _documented_response(status: int) -> dict[str, Any]:
+    error = _DOCUMENTED[status]
+    example = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "details": [{"loc": loc, "message": message} for loc, message in error.details],
+        }
+    }
+    response: dict[str, Any] = {
+        "description": error.description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"},
+                "example": example,
+            }
+        },
+    }
+    if error.retry_after:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return response
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -131,8 +248,17 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a bare 400, and JSON that does not
+        # parse with a 422: both are a body that is not JSON, so both are the contract's 422.
+        return error_response(
+            422,
+            "VALIDATION_ERROR",
+            "the request is not valid",
+            [{"loc": "body", "message": "JSON decode error"}],
+        )
     code = STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
     return error_response(exc.status_code, code, message, headers=exc.headers)
@@ -154,5 +280,5 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Annotated, Generic, Protocol, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.core.errors import Unprocessable
 
@@ -18,7 +18,10 @@ T = TypeVar("T")
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="the `cursor` of the next page; null on the last page",
+        examples=["MDE5M2I2YzhhMWYyN2MzZTlkNGI1YTZmN2U4ZDljMGI"],
+    )
 
 
 class PageParams(BaseModel):
@@ -54,7 +57,7 @@ def _bad_cursor() -> Unprocessable:
     )
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> PageParams:

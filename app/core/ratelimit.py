@@ -47,17 +47,32 @@ class InProcessRateLimiter:
             raise _refuse(self._limit, retry_after)
 
 
+# The minute's counter, and its expiry on the minute's first hit: one command, so one round
+# trip per request, and atomic (a pipeline of INCR + EXPIRE in MULTI/EXEC is four commands).
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
 class RedisRateLimiter:
+    """Every API process counts in the same Redis key, so the budget is the deployment's.
+
+    Counted in Redis on each request rather than in a local bucket synced in the background:
+    one round trip (~0.1 ms here) buys an exact shared count, where a synced bucket would let
+    each process overrun the budget by what it admits between two syncs.
+    """
+
     def __init__(self, redis: Redis, limit_per_minute: int) -> None:
-        self._redis = redis
         self._limit = limit_per_minute
+        # EVALSHA, and EVAL only when the server does not know the script yet.
+        self._hit = redis.register_script(_HIT)
 
     async def hit(self, key_id: str) -> None:
         minute, retry_after = _window(time.time())
-        counter = f"botmarket:ratelimit:{key_id}:{minute}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(counter)
-            pipe.expire(counter, 120)
-            count, _ = await pipe.execute()
+        count = await self._hit(keys=[f"botmarket:ratelimit:{key_id}:{minute}"], args=[120])
         if int(count) > self._limit:
             raise _refuse(self._limit, retry_after)

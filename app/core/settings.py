@@ -1,8 +1,10 @@
 """Service settings, read once from the environment (and `.env`).
 
 Secrets are `SecretStr` so they never show in a repr or a log line. In production the service
-refuses to start without real secrets; in development it makes its own Fernet key under
-`./var` so that `make run` works on a bare machine.
+refuses to start without real secrets and on the embedded conveniences that are only safe for
+one developer's machine (SQLite, a SQLite broker, no Redis, metrics on the public port); in
+development it makes its own Fernet key under `./var` so that `make run` works on a bare
+machine.
 """
 
 from __future__ import annotations
@@ -46,7 +48,16 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Address of the metrics listeners (the API's and the worker's): loopback by default; in
+    # docker compose 0.0.0.0, where only containers on the metrics network reach it.
+    metrics_bind: str = "127.0.0.1"
+    # The API's Prometheus listener; 0 serves /metrics on the API's own port instead, which
+    # production refuses (anyone who reaches the API would read its traffic).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
+    # Swagger UI on /docs and the document on /openapi.json, in production too: bot developers
+    # and admins are its users, and it shows nothing that is not in the published contract.
+    docs_enabled: bool = True
     max_body_bytes: int = 64 * 1024
     # Request headers (names and values) a request may carry; beyond either: 431.
     max_header_count: int = Field(default=100, ge=10)
@@ -125,14 +136,27 @@ class Settings(BaseSettings):
     # How often beat's reconciler resolves attempts whose lease ran out, retries unfinished
     # expiries and sends the orders of decisions whose execute job was lost.
     reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # How long a backtest's worker holds its run between two saves before beat's sweep hands
+    # it to another. Unset: long enough for the slowest chunk (LLM rounds when asking) plus a
+    # minute. The fence keeps a run from going on twice at once whatever the lease, but a
+    # chunk that outlasts it is taken over and replayed again, so shorten it only where
+    # chunks are quick (tests of crash recovery).
+    backtest_lease_s: float | None = Field(default=None, gt=0)
+    # How often beat's sweep resends the backtests whose worker died or whose job was lost.
+    backtest_resume_interval_s: float = Field(default=60.0, gt=0)
 
     # Workers.
     celery_broker_url: str | None = None
-    # Redis redelivers a task whose worker died after this long: longer than any task runs.
+    # A task still running after the hard limit is killed (its pool process replaced); the
+    # soft limit raises inside it first, so it can stop cleanly.
+    celery_task_time_limit_s: int = Field(default=300, ge=1)
+    celery_task_soft_time_limit_s: int = Field(default=240, ge=1)
+    # Redis redelivers an unacknowledged task after this long: a live worker's task must have
+    # ended (at the latest, killed at the hard limit) by then, or it would run twice at once.
     celery_visibility_timeout_s: int = Field(default=600, ge=1)
     dispatch_interval_s: float = Field(default=15.0, gt=0)
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
-    # Prometheus metrics of a worker process are served on this port (0: not served).
+    # A worker's Prometheus listener (0: none): one per worker, summing every pool process.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @field_validator("llm_prices")
@@ -180,14 +204,55 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
-        if self.environment is Environment.production:
-            keys = self.fernet_keys.get_secret_value().strip()
-            if keys.lower() in PLACEHOLDER_SECRETS:
-                raise SettingsError(
-                    "FERNET_KEYS is missing or a placeholder; production refuses to start "
-                    "without a real key (generate one with `botmarket keys generate`)"
-                )
+    def _redelivery_waits_for_the_hard_time_limit(self) -> Settings:
+        if self.celery_task_soft_time_limit_s >= self.celery_task_time_limit_s:
+            raise SettingsError(
+                f"CELERY_TASK_SOFT_TIME_LIMIT_S ({self.celery_task_soft_time_limit_s}) must be "
+                f"below CELERY_TASK_TIME_LIMIT_S ({self.celery_task_time_limit_s}), or a task is "
+                "killed before it is asked to stop"
+            )
+        if self.celery_visibility_timeout_s <= self.celery_task_time_limit_s:
+            raise SettingsError(
+                f"CELERY_VISIBILITY_TIMEOUT_S ({self.celery_visibility_timeout_s}) must exceed "
+                f"CELERY_TASK_TIME_LIMIT_S ({self.celery_task_time_limit_s}): Redis would hand "
+                "a task that is still running to a second worker"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_refuses_unsafe_setups(self) -> Settings:
+        if self.environment is not Environment.production:
+            return self
+        problems = []
+        if self.fernet_keys.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            problems.append(
+                "FERNET_KEYS is missing or a placeholder: production needs a real key "
+                "(generate one with `botmarket keys generate`)"
+            )
+        if _is_sqlite(self.database_url):
+            problems.append(
+                "DATABASE_URL is SQLite: it allows one writer at a time on one host's disk; "
+                "production needs MySQL/MariaDB (mysql+asyncmy://user:pass@host/db)"
+            )
+        if not self.redis_url:
+            problems.append(
+                "REDIS_URL is not set: without it every process keeps its own Binance "
+                "rate-limit governor, multiplying BINANCE_WEIGHT_PER_MINUTE by the number of "
+                "processes (a ban for every renter), and API rate limits and key revocations "
+                "stay per process"
+            )
+        if _is_sqlite(self.broker_url):
+            problems.append(
+                "CELERY_BROKER_URL is a SQLite broker (kombu's SQLAlchemy transport): a polled "
+                "file on one host; production needs Redis (CELERY_BROKER_URL or REDIS_URL)"
+            )
+        if not self.metrics_port:
+            problems.append(
+                "METRICS_PORT is not set: /metrics would be served on the public API port; "
+                "production serves it on its own port (METRICS_BIND:METRICS_PORT)"
+            )
+        if problems:
+            raise SettingsError("ENVIRONMENT=production refuses: " + "; ".join(problems))
         return self
 
     def configured_llm_providers(self) -> list[str]:
@@ -221,6 +286,11 @@ class Settings(BaseSettings):
                 DEV_FERNET_KEY_FILE,
             )
         return DEV_FERNET_KEY_FILE.read_text().strip()
+
+
+def _is_sqlite(url: str) -> bool:
+    # sqlite+aiosqlite:// for the database, sqla+sqlite:// for kombu's SQLAlchemy broker.
+    return url.removeprefix("sqla+").startswith("sqlite")
 
 
 @lru_cache

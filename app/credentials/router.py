@@ -5,11 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from app import audit
+from app.core.errors import error_responses
 from app.credentials import repository, service
 from app.credentials.schemas import CredentialOut, CredentialPut, Exchange
 from app.deps import RenterDep, RuntimeDep, SessionDep
 
-router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
+router = APIRouter(
+    prefix="/api/v1/credentials", tags=["credentials"], responses=error_responses(403)
+)
 
 
 @router.put(
@@ -41,7 +44,9 @@ async def list_credentials(renter: RenterDep, session: SessionDep) -> list[Crede
     return [CredentialOut.model_validate(r) for r in await repository.of_user(session, renter.id)]
 
 
-@router.delete("/{exchange}", status_code=204, response_class=Response)
+@router.delete(
+    "/{exchange}", status_code=204, response_class=Response, responses=error_responses(404)
+)
 async def delete_credentials(
     exchange: Exchange,
     request: Request,

@@ -39,7 +39,20 @@ class CredentialPut(BaseModel):
 
 
 class CredentialOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "exchange": "binance",
+                    "testnet": False,
+                    "api_key_last4": "x7Qa",
+                    "created_at": "2026-01-15T09:40:00Z",
+                    "updated_at": "2026-01-15T09:40:00Z",
+                }
+            ]
+        },
+    )
 
     exchange: Exchange
     testnet: bool

@@ -37,7 +37,7 @@ from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+VALID_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _POLL_INTERVAL_S = 0.05
 # Not results but states of the moment: a later copy must get its own chance to run.
 _NOT_STORED = frozenset({429})
@@ -73,7 +73,7 @@ class IdempotencyMiddleware:
         if key is None:
             await self.app(scope, receive, send)
             return
-        if not _VALID_KEY.match(key):
+        if not VALID_IDEMPOTENCY_KEY.match(key):
             response = error_response(
                 422,
                 "VALIDATION_ERROR",

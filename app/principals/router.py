@@ -3,18 +3,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app import audit
+from app.core.errors import error_responses
 from app.deps import RenterDep, SessionDep
 from app.principals import service
 
-router = APIRouter(prefix="/api/v1/principals", tags=["principals"])
+router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=error_responses(403))
 
 
 @router.delete(
     "/me",
     status_code=204,
     response_class=Response,
-    description="GDPR erasure: deletes the renter's exchange credentials, blanks personal "
-    "fields and cancels every subscription. Trade history stays, tied to the principal only.",
+    description="GDPR erasure: deletes the renter's exchange credentials and backtests, "
+    "blanks personal fields and cancels every subscription. Trade history stays, tied to the "
+    "principal only.",
 )
 async def erase_me(request: Request, renter: RenterDep, session: SessionDep) -> Response:
     await service.erase(session, renter)

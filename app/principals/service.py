@@ -2,17 +2,22 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.backtests import repository as backtests
 from app.core.db import utcnow
 from app.credentials import repository as credentials
-from app.models import User
 from app.subscriptions import repository as subscriptions
+from app.users import repository as users
+from app.users.renter import Renter
 
 
-async def erase(session: AsyncSession, renter: User) -> None:
+async def erase(session: AsyncSession, renter: Renter) -> None:
+    user = await users.get(session, renter.id)
+    assert user is not None, "the renter dependency made the row"
     await subscriptions.cancel_all_of_user(session, renter.id, "the renter erased their data")
+    await backtests.delete_of_user(session, renter.id)
     for row in await credentials.of_user(session, renter.id):
         await session.delete(row)
-    renter.display_name = None
-    renter.email = None
-    renter.erased_at = utcnow()
+    user.display_name = None
+    user.email = None
+    user.erased_at = utcnow()
     await session.flush()

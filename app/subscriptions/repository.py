@@ -2,31 +2,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade
+from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
+
+# Scoped by the owner's principal in the query itself: another renter's row is simply not
+# found, and no lookup of the renter's user row comes first. Built once: on the hot path,
+# constructing a statement cost more than running it from SQLAlchemy's compiled cache.
+_OF_PRINCIPAL = (
+    select(Subscription)
+    .join(User, User.id == Subscription.user_id)
+    .where(User.principal == bindparam("principal"))
+)
+_OWNED = _OF_PRINCIPAL.where(Subscription.id == bindparam("sub_id"))
+# Ids are lower-case hex: every id sorts after "", the first page's bound.
+_PAGE = (
+    _OF_PRINCIPAL.where(Subscription.id > bindparam("after_id"))
+    .order_by(Subscription.id)
+    .limit(bindparam("limit"))
+)
 
 
-async def get_owned(session: AsyncSession, user_id: str, sub_id: str) -> Subscription | None:
-    # Scoped by owner in the query itself: another renter's row is simply not found.
-    return await session.scalar(
-        select(Subscription).where(Subscription.id == sub_id, Subscription.user_id == user_id)
-    )
+async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription | None:
+    return await session.scalar(_OWNED, {"principal": principal, "sub_id": sub_id})
 
 
-async def page_of_user(
-    session: AsyncSession, user_id: str, after_id: str | None, limit: int
+async def page_of_principal(
+    session: AsyncSession, principal: str, after_id: str | None, limit: int
 ) -> Sequence[Subscription]:
-    query = (
-        select(Subscription)
-        .where(Subscription.user_id == user_id)
-        .order_by(Subscription.id)
-        .limit(limit)
-    )
-    if after_id:
-        query = query.where(Subscription.id > after_id)
-    return (await session.scalars(query)).all()
+    params = {"principal": principal, "after_id": after_id or "", "limit": limit}
+    return (await session.scalars(_PAGE, params)).all()
 
 
 async def trades_page(

@@ -5,8 +5,9 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 
 from app import audit
+from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
-from app.deps import RenterDep, RuntimeDep, SessionDep
+from app.deps import RenterDep, RenterReadDep, RuntimeDep, SessionDep
 from app.performance.service import performance
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
@@ -19,10 +20,12 @@ from app.subscriptions.schemas import (
     VoteOut,
 )
 
-router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
+router = APIRouter(
+    prefix="/api/v1/subscriptions", tags=["subscriptions"], responses=error_responses(403)
+)
 
 
-@router.post("", status_code=201, response_model=SubscriptionOut)
+@router.post("", status_code=201, response_model=SubscriptionOut, responses=error_responses(404))
 async def create_subscription(
     body: SubscriptionCreate,
     request: Request,
@@ -30,7 +33,7 @@ async def create_subscription(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> SubscriptionOut:
-    sub = await service.create(session, renter, body, runtime.settings)
+    sub = await service.create(session, renter.id, body, runtime.settings)
     audit.record(session, request, "subscription.create", "subscription", sub.id)
     # A new subscription trades on its first closed candle without waiting for beat.
     runtime.jobs.send_after_commit(session, "trading.dispatch")
@@ -38,22 +41,24 @@ async def create_subscription(
 
 
 @router.get("", response_model=Page[SubscriptionOut])
-async def list_subscriptions(
-    renter: RenterDep, session: SessionDep, page: PageDep
-) -> Page[SubscriptionOut]:
-    rows = await repository.page_of_user(session, renter.id, page.after_id, page.limit + 1)
+async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[SubscriptionOut]:
+    rows = await repository.page_of_principal(
+        read.session, read.principal, page.after_id, page.limit + 1
+    )
     return Page(
         items=[SubscriptionOut.model_validate(r) for r in rows[: page.limit]],
         next_cursor=next_cursor(rows, page.limit),
     )
 
 
-@router.get("/{sub_id}", response_model=SubscriptionOut)
-async def get_subscription(sub_id: str, renter: RenterDep, session: SessionDep) -> SubscriptionOut:
-    return SubscriptionOut.model_validate(await service.get_owned(session, renter, sub_id))
+@router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
+async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
+    return SubscriptionOut.model_validate(
+        await service.get_owned(read.session, read.principal, sub_id)
+    )
 
 
-@router.patch("/{sub_id}", response_model=SubscriptionOut)
+@router.patch("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def update_subscription(
     sub_id: str,
     body: SubscriptionUpdate,
@@ -66,27 +71,23 @@ async def update_subscription(
     return SubscriptionOut.model_validate(sub)
 
 
-@router.get("/{sub_id}/trades", response_model=Page[TradeOut])
-async def list_trades(
-    sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
-) -> Page[TradeOut]:
-    sub = await service.get_owned(session, renter, sub_id)
-    rows = await repository.trades_page(session, sub.id, page.after_id, page.limit + 1)
+@router.get("/{sub_id}/trades", response_model=Page[TradeOut], responses=error_responses(404))
+async def list_trades(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[TradeOut]:
+    sub = await service.get_owned(read.session, read.principal, sub_id)
+    rows = await repository.trades_page(read.session, sub.id, page.after_id, page.limit + 1)
     return Page(
         items=[TradeOut.model_validate(r) for r in rows[: page.limit]],
         next_cursor=next_cursor(rows, page.limit),
     )
 
 
-@router.get("/{sub_id}/decisions", response_model=Page[DecisionOut])
-async def list_decisions(
-    sub_id: str, renter: RenterDep, session: SessionDep, page: PageDep
-) -> Page[DecisionOut]:
-    sub = await service.get_owned(session, renter, sub_id)
-    rows = await repository.decisions_page(session, sub, page.after_id, page.limit + 1)
+@router.get("/{sub_id}/decisions", response_model=Page[DecisionOut], responses=error_responses(404))
+async def list_decisions(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[DecisionOut]:
+    sub = await service.get_owned(read.session, read.principal, sub_id)
+    rows = await repository.decisions_page(read.session, sub, page.after_id, page.limit + 1)
     shown = rows[: page.limit]
     votes: dict[str, list[VoteOut]] = defaultdict(list)
-    for vote in await repository.votes_of(session, [d.id for d in shown]):
+    for vote in await repository.votes_of(read.session, [d.id for d in shown]):
         votes[vote.decision_id].append(VoteOut.model_validate(vote))
     items = [
         DecisionOut(
@@ -108,9 +109,7 @@ async def list_decisions(
     return Page(items=items, next_cursor=next_cursor(rows, page.limit))
 
 
-@router.get("/{sub_id}/performance", response_model=PerformanceOut)
-async def get_performance(
-    sub_id: str, renter: RenterDep, session: SessionDep, runtime: RuntimeDep
-) -> PerformanceOut:
-    sub = await service.get_owned(session, renter, sub_id)
-    return await performance(session, sub, runtime.settings)
+@router.get("/{sub_id}/performance", response_model=PerformanceOut, responses=error_responses(404))
+async def get_performance(sub_id: str, read: RenterReadDep, runtime: RuntimeDep) -> PerformanceOut:
+    sub = await service.get_owned(read.session, read.principal, sub_id)
+    return await performance(read.session, sub, runtime.settings)

@@ -6,8 +6,16 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
 
-from app.core.schemas import MAX_QUOTE, PERCENT_PLACES, QUOTE_PLACES, Amount
+from app.core.schemas import (
+    MAX_QUOTE,
+    QUOTE_PLACES,
+    Amount,
+    PositiveGainPercent,
+    PositivePercent,
+    PositiveQuote,
+)
 
 # The intervals a decision can run on: Binance's, from one minute to one day.
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
@@ -36,24 +44,27 @@ class RiskOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_trades_per_day: int | None = Field(default=None, ge=1, le=10_000)
-    max_position_quote: Amount | None = Field(
-        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
-    )
-    daily_loss_limit_quote: Amount | None = Field(
-        default=None, gt=0, le=MAX_QUOTE, decimal_places=QUOTE_PLACES
-    )
-    max_drawdown_pct: Amount | None = Field(
-        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
-    )
+    max_position_quote: PositiveQuote | None = None
+    daily_loss_limit_quote: PositiveQuote | None = None
+    max_drawdown_pct: PositivePercent | None = None
     cooldown_minutes_after_loss: int | None = Field(default=None, ge=0, le=10_080)
-    stop_loss_pct: Amount | None = Field(default=None, gt=0, le=100, decimal_places=PERCENT_PLACES)
-    take_profit_pct: Amount | None = Field(
-        default=None, gt=0, le=1000, decimal_places=PERCENT_PLACES
-    )
-    trailing_stop_pct: Amount | None = Field(
-        default=None, gt=0, le=100, decimal_places=PERCENT_PLACES
-    )
+    stop_loss_pct: PositivePercent | None = None
+    take_profit_pct: PositiveGainPercent | None = None
+    trailing_stop_pct: PositivePercent | None = None
 
+
+_EXAMPLE_SUBSCRIPTION_ID = "0193b6c8c3d4e5f60718293a4b5c6d7e"
+_EXAMPLE_DECISION_ID = "0193b6cfe0f1a2b3c4d5e6f708192a3b"
+_EXAMPLE_VOTE: JsonDict = {
+    "provider": "openai",
+    "model": "gpt-4o-mini",
+    "weight": "1",
+    "action": "BUY",
+    "confidence": "0.7",
+    "reasoning": "RSI recovering from oversold while price holds above the 50 EMA.",
+    "cited_indicators": ["rsi", "ema_cross"],
+    "abstain_reason": None,
+}
 
 # Far enough for any rental, and far from datetime's end: 9999-12-31 at UTC-12 overflows
 # when moved to UTC for storage.
@@ -111,7 +122,15 @@ class SubscriptionCreate(BaseModel):
 
 
 class SubscriptionUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"status": "paused"},
+                {"risk": {"stop_loss_pct": "5", "max_trades_per_day": 6}},
+            ]
+        },
+    )
 
     status: Literal[Status.active, Status.paused, Status.cancelled] | None = None
     risk: RiskOverrides | None = None
@@ -121,7 +140,28 @@ class SubscriptionUpdate(BaseModel):
 
 
 class SubscriptionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _EXAMPLE_SUBSCRIPTION_ID,
+                    "bot_id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b",
+                    "bot_version_id": "0193b6c8a1f37d4e5f6a7b8c9d0e1f2a",
+                    "symbol": "BTCUSDT",
+                    "timeframe": "1h",
+                    "mode": "paper",
+                    "quote_amount": "100",
+                    "risk": {"stop_loss_pct": "5"},
+                    "status": "active",
+                    "status_reason": None,
+                    "ends_at": None,
+                    "created_at": "2026-01-15T10:00:00Z",
+                    "updated_at": "2026-01-15T10:00:00Z",
+                }
+            ]
+        },
+    )
 
     id: str
     bot_id: str
@@ -139,7 +179,29 @@ class SubscriptionOut(BaseModel):
 
 
 class TradeOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193b6d0c4e5f60718293a4b5c6d7e8f",
+                    "decision_id": _EXAMPLE_DECISION_ID,
+                    "client_order_id": "bm-0193b6d0c4e5f60718293a4b5c6d7e8f",
+                    "mode": "paper",
+                    "symbol": "BTCUSDT",
+                    "side": "BUY",
+                    "status": "filled",
+                    "quantity": "0.00105",
+                    "price": "95120.5",
+                    "quote_quantity": "99.876525",
+                    "fee": "0.00000105",
+                    "fee_asset": "BTC",
+                    "reason": None,
+                    "created_at": "2026-01-15T11:00:02Z",
+                }
+            ]
+        },
+    )
 
     id: str
     decision_id: str | None
@@ -158,7 +220,7 @@ class TradeOut(BaseModel):
 
 
 class VoteOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE_VOTE]})
 
     provider: str
     model: str
@@ -171,6 +233,35 @@ class VoteOut(BaseModel):
 
 
 class DecisionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _EXAMPLE_DECISION_ID,
+                    "symbol": "BTCUSDT",
+                    "timeframe": "1h",
+                    "candle_open_at": "2026-01-15T10:00:00Z",
+                    "action": "BUY",
+                    "indicator_score": "0.41",
+                    "combined_score": "0.5525",
+                    "indicators": {
+                        "rsi": {
+                            "period": 14,
+                            "value": 38.2,
+                            "signal": 0.41,
+                            "weight": "1",
+                            "contribution": 0.41,
+                        }
+                    },
+                    "rule_version": "ensemble-v1",
+                    "rule_params": {"threshold": "0.25", "quorum": None, "fallback": "hold"},
+                    "fallback_reason": None,
+                    "votes": [_EXAMPLE_VOTE],
+                }
+            ]
+        }
+    )
+
     id: str
     symbol: str
     timeframe: str
@@ -186,6 +277,24 @@ class DecisionOut(BaseModel):
 
 
 class PerformanceOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "equity": "1012.35",
+                    "realized_pnl": "9.8",
+                    "unrealized_pnl": "2.55",
+                    "win_rate": "0.6",
+                    "max_drawdown_pct": "1.9",
+                    "sharpe": "1.42",
+                    "trade_count": 10,
+                    "winning_trades": 3,
+                    "losing_trades": 2,
+                }
+            ]
+        }
+    )
+
     equity: Amount
     realized_pnl: Amount
     unrealized_pnl: Amount

@@ -8,9 +8,10 @@ from app.bots import repository as bots
 from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFound, Unprocessable
 from app.core.settings import Settings
 from app.credentials import repository as credentials
-from app.models import Subscription, User
+from app.models import Subscription
 from app.subscriptions import repository
 from app.subscriptions.schemas import Mode, Status, SubscriptionCreate, SubscriptionUpdate
+from app.users.renter import Renter
 
 # The renter's moves; `expiring` and `expired` are set only by the system when ends_at passes.
 _TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -22,10 +23,10 @@ _TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
-async def _credential_for(session: AsyncSession, renter: User, mode: Mode) -> str:
+async def _credential_for(session: AsyncSession, user_id: str, mode: Mode) -> str:
     """The id of the renter's credentials that `mode` trades with (re-linked on reactivation)."""
     testnet = mode is Mode.testnet
-    credential = await credentials.find(session, renter.id, "binance", testnet)
+    credential = await credentials.find(session, user_id, "binance", testnet)
     if credential is None:
         raise CredentialsRequired(
             f"mode {mode.value!r} needs stored binance credentials with "
@@ -36,7 +37,7 @@ async def _credential_for(session: AsyncSession, renter: User, mode: Mode) -> st
 
 
 async def create(
-    session: AsyncSession, renter: User, body: SubscriptionCreate, settings: Settings
+    session: AsyncSession, user_id: str, body: SubscriptionCreate, settings: Settings
 ) -> Subscription:
     if body.quote_amount > settings.max_quote_amount:
         raise Unprocessable(
@@ -49,9 +50,9 @@ async def create(
     version = await bots.current_version(session, bot)
     credential_id = None
     if body.mode is not Mode.paper:
-        credential_id = await _credential_for(session, renter, body.mode)
+        credential_id = await _credential_for(session, user_id, body.mode)
     sub = Subscription(
-        user_id=renter.id,
+        user_id=user_id,
         bot_id=bot.id,
         bot_version_id=version.id,
         credential_id=credential_id,
@@ -68,17 +69,17 @@ async def create(
     return sub
 
 
-async def get_owned(session: AsyncSession, renter: User, sub_id: str) -> Subscription:
-    sub = await repository.get_owned(session, renter.id, sub_id)
+async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription:
+    sub = await repository.get_owned(session, principal, sub_id)
     if sub is None:
         raise NotFound("subscription")
     return sub
 
 
 async def update(
-    session: AsyncSession, renter: User, sub_id: str, body: SubscriptionUpdate
+    session: AsyncSession, renter: Renter, sub_id: str, body: SubscriptionUpdate
 ) -> Subscription:
-    sub = await get_owned(session, renter, sub_id)
+    sub = await get_owned(session, renter.principal, sub_id)
     current = Status(sub.status)
     if body.status is not None and body.status != current:
         if body.status not in _TRANSITIONS[current]:
@@ -89,7 +90,7 @@ async def update(
         if body.status is Status.active and ends_at and ends_at <= datetime.now(UTC):
             raise InvalidStateTransition("the subscription has ended; set a later ends_at")
         if body.status is Status.active and sub.mode != Mode.paper:
-            sub.credential_id = await _credential_for(session, renter, Mode(sub.mode))
+            sub.credential_id = await _credential_for(session, renter.id, Mode(sub.mode))
         sub.status = body.status.value
         sub.status_reason = None
     elif current in (Status.cancelled, Status.expiring, Status.expired) and (

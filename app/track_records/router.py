@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.core.errors import error_responses
 from app.deps import CallerDep, RuntimeDep, SessionDep
 from app.track_records import service
 from app.track_records.schemas import TrackRecordOut
@@ -9,10 +10,14 @@ from app.track_records.schemas import TrackRecordOut
 router = APIRouter(prefix="/api/v1", tags=["track records"])
 
 
-@router.get("/bots/{bot_id}/track-record", response_model=TrackRecordOut)
+@router.get(
+    "/bots/{bot_id}/track-record", response_model=TrackRecordOut, responses=error_responses(404)
+)
 async def get_track_record(
     bot_id: str, _: CallerDep, session: SessionDep, runtime: RuntimeDep
 ) -> TrackRecordOut:
-    """What the bot's renters achieved per execution mode, its decisions and its LLM spend.
-    Public to every key; aggregates only, and a mode with fewer than 3 renters is suppressed."""
+    """What the bot's renters achieved per execution mode, its decisions, its LLM spend and
+    the latest backtest of each version by its developer or an admin. Public to every key;
+    aggregates only, a mode with fewer than 3 renters is suppressed, and no renter's backtest
+    is shown."""
     return await service.track_record(session, bot_id, runtime.settings)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -67,6 +68,33 @@ class DailyLlmCost(BaseModel):
     cost_usd: Amount = Field(description="what the LLM votes on those decisions cost")
 
 
+class BacktestSummary(BaseModel):
+    """The latest succeeded backtest of one bot version: its window, and the metrics of its
+    result (GET /api/v1/backtests/{id} gives the whole result to whoever started it)."""
+
+    version: int = Field(description="the bot version replayed")
+    symbol: str
+    timeframe: str
+    start: datetime = Field(description="the window's first candle opens at or after it")
+    end: datetime = Field(description="exclusive")
+    llm: Literal["recorded", "indicators", "ask"] = Field(
+        description="where the LLM votes came from"
+    )
+    total_return: Amount = Field(description="final equity / starting capital - 1, a fraction")
+    buy_and_hold_return: Amount = Field(
+        description="the symbol's price change over the window, first open to last close, "
+        "a fraction"
+    )
+    max_drawdown: Amount = Field(
+        description="the equity's largest fall from a running peak, a fraction of that peak"
+    )
+    sharpe: float | None = Field(
+        description="annualised over 365 days of the timeframe's periods, risk-free rate 0; "
+        "null when undefined (fewer than two returns, or no variance)"
+    )
+    trades: int = Field(description="fills, buys and sells")
+
+
 class TrackRecordOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -89,6 +117,21 @@ class TrackRecordOut(BaseModel):
                         {"day": "2026-11-19", "cost_usd": "0.0421"},
                         {"day": "2026-11-20", "cost_usd": "0.0388"},
                     ],
+                    "backtests": [
+                        {
+                            "version": 1,
+                            "symbol": "BTCUSDT",
+                            "timeframe": "1h",
+                            "start": "2026-01-01T00:00:00Z",
+                            "end": "2026-03-01T00:00:00Z",
+                            "llm": "recorded",
+                            "total_return": "0.0412",
+                            "buy_and_hold_return": "0.0735",
+                            "max_drawdown": "0.0521",
+                            "sharpe": 1.384211,
+                            "trades": 18,
+                        }
+                    ],
                 }
             ]
         }
@@ -100,4 +143,10 @@ class TrackRecordOut(BaseModel):
     llm_cost_per_day: list[DailyLlmCost] = Field(
         description="the bot's LLM spend per day, oldest first, over the 30 days that end on "
         "the day of its latest decision; days without a decision are left out"
+    )
+    backtests: list[BacktestSummary] = Field(
+        description="per bot version with one, by version: the latest succeeded backtest "
+        "(the last to finish) started by the bot's developer, an admin or an operator from "
+        "the command line. A renter's backtest is not shown: what a renter tried is theirs, "
+        "and the record is what the bot's maker and the service stand behind"
     )

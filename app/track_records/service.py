@@ -1,5 +1,5 @@
-"""A bot's track record: what its renters' subscriptions achieved per mode, its decisions and
-its LLM spend, aggregated so that no renter can be picked out."""
+"""A bot's track record: what its renters' subscriptions achieved per mode, its decisions, its
+LLM spend, aggregated so that no renter can be picked out, and its latest backtest per version."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.backtests import repository as backtests
 from app.bots import repository as bots
 from app.core.errors import NotFound
 from app.core.settings import Settings
-from app.models import Subscription
+from app.models import Bot, Subscription
 from app.performance.service import max_drawdown_pct, reference_capital
 from app.subscriptions.schemas import Mode
 from app.track_records import repository
 from app.track_records.schemas import (
+    BacktestSummary,
     DailyLlmCost,
     DecisionCounts,
     ModeRecord,
@@ -89,8 +91,30 @@ async def _daily_llm_cost(session: AsyncSession, bot_id: str) -> list[DailyLlmCo
     return [DailyLlmCost(day=day, cost_usd=per_day[day]) for day in sorted(per_day)]
 
 
+async def _backtest_summaries(session: AsyncSession, bot: Bot) -> list[BacktestSummary]:
+    return [
+        BacktestSummary(
+            version=version,
+            symbol=symbol,
+            timeframe=timeframe,
+            start=start,
+            end=end,
+            llm=llm,
+            total_return=Decimal(metrics["total_return"]),
+            buy_and_hold_return=Decimal(metrics["buy_and_hold_return"]),
+            max_drawdown=Decimal(metrics["max_drawdown"]),
+            sharpe=metrics["sharpe"],
+            trades=metrics["trades"],
+        )
+        for version, symbol, timeframe, start, end, llm, metrics in (
+            await backtests.latest_public_results(session, bot.id, bot.owner_user_id)
+        )
+    ]
+
+
 async def track_record(session: AsyncSession, bot_id: str, settings: Settings) -> TrackRecordOut:
-    if await bots.get(session, bot_id) is None:
+    bot = await bots.get(session, bot_id)
+    if bot is None:
         raise NotFound("bot")
     subs = await repository.subscriptions_of(session, bot_id)
     capitals = {sub.id: reference_capital(sub, settings) for sub in subs}
@@ -116,4 +140,5 @@ async def track_record(session: AsyncSession, bot_id: str, settings: Settings) -
             HOLD=decisions.get("HOLD", 0),
         ),
         llm_cost_per_day=await _daily_llm_cost(session, bot_id),
+        backtests=await _backtest_summaries(session, bot),
     )

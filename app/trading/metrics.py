@@ -1,7 +1,7 @@
 """Prometheus metrics of the trading engine, recorded where the work happens.
 
-They live in the process's default registry: worker processes serve it on their own port
-(WORKER_METRICS_PORT + the pool process index); the API keeps a registry of its own.
+They live in the process's default registry; a worker's pool processes write them to files
+that the worker's one listener sums (workers/metrics.py). The API keeps a registry of its own.
 """
 
 from __future__ import annotations

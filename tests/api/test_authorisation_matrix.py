@@ -2,13 +2,14 @@
 
 The callers: no key (and two bad keys), an admin, a developer and a marketplace key acting
 for a renter on side A, and a second developer and the marketplace key acting for a second
-renter on side B. Each side has a bot, exchange credentials, a subscription, a decision and a
-trade. A route's path parameters are filled with side A's resource, side B's and a missing id.
+renter on side B. Each side has a listed bot, exchange credentials, a subscription, a
+decision, a trade and a backtest its renter started. A route's path parameters are filled with
+side A's resource, side B's and a missing id.
 
 Expected: 401 without a valid key; 403 for a scope the route does not admit; success on what
-the caller may reach; 404 for a missing id, and for the other side's resource a 404 byte for
-byte the same as the missing id's. No response to anyone but a side's own renter ever
-carries that renter's data.
+the caller may reach; 404 for a missing id, and for a resource out of the caller's reach a
+404 byte for byte the same as the missing id's. No response to anyone but a side's own renter
+ever carries that renter's data.
 
 The routes come from the app itself: a route missing from ENDPOINTS fails the test until it
 is classified (one line), and a new path parameter until PATH_PARAMS says how to fill it.
@@ -32,6 +33,8 @@ from app.core.settings import Settings
 from app.trading.execution import Executor, OrderIntent
 from app.trading.fills import Side as OrderSide
 from tests.api.test_contract import create_bot, subscribe
+from tests.backtests.conftest import WINDOW, list_bot
+from tests.backtests.conftest import start as start_backtest
 from tests.conftest import make_key
 from tests.helpers import fake_binance_key, headers, new_principal
 from tests.trading.conftest import decision
@@ -41,19 +44,44 @@ PARAM = re.compile(r"{(\w+)}")
 BAD_KEYS = ("bmk_aaaaaaaa_" + "x" * 43, "not-a-key")
 
 
+def anyones(caller: Caller, side: Side) -> bool:
+    return True
+
+
+def own_side_or_admins(caller: Caller, side: Side) -> bool:
+    return caller.scope is Scope.admin or caller.side is side
+
+
+def own_sides(caller: Caller, side: Side) -> bool:
+    return caller.side is side
+
+
+def backtestable(caller: Caller, side: Side) -> bool:
+    """The bot's developer, an admin, or a renter when the bot is listed: both sides' bots
+    are (an unlisted one is tests/backtests/test_api.py's)."""
+    return caller.scope is not Scope.developer or caller.side is side
+
+
+def started_it(caller: Caller, side: Side) -> bool:
+    """Each side's backtest is its renter's: not the bot's developer's, nor an admin's."""
+    return caller.scope is Scope.marketplace and caller.side is side
+
+
 @dataclass(frozen=True)
 class Access:
-    """Who a route admits, and whether a non-admin caller reaches only its own side's
-    resources (another side's being missing to it)."""
+    """Who a route admits, and which side's resources a caller it admits reaches (any other
+    being missing to it)."""
 
     scopes: frozenset[Scope]
-    own_side_only: bool
+    reaches: Callable[[Caller, Side], bool]
 
 
-ADMIN = Access(frozenset({Scope.admin}), own_side_only=False)
-ANY_KEY = Access(frozenset(Scope), own_side_only=False)  # the public catalogue
-OWNER = Access(frozenset({Scope.admin, Scope.developer}), own_side_only=True)  # bot owner or admin
-RENTER = Access(frozenset({Scope.marketplace}), own_side_only=True)  # a principal's own data
+ADMIN = Access(frozenset({Scope.admin}), anyones)
+ANY_KEY = Access(frozenset(Scope), anyones)  # the public catalogue
+OWNER = Access(frozenset({Scope.admin, Scope.developer}), own_side_or_admins)  # bot owner
+RENTER = Access(frozenset({Scope.marketplace}), own_sides)  # a principal's own data
+BACKTESTER = Access(frozenset(Scope), backtestable)
+STARTER = Access(frozenset(Scope), started_it)  # whoever started it, key and principal
 
 
 @dataclass(frozen=True)
@@ -102,6 +130,9 @@ ENDPOINTS: dict[str, Endpoint] = {
     "GET /api/v1/subscriptions/{sub_id}/decisions": Endpoint(RENTER),
     "GET /api/v1/subscriptions/{sub_id}/performance": Endpoint(RENTER),
     "DELETE /api/v1/principals/me": Endpoint(RENTER),
+    "POST /api/v1/bots/{bot_id}/backtests": Endpoint(BACKTESTER, WINDOW, 202),
+    "GET /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
+    "DELETE /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
 }
 
 
@@ -115,6 +146,7 @@ class Side:
     principal: str
     bot_id: str = ""
     subscription_id: str = ""
+    backtest_id: str = ""
     spare_key_id: str = ""
     assertion_key_id: str = ""
     # Whatever identifies the renter or their data: no one else may ever see it.
@@ -127,6 +159,7 @@ PATH_PARAMS: dict[str, Callable[[Side], str] | str] = {
     "assertion_id": lambda side: side.assertion_key_id,
     "bot_id": lambda side: side.bot_id,
     "sub_id": lambda side: side.subscription_id,
+    "backtest_id": lambda side: side.backtest_id,
     "exchange": "binance",
 }
 
@@ -157,7 +190,9 @@ async def seed_side(
 ) -> Side:
     side = Side(name, await make_key(settings, Scope.developer, f"dev-{name}"), new_principal())
     renter = headers(keys[Scope.marketplace], side.principal)
-    side.bot_id = (await create_bot(client, side.developer))["id"]
+    bot = await create_bot(client, side.developer)
+    side.bot_id = bot["id"]
+    await list_bot(client, side.developer, bot)
     # A masked key that no id, principal or symbol can contain by chance.
     api_key = fake_binance_key()[0][:60] + f"ZQ{name}{name}"
     stored = await client.put(
@@ -175,6 +210,9 @@ async def seed_side(
         OrderIntent(side.subscription_id, OrderSide.BUY, "matrix", None, "matrix")
     )
     assert trade.status == "filled", trade.reason
+    backtest = await start_backtest(client, bot, renter, symbol=symbol)
+    assert backtest.status_code == 202, backtest.text
+    side.backtest_id = backtest.json()["id"]
     public_key = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     spare = await client.post(
         "/api/v1/api-keys",
@@ -196,6 +234,7 @@ async def seed_side(
         decision_id,
         trade.id,
         trade.client_order_id,
+        side.backtest_id,
     }
     return side
 
@@ -241,7 +280,10 @@ def classified_routes(app: FastAPI) -> list[tuple[str, str, Endpoint]]:
         {name for _, path in routes for name in PARAM.findall(path)} - set(PATH_PARAMS)
     )
     assert not unfillable, f"say in PATH_PARAMS how to fill these path parameters: {unfillable}"
-    ordered = sorted(routes, key=lambda route: route[0] == "DELETE")
+    # The erasure goes very last: it takes the renter's credentials and backtests with it.
+    ordered = sorted(
+        routes, key=lambda route: (route[0] == "DELETE", route[1] == "/api/v1/principals/me")
+    )
     return [(m, p, ENDPOINTS[f"{m} {p}"]) for m, p in ordered]
 
 
@@ -270,11 +312,8 @@ def expected_status(
 ) -> int:
     if caller.scope not in endpoint.access.scopes:
         return 401 if caller.scope is None else 403
-    if by_id and target is None:
-        return 404
-    if by_id and endpoint.access.own_side_only and caller.scope is not Scope.admin:
-        if target is not caller.side:
-            return 404  # and byte for byte the missing id's answer
+    if by_id and (target is None or not endpoint.access.reaches(caller, target)):
+        return 404  # out of reach: byte for byte the missing id's answer
     return endpoint.status or {"POST": 201, "DELETE": 204}.get(method, 200)
 
 

@@ -219,3 +219,30 @@ async def test_ask_is_refused_over_its_cap_and_reserves_its_estimate_on_the_bot_
     assert_error(over_budget, 422, "VALIDATION_ERROR")
     assert "budget" in over_budget.json()["error"]["message"]
     assert json.loads(accepted.content)["status"] == "queued"
+
+
+async def test_a_renter_who_erases_their_data_takes_their_backtests_with_them(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    developer_key: str,
+    marketplace_key: str,
+    backtests: tuple[BacktestFlows, Queue],
+) -> None:
+    bot = await make_bot(client, developer_key)
+    await list_bot(client, developer_key, bot)
+    renter, other = new_principal(), new_principal()
+    finished = (await start(client, bot, headers(marketplace_key, renter))).json()["id"]
+    await backtests[0].run(finished)
+    running = (await start(client, bot, headers(marketplace_key, renter))).json()["id"]
+    kept = (await start(client, bot, headers(marketplace_key, other))).json()["id"]
+
+    erased = await client.delete("/api/v1/principals/me", headers=headers(marketplace_key, renter))
+    assert erased.status_code == 204
+
+    async with app.state.runtime.sessionmaker() as session:
+        left = set(await session.scalars(select(Backtest.id)))
+    assert left == {kept}
+    # A worker that held the erased run stops at its next save: the row is gone.
+    await backtests[0].run(running)
+    async with app.state.runtime.sessionmaker() as session:
+        assert await session.get(Backtest, running) is None

@@ -130,7 +130,9 @@ async def test_a_replayed_decision_equals_the_live_decide_on_the_same_candles(
 
     assert [snapshot for _, snapshot, _ in recording.seen] == [d.indicators for d in live]
     replayed = {d["time"]: d for d in state.decisions}
-    assert [d.action for d in live] == ["BUY"] * 4  # the fakes' panel votes BUY
+    # The fakes' panel votes BUY; on a loaded machine a voter may time out and a decision
+    # hold, which the replay must reproduce as well. One BUY keeps the comparison non-trivial.
+    assert "BUY" in {d.action for d in live}
     for decision in live:
         mine = replayed[decision.candle_open_at.isoformat()]
         assert (mine["action"], Decimal(mine["indicator_score"]), Decimal(mine["score"])) == (

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from app.core import settings as settings_module
@@ -32,3 +34,80 @@ def test_an_idempotency_lease_shorter_than_the_wait_is_refused() -> None:
     with pytest.raises(ValidationError, match="IDEMPOTENCY_LEASE_S"):
         Settings(idempotency_lease_s=40, idempotency_wait_s=45)
     assert Settings().idempotency_lease_s == 60
+
+
+PRODUCTION = {
+    "environment": "production",
+    "database_url": "mysql+asyncmy://botmarket:pw@db:3306/botmarket",
+    "redis_url": "redis://redis:6379/0",
+    "celery_broker_url": "redis://redis:6379/1",
+    "fernet_keys": f"k1:{Fernet.generate_key().decode()}",
+    "metrics_port": 9100,
+}
+
+
+def test_a_production_setup_with_mysql_redis_and_a_metrics_port_loads() -> None:
+    assert Settings(**PRODUCTION).environment.value == "production"
+
+
+@pytest.mark.parametrize(
+    ("change", "named", "why"),
+    [
+        (
+            {"database_url": "sqlite+aiosqlite:///./var/botmarket.db"},
+            "DATABASE_URL is SQLite",
+            "one writer at a time",
+        ),
+        (
+            {"celery_broker_url": "sqla+sqlite:///var/celery-broker.sqlite"},
+            "CELERY_BROKER_URL is a SQLite broker",
+            "production needs Redis",
+        ),
+        # Without REDIS_URL and a broker URL the broker falls back to the SQLite file too.
+        ({"redis_url": None}, "REDIS_URL is not set", "multiplying BINANCE_WEIGHT_PER_MINUTE"),
+        ({"metrics_port": 0}, "METRICS_PORT is not set", "public API port"),
+    ],
+)
+def test_production_refuses_an_unsafe_setting_naming_it_and_why(
+    change: dict[str, object], named: str, why: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(**{**PRODUCTION, **change})
+    message = str(refused.value)
+    assert "ENVIRONMENT=production refuses" in message
+    assert named in message and why in message
+
+
+def test_production_lists_every_unsafe_setting_at_once() -> None:
+    # The embedded defaults: SQLite database and broker, no Redis, metrics on the API port.
+    with pytest.raises(ValidationError) as refused:
+        Settings(environment="production", fernet_keys=PRODUCTION["fernet_keys"])
+    message = str(refused.value)
+    for named in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "METRICS_PORT"):
+        assert f"{named} is" in message
+
+
+def test_development_keeps_the_embedded_defaults() -> None:
+    settings = Settings()
+    assert settings.database_url.startswith("sqlite")
+    assert settings.broker_url.startswith("sqla+sqlite")
+
+
+@pytest.mark.parametrize(
+    ("visibility", "hard", "soft", "named"),
+    [
+        (300, 300, 240, "CELERY_VISIBILITY_TIMEOUT_S (300) must exceed CELERY_TASK_TIME_LIMIT_S"),
+        (600, 900, 240, "CELERY_VISIBILITY_TIMEOUT_S (600) must exceed CELERY_TASK_TIME_LIMIT_S"),
+        (600, 300, 300, "CELERY_TASK_SOFT_TIME_LIMIT_S (300) must be below"),
+    ],
+)
+def test_redelivery_must_wait_out_the_hard_time_limit(
+    visibility: int, hard: int, soft: int, named: str
+) -> None:
+    # Redis would hand a task that is still running to a second worker.
+    with pytest.raises(ValidationError, match=re.escape(named)):
+        Settings(
+            celery_visibility_timeout_s=visibility,
+            celery_task_time_limit_s=hard,
+            celery_task_soft_time_limit_s=soft,
+        )

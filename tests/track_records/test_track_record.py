@@ -1,5 +1,6 @@
 """GET /api/v1/bots/{id}/track-record: per-mode aggregates of a bot's renters (a mode with
-fewer than 3 renters suppressed), its decisions by action and its LLM cost per day."""
+fewer than 3 renters suppressed), its decisions by action and its LLM cost per day (its
+backtests are test_backtest_summaries.py's)."""
 
 from __future__ import annotations
 
@@ -231,9 +232,16 @@ async def test_the_track_record_aggregates_per_mode_and_suppresses_small_groups(
             {"day": "2026-11-19", "cost_usd": "0.0035"},
             {"day": "2026-11-20", "cost_usd": "0.01"},
         ],
+        "backtests": [],
     }
     # Stable key order, as the canister's replicas compare bytes.
-    assert list(response.json()) == ["bot_id", "modes", "decisions", "llm_cost_per_day"]
+    assert list(response.json()) == [
+        "bot_id",
+        "modes",
+        "decisions",
+        "llm_cost_per_day",
+        "backtests",
+    ]
     assert list(response.json()["modes"]) == ["paper", "testnet", "live"]
 
 
@@ -294,6 +302,7 @@ async def test_a_bot_without_renters_or_decisions(
     }
     assert body["decisions"] == {"BUY": 0, "SELL": 0, "HOLD": 0}
     assert body["llm_cost_per_day"] == []
+    assert body["backtests"] == []
 
 
 async def test_unknown_bot_and_missing_key(client: httpx.AsyncClient, admin_key: str) -> None:

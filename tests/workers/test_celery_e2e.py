@@ -138,7 +138,6 @@ def stack_for(
         # seconds, which at a minute's edge would make a 1m decision stale before its orders.
         "ORDER_FRESHNESS_S": '{"1m": 120}',
         "ORDER_FRESHNESS_CAP_S": "120",
-        "CELERY_VISIBILITY_TIMEOUT_S": "5",
         "DISPATCH_INTERVAL_S": "3600",  # no beat here: the test sends what beat would
         **overrides,
     }
@@ -157,13 +156,28 @@ def stack_for(
     return Stack(settings, env, log_dir)
 
 
-@pytest.fixture
-def redis_stack(sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path) -> Iterator[Stack]:
+@contextlib.contextmanager
+def redis_mariadb_stack(
+    sandbox: SandboxServer,
+    fakes: RunningFakes,
+    log_dir: Path,
+    redis_db: int = REDIS_DB,
+    **overrides: str,
+) -> Iterator[Stack]:
+    """A stack on a database of the local Redis (broker and cache, emptied first) and a new
+    MariaDB database. Suites that may run at the same time as another take a Redis database
+    of their own: workers on a shared broker would take each other's tasks."""
     require_service("Redis", "127.0.0.1", 6379)
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    url = f"redis://127.0.0.1:6379/{redis_db}"
     Redis.from_url(url).flushdb()
     with fresh_mariadb_database() as database_url:
-        yield stack_for(database_url, url, url, sandbox, llm_fakes, tmp_path)
+        yield stack_for(database_url, url, url, sandbox, fakes, log_dir, **overrides)
+
+
+@pytest.fixture
+def redis_stack(sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path) -> Iterator[Stack]:
+    with redis_mariadb_stack(sandbox, llm_fakes, tmp_path) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -187,11 +201,11 @@ async def api(stack: Stack) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
             yield application, http
 
 
-async def wait_for(probe, within: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(probe, within: float = 60.0, every: float = 0.3) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + within
     while not await probe():
         assert time.monotonic() < deadline, "timed out waiting for the workers"
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(every)
 
 
 async def count(application: FastAPI, model: type, **where: object) -> int:

@@ -22,20 +22,18 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from redis import Redis
 from sqlalchemy import select
 
 from app.models import Decision, Position, Subscription, Trade
 from app.trading.flows import send_deadline
-from tests.conftest import fresh_mariadb_database, require_service
 from tests.fakes import RunningFakes
 from tests.fault_proxy import FaultProxy, serve_fault_proxy
 from tests.sandbox_server import SandboxServer
 from tests.workers.test_celery_e2e import (
     ALWAYS_HOLD,
-    REDIS_DB,
     Stack,
     api,
+    redis_mariadb_stack,
     setup_renters,
     stack_for,
     wait_for,
@@ -52,14 +50,9 @@ DOOMED = "doomed"  # the queue of the orders under test
 def fault_stack(
     sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path
 ) -> Iterator[tuple[Stack, FaultProxy]]:
-    require_service("Redis", "127.0.0.1", 6379)
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    Redis.from_url(url).flushdb()
-    with serve_fault_proxy(sandbox.url) as proxy, fresh_mariadb_database() as database_url:
-        stack = stack_for(
-            database_url,
-            url,
-            url,
+    with (
+        serve_fault_proxy(sandbox.url) as proxy,
+        redis_mariadb_stack(
             sandbox,
             llm_fakes,
             tmp_path,
@@ -68,7 +61,8 @@ def fault_stack(
             ORDER_LEASE_S=str(LEASE_S),
             RECONCILE_INTERVAL_S=str(SWEEP_S),
             CELERY_VISIBILITY_TIMEOUT_S="600",
-        )
+        ) as stack,
+    ):
         yield stack, proxy
 
 

@@ -1,0 +1,635 @@
+"""The gateway under load, against a bare FastAPI app on the same machine in the same run.
+
+Sets up, from nothing: a fresh MariaDB database (dropped after), Redis db --redis-db
+(flushed), and bulk-seeded rows: --principals renters with --subscriptions subscriptions
+spread evenly over them, --bots bots (three voters each, as the API stores them), 50 more
+renters without subscriptions for the storms, and one marketplace key. Then it starts the API
+as production runs it (`uvicorn --factory app.main:create_app --workers 2`, MariaDB through
+asyncmy, Redis for rate limits, revocations and the broker) and, beside it with the same
+uvicorn flags, the bare app of bench/gateway_baseline.py. Every run lasts --seconds:
+
+  (1) baseline   GET /api/v1/subscriptions/{id} on the bare app
+  (2) sub-get    GET /api/v1/subscriptions/{id}, marketplace key + the owner's principal,
+                 ids spread over the whole data set
+  (3) sub-list   GET /api/v1/subscriptions?limit=50, principals spread over the data set
+  (4) bots-list  GET /api/v1/bots?limit=50 (a full page)
+  (5) storms     bursts of 13 identical POST /api/v1/subscriptions sharing one
+                 Idempotency-Key (ICP replicas), --storm-lanes bursts in flight, each lane
+                 sending its next burst when the last copy of the previous one is answered
+
+(1)-(4) are `wrk -t2 -c<connections>` with Lua scripts that cycle through the ids,
+principals and headers; (5) is httpx. Rounds alternate the order (baseline first, then
+last) so that drift of a shared machine weighs on both sides; each figure is the median over
+the rounds, and each service figure's ratio is to the baseline's median. Storms check that
+each burst made exactly one row and that its 13 answers are byte-identical 201s.
+
+The last line printed is one JSON object with every figure, also written to
+bench/results/gateway.json.
+
+Usage: python bench/gateway.py [--seconds 20] [--connections 64] [--rounds 2]
+Needs wrk (Debian: apt-get install -y wrk), MariaDB (root@127.0.0.1:3306) and Redis
+(127.0.0.1:6379).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# This checkout's `app`, never an installed copy.
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+from redis import Redis  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
+
+from app.api_keys.authenticator import Scope  # noqa: E402
+from app.api_keys.service import create_api_key  # noqa: E402
+from app.bots.strategy import Strategy  # noqa: E402
+from app.cli import migrate  # noqa: E402
+from app.core.db import create_engine, create_sessionmaker, new_id, session_scope  # noqa: E402
+from app.core.principals import encode_principal  # noqa: E402
+from app.models import Bot, BotVersion, Subscription, User  # noqa: E402
+
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results" / "gateway.json"
+STRATEGY = {
+    "voters": [
+        {"provider": "openai", "model": "gpt-4o-mini"},
+        {"provider": "anthropic", "model": "claude-haiku-4-5"},
+        {"provider": "gemini", "model": "gemini-2.5-flash"},
+    ],
+}
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT")
+REPLICAS = 13
+STORM_PRINCIPALS = 50
+TARGETS = {
+    "sub-get": "ratio >= 0.20, >= 1000 req/s, p99 < 100 ms",
+    "sub-list": "ratio >= 0.10",
+    "bots-list": "ratio >= 0.10",
+    "storms": "one row per burst, zero errors",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seed:
+    key: str
+    # (subscription id, owner's principal) for every seeded subscription
+    owned: list[tuple[str, str]]
+    principals: list[str]
+    storm_principals: list[str]
+    bot_ids: list[str]
+
+
+def principal_of(n: int) -> str:
+    # Self-authenticating principals are 29 bytes, like a renter's.
+    return encode_principal(hashlib.sha256(f"bench renter {n}".encode()).digest()[:29])
+
+
+async def _execute(url: str, statement: str) -> None:
+    engine = create_engine(url, pool=False)
+    async with engine.begin() as connection:
+        await connection.execute(text(statement))
+    await engine.dispose()
+
+
+@contextlib.contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    name = f"botmarket_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_execute(server, f"CREATE DATABASE {name}"))
+    try:
+        yield f"{server}{name}"
+    finally:
+        asyncio.run(_execute(server, f"DROP DATABASE IF EXISTS {name}"))
+
+
+async def seed(database_url: str, principals: int, subscriptions: int, bots: int) -> Seed:
+    """The rows the API would have written, inserted in bulk (multi-row INSERTs)."""
+    engine = create_engine(database_url)
+    async with session_scope(create_sessionmaker(engine)) as session:
+        key = (await create_api_key(session, "bench marketplace", Scope.marketplace)).plaintext
+    strategy = Strategy.model_validate(STRATEGY)
+    developer_id = new_id()
+    users: list[dict[str, Any]] = [
+        {"id": developer_id, "principal": None, "kind": "developer", "display_name": "bench"}
+    ]
+    renters = [principal_of(n) for n in range(principals + STORM_PRINCIPALS)]
+    renter_ids = [new_id() for _ in renters]
+    users += [
+        {"id": i, "principal": p, "kind": "renter", "display_name": None}
+        for i, p in zip(renter_ids, renters, strict=True)
+    ]
+    bot_rows, version_rows = [], []
+    for b in range(bots):
+        bot_id = new_id()
+        bot_rows.append(
+            {
+                "id": bot_id,
+                "owner_user_id": developer_id,
+                "name": f"bench bot {b}",
+                "description": "a bot of the gateway bench",
+                "status": "active",
+                "current_version": 1,
+            }
+        )
+        version_rows.append(
+            {
+                "id": new_id(),
+                "bot_id": bot_id,
+                "version": 1,
+                "strategy": strategy.model_dump(mode="json"),
+                "config_hash": strategy.config_hash(),
+            }
+        )
+    sub_rows, owned = [], []
+    for n in range(subscriptions):
+        owner = n % principals
+        bot = n % bots
+        sub_id = new_id()
+        sub_rows.append(
+            {
+                "id": sub_id,
+                "user_id": renter_ids[owner],
+                "bot_id": bot_rows[bot]["id"],
+                "bot_version_id": version_rows[bot]["id"],
+                "symbol": SYMBOLS[n % len(SYMBOLS)],
+                "timeframe": "1h",
+                "mode": "paper",
+                "quote_amount": Decimal("100"),
+                "risk": {},
+                "status": "active",
+            }
+        )
+        owned.append((sub_id, renters[owner]))
+    async with engine.begin() as connection:
+        for model, rows in (
+            (User, users),
+            (Bot, bot_rows),
+            (BotVersion, version_rows),
+            (Subscription, sub_rows),
+        ):
+            for start in range(0, len(rows), 2000):
+                await connection.execute(insert(model), rows[start : start + 2000])
+    await engine.dispose()
+    return Seed(
+        key=key,
+        owned=owned,
+        principals=renters[:principals],
+        storm_principals=renters[principals:],
+        bot_ids=[b["id"] for b in bot_rows],
+    )
+
+
+async def count_subscriptions(database_url: str, principals: list[str]) -> int:
+    engine = create_engine(database_url, pool=False)
+    async with engine.connect() as connection:
+        count = await connection.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .join(User, User.id == Subscription.user_id)
+            .where(User.principal.in_(principals))
+        )
+    await engine.dispose()
+    return int(count or 0)
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds its worker processes have used: the cost of a request, which the
+        machine's other load slows down but does not change."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for child in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split():
+            stat = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(stat[11]) + int(stat[12])) / tick  # utime + stime
+        return total
+
+
+@contextlib.contextmanager
+def uvicorn(
+    factory: str, env: dict[str, str], log: Path, ready_path: str, app_dir: Path
+) -> Iterator[Server]:
+    """`--workers 2` uvicorn serving `factory` on a free port, until the block ends."""
+    port = free_port()
+    command = [
+        str(BIN / "uvicorn"),
+        "--factory",
+        factory,
+        "--app-dir",
+        str(app_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        # The API writes its own access line (with the request id); uvicorn's would repeat it.
+        "--no-access-log",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(base + ready_path).status_code == 200:
+                        break
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{factory} did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield Server(base, process.pid)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+# -- load ------------------------------------------------------------------------------------
+
+_LUA = """
+local items = {%(items)s}
+local key = %(key)s
+local threads = 0
+function setup(thread)
+  thread:set("offset", threads * 7919)
+  threads = threads + 1
+end
+function init(args)
+  n = offset or 0
+end
+function request()
+  n = n + 1
+  local item = items[(n %% #items) + 1]
+  local headers = {["X-API-Key"] = key}
+  if item[2] ~= "" then
+    headers["X-Principal-ID"] = item[2]
+  end
+  return wrk.format("GET", item[1], headers)
+end
+"""
+
+
+def lua_script(path: Path, key: str, items: list[tuple[str, str]]) -> Path:
+    """A wrk script cycling through (path, principal or "") in the given order."""
+    body = ",".join(f"{{{json.dumps(p)},{json.dumps(principal)}}}" for p, principal in items)
+    path.write_text(_LUA % {"items": body, "key": json.dumps(key)})
+    return path
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    # A slow answer is counted in the percentiles, not dropped as a timeout at wrk's 2 s.
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
+    command += ["-s", str(script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
+        assert match, f"wrk printed no {label} latency:\n{output}"
+        return round(float(match.group(1)) * _UNITS_MS[match.group(2)], 2)
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rate, f"wrk printed no Requests/sec:\n{output}"
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    return {
+        "req_s": round(float(rate.group(1)), 1),
+        "p50_ms": latency("50%"),
+        "p99_ms": latency("99%"),
+        "errors": errors,
+    }
+
+
+async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dict[str, float], int]:
+    latencies: list[float] = []
+    errors = 0
+    kinds: Counter[str] = Counter()
+    bursts = 0
+    numbers = iter(range(10**9))
+    deadline = time.monotonic() + seconds
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them: a
+    # request sent on a connection the server is closing fails with a ReadError, a race of
+    # the client's, not an answer of the API.
+    limits = httpx.Limits(
+        max_connections=lanes * REPLICAS, max_keepalive_connections=None, keepalive_expiry=2.0
+    )
+
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+
+        async def copy(body: dict[str, str], headers: dict[str, str]) -> httpx.Response:
+            started = time.perf_counter()
+            response = await http.post("/api/v1/subscriptions", json=body, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            return response
+
+        async def lane() -> None:
+            nonlocal errors, bursts
+            while time.monotonic() < deadline:
+                n = next(numbers)
+                body = {
+                    "bot_id": bench.bot_ids[n % len(bench.bot_ids)],
+                    "symbol": SYMBOLS[n % len(SYMBOLS)],
+                    "timeframe": "1h",
+                    "mode": "paper",
+                    "quote_amount": "100",
+                }
+                headers = {
+                    "X-API-Key": bench.key,
+                    "X-Principal-ID": bench.storm_principals[n % len(bench.storm_principals)],
+                    "Idempotency-Key": f"storm-{uuid.uuid4().hex}",
+                }
+                answers = await asyncio.gather(
+                    *(copy(body, headers) for _ in range(REPLICAS)), return_exceptions=True
+                )
+                good = [
+                    a for a in answers if isinstance(a, httpx.Response) and a.status_code == 201
+                ]
+                errors += REPLICAS - len(good)
+                kinds.update(
+                    f"{a.status_code} {a.text[:160]}" if isinstance(a, httpx.Response) else repr(a)
+                    for a in answers
+                    if not any(a is g for g in good)
+                )
+                # Every copy must carry the same bytes, or the canister gets no consensus.
+                if good and len({a.content for a in good}) != 1:
+                    errors += len(good)
+                    kinds["201s with different bodies"] += len(good)
+                bursts += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        elapsed = time.monotonic() - started
+    figures = {
+        "req_s": round(len(latencies) / elapsed, 1),
+        "bursts_s": round(bursts / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "errors": errors,
+    }
+    if kinds:
+        print(f"  storm errors: {dict(kinds)}", file=sys.stderr)
+    return figures, bursts
+
+
+def storms(base: str, bench: Seed, database_url: str, seconds: int, lanes: int) -> dict[str, float]:
+    before = asyncio.run(count_subscriptions(database_url, bench.storm_principals))
+    figures, bursts = asyncio.run(_storms(base, bench, seconds, lanes))
+    made = asyncio.run(count_subscriptions(database_url, bench.storm_principals)) - before
+    return {**figures, "bursts": bursts, "rows": made, "extra_rows": made - bursts}
+
+
+# -- report ----------------------------------------------------------------------------------
+
+RUNS = ("baseline", "sub-get", "sub-list", "bots-list", "storms")
+LABELS = {
+    "baseline": "(1) bare FastAPI GET /api/v1/subscriptions/{id}",
+    "sub-get": "(2) GET /api/v1/subscriptions/{id}",
+    "sub-list": "(3) GET /api/v1/subscriptions?limit=50",
+    "bots-list": "(4) GET /api/v1/bots?limit=50",
+    "storms": f"(5) storms of {REPLICAS} replicated POSTs",
+}
+
+
+def summarise(rounds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    for name, runs in rounds.items():
+        figures: dict[str, Any] = {
+            field: round(statistics.median(r[field] for r in runs), 2)
+            for field in ("req_s", "p50_ms", "p99_ms", "cpu_ms")
+        }
+        figures["errors"] = sum(int(r["errors"]) for r in runs)
+        figures["rounds_req_s"] = [r["req_s"] for r in runs]
+        if name == "storms":
+            figures["bursts"] = sum(int(r["bursts"]) for r in runs)
+            figures["extra_rows"] = sum(int(r["extra_rows"]) for r in runs)
+            figures["bursts_s"] = round(statistics.median(r["bursts_s"] for r in runs), 1)
+        summary[name] = figures
+    baseline = summary["baseline"]["req_s"]
+    for figures in summary.values():
+        figures["ratio"] = round(figures["req_s"] / baseline, 3)
+    if get := summary.get("sub-get"):
+        get["met"] = get["ratio"] >= 0.20 and get["req_s"] >= 1000 and get["p99_ms"] < 100
+    for name in ("sub-list", "bots-list"):
+        if name in summary:
+            summary[name]["met"] = summary[name]["ratio"] >= 0.10
+    if storm := summary.get("storms"):
+        storm["met"] = storm["extra_rows"] == 0 and storm["errors"] == 0
+    return summary
+
+
+def table(summary: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"{'':<50}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}"
+        f"{'CPU ms':>8}  target",
+    ]
+    for name in summary:
+        f = summary[name]
+        target = TARGETS.get(name, "")
+        if target:
+            target += " — met" if f["met"] else " — MISSED"
+        lines.append(
+            f"{LABELS[name]:<50}{f['req_s']:>9.0f}{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}"
+            f"{f['errors']:>8}{f['ratio']:>8.3f}{f['cpu_ms']:>8.2f}  {target}"
+        )
+    if storm := summary.get("storms"):
+        lines.append(
+            f"storms: {storm['bursts']} bursts ({storm['bursts_s']} per s), rows beyond one "
+            f"per burst: {storm['extra_rows']}"
+        )
+    lines.append(
+        "req/s per round: " + "; ".join(f"{n} {f['rounds_req_s']}" for n, f in summary.items())
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--principals", type=int, default=1000)
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--bots", type=int, default=50, help="a full page of the catalogue")
+    parser.add_argument("--storm-lanes", type=int, default=4, help="bursts in flight")
+    parser.add_argument("--redis-db", type=int, default=11)
+    parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
+    parser.add_argument("--runs", default=",".join(RUNS), help="a subset, while iterating")
+    args = parser.parse_args()
+    runs = [name for name in RUNS if name in args.runs.split(",")]
+    if "baseline" not in runs:
+        raise SystemExit("--runs needs the baseline: every figure is a ratio to it")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    load_before = load_average()
+    with (
+        tempfile.TemporaryDirectory(prefix="botmarket-gateway-") as tmp,
+        fresh_database(args.mariadb) as database_url,
+    ):
+        workdir = Path(tmp)
+        migrate(database_url)
+        started = time.monotonic()
+        bench = asyncio.run(seed(database_url, args.principals, args.subscriptions, args.bots))
+        seeded_s = time.monotonic() - started
+        print(f"seeded in {seeded_s:.1f} s", file=sys.stderr)
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "FERNET_KEYS": f"bench:{Fernet.generate_key().decode()}",
+            # The limiter runs on every request; a budget no run reaches keeps its refusals
+            # out of the figures.
+            "RATE_LIMIT_PER_MINUTE": str(10**9),
+            "PYTHONPATH": str(ROOT),
+        }
+        shuffled = random.Random(1).sample(bench.owned, len(bench.owned))
+        scripts = {
+            "baseline": lua_script(
+                workdir / "baseline.lua",
+                bench.key,
+                [(f"/api/v1/subscriptions/{s}", p) for s, p in shuffled],
+            ),
+            "sub-get": lua_script(
+                workdir / "sub-get.lua",
+                bench.key,
+                [(f"/api/v1/subscriptions/{s}", p) for s, p in shuffled],
+            ),
+            "sub-list": lua_script(
+                workdir / "sub-list.lua",
+                bench.key,
+                [("/api/v1/subscriptions?limit=50", p) for p in bench.principals],
+            ),
+            "bots-list": lua_script(
+                workdir / "bots-list.lua", bench.key, [("/api/v1/bots?limit=50", "")]
+            ),
+        }
+        with (
+            uvicorn(
+                "gateway_baseline:create_app",
+                env,
+                workdir / "baseline.log",
+                "/api/v1/subscriptions/x",
+                ROOT / "bench",
+            ) as baseline,
+            uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api,
+        ):
+            for name, script in scripts.items():  # warm caches and pools
+                if name in runs:
+                    server = baseline if name == "baseline" else api
+                    wrk(server.url, script, 2, args.connections)
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+            for n in range(args.rounds):
+                for name in runs if n % 2 == 0 else runs[::-1]:
+                    print(f"round {n + 1}: {name}", file=sys.stderr)
+                    server = baseline if name == "baseline" else api
+                    cpu_before, started = server.cpu_s(), time.monotonic()
+                    if name == "storms":
+                        result = storms(
+                            server.url, bench, database_url, args.seconds, args.storm_lanes
+                        )
+                    else:
+                        result = wrk(server.url, scripts[name], args.seconds, args.connections)
+                    requests = result["req_s"] * (time.monotonic() - started)
+                    result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / requests, 3)
+                    print(f"  {result}", file=sys.stderr)
+                    rounds[name].append(result)
+    redis.flushdb()
+    summary = summarise(rounds)
+    print(
+        f"\n2 uvicorn processes each (--workers 2, uvloop + httptools), {os.cpu_count()} CPUs "
+        f"shared with wrk, MariaDB and Redis; wrk -t2 -c{args.connections} -d{args.seconds}s; "
+        f"{args.rounds} rounds, medians\n{args.principals} principals, {args.subscriptions} "
+        f"subscriptions, {args.bots} bots; load average before / after: {load_before} / "
+        f"{load_average()}\n"
+    )
+    print(table(summary))
+    result = {
+        "bench": "gateway",
+        "machine_cpus": os.cpu_count(),
+        "processes": 2,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "principals": args.principals,
+        "subscriptions": args.subscriptions,
+        "bots": args.bots,
+        "storm_lanes": args.storm_lanes,
+        "seed_s": round(seeded_s, 1),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "targets": TARGETS,
+        "results": summary,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(result, sort_keys=True)
+    RESULTS.write_text(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

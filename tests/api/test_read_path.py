@@ -1,0 +1,132 @@
+"""The hot read path: one statement and no transaction per renter GET, a dead pooled connection
+retried, the renter cache across erasure, and the catalogue's slim list."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.db import create_engine
+from app.core.settings import Settings
+from tests.api.test_contract import assert_error, create_bot, subscribe
+from tests.helpers import headers, new_principal
+
+_COUNTERS = ("Com_select", "Com_commit", "Com_rollback", "Com_begin")
+
+
+def _require_mariadb(settings: Settings) -> None:
+    if not settings.database_url.startswith("mysql"):
+        pytest.skip("the server's own statement counters and KILL are MariaDB's")
+
+
+async def _server_view(engine: AsyncEngine) -> tuple[int, dict[str, int]]:
+    """The pooled connection's id and its statement counters, as the server counts them."""
+    async with engine.connect() as connection:
+        connection_id = await connection.scalar(text("SELECT CONNECTION_ID()"))
+        rows = await connection.execute(
+            text("SHOW SESSION STATUS WHERE Variable_name IN :names").bindparams(names=_COUNTERS)
+        )
+        return int(connection_id), {name: int(value) for name, value in rows}
+
+
+async def test_a_renter_get_is_one_statement_without_a_transaction(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    _require_mariadb(settings)
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    url = f"/api/v1/subscriptions/{sub['id']}"
+    renter = headers(marketplace_key, principal)
+    assert (await client.get(url, headers=renter)).json() == sub  # warms the key cache
+    engine = app.state.runtime.read_engine
+    first_id, before = await _server_view(engine)
+    # What looking costs by itself, so that only the GETs are left in the difference.
+    same_id, looked = await _server_view(engine)
+    for _ in range(5):
+        assert (await client.get(url, headers=renter)).json() == sub
+    after_id, after = await _server_view(engine)
+    assert first_id == same_id == after_id, "the GETs ran on another pooled connection"
+    costs = {name: after[name] - 2 * looked[name] + before[name] for name in _COUNTERS}
+    assert costs == {"Com_select": 5, "Com_commit": 0, "Com_rollback": 0, "Com_begin": 0}
+
+
+async def test_a_read_on_a_connection_the_server_closed_is_retried(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    """Pooled connections are not pinged before use: one the server has dropped (a restart,
+    a failover, wait_timeout) must cost the reader nothing but a second try."""
+    _require_mariadb(settings)
+    principal = new_principal()
+    bot = await create_bot(client, developer_key)
+    sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    url = f"/api/v1/subscriptions/{sub['id']}"
+    renter = headers(marketplace_key, principal)
+    assert (await client.get(url, headers=renter)).status_code == 200
+    pooled_id, _ = await _server_view(app.state.runtime.read_engine)
+    killer = create_engine(settings.database_url, pool=False)
+    try:
+        async with killer.connect() as connection:
+            await connection.execute(text(f"KILL {pooled_id}"))
+    finally:
+        await killer.dispose()
+    retried = await client.get(url, headers=renter)
+    assert retried.status_code == 200 and retried.json() == sub
+    new_id, _ = await _server_view(app.state.runtime.read_engine)
+    assert new_id != pooled_id
+
+
+async def test_the_cached_renter_stays_right_across_erasure(
+    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
+) -> None:
+    """The erasure blanks the renter's row but keeps it (and its id): the cached id still
+    names the renter, whose later writes and reads are their own."""
+    principal = new_principal()
+    renter = headers(marketplace_key, principal)
+    bot = await create_bot(client, developer_key)
+    before = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
+    assert (await client.delete("/api/v1/principals/me", headers=renter)).status_code == 204
+    after = await subscribe(client, marketplace_key, principal, bot["id"])
+    assert after.status_code == 201
+    listed = (await client.get("/api/v1/subscriptions", headers=renter)).json()["items"]
+    assert [(s["id"], s["status"]) for s in listed] == [
+        (before["id"], "cancelled"),
+        (after.json()["id"], "active"),
+    ]
+    stranger = headers(marketplace_key, new_principal())
+    assert (await client.get("/api/v1/subscriptions", headers=stranger)).json()["items"] == []
+
+
+async def test_a_renter_whose_first_request_fails_can_write_next(
+    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
+) -> None:
+    """The renter's row is made and committed before its id is cached: a first request that
+    fails and rolls back must not leave a cached id without a row."""
+    principal = new_principal()
+    assert_error(await subscribe(client, marketplace_key, principal, "f" * 32), 404, "NOT_FOUND")
+    bot = await create_bot(client, developer_key)
+    assert (await subscribe(client, marketplace_key, principal, bot["id"])).status_code == 201
+
+
+async def test_the_catalogue_lists_bots_without_their_strategy(
+    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
+) -> None:
+    bots = [await create_bot(client, developer_key) for _ in range(3)]
+    listed = await client.get("/api/v1/bots", headers=headers(marketplace_key))
+    again = await client.get("/api/v1/bots", headers=headers(marketplace_key))
+    assert listed.content == again.content  # replicas must agree byte for byte
+    summaries = {bot["id"]: {k: v for k, v in bot.items() if k != "strategy"} for bot in bots}
+    assert listed.json()["items"] == [summaries[i] for i in sorted(summaries)]
+    full = await client.get(f"/api/v1/bots/{bots[0]['id']}", headers=headers(marketplace_key))
+    assert full.json() == bots[0] and full.json()["strategy"]["voters"] == []
