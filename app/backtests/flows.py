@@ -124,7 +124,7 @@ class BacktestFlows:
             strategy=strategy,
             symbol=backtest.symbol,
             timeframe=backtest.timeframe,
-            rules=await self._clients.rules(backtest.symbol),
+            rules=await self._history.rules(backtest.symbol),
             quote_amount=backtest.quote_amount,
             slippage=self._settings.paper_slippage,
             start=backtest.start_at,

@@ -2,8 +2,9 @@
 
 A window is read from the table; only the candles it lacks are fetched from the configured
 exchange's public klines, in pages of `PAGE` (Binance's largest), through the one weight
-governor like every other call, and stored before they are used. So a rerun of a window needs
-no exchange and reads the same candles. Only closed candles are stored: the forming one would
+governor like every other call, and stored before they are used. The symbol's rules (lot,
+tick, notional) are stored the same way, once. So a rerun of a window needs no exchange and
+reads the same candles and rules. Only closed candles are stored: the forming one would
 make two reads of "the same" candle differ.
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.backtests import repository
 from app.core.db import session_scope, utcnow
 from app.integrations.binance.clients import BinanceClients
+from app.integrations.binance.filters import SymbolRules
 from app.trading.candles import Candle
 from app.trading.market_data import interval_ms
 
@@ -77,6 +79,21 @@ class History:
             await self._fetch(symbol, timeframe, first, last, _ms(now))
         async with self._sessionmaker() as session:
             return await repository.candles_between(session, symbol, timeframe, start, end)
+
+    async def rules(self, symbol: str) -> SymbolRules:
+        """The symbol's exchange rules as first fetched, then read from the table."""
+        async with self._sessionmaker() as session:
+            stored = await repository.stored_rules(session, symbol)
+        if stored is not None:
+            return stored
+        rules = await self._clients.rules(symbol)
+        async with session_scope(self._sessionmaker) as session:
+            await repository.store_rules(session, rules, self._clock())
+        async with self._sessionmaker() as session:
+            # A concurrent first fetch may have stored its copy first: every run uses that one.
+            stored = await repository.stored_rules(session, symbol)
+        assert stored is not None
+        return stored
 
     async def _fetch(
         self, symbol: str, timeframe: str, first: int, last: int, closed_before: int

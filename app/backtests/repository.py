@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, upda
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.integrations.binance.filters import SymbolRules
 from app.models import (
     ApiKey,
     Backtest,
@@ -17,6 +18,7 @@ from app.models import (
     BotVersion,
     Decision,
     LlmVote,
+    SymbolRulesRecord,
 )
 from app.models import Candle as CandleRow
 from app.trading.candles import Candle
@@ -70,7 +72,6 @@ def _spelt_as_binance(value: Decimal) -> Decimal:
 async def store_candles(
     session: AsyncSession, symbol: str, timeframe: str, candles: Sequence[Candle]
 ) -> None:
-    """Insert the candles; one already stored (by a concurrent fetch) is kept as it is."""
     values = [
         {
             "symbol": symbol,
@@ -85,13 +86,33 @@ async def store_candles(
         }
         for c in candles
     ]
+    await _insert_keeping_existing(session, CandleRow, values)
+
+
+async def _insert_keeping_existing(
+    session: AsyncSession, model: type[CandleRow] | type[SymbolRulesRecord], values: Any
+) -> None:
+    """Insert; a row whose key is already stored (by a concurrent fetch) is kept as it is."""
     statement: Any
     if session.get_bind().dialect.name == "sqlite":
-        statement = sqlite.insert(CandleRow).on_conflict_do_nothing()
+        statement = sqlite.insert(model).on_conflict_do_nothing()
     else:
-        statement = mysql.insert(CandleRow)
+        statement = mysql.insert(model)
         statement = statement.on_duplicate_key_update(symbol=statement.inserted.symbol)
     await session.execute(statement, values)
+
+
+async def stored_rules(session: AsyncSession, symbol: str) -> SymbolRules | None:
+    row = await session.get(SymbolRulesRecord, symbol)
+    return SymbolRules.from_json(row.rules) if row is not None else None
+
+
+async def store_rules(session: AsyncSession, rules: SymbolRules, now: datetime) -> None:
+    await _insert_keeping_existing(
+        session,
+        SymbolRulesRecord,
+        {"symbol": rules.symbol, "rules": rules.to_json(), "fetched_at": now},
+    )
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:

@@ -1,6 +1,6 @@
 """Every ORM table, imported here so Alembic's autogenerate and `Base.metadata` see them all."""
 
-from app.models.backtests import Backtest, Candle
+from app.models.backtests import Backtest, Candle, SymbolRulesRecord
 from app.models.base import Base
 from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
 from app.models.credentials import ExchangeCredential
@@ -34,6 +34,7 @@ __all__ = [
     "PerformanceLog",
     "Position",
     "Subscription",
+    "SymbolRulesRecord",
     "Trade",
     "User",
 ]

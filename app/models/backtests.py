@@ -30,6 +30,17 @@ class Candle(Base):
     close_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SymbolRulesRecord(Base):
+    """A symbol's exchange rules (lot, tick, notional) as first fetched for a backtest: a
+    rerun reads them here, so it needs no exchange and sizes orders as the first run did."""
+
+    __tablename__ = "symbol_rules"
+
+    symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Backtest(IdMixin, TimestampMixin, Base):
     """One replay of a bot version over a window, run by a task in chunks.
 

@@ -4,6 +4,7 @@ make bots, listings and backtests through the API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,13 +40,22 @@ def sandbox_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
     return settings.model_copy(update={"binance_api_url": sandbox.url})
 
 
-@pytest.fixture
-async def clients(sandbox: SandboxServer) -> AsyncIterator[BinanceClients]:
+@asynccontextmanager
+async def fresh_clients(sandbox: SandboxServer) -> AsyncIterator[BinanceClients]:
+    """Exchange clients with nothing cached, as a process of their own has them."""
     clients = BinanceClients(
         InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
     )
-    yield clients
-    await clients.close()
+    try:
+        yield clients
+    finally:
+        await clients.close()
+
+
+@pytest.fixture
+async def clients(sandbox: SandboxServer) -> AsyncIterator[BinanceClients]:
+    async with fresh_clients(sandbox) as clients:
+        yield clients
 
 
 @pytest.fixture

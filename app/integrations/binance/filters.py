@@ -7,7 +7,7 @@ before it costs a request and an exchange rejection (-1013).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -64,6 +64,19 @@ class SymbolRules:
             min_notional=Decimal(notional.get("minNotional", "0")).normalize(),
             min_notional_applies_to_market=bool(applies),
         )
+
+    def to_json(self) -> dict[str, str | bool]:
+        """The rules as stored data (Decimals as their exact strings)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: v if isinstance(v, str | bool) else str(v) for name, v in values.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SymbolRules:
+        values: dict[str, Any] = {
+            f.name: Decimal(data[f.name]) if f.type == "Decimal" else data[f.name]
+            for f in fields(cls)
+        }
+        return cls(**values)
 
     def floor_quantity(self, quantity: Decimal) -> Decimal:
         return floor_to(min(quantity, self.max_qty), self.step_size, self.min_qty)
