@@ -1,5 +1,5 @@
 """Replica storms: an ICP outcall arrives as 34 identical copies at once, here split across two
-real API processes sharing MariaDB and Redis. For every write endpoint of the contract: exactly
+real API processes sharing MariaDB and Redis. For every write endpoint of the service: exactly
 one effect in the database, the same status and byte-identical body for every copy; then the
 same Idempotency-Key with another body is a 409 with no effect at all.
 """
@@ -7,6 +7,7 @@ same Idempotency-Key with another body is a 409 with no effect at all.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 from collections import Counter
@@ -15,13 +16,18 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.api_keys.authenticator import Scope
+from app.audit import WRITE_METHODS
 from app.core.db import create_engine
 from app.models import AuditLog, Base
 from tests.api.conftest import ApiReplicas
 from tests.api.test_contract import assert_error, create_bot, store_credentials, subscribe
+from tests.backtests.conftest import WINDOW, start
 from tests.conftest import make_key
 from tests.helpers import headers, new_principal
 
@@ -202,7 +208,91 @@ async def erase_principal(callers: Callers) -> Storm:
     )
 
 
-# Every write endpoint of the contract, each prepared on the first process before its storm.
+async def marketplace_key_id(callers: Callers) -> str:
+    """A new marketplace key's id: the key whose assertion settings the storm changes."""
+    created = await callers.first.post(
+        "/api/v1/api-keys",
+        json={"name": "signed", "scope": "marketplace"},
+        headers=headers(callers.admin),
+    )
+    return str(created.json()["id"])
+
+
+def new_assertion_key() -> str:
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+async def set_assertion_mode(callers: Callers) -> Storm:
+    return Storm(
+        "PATCH",
+        f"/api/v1/api-keys/{await marketplace_key_id(callers)}",
+        headers(callers.admin),
+        {"assertion_mode": "off"},
+        {"assertion_mode": "optional"},
+        200,
+        {"audit_logs[api_key.assertion_mode]": 1},
+    )
+
+
+async def add_assertion_key(callers: Callers) -> Storm:
+    return Storm(
+        "POST",
+        f"/api/v1/api-keys/{await marketplace_key_id(callers)}/assertion-keys",
+        headers(callers.admin),
+        {"public_key": new_assertion_key()},
+        {"public_key": new_assertion_key()},
+        201,
+        {"api_key_assertion_keys": 1, "audit_logs[api_key.assertion_key.add]": 1},
+    )
+
+
+async def remove_assertion_key(callers: Callers) -> Storm:
+    key_id = await marketplace_key_id(callers)
+    added = await callers.first.post(
+        f"/api/v1/api-keys/{key_id}/assertion-keys",
+        json={"public_key": new_assertion_key()},
+        headers=headers(callers.admin),
+    )
+    return Storm(
+        "DELETE",
+        f"/api/v1/api-keys/{key_id}/assertion-keys/{added.json()['id']}",
+        headers(callers.admin),
+        {},
+        {"reason": "another"},
+        204,
+        {"api_key_assertion_keys": -1, "audit_logs[api_key.assertion_key.remove]": 1},
+    )
+
+
+async def start_backtest(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    return Storm(
+        "POST",
+        f"/api/v1/bots/{bot['id']}/backtests",
+        headers(callers.developer),
+        WINDOW,
+        {**WINDOW, "quote_amount": "2000"},
+        202,
+        {"backtests": 1, "audit_logs[backtest.create]": 1},
+    )
+
+
+async def cancel_backtest(callers: Callers) -> Storm:
+    bot = await create_bot(callers.first, callers.developer)
+    started = await start(callers.first, bot, headers(callers.developer))
+    return Storm(
+        "DELETE",
+        f"/api/v1/backtests/{started.json()['id']}",
+        headers(callers.developer),
+        {},
+        {"reason": "another"},
+        204,
+        {"audit_logs[backtest.cancel]": 1},
+    )
+
+
+# Every write endpoint of the service, each prepared on the first process before its storm.
 STORMS: dict[str, Callable[[Callers], Awaitable[Storm]]] = {
     "POST /api/v1/api-keys": create_api_key,
     "DELETE /api/v1/api-keys/{key_id}": revoke_api_key,
@@ -214,7 +304,26 @@ STORMS: dict[str, Callable[[Callers], Awaitable[Storm]]] = {
     "POST /api/v1/subscriptions": create_subscription,
     "PATCH /api/v1/subscriptions/{sub_id}": update_subscription,
     "DELETE /api/v1/principals/me": erase_principal,
+    "PATCH /api/v1/api-keys/{key_id}": set_assertion_mode,
+    "POST /api/v1/api-keys/{key_id}/assertion-keys": add_assertion_key,
+    "DELETE /api/v1/api-keys/{key_id}/assertion-keys/{assertion_id}": remove_assertion_key,
+    "POST /api/v1/bots/{bot_id}/backtests": start_backtest,
+    "DELETE /api/v1/backtests/{backtest_id}": cancel_backtest,
 }
+
+
+def test_every_write_route_has_a_storm(app: FastAPI) -> None:
+    writes = {
+        f"{method.upper()} {path}"
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if method.upper() in WRITE_METHODS
+    }
+    # The credentials routes are stormed on the one exchange there is.
+    documented = {
+        name.replace("/credentials/binance", "/credentials/{exchange}") for name in STORMS
+    }
+    assert writes == documented
 
 
 @pytest.fixture
