@@ -43,7 +43,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,9 +61,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from common import free_port, fresh_database  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from redis import Redis  # noqa: E402
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from app.api_keys.authenticator import Scope  # noqa: E402
 from app.api_keys.service import create_api_key  # noqa: E402
@@ -94,12 +94,6 @@ TARGETS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
@@ -126,23 +120,6 @@ class Seed:
 def principal_of(n: int) -> str:
     # Self-authenticating principals are 29 bytes, like a renter's.
     return encode_principal(hashlib.sha256(f"bench renter {n}".encode()).digest()[:29])
-
-
-async def _execute(url: str, statement: str) -> None:
-    engine = create_engine(url, pool=False)
-    async with engine.begin() as connection:
-        await connection.execute(text(statement))
-    await engine.dispose()
-
-
-@contextlib.contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    name = f"botmarket_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_execute(server, f"CREATE DATABASE {name}"))
-    try:
-        yield f"{server}{name}"
-    finally:
-        asyncio.run(_execute(server, f"DROP DATABASE IF EXISTS {name}"))
 
 
 async def seed(database_url: str, principals: int, subscriptions: int, bots: int) -> Seed:

@@ -34,7 +34,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,9 +52,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from common import free_port, fresh_database  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from redis import Redis  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from app.bots.strategy import Strategy  # noqa: E402
@@ -98,12 +98,6 @@ STRATEGY = {
 FINAL = ("filled", "rejected", "refused")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -112,23 +106,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # -- infrastructure --------------------------------------------------------------------------
-
-
-async def _execute(url: str, statement: str) -> None:
-    engine = create_engine(url, pool=False)
-    async with engine.begin() as connection:
-        await connection.execute(text(statement))
-    await engine.dispose()
-
-
-@contextlib.contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    name = f"botmarket_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_execute(server, f"CREATE DATABASE {name}"))
-    try:
-        yield f"{server}{name}"
-    finally:
-        asyncio.run(_execute(server, f"DROP DATABASE IF EXISTS {name}"))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
