@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER, check_principal_assertion
+from app.api_keys.assertions import check_principal_assertion
 from app.api_keys.authenticator import Caller, Scope
 from app.audit import WRITE_METHODS
 from app.core.db import session_scope
@@ -96,20 +96,6 @@ PrincipalHeader = Annotated[
         examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
     ),
 ]
-# Read by check_principal_assertion from the raw request; declared for the OpenAPI schema.
-AssertionHeader = Annotated[
-    str | None,
-    Header(
-        alias=ASSERTION_HEADER,
-        description="base64url of the canister's signed statement that it acts for "
-        "X-Principal-ID; needed when the marketplace key has assertion keys "
-        "(docs/principal-assertions.md).",
-    ),
-]
-SignatureHeader = Annotated[
-    str | None,
-    Header(alias=SIGNATURE_HEADER, description="base64url signature of the assertion."),
-]
 
 
 async def _checked_principal(request: Request, caller: Caller, principal: str | None) -> str:
@@ -153,8 +139,6 @@ async def renter_read(
     request: Request,
     api_key: ApiKey,
     principal: PrincipalHeader = None,
-    _assertion: AssertionHeader = None,
-    _signature: SignatureHeader = None,
 ) -> AsyncIterator[RenterRead]:
     checked = await _checked_principal(request, await _caller(request, api_key), principal)
     async with request.app.state.runtime.read_sessionmaker() as session:
@@ -168,8 +152,6 @@ async def current_renter(
     request: Request,
     api_key: ApiKey,
     principal: PrincipalHeader = None,
-    _assertion: AssertionHeader = None,
-    _signature: SignatureHeader = None,
 ) -> Renter:
     """The renter with its user row, made on first use: what writes and their audit need."""
     return await renter_of(request, await _caller(request, api_key), principal)

@@ -67,6 +67,28 @@ _IDEMPOTENCY_KEY = {
 }
 
 
+def _optional_header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": {"description": description, "title": name, "type": "string"},
+        "description": description,
+    }
+
+
+# Read by check_principal_assertion from the raw request, on every operation that takes
+# X-Principal-ID; not declared as parameters, which FastAPI would parse on every request.
+_ASSERTION_HEADERS = [
+    _optional_header(
+        ASSERTION_HEADER,
+        "base64url of the canister's signed statement that it acts for X-Principal-ID; needed "
+        "when the marketplace key has assertion keys (docs/principal-assertions.md).",
+    ),
+    _optional_header(SIGNATURE_HEADER, "base64url signature of the assertion."),
+]
+
+
 def _errors_of(path: str, method: str, operation: Mapping[str, Any]) -> list[int]:
     """The errors the middleware and the shared dependencies can answer this operation with."""
     statuses = [431]  # the header limit guards every request
@@ -103,23 +125,6 @@ def _restore_nulls(value: Any, schema: Mapping[str, Any], schemas: Mapping[str, 
                 _restore_nulls(value[name], part, schemas)
             elif name in schema.get("required", ()) and {"type": "null"} in part.get("anyOf", []):
                 value[name] = None
-
-
-def _assertion_headers(
-    document: Mapping[str, Any], parameters: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The principal assertion headers, where an operation that takes X-Principal-ID reads
-    them from the raw request without declaring them: as the renter dependency declares them."""
-    names = {p["name"] for p in parameters}
-    declared = [
-        p
-        for operations in document["paths"].values()
-        for operation in operations.values()
-        for p in operation.get("parameters", [])
-        if p["name"] in (ASSERTION_HEADER, SIGNATURE_HEADER)
-    ]
-    by_name = {p["name"]: p for p in declared}
-    return [deepcopy(by_name[name]) for name in sorted(by_name.keys() - names)]
 
 
 def _never_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             parameters = operation.setdefault("parameters", [])
             if any(p["name"] == "X-Principal-ID" for p in parameters):
-                parameters += _assertion_headers(document, parameters)
+                parameters += deepcopy(_ASSERTION_HEADERS)
             for parameter in parameters:
                 parameter["schema"] = _never_null(parameter["schema"])
                 if parameter["name"] == "X-Principal-ID" and path.startswith(RENTER_PATHS):

@@ -4,6 +4,7 @@ metrics on a listener of their own."""
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
-from app.main import create_app
+from app.main import GC_YOUNG_THRESHOLD, create_app
 from tests.api.test_contract import assert_error
 from tests.helpers import headers
 from tests.sandbox_server import free_port
@@ -61,3 +62,18 @@ async def test_metrics_are_served_on_their_own_listener_not_on_the_api(
         # The listener stops with the app.
         with pytest.raises(httpx.ConnectError):
             await scraper.get(scrape)
+
+
+async def test_the_startup_heap_is_frozen_while_serving_and_released_at_shutdown(
+    settings: Settings,
+) -> None:
+    # A full collection walking the startup heap paused every request in flight (the p99 of
+    # reads in bench/gateway.py); the tests start many apps in one process, so each gives its
+    # heap back to the collector when it stops.
+    thresholds = gc.get_threshold()
+    async with serving(settings) as http:
+        assert (await http.get("/health/live")).status_code == 200
+        assert gc.get_freeze_count() > 100_000
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
