@@ -36,8 +36,10 @@ async def create_bot(
 async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotSummaryOut]:
     rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
     return Page(
-        items=[service.to_summary(*row) for row in rows[: page.limit]],
-        next_cursor=next_cursor([bot for bot, _, _ in rows], page.limit),
+        items=[
+            BotSummaryOut.model_validate(row, from_attributes=True) for row in rows[: page.limit]
+        ],
+        next_cursor=next_cursor(rows, page.limit),
     )
 
 

@@ -4,30 +4,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.authenticator import Caller, Scope
 from app.bots import repository
-from app.bots.schemas import BotCreate, BotOut, BotSummaryOut, BotUpdate, RegistrationCreate
+from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
 from app.bots.strategy import Strategy
 from app.core.errors import NotFound, Unprocessable
 from app.core.settings import Settings
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
 
-def to_summary(bot: Bot, version_id: str, version: int) -> BotSummaryOut:
-    return BotSummaryOut(
+def to_out(bot: Bot, version: BotVersion) -> BotOut:
+    return BotOut(
         id=bot.id,
         owner=bot.owner_user_id,
         name=bot.name,
         description=bot.description,
         status=bot.status,
-        version=version,
-        version_id=version_id,
+        version=version.version,
+        version_id=version.id,
         created_at=bot.created_at,
         updated_at=bot.updated_at,
-    )
-
-
-def to_out(bot: Bot, version: BotVersion) -> BotOut:
-    return BotOut(
-        **to_summary(bot, version.id, version.version).model_dump(), strategy=version.strategy
+        strategy=version.strategy,
     )
 
 
