@@ -6,9 +6,11 @@ lives no longer than it must: it is cached under the credential's id and key ver
 under anything derived from the key), a newer version closes it at once, and `prune` closes
 it when its credentials are gone or changed, or when it has been idle for `idle_s`.
 
-An open is a clock-sync round trip: concurrent requests for one client share its open, and
-opens of different clients never wait for each other. Symbol rules are cached for
-`rules_ttl_s`: they change rarely and exchangeInfo costs 20 weight.
+Every client of the process signs with one clock offset (`clock`), synced by the first open
+and again after its TTL or a -1021 answer: a renter's client costs no request of its own. An
+open that finds the sync due waits for it: concurrent requests for one client share its open,
+and opens of different clients share the sync. Symbol rules are cached for `rules_ttl_s`:
+they change rarely and exchangeInfo costs 20 weight.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.integrations.binance.client import BinanceClient
+from app.integrations.binance.clock import CLOCK_TTL_S, ExchangeClock
 from app.integrations.binance.filters import SymbolRules
 from app.integrations.binance.governor import Governor
 
@@ -59,8 +62,10 @@ class BinanceClients:
         rules_ttl_s: float,
         idle_s: float,
         recv_window_ms: int | None = None,
+        clock_ttl_s: float = CLOCK_TTL_S,
     ) -> None:
         self.governor = governor
+        self.clock = ExchangeClock(clock_ttl_s)
         self._api_url = api_url
         self._recv_window_ms = recv_window_ms
         self._rules_ttl_s = rules_ttl_s
@@ -76,7 +81,9 @@ class BinanceClients:
         return await self._open_once(("public",), self._open_public)
 
     async def _open_public(self) -> BinanceClient:
-        self._public = await BinanceClient.open(self.governor, api_url=self._api_url)
+        self._public = await BinanceClient.open(
+            self.governor, api_url=self._api_url, clock=self.clock
+        )
         return self._public
 
     async def for_credential(self, credential: CredentialKeys) -> BinanceClient:
@@ -98,6 +105,7 @@ class BinanceClients:
             testnet=credential.testnet,
             api_url=self._api_url,
             recv_window_ms=self._recv_window_ms,
+            clock=self.clock,
         )
         # Another version's open may have finished meanwhile: the last one to finish is kept
         # (a stale one goes at the next request or prune), and the other closed.

@@ -14,6 +14,7 @@ from app.integrations.binance.client import BinanceClient
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.governor import InProcessGovernor
+from tests.integrations.binance.clock import skew
 from tests.sandbox_server import SandboxServer
 
 LATENCY_S = 0.5
@@ -42,6 +43,10 @@ def credential(sandbox: SandboxServer, id: str, version: str = "v1") -> Decrypte
     return DecryptedCredential(
         id=id, version=version, api_key=api_key, api_secret=api_secret, testnet=False
     )
+
+
+def time_requests(sandbox: SandboxServer) -> int:
+    return sandbox.requests().get("GET /api/v3/time", 0)
 
 
 def closed(client: BinanceClient) -> bool:
@@ -147,3 +152,44 @@ async def test_an_open_whose_caller_gave_up_is_kept_for_the_next_one(
     before = slow_sandbox.requests()["GET /api/v3/time"]
     assert not closed(await clients.for_credential(one))
     assert slow_sandbox.requests()["GET /api/v3/time"] == before  # not opened twice
+
+
+async def test_the_clients_of_a_process_share_one_clock_sync(
+    sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    before = time_requests(sandbox)
+    renters = [credential(sandbox, f"renter-{n}") for n in range(5)]
+    opened = await asyncio.gather(*(clients.for_credential(c) for c in renters))
+    opened.append(await clients.for_credential(credential(sandbox, "later")))
+    await clients.public()
+    for client in opened:
+        await client.balances()  # signed: our timestamps are within Binance's window
+    assert time_requests(sandbox) == before + 1
+
+
+async def test_a_refused_timestamp_resyncs_the_clock_of_every_client_once(
+    sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    refused = [await clients.for_credential(credential(sandbox, f"renter-{n}")) for n in range(5)]
+    other = await clients.for_credential(credential(sandbox, "other"))
+    skew(clients.clock, -120_000)  # as if this machine's clock stepped two minutes back
+    before = time_requests(sandbox)
+    # Each call is answered -1021, and retried once the clock is synced again.
+    await asyncio.gather(*(client.balances() for client in refused))
+    assert time_requests(sandbox) == before + 1
+    await other.balances()  # signs with the offset the others' refusals corrected
+    assert time_requests(sandbox) == before + 1
+
+
+async def test_the_clock_is_synced_again_once_its_ttl_has_passed(sandbox: SandboxServer) -> None:
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300, clock_ttl_s=0
+    )
+    try:
+        before = time_requests(sandbox)
+        client = await clients.for_credential(credential(sandbox, "one"))
+        assert time_requests(sandbox) == before + 1
+        await client.balances()
+        assert time_requests(sandbox) == before + 2
+    finally:
+        await clients.close()
