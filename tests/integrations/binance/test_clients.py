@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 
 import pytest
+from redis.asyncio import Redis
 
 from app.credentials.service import DecryptedCredential
 from app.integrations.binance.client import BinanceClient
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.governor import InProcessGovernor
+from tests.conftest import REDIS_URL, require_service
 from tests.integrations.binance.clock import skew
 from tests.sandbox_server import SandboxServer
 
@@ -47,6 +50,10 @@ def credential(sandbox: SandboxServer, id: str, version: str = "v1") -> Decrypte
 
 def time_requests(sandbox: SandboxServer) -> int:
     return sandbox.requests().get("GET /api/v3/time", 0)
+
+
+def exchange_info_requests(sandbox: SandboxServer) -> int:
+    return sandbox.requests().get("GET /api/v3/exchangeInfo", 0)
 
 
 def closed(client: BinanceClient) -> bool:
@@ -193,3 +200,46 @@ async def test_the_clock_is_synced_again_once_its_ttl_has_passed(sandbox: Sandbo
         assert time_requests(sandbox) == before + 2
     finally:
         await clients.close()
+
+
+async def test_concurrent_misses_of_one_process_fetch_the_rules_once(
+    sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    before = exchange_info_requests(sandbox)
+    rules = await asyncio.gather(*(clients.rules("ETHUSDT") for _ in range(5)))
+    assert len(set(rules)) == 1 and rules[0].symbol == "ETHUSDT"
+    assert exchange_info_requests(sandbox) == before + 1
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    require_service("Redis", "127.0.0.1", 6379)
+    connection = Redis.from_url(REDIS_URL)
+    yield connection
+    await connection.aclose()
+
+
+async def test_processes_share_the_rules_through_redis(
+    sandbox: SandboxServer, redis: Redis
+) -> None:
+    prefix = f"test:{uuid.uuid4().hex}"  # not the deployment's keys other tests may set
+    processes = [
+        BinanceClients(
+            InProcessGovernor(6000),
+            api_url=sandbox.url,
+            rules_ttl_s=300,
+            idle_s=300,
+            redis=redis,
+            redis_prefix=prefix,
+        )
+        for _ in range(3)
+    ]
+    try:
+        before = exchange_info_requests(sandbox)
+        rules = await asyncio.gather(*(p.rules("BNBUSDT") for p in processes))
+        assert len(set(rules)) == 1 and rules[0].symbol == "BNBUSDT"
+        assert exchange_info_requests(sandbox) == before + 1
+        assert 0 < await redis.pttl(f"{prefix}:rules:BNBUSDT") <= 300_000
+    finally:
+        await asyncio.gather(*(p.close() for p in processes))
+        await redis.delete(f"{prefix}:rules:BNBUSDT")
