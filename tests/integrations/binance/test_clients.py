@@ -1,5 +1,6 @@
-"""The per-process client cache: plaintext keys live no longer than their credentials, and
-one slow open never holds up another."""
+"""The per-process client cache: plaintext keys live no longer than their credentials, one
+slow open never holds up another, and the clock offset and symbol rules cost one request
+however many clients (and, for the rules, processes) need them."""
 
 from __future__ import annotations
 
