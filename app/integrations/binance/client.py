@@ -26,6 +26,7 @@ from app.integrations.binance.errors import (
     OrderNotFound,
     RateLimited,
     TemporaryError,
+    UnknownOutcome,
     translate,
 )
 from app.integrations.binance.filters import SymbolRules
@@ -146,7 +147,12 @@ class BinanceClient:
         try:
             server = await self._client.get_server_time()
         except Exception as exc:
-            raise translate(exc) from exc
+            error = translate(exc)
+            # A due sync runs inside an order's attempt, before the order is sent: its failure
+            # must not read as an order that may exist.
+            if isinstance(error, UnknownOutcome):
+                error = TemporaryError(str(error), error.code)
+            raise error from exc
         return int(server["serverTime"])
 
     async def symbol_rules(self, symbol: str) -> SymbolRules:
