@@ -216,6 +216,7 @@ async def _run_backtest(bot_id: str, body):
         api_url=settings.binance_api_url,
         rules_ttl_s=settings.binance_rules_ttl_s,
         idle_s=settings.binance_client_idle_s,
+        redis=redis,
     )
     voters = VoterPool(settings)
 

@@ -62,6 +62,7 @@ class WorkerRuntime:
             rules_ttl_s=settings.binance_rules_ttl_s,
             idle_s=settings.binance_client_idle_s,
             recv_window_ms=settings.binance_recv_window_ms,
+            redis=redis,
         )
         cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
         locks = NamedLocks(redis)

@@ -8,7 +8,6 @@ temporary errors; order placement never is (an unknown outcome is reconciled by 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -22,10 +21,12 @@ from tenacity import (
     wait_exponential,
 )
 
+from app.integrations.binance.clock import ExchangeClock
 from app.integrations.binance.errors import (
     OrderNotFound,
     RateLimited,
     TemporaryError,
+    UnknownOutcome,
     translate,
 )
 from app.integrations.binance.filters import SymbolRules
@@ -54,9 +55,10 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class BinanceClient:
-    def __init__(self, client: AsyncClient, governor: Governor) -> None:
+    def __init__(self, client: AsyncClient, governor: Governor, clock: ExchangeClock) -> None:
         self._client = client
         self._governor = governor
+        self._clock = clock
 
     @classmethod
     async def open(
@@ -68,7 +70,10 @@ class BinanceClient:
         testnet: bool = False,
         api_url: str | None = None,
         recv_window_ms: int | None = None,
+        clock: ExchangeClock | None = None,
     ) -> BinanceClient:
+        """A client ready to sign: `clock` (the process's, shared by its clients) is synced
+        first if it is due; without one the client keeps a clock of its own."""
         client = AsyncClient(api_key, api_secret, testnet=testnet)
         if recv_window_ms is not None:
             # Signed requests carry it; the executor's lease is reasoned against it.
@@ -76,9 +81,9 @@ class BinanceClient:
         if api_url:
             # python-binance reaches another host only through these attributes.
             client.API_URL = client.API_TESTNET_URL = api_url.rstrip("/") + "/api"
-        self = cls(client, governor)
+        self = cls(client, governor, clock or ExchangeClock())
         try:
-            await self.sync_clock()
+            await self._clock.current(self._server_time_ms)
         except BaseException:
             await client.close_connection()
             raise
@@ -113,6 +118,9 @@ class BinanceClient:
         call: Callable[[], Awaitable[Any]],
         granted: Callable[[], Awaitable[None]] | None,
     ) -> Any:
+        # Read before `granted`: a due sync is a request, and nothing may wait after it.
+        offset = await self._clock.current(self._server_time_ms)
+        self._client.timestamp_offset = offset.ms
         await self._governor.acquire(weight)
         if granted is not None:
             await granted()
@@ -124,7 +132,7 @@ class BinanceClient:
             if isinstance(error, RateLimited):
                 await self._governor.block_for(error.retry_after_s)
             if error.code == -1021:
-                await self.sync_clock()
+                await self._clock.refused(offset, self._server_time_ms)
             raise error from exc
         await self._observe(getattr(self._client.response, "headers", None))
         return result
@@ -134,13 +142,18 @@ class BinanceClient:
         if used is not None and str(used).isdigit():
             await self._governor.observe_used_weight(int(used))
 
-    async def sync_clock(self) -> None:
+    async def _server_time_ms(self) -> int:
         await self._governor.acquire(WEIGHTS["time"])
         try:
             server = await self._client.get_server_time()
         except Exception as exc:
-            raise translate(exc) from exc
-        self._client.timestamp_offset = int(server["serverTime"]) - int(time.time() * 1000)
+            error = translate(exc)
+            # A due sync runs inside an order's attempt, before the order is sent: its failure
+            # must not read as an order that may exist.
+            if isinstance(error, UnknownOutcome):
+                error = TemporaryError(str(error), error.code)
+            raise error from exc
+        return int(server["serverTime"])
 
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         info = await self._call(

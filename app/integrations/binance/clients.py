@@ -6,20 +6,31 @@ lives no longer than it must: it is cached under the credential's id and key ver
 under anything derived from the key), a newer version closes it at once, and `prune` closes
 it when its credentials are gone or changed, or when it has been idle for `idle_s`.
 
-An open is a clock-sync round trip: concurrent requests for one client share its open, and
-opens of different clients never wait for each other. Symbol rules are cached for
-`rules_ttl_s`: they change rarely and exchangeInfo costs 20 weight.
+Every client of the process signs with one clock offset (`clock`), synced by the first open
+and again after its TTL or a -1021 answer: a renter's client costs no request of its own. An
+open that finds the sync due waits for it: concurrent requests for one client share its open,
+and opens of different clients share the sync.
+
+Symbol rules are cached for `rules_ttl_s`: they change rarely and exchangeInfo costs 20
+weight. With Redis, one fetch serves every process of the deployment (a named lock makes
+concurrent misses, here or in another process, wait for it); without, each process fetches
+once, its concurrent misses still waiting for one fetch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis.asyncio import Redis
+
+from app.core.locks import NamedLocks
 from app.integrations.binance.client import BinanceClient
+from app.integrations.binance.clock import CLOCK_TTL_S, ExchangeClock
 from app.integrations.binance.filters import SymbolRules
 from app.integrations.binance.governor import Governor
 
@@ -59,8 +70,15 @@ class BinanceClients:
         rules_ttl_s: float,
         idle_s: float,
         recv_window_ms: int | None = None,
+        clock_ttl_s: float = CLOCK_TTL_S,
+        redis: Redis | None = None,
+        redis_prefix: str = "botmarket:binance",
     ) -> None:
         self.governor = governor
+        self.clock = ExchangeClock(clock_ttl_s)
+        self._redis = redis
+        self._redis_prefix = redis_prefix
+        self._locks = NamedLocks(redis)
         self._api_url = api_url
         self._recv_window_ms = recv_window_ms
         self._rules_ttl_s = rules_ttl_s
@@ -76,7 +94,9 @@ class BinanceClients:
         return await self._open_once(("public",), self._open_public)
 
     async def _open_public(self) -> BinanceClient:
-        self._public = await BinanceClient.open(self.governor, api_url=self._api_url)
+        self._public = await BinanceClient.open(
+            self.governor, api_url=self._api_url, clock=self.clock
+        )
         return self._public
 
     async def for_credential(self, credential: CredentialKeys) -> BinanceClient:
@@ -98,6 +118,7 @@ class BinanceClients:
             testnet=credential.testnet,
             api_url=self._api_url,
             recv_window_ms=self._recv_window_ms,
+            clock=self.clock,
         )
         # Another version's open may have finished meanwhile: the last one to finish is kept
         # (a stale one goes at the next request or prune), and the other closed.
@@ -148,11 +169,36 @@ class BinanceClients:
         await asyncio.gather(*(client.close() for client in dropped), return_exceptions=True)
 
     async def rules(self, symbol: str) -> SymbolRules:
+        if (rules := self._cached_rules(symbol)) is not None:
+            return rules
+        key = f"{self._redis_prefix}:rules:{symbol}"
+        async with self._locks.hold(key):
+            # Another caller of this process may have cached them while we waited.
+            if (rules := self._cached_rules(symbol)) is None:
+                rules = await self._load_rules(symbol, key)
+        return rules
+
+    def _cached_rules(self, symbol: str) -> SymbolRules | None:
         cached = self._rules.get(symbol)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        rules = await (await self.public()).symbol_rules(symbol)
-        self._rules[symbol] = (rules, time.monotonic() + self._rules_ttl_s)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
+    async def _load_rules(self, symbol: str, key: str) -> SymbolRules:
+        """From Redis, where another process may have put them, else from exchangeInfo (and
+        then put there); cached here until they expire there."""
+        rules, ttl_s = None, self._rules_ttl_s
+        if self._redis is not None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                stored, ttl_ms = await pipe.execute()
+            if stored is not None and ttl_ms > 0:
+                rules, ttl_s = SymbolRules.from_json(json.loads(stored)), ttl_ms / 1000
+        if rules is None:
+            rules = await (await self.public()).symbol_rules(symbol)
+            if self._redis is not None:
+                stored = json.dumps(rules.to_json())
+                await self._redis.set(key, stored, px=int(self._rules_ttl_s * 1000))
+        self._rules[symbol] = (rules, time.monotonic() + ttl_s)
         return rules
 
     async def close(self) -> None:

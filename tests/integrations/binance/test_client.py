@@ -20,6 +20,7 @@ from app.integrations.binance.errors import (
 from app.integrations.binance.governor import InProcessGovernor
 from app.sandbox.exchange import check_lot, check_notional
 from app.sandbox.market import SYMBOLS
+from tests.integrations.binance.clock import skew
 from tests.sandbox_server import SandboxServer
 
 
@@ -66,7 +67,7 @@ async def test_errors_become_ours(sandbox: SandboxServer, opened) -> None:
 
 async def test_clock_drift_is_resynced(opened) -> None:
     client, _ = opened
-    client._client.timestamp_offset = -120_000  # as if our clock jumped two minutes
+    skew(client._clock, -120_000)  # as if our clock stepped two minutes back
     balances = await client.balances()  # -1021, resync from /time, retried once
     assert balances["USDT"] == Decimal(100)
 

@@ -1,19 +1,24 @@
-"""The per-process client cache: plaintext keys live no longer than their credentials, and
-one slow open never holds up another."""
+"""The per-process client cache: plaintext keys live no longer than their credentials, one
+slow open never holds up another, and the clock offset and symbol rules cost one request
+however many clients (and, for the rules, processes) need them."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 
 import pytest
+from redis.asyncio import Redis
 
 from app.credentials.service import DecryptedCredential
 from app.integrations.binance.client import BinanceClient
 from app.integrations.binance.clients import BinanceClients
-from app.integrations.binance.errors import UnknownOutcome
+from app.integrations.binance.errors import TemporaryError, UnknownOutcome
 from app.integrations.binance.governor import InProcessGovernor
+from tests.conftest import REDIS_URL, require_service
+from tests.integrations.binance.clock import skew
 from tests.sandbox_server import SandboxServer
 
 LATENCY_S = 0.5
@@ -42,6 +47,14 @@ def credential(sandbox: SandboxServer, id: str, version: str = "v1") -> Decrypte
     return DecryptedCredential(
         id=id, version=version, api_key=api_key, api_secret=api_secret, testnet=False
     )
+
+
+def time_requests(sandbox: SandboxServer) -> int:
+    return sandbox.requests().get("GET /api/v3/time", 0)
+
+
+def exchange_info_requests(sandbox: SandboxServer) -> int:
+    return sandbox.requests().get("GET /api/v3/exchangeInfo", 0)
 
 
 def closed(client: BinanceClient) -> bool:
@@ -78,8 +91,9 @@ async def test_concurrent_requests_for_one_key_share_one_open(
 async def test_a_failed_open_is_not_cached(sandbox: SandboxServer, clients: BinanceClients) -> None:
     one = credential(sandbox, "one")
     sandbox.admin("POST", "/sandbox/faults", json={"error_5xx_next": 1})
-    with pytest.raises(UnknownOutcome):
+    with pytest.raises(TemporaryError) as caught:
         await clients.for_credential(one)
+    assert not isinstance(caught.value, UnknownOutcome)  # /time changes nothing there
     assert not closed(await clients.for_credential(one))
 
 
@@ -147,3 +161,87 @@ async def test_an_open_whose_caller_gave_up_is_kept_for_the_next_one(
     before = slow_sandbox.requests()["GET /api/v3/time"]
     assert not closed(await clients.for_credential(one))
     assert slow_sandbox.requests()["GET /api/v3/time"] == before  # not opened twice
+
+
+async def test_the_clients_of_a_process_share_one_clock_sync(
+    sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    before = time_requests(sandbox)
+    renters = [credential(sandbox, f"renter-{n}") for n in range(5)]
+    opened = await asyncio.gather(*(clients.for_credential(c) for c in renters))
+    opened.append(await clients.for_credential(credential(sandbox, "later")))
+    await clients.public()
+    for client in opened:
+        await client.balances()  # signed: our timestamps are within Binance's window
+    assert time_requests(sandbox) == before + 1
+
+
+async def test_a_refused_timestamp_resyncs_the_clock_of_every_client_once(
+    sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    refused = [await clients.for_credential(credential(sandbox, f"renter-{n}")) for n in range(5)]
+    other = await clients.for_credential(credential(sandbox, "other"))
+    skew(clients.clock, -120_000)  # as if this machine's clock stepped two minutes back
+    before = time_requests(sandbox)
+    # Each call is answered -1021, and retried once the clock is synced again.
+    await asyncio.gather(*(client.balances() for client in refused))
+    assert time_requests(sandbox) == before + 1
+    await other.balances()  # signs with the offset the others' refusals corrected
+    assert time_requests(sandbox) == before + 1
+
+
+async def test_the_clock_is_synced_again_once_its_ttl_has_passed(sandbox: SandboxServer) -> None:
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300, clock_ttl_s=0
+    )
+    try:
+        before = time_requests(sandbox)
+        client = await clients.for_credential(credential(sandbox, "one"))
+        assert time_requests(sandbox) == before + 1
+        await client.balances()
+        assert time_requests(sandbox) == before + 2
+    finally:
+        await clients.close()
+
+
+async def test_concurrent_misses_of_one_process_fetch_the_rules_once(
+    sandbox: SandboxServer, clients: BinanceClients
+) -> None:
+    before = exchange_info_requests(sandbox)
+    rules = await asyncio.gather(*(clients.rules("ETHUSDT") for _ in range(5)))
+    assert len(set(rules)) == 1 and rules[0].symbol == "ETHUSDT"
+    assert exchange_info_requests(sandbox) == before + 1
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    require_service("Redis", "127.0.0.1", 6379)
+    connection = Redis.from_url(REDIS_URL)
+    yield connection
+    await connection.aclose()
+
+
+async def test_processes_share_the_rules_through_redis(
+    sandbox: SandboxServer, redis: Redis
+) -> None:
+    prefix = f"test:{uuid.uuid4().hex}"  # not the deployment's keys other tests may set
+    processes = [
+        BinanceClients(
+            InProcessGovernor(6000),
+            api_url=sandbox.url,
+            rules_ttl_s=300,
+            idle_s=300,
+            redis=redis,
+            redis_prefix=prefix,
+        )
+        for _ in range(3)
+    ]
+    try:
+        before = exchange_info_requests(sandbox)
+        rules = await asyncio.gather(*(p.rules("BNBUSDT") for p in processes))
+        assert len(set(rules)) == 1 and rules[0].symbol == "BNBUSDT"
+        assert exchange_info_requests(sandbox) == before + 1
+        assert 0 < await redis.pttl(f"{prefix}:rules:BNBUSDT") <= 300_000
+    finally:
+        await asyncio.gather(*(p.close() for p in processes))
+        await redis.delete(f"{prefix}:rules:BNBUSDT")
