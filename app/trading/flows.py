@@ -1,11 +1,10 @@
 """The scheduled work, as service coroutines the Celery tasks call with ids.
 
 dispatch -> decide (once per group and candle, groups in batches) -> execute (per
-subscription, in chunks),
-plus the protective exits, expiry, the hourly equity points and the reconciler. Everything
-here is safe to run twice: decisions are unique per candle, orders at most once per
-(subscription, intent), equity points unique per hour. Jobs are handed to `enqueue` by name;
-this module knows nothing of Celery.
+subscription, in chunks), plus the protective exits, expiry, the hourly equity points and
+the reconciler. Everything here is safe to run twice: decisions are unique per candle,
+orders at most once per (subscription, intent), equity points unique per hour. Jobs are
+handed to `enqueue` by name; this module knows nothing of Celery.
 
 Nothing that moves money depends on a job being delivered: the reconciler works from the
 database alone, so a job lost between a commit and the broker, or held by a dead worker
@@ -169,9 +168,8 @@ class TradingFlows:
             if isinstance(outcome, Decision):
                 decided.decisions.append(outcome)
             elif isinstance(outcome, TemporaryError):
-                log.warning(
-                    "decision deferred; retried alone", extra={**ids, "error": str(outcome)}
-                )
+                extra = {**ids, "error": str(outcome)}
+                log.warning("decision deferred; its group is retried alone", extra=extra)
                 decided.retry[group] = outcome
             elif isinstance(outcome, Exception):
                 log.error("decision failed", extra=ids, exc_info=outcome)
