@@ -4,13 +4,14 @@ For each size in --sizes it sets up, from nothing: a fresh MariaDB database (dro
 Redis db --redis-db (flushed), the sandbox exchange (`botmarket sandbox`, a subprocess) with
 20 ms added to every exchange call, the fake OpenAI/Anthropic/Gemini servers of tests/fakes
 answering BUY after 800 ms, and --workers real Celery worker processes of --concurrency
-prefork children each, consuming both queues (decisions on `trading.decide`, the rest on
-`celery`). It seeds, in bulk through the models, the rows the API would write:
-a developer and 25 bots (three voters each, indicator weight 0, quorum 1: every decision is
-a BUY), one renter per subscription spread evenly over 100 (bot, symbol, 1m) groups, 90%
-paper and 10% testnet, each testnet renter with stored credentials for a sandbox account of
-their own, and the audit rows of those writes. Then it sends `trading.dispatch` once, as
-beat does, and waits until every subscription has its trade.
+prefork children each, consuming both queues (decide tasks, each a batch of up to
+DECIDE_BATCH groups decided at once, on `trading.decide`; the rest on `celery`). It seeds,
+in bulk through the models, the rows the API would write: a developer and 25 bots (three
+voters each, indicator weight 0, quorum 1: every decision is a BUY), one renter per
+subscription spread evenly over 100 (bot, symbol, 1m) groups, 90% paper and 10% testnet,
+each testnet renter with stored credentials for a sandbox account of their own, and the
+audit rows of those writes. Then it sends `trading.dispatch` once, as beat does, and waits
+until every subscription has its trade.
 
 Reported per size: time to the last decision and to the last trade, LLM and klines
 requests, the exchange request weight the tick used (the sandbox's own count) against the
@@ -72,6 +73,7 @@ from app.models import (  # noqa: E402
     Trade,
     User,
 )
+from app.trading.flows import DECIDE_BATCH, EXECUTE_CONCURRENCY  # noqa: E402
 from tests.fakes import serve_fakes  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "tick.json"
@@ -85,6 +87,7 @@ TIMEFRAME = "1m"
 FRESHNESS = '{"1m": 900}'
 SANDBOX_LATENCY_MS = 20
 LLM_LATENCY_S = 0.8
+MARIADB_MAX_CONNECTIONS = 151  # the server's default
 BUDGET_PER_MINUTE = 5000  # BINANCE_WEIGHT_PER_MINUTE's default: the governor's budget
 EXCHANGE_LIMIT_PER_MINUTE = 6000  # what the exchange (and the sandbox) enforces per IP
 STRATEGY = {
@@ -567,13 +570,26 @@ def main() -> None:
         "--deciders",
         type=int,
         default=0,
-        help="prefork children of one more worker that takes only the decisions "
-        "(0: every worker takes both queues)",
+        # A decider decides DECIDE_BATCH groups at once: GROUPS / DECIDE_BATCH of them decide a
+        # close in one LLM round, fewer in as many rounds as each has batches.
+        help="prefork children of one more worker that takes only the decide batches "
+        f"(0: every worker takes both queues; {GROUPS // DECIDE_BATCH} decide the bench's "
+        f"{GROUPS} groups in one round, if the database connections allow)",
     )
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
     parser.add_argument("--stall-s", type=float, default=120.0)
     args = parser.parse_args()
+    # What each child may hold at once: an executing one EXECUTE_CONCURRENCY + 1, a decider
+    # one per decision of its batch. Past the server's limit, ticks fail with 1040.
+    connections = (
+        args.workers * args.concurrency * (EXECUTE_CONCURRENCY + 1) + args.deciders * DECIDE_BATCH
+    )
+    if connections >= MARIADB_MAX_CONNECTIONS:
+        parser.error(
+            f"the workers may hold {connections} MariaDB connections at once, "
+            f"the server allows {MARIADB_MAX_CONNECTIONS}: fewer --concurrency or --deciders"
+        )
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
     with (
@@ -586,7 +602,7 @@ def main() -> None:
     print(
         f"\n{args.workers} Celery worker processes x {args.concurrency} prefork children"
         + (f" + 1 x {args.deciders} deciders" if args.deciders else "")
-        + ", "
+        + f", decide batches of {DECIDE_BATCH} groups, "
         f"{os.cpu_count()} CPUs; sandbox +{SANDBOX_LATENCY_MS} ms, LLM fakes +{LLM_LATENCY_S} s\n"
     )
     print(table(results))
@@ -599,6 +615,7 @@ def main() -> None:
         "workers": args.workers,
         "concurrency": args.concurrency,
         "deciders": args.deciders,
+        "decide_batch": DECIDE_BATCH,
         "sandbox_latency_ms": SANDBOX_LATENCY_MS,
         "llm_latency_s": LLM_LATENCY_S,
         "groups": GROUPS,

@@ -18,9 +18,9 @@ from app.core.settings import get_settings
 from workers import metrics  # noqa: F401 - its signal receivers: the listener, task timings
 from workers.schedule import beat_schedule
 
-# Decisions spend most of their time waiting for the LLMs, holding a worker process each; on
-# a queue of their own they do not hold up the orders of the decisions already made: a
-# worker takes from its queues in turn. A worker consumes both unless told otherwise
+# A decide task spends most of its time waiting for its batch's LLM rounds, holding a worker
+# process; on a queue of their own, decisions do not hold up the orders of the decisions
+# already made: a worker takes from its queues in turn. A worker consumes both unless told otherwise
 # (`botmarket worker -Q trading.decide` for a pool of deciders, `-Q celery` for the rest).
 DECIDE_QUEUE = "trading.decide"
 

@@ -1,10 +1,10 @@
 """The scheduled work, as service coroutines the Celery tasks call with ids.
 
-dispatch -> decide (once per group and candle) -> execute (per subscription, in chunks),
-plus the protective exits, expiry, the hourly equity points and the reconciler. Everything
-here is safe to run twice: decisions are unique per candle, orders at most once per
-(subscription, intent), equity points unique per hour. Jobs are handed to `enqueue` by name;
-this module knows nothing of Celery.
+dispatch -> decide (once per group and candle, groups in batches) -> execute (per
+subscription, in chunks), plus the protective exits, expiry, the hourly equity points and
+the reconciler. Everything here is safe to run twice: decisions are unique per candle,
+orders at most once per (subscription, intent), equity points unique per hour. Jobs are
+handed to `enqueue` by name; this module knows nothing of Celery.
 
 Nothing that moves money depends on a job being delivered: the reconciler works from the
 database alone, so a job lost between a commit and the broker, or held by a dead worker
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -43,6 +43,14 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, dict[str, Any]], Awaitable[None]]
 EXECUTE_CONCURRENCY = 10
+# Groups per decide task, all decided at once on the task's event loop: their LLM rounds
+# (most of a decision's time) overlap instead of holding a process each. A decision holds at
+# most one database connection at a time and none while its LLMs answer, so a child deciding
+# a batch opens no more connections than one executing a chunk (EXECUTE_CONCURRENCY + 1),
+# well within its pool (20, no overflow) and, over ten children, MariaDB's default
+# max_connections (151). At a close of 100 groups that is ten tasks, one per child of two
+# workers of five: one round of LLMs, not ten.
+DECIDE_BATCH = 10
 RECONCILE_BATCH = 200
 
 
@@ -54,10 +62,39 @@ class Reconciled:
 
 
 @dataclass(frozen=True)
-class Group:
+class DueGroup:
+    """A (bot version, symbol, timeframe) group and the close ("as of") its decision is due
+    for, as a decide job carries it."""
+
     bot_version_id: str
     symbol: str
     timeframe: str
+    as_of: datetime
+
+    def job(self) -> dict[str, str]:
+        return {**vars(self), "as_of": self.as_of.isoformat()}
+
+    @classmethod
+    def from_job(cls, job: Mapping[str, str]) -> DueGroup:
+        return cls(
+            job["bot_version_id"],
+            job["symbol"],
+            job["timeframe"],
+            datetime.fromisoformat(job["as_of"]),
+        )
+
+
+@dataclass
+class Decided:
+    """What a decide batch came to, group by group."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    # Failed for a while (the exchange, a decision another process is making): to be tried
+    # again alone, without the groups decided.
+    retry: dict[DueGroup, TemporaryError] = field(default_factory=dict)
+    # Failed otherwise: logged; the next dispatch sends an undecided group again, and the
+    # reconciler places the orders of a decision whose execute jobs were not sent.
+    failed: dict[DueGroup, Exception] = field(default_factory=dict)
 
 
 def candle_close(timeframe: str, now: datetime) -> datetime:
@@ -85,6 +122,7 @@ class TradingFlows:
         settings: Settings,
         enqueue: Enqueue,
         chunk_size: int = 100,
+        decide_batch: int = DECIDE_BATCH,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._decisions = decisions
@@ -93,36 +131,61 @@ class TradingFlows:
         self._settings = settings
         self._enqueue = enqueue
         self._chunk_size = chunk_size
+        self._decide_batch = decide_batch
 
-    async def dispatch(self, now: datetime) -> list[Group]:
-        """Enqueue one decide per group whose latest closed candle has no decision yet."""
+    async def dispatch(self, now: datetime) -> list[DueGroup]:
+        """Enqueue, in batches of `decide_batch`, the groups whose latest closed candle has no
+        decision yet."""
         async with self._sessionmaker() as session:
-            groups = [Group(*g) for g in await repository.active_groups(session)]
             due = []
-            for group in groups:
-                candle = datetime.fromtimestamp(
-                    last_closed_open_ms(group.timeframe, now) / 1000, UTC
-                )
+            for version_id, symbol, timeframe in await repository.active_groups(session):
+                candle = datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
                 decided = await repository.decision_for(
-                    session, group.bot_version_id, group.symbol, group.timeframe, candle
+                    session, version_id, symbol, timeframe, candle
                 )
                 if decided is None:
-                    due.append(group)
-        for group in due:
-            await self._enqueue(
-                "trading.decide",
-                {**vars(group), "as_of": candle_close(group.timeframe, now).isoformat()},
-            )
+                    due.append(
+                        DueGroup(version_id, symbol, timeframe, candle_close(timeframe, now))
+                    )
+        for start in range(0, len(due), self._decide_batch):
+            batch = due[start : start + self._decide_batch]
+            await self._enqueue("trading.decide", {"groups": [g.job() for g in batch]})
         return due
 
-    async def decide(
-        self, bot_version_id: str, symbol: str, timeframe: str, as_of: datetime
-    ) -> Decision:
-        decision = await self._decisions.decide(bot_version_id, symbol, timeframe, now=as_of)
+    async def decide(self, groups: Sequence[DueGroup]) -> Decided:
+        """Decide the groups concurrently (`decide_batch` at a time), each decision's execute
+        jobs sent as soon as it is made. One group's failure stops none of the others."""
+        bound = asyncio.Semaphore(self._decide_batch)
+
+        async def one(group: DueGroup) -> Decision:
+            async with bound:
+                return await self._decide_one(group)
+
+        outcomes = await asyncio.gather(*(one(g) for g in groups), return_exceptions=True)
+        decided = Decided()
+        for group, outcome in zip(groups, outcomes, strict=True):
+            ids = group.job()
+            if isinstance(outcome, Decision):
+                decided.decisions.append(outcome)
+            elif isinstance(outcome, TemporaryError):
+                extra = {**ids, "error": str(outcome)}
+                log.warning("decision deferred; its group is retried alone", extra=extra)
+                decided.retry[group] = outcome
+            elif isinstance(outcome, Exception):
+                log.error("decision failed", extra=ids, exc_info=outcome)
+                decided.failed[group] = outcome
+            else:
+                raise outcome  # cancelled, or the process is stopping: not one group's failure
+        return decided
+
+    async def _decide_one(self, group: DueGroup) -> Decision:
+        decision = await self._decisions.decide(
+            group.bot_version_id, group.symbol, group.timeframe, now=group.as_of
+        )
         if decision.action != "HOLD":
             async with self._sessionmaker() as session:
                 ids = await repository.active_subscription_ids(
-                    session, bot_version_id, symbol, timeframe
+                    session, group.bot_version_id, group.symbol, group.timeframe
                 )
             for start in range(0, len(ids), self._chunk_size):
                 await self._enqueue(

@@ -70,6 +70,9 @@ async def flows(
             "openai_api_key": Settings(openai_api_key="fake-openai-key").openai_api_key,
             "openai_base_url": f"{llm_fakes.url}/v1",
             "llm_timeout_s": 1.5,
+            # A decision another process holds is waited for a second, not 30: the tests
+            # that hold one get their DecisionInFlight soon.
+            "decision_wait_s": 1.0,
         }
     )
     clients = BinanceClients(
@@ -83,7 +86,14 @@ async def flows(
     queue = Queue()
     yield (
         TradingFlows(
-            runtime.sessionmaker, decisions, executor, clients, settings, queue, chunk_size=2
+            runtime.sessionmaker,
+            decisions,
+            executor,
+            clients,
+            settings,
+            queue,
+            chunk_size=2,
+            decide_batch=2,
         ),
         queue,
     )

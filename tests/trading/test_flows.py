@@ -4,7 +4,9 @@ snapshot. Celery only wraps these (tests/workers run them through a real worker)
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -12,10 +14,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from app.models import Decision, PerformanceLog, Position, Subscription, Trade
+from app.integrations.binance.errors import ExchangeError
+from app.models import Decision, DecisionClaim, PerformanceLog, Position, Subscription, Trade
 from app.performance.service import max_drawdown_pct, sharpe
+from app.trading import repository
+from app.trading.decide import DecisionInFlight
 from app.trading.execution import AttemptInFlight
-from app.trading.flows import TradingFlows
+from app.trading.flows import DueGroup, TradingFlows
 from tests.fakes import RunningFakes
 from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import NOW, Queue, count, decision, make_bot, subscribe, trade_of
@@ -26,12 +31,7 @@ async def run_jobs(flows: TradingFlows, queue: Queue) -> None:
     while queue.jobs:
         name, kwargs = queue.jobs.pop(0)
         if name == "trading.decide":
-            await flows.decide(
-                kwargs["bot_version_id"],
-                kwargs["symbol"],
-                kwargs["timeframe"],
-                datetime.fromisoformat(kwargs["as_of"]),
-            )
+            await flows.decide([DueGroup.from_job(g) for g in kwargs["groups"]])
         else:
             await flows.execute(kwargs["decision_id"], kwargs["subscription_ids"])
 
@@ -50,11 +50,11 @@ async def test_dispatch_decide_execute(
     other = await subscribe(client, marketplace_key, bot, symbol="ETHUSDT")
     groups = await flow.dispatch(NOW)
     assert {g.symbol for g in groups} == {"BTCUSDT", "ETHUSDT"}
-    decides = queue.named("trading.decide")
-    assert {j["as_of"] for j in decides} == {"2026-11-20T12:00:00+00:00"}
-    btc = next(j for j in decides if j["symbol"] == "BTCUSDT")
+    (batch,) = queue.named("trading.decide")
+    assert {g["as_of"] for g in batch["groups"]} == {"2026-11-20T12:00:00+00:00"}
+    btc = next(g for g in batch["groups"] if g["symbol"] == "BTCUSDT")
     queue.jobs.clear()
-    await flow.decide(**{**btc, "as_of": datetime.fromisoformat(btc["as_of"])})
+    await flow.decide([DueGroup.from_job(btc)])
     chunks = queue.named("trading.execute")
     assert sorted(len(c["subscription_ids"]) for c in chunks) == [1, 2]  # chunks of 2
     await run_jobs(flow, queue)
@@ -100,17 +100,19 @@ async def test_two_dispatchers_at_once_make_one_decision_per_key(
     for _ in range(2):
         await subscribe(client, marketplace_key, bot)
     await asyncio.gather(flow.dispatch(NOW), flow.dispatch(NOW))
-    assert len(queue.named("trading.decide")) == 2  # both saw the candle undecided
-    decides = [j for j in queue.jobs if j[0] == "trading.decide"]
+    batches = queue.named("trading.decide")
+    assert len(batches) == 2  # both saw the candle undecided
     queue.jobs.clear()
-    await asyncio.gather(
-        *(
-            flow.decide(
-                k["bot_version_id"], k["symbol"], k["timeframe"], datetime.fromisoformat(k["as_of"])
-            )
-            for _, k in decides
-        )
+    outcomes = await asyncio.gather(
+        *(flow.decide([DueGroup.from_job(g) for g in b["groups"]]) for b in batches)
     )
+    # A decide that met the decision in flight is told to retry it (Celery would), and its
+    # retry finds the decision made.
+    for outcome in outcomes:
+        assert outcome.failed == {}
+        if outcome.retry:
+            assert all(isinstance(e, DecisionInFlight) for e in outcome.retry.values())
+            assert (await flow.decide(list(outcome.retry))).retry == {}
     assert await count(app, Decision) == 1
     jobs = [k for _, k in queue.jobs]
     outcomes = await asyncio.gather(
@@ -124,6 +126,126 @@ async def test_two_dispatchers_at_once_make_one_decision_per_key(
             assert isinstance(outcome, AttemptInFlight)
             await flow.execute(job["decision_id"], job["subscription_ids"])
     assert await count(app, Trade) == 2  # two chunks per decide, yet one order per renter
+
+
+async def subscribe_to(
+    client: httpx.AsyncClient, marketplace_key: str, bot: dict, renters: dict[str, int]
+) -> dict[str, list[str]]:
+    """`renters[symbol]` subscriptions to `bot` on each symbol: one group per symbol."""
+    return {
+        symbol: [await subscribe(client, marketplace_key, bot, symbol=symbol) for _ in range(n)]
+        for symbol, n in renters.items()
+    }
+
+
+def executes_of(queue: Queue, decision_id: str) -> list[list[str]]:
+    return [
+        job["subscription_ids"]
+        for job in queue.named("trading.execute")
+        if job["decision_id"] == decision_id
+    ]
+
+
+async def test_dispatch_batches_the_groups_and_a_batch_decides_all_of_them(
+    client: httpx.AsyncClient,
+    flows,
+    developer_key: str,
+    marketplace_key: str,
+    llm_fakes: RunningFakes,
+) -> None:
+    flow, queue = flows  # batches of 2 groups, chunks of 2 renters
+    bot = await make_bot(client, developer_key)
+    subs = await subscribe_to(
+        client, marketplace_key, bot, {"BTCUSDT": 3, "ETHUSDT": 1, "BNBUSDT": 1}
+    )
+    await flow.dispatch(NOW)
+    batches = queue.named("trading.decide")
+    assert sorted(len(b["groups"]) for b in batches) == [1, 2]
+    assert sorted(g["symbol"] for b in batches for g in b["groups"]) == sorted(subs)
+    queue.jobs.clear()
+    (pair,) = [
+        [DueGroup.from_job(g) for g in b["groups"]] for b in batches if len(b["groups"]) == 2
+    ]
+    decided = await flow.decide(pair)
+    assert decided.retry == {} and decided.failed == {}
+    assert sorted(d.symbol for d in decided.decisions) == sorted(g.symbol for g in pair)
+    for made in decided.decisions:
+        chunks = executes_of(queue, made.id)
+        assert all(len(chunk) <= 2 for chunk in chunks)
+        assert sorted(s for chunk in chunks for s in chunk) == sorted(subs[made.symbol])
+    assert llm_fakes.openai.requests == 2  # one round per group of the batch, none for the other
+
+
+async def hold_claim(app: FastAPI, group: DueGroup) -> None:
+    """Another process has claimed the group's decision and is making it."""
+    async with app.state.runtime.sessionmaker() as session:
+        await repository.add_claim(
+            session,
+            group.bot_version_id,
+            group.symbol,
+            group.timeframe,
+            group.as_of - timedelta(hours=1),  # the 1h candle that closed at as_of
+            datetime.now(UTC) + timedelta(minutes=5),
+        )
+        await session.commit()
+
+
+async def test_a_group_failing_for_a_while_is_retried_alone(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flows,
+    developer_key: str,
+    marketplace_key: str,
+    llm_fakes: RunningFakes,
+) -> None:
+    flow, queue = flows
+    bot = await make_bot(client, developer_key)
+    subs = await subscribe_to(client, marketplace_key, bot, {"BTCUSDT": 1, "ETHUSDT": 1})
+    await flow.dispatch(NOW)
+    (batch,) = queue.named("trading.decide")
+    groups = [DueGroup.from_job(g) for g in batch["groups"]]
+    held = next(g for g in groups if g.symbol == "ETHUSDT")
+    await hold_claim(app, held)
+    queue.jobs.clear()
+    first = await flow.decide(groups)
+    assert list(first.retry) == [held] and isinstance(first.retry[held], DecisionInFlight)
+    assert [d.symbol for d in first.decisions] == ["BTCUSDT"]
+    assert executes_of(queue, first.decisions[0].id) == [subs["BTCUSDT"]]
+    async with app.state.runtime.sessionmaker() as session:  # its owner died mid-round
+        await session.execute(
+            update(DecisionClaim).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+    retried = await flow.decide(list(first.retry))
+    assert [d.symbol for d in retried.decisions] == ["ETHUSDT"] and retried.retry == {}
+    # Each decision's renters sent for execution once, and BTC's decision not made again.
+    assert sorted(job["subscription_ids"] for job in queue.named("trading.execute")) == sorted(
+        subs.values()
+    )
+    assert llm_fakes.openai.requests == 2
+    assert await count(app, Decision) == 2
+
+
+async def test_a_group_failing_for_good_is_logged_and_holds_up_none_of_its_batch(
+    client: httpx.AsyncClient,
+    flows,
+    developer_key: str,
+    marketplace_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flow, queue = flows
+    bot = await make_bot(client, developer_key)
+    sub = await subscribe(client, marketplace_key, bot)
+    (group,) = await flow.dispatch(NOW)
+    delisted = replace(group, symbol="NOPEUSDT")  # a symbol the exchange does not know
+    queue.jobs.clear()
+    decided = await flow.decide([delisted, group])
+    assert list(decided.failed) == [delisted] and decided.retry == {}
+    assert isinstance(decided.failed[delisted], ExchangeError)
+    assert [d.symbol for d in decided.decisions] == ["BTCUSDT"]
+    assert executes_of(queue, decided.decisions[0].id) == [[sub]]
+    (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert (logged.getMessage(), logged.symbol) == ("decision failed", "NOPEUSDT")
 
 
 @pytest.mark.parametrize(

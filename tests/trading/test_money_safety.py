@@ -23,7 +23,7 @@ from app.integrations.binance.governor import InProcessGovernor
 from app.models import AuditLog, Decision, Position, Subscription, Trade
 from app.trading.execution import Executor, OrderIntent, client_order_id
 from app.trading.fills import Side, buy_quantity, paper_fill
-from app.trading.flows import TradingFlows
+from app.trading.flows import DueGroup, TradingFlows
 from app.trading.market_data import last_closed_open_ms
 from tests.helpers import Clock
 from tests.integrations.binance.test_filters import rules_for
@@ -267,8 +267,9 @@ async def test_orders_of_a_decision_whose_execute_jobs_were_lost_are_placed(
     async with app.state.runtime.sessionmaker() as session:
         version_id = (await session.get(Subscription, subs[0])).bot_version_id
     queue.broken = True  # the broker is down right after the decision commits
-    with pytest.raises(ConnectionError):
-        await flow.decide(version_id, "BTCUSDT", "1h", clock.now)
+    group = DueGroup(version_id, "BTCUSDT", "1h", clock.now)
+    failed = (await flow.decide([group])).failed
+    assert isinstance(failed[group], ConnectionError)
     assert await rows(app, Trade) == []
     # Its execute jobs may still be on their way for a lease; after that, they are lost.
     (made,) = await rows(app, Decision)

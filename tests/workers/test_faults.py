@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.models import Decision, Position, Subscription, Trade
-from app.trading.flows import send_deadline
+from app.trading.flows import DueGroup, send_deadline
 from tests.fakes import RunningFakes
 from tests.fault_proxy import FaultProxy, serve_fault_proxy
 from tests.sandbox_server import SandboxServer
@@ -261,15 +261,10 @@ async def test_two_workers_without_redis_and_slow_llms_ask_each_voter_once_per_c
             version_id = (await session.get(Subscription, renters[0][0])).bot_version_id
         with stack.worker("first", concurrency=1), stack.worker("second", concurrency=1):
             # Two copies of the same round, one for each process (and the API's dispatches).
-            as_of = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
+            as_of = datetime.now(UTC).replace(second=0, microsecond=0)
+            group = DueGroup(version_id, "BTCUSDT", "1m", as_of)
             for _ in range(2):
-                stack.send(
-                    "trading.decide",
-                    bot_version_id=version_id,
-                    symbol="BTCUSDT",
-                    timeframe="1m",
-                    as_of=as_of,
-                )
+                stack.send("trading.decide", groups=[group.job()])
 
             async def traded() -> bool:
                 return len(await all_trades(application)) == len(renters)

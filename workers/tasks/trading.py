@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from celery import Task
+from celery.utils.time import get_exponential_backoff_interval
+
 from app.integrations.binance.errors import TemporaryError
+from app.trading.flows import DueGroup
 from workers.celery_app import celery_app
 from workers.runtime import runtime
 
@@ -28,13 +32,25 @@ def dispatch() -> int:
     return len(runtime().run(runtime().flows.dispatch(_now())))
 
 
-@celery_app.task(name="trading.decide", **RETRYING)
-def decide(bot_version_id: str, symbol: str, timeframe: str, as_of: str) -> str:
+@celery_app.task(name="trading.decide", bind=True, **RETRYING)
+def decide(self: Task, groups: list[dict[str, str]]) -> int:
     flows = runtime().flows
-    decision = runtime().run(
-        flows.decide(bot_version_id, symbol, timeframe, datetime.fromisoformat(as_of))
-    )
-    return decision.id
+    decided = runtime().run(flows.decide([DueGroup.from_job(g) for g in groups]))
+    if decided.retry:
+        # Only the groups that failed for a while go again, with RETRYING's backoff and tries:
+        # the others are decided and their orders sent. (An error before any group was tried
+        # is RETRYING's autoretry of the whole batch.)
+        raise self.retry(
+            kwargs={"groups": [g.job() for g in decided.retry]},
+            exc=next(iter(decided.retry.values())),
+            countdown=get_exponential_backoff_interval(
+                factor=1,
+                retries=self.request.retries,
+                maximum=RETRYING["retry_backoff_max"],
+                full_jitter=True,
+            ),
+        )
+    return len(decided.decisions)
 
 
 @celery_app.task(name="trading.execute", **RETRYING)
