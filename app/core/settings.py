@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     # Our share of Binance's 6000 weight per minute per IP, leaving headroom for anything
     # else on the same address.
     binance_weight_per_minute: int = Field(default=5000, ge=1, le=6000)
-    binance_rules_ttl_s: float = 300.0
+    # Exchange rules are kept this long, in Redis with a millisecond expiry: under a second
+    # is no cache at all, and 0 an expiry Redis refuses.
+    binance_rules_ttl_s: float = Field(default=300.0, ge=1)
     # A renter's client holds their plaintext key: a worker closes it after this long unused.
     binance_client_idle_s: float = Field(default=300.0, gt=0)
     # Paper trading: the price moves against each simulated market order by this fraction,

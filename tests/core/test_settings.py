@@ -36,6 +36,13 @@ def test_an_idempotency_lease_shorter_than_the_wait_is_refused() -> None:
     assert Settings().idempotency_lease_s == 60
 
 
+def test_a_rules_cache_under_a_second_is_refused() -> None:
+    # Kept in Redis with a millisecond expiry, which must be positive.
+    with pytest.raises(ValidationError, match="binance_rules_ttl_s"):
+        Settings(binance_rules_ttl_s=0)
+    assert Settings(binance_rules_ttl_s=1).binance_rules_ttl_s == 1
+
+
 PRODUCTION = {
     "environment": "production",
     "database_url": "mysql+asyncmy://botmarket:pw@db:3306/botmarket",
