@@ -8,11 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.assertions import check_principal_assertion
 from app.api_keys.authenticator import Caller, Scope
-from app.audit import WRITE_METHODS
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
 from app.core.principals import InvalidPrincipal, validate_renter_principal
@@ -38,12 +37,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's transaction, for a write (a read takes ReadSessionsDep)."""
     runtime: Runtime = request.app.state.runtime
-    if request.method not in WRITE_METHODS:
-        # A read needs no transaction: no BEGIN, COMMIT or ROLLBACK (app/core/reads.py).
-        async with runtime.read_sessionmaker() as session:
-            yield session
-        return
     # The request owns the transaction; "function" scope commits before the response is sent,
     # so a stored idempotent response never describes an uncommitted change.
     async with session_scope(runtime.sessionmaker) as session:
@@ -51,6 +46,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+ReadSessions = async_sessionmaker[AsyncSession]
+
+
+async def read_sessions(request: Request) -> ReadSessions:
+    """Sessions for a read: no BEGIN, COMMIT or ROLLBACK (app/core/reads.py). The route opens
+    and closes its session itself, `async with sessions() as session`, rather than taking one
+    from a dependency that yields: that costs FastAPI an exit stack and a shielded exit on
+    every request, a tenth of a read's CPU in the profile (bench/gateway_cpu.py)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime.read_sessionmaker
+
+
+ReadSessionsDep = Annotated[ReadSessions, Depends(read_sessions)]
 
 
 async def _caller(request: Request, api_key: str | None) -> Caller:
@@ -121,31 +130,31 @@ async def _checked_principal(request: Request, caller: Caller, principal: str | 
 
 
 # The renter dependencies authenticate the key themselves rather than through CallerDep, and
-# the read one opens its session itself: FastAPI's dependency solving costs per dependency on
-# every request, and it showed in the profile of the read path. A route therefore takes either
-# CallerDep or a renter dependency, never both (the key would count twice).
+# the read one hands over the read sessions itself: FastAPI's dependency solving costs per
+# dependency on every request, and it showed in the profile of the read path. A route
+# therefore takes either CallerDep or a renter dependency, never both (the key would count
+# twice).
 
 
 @dataclass(frozen=True)
 class RenterRead:
     """A renter's read: the checked principal its queries are scoped by (no lookup of the
-    renter's row first), and a session without a transaction."""
+    renter's row first), and the read sessions (ReadSessionsDep) to run them on."""
 
     principal: str
-    session: AsyncSession
+    sessions: ReadSessions
 
 
 async def renter_read(
     request: Request,
     api_key: ApiKey,
     principal: PrincipalHeader = None,
-) -> AsyncIterator[RenterRead]:
+) -> RenterRead:
     checked = await _checked_principal(request, await _caller(request, api_key), principal)
-    async with request.app.state.runtime.read_sessionmaker() as session:
-        yield RenterRead(checked, session)
+    return RenterRead(checked, await read_sessions(request))
 
 
-RenterReadDep = Annotated[RenterRead, Depends(renter_read, scope="function")]
+RenterReadDep = Annotated[RenterRead, Depends(renter_read)]
 
 
 async def current_renter(

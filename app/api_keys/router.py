@@ -14,7 +14,7 @@ from app.api_keys.schemas import (
 )
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
-from app.deps import AdminDep, RuntimeDep, SessionDep
+from app.deps import AdminDep, ReadSessionsDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"], responses=error_responses(403))
 
@@ -37,10 +37,11 @@ async def create_api_key(
 
 
 @router.get("", response_model=Page[ApiKeyOut])
-async def list_api_keys(_: AdminDep, session: SessionDep, page: PageDep) -> Page[ApiKeyOut]:
-    rows = await repository.page(session, page.after_id, page.limit + 1)
-    shown = rows[: page.limit]
-    keys = await repository.assertion_keys(session, [r.id for r in shown])
+async def list_api_keys(_: AdminDep, sessions: ReadSessionsDep, page: PageDep) -> Page[ApiKeyOut]:
+    async with sessions() as session:
+        rows = await repository.page(session, page.after_id, page.limit + 1)
+        shown = rows[: page.limit]
+        keys = await repository.assertion_keys(session, [r.id for r in shown])
     return Page(
         items=[ApiKeyOut.of(r, keys.get(r.id, [])) for r in shown],
         next_cursor=next_cursor(rows, page.limit),

@@ -18,7 +18,7 @@ from app.backtests.repository import Owner
 from app.backtests.schemas import BacktestCreate, BacktestOut
 from app.core.db import utcnow
 from app.core.errors import error_responses
-from app.deps import CallerDep, RuntimeDep, SessionDep, renter_of
+from app.deps import CallerDep, ReadSessionsDep, RuntimeDep, SessionDep, renter_of
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"])
 
@@ -78,8 +78,10 @@ async def create_backtest(
 
 
 @router.get("/backtests/{backtest_id}", response_model=BacktestOut, responses=error_responses(404))
-async def get_backtest(backtest_id: str, who: StarterDep, session: SessionDep) -> BacktestOut:
-    return service.to_out(await service.get_owned(session, who.owner, backtest_id))
+async def get_backtest(backtest_id: str, who: StarterDep, sessions: ReadSessionsDep) -> BacktestOut:
+    async with sessions() as session:
+        backtest = await service.get_owned(session, who.owner, backtest_id)
+    return service.to_out(backtest)
 
 
 @router.delete(

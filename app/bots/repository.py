@@ -3,9 +3,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.reads import column_dicts
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
 
@@ -53,10 +54,9 @@ _SUMMARIES = (
 
 async def page_of_summaries(
     session: AsyncSession, after_id: str | None, limit: int
-) -> Sequence[Row[*tuple[Any, ...]]]:
+) -> list[dict[str, Any]]:
     """Each bot with its current version's id and number, as BotSummaryOut's fields."""
-    params = {"after_id": after_id or "", "limit": limit}
-    return (await session.execute(_SUMMARIES, params)).all()
+    return await column_dicts(session, _SUMMARIES, {"after_id": after_id or "", "limit": limit})
 
 
 async def active_registrations(

@@ -14,7 +14,7 @@ from app.bots.schemas import (
 )
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
-from app.deps import CallerDep, DeveloperDep, RuntimeDep, SessionDep
+from app.deps import CallerDep, DeveloperDep, ReadSessionsDep, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["bots"])
 
@@ -33,19 +33,18 @@ async def create_bot(
 
 
 @router.get("/bots", response_model=Page[BotSummaryOut])
-async def list_bots(_: CallerDep, session: SessionDep, page: PageDep) -> Page[BotSummaryOut]:
-    rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
-    return Page(
-        items=[
-            BotSummaryOut.model_validate(row, from_attributes=True) for row in rows[: page.limit]
-        ],
-        next_cursor=next_cursor(rows, page.limit),
-    )
+async def list_bots(_: CallerDep, sessions: ReadSessionsDep, page: PageDep) -> Page[BotSummaryOut]:
+    async with sessions() as session:
+        rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
+    bots = [BotSummaryOut.model_validate(row) for row in rows]
+    return Page(items=bots[: page.limit], next_cursor=next_cursor(bots, page.limit))
 
 
 @router.get("/bots/{bot_id}", response_model=BotOut, responses=error_responses(404))
-async def get_bot(bot_id: str, _: CallerDep, session: SessionDep) -> BotOut:
-    return service.to_out(*await service.get_bot(session, bot_id))
+async def get_bot(bot_id: str, _: CallerDep, sessions: ReadSessionsDep) -> BotOut:
+    async with sessions() as session:
+        bot, version = await service.get_bot(session, bot_id)
+    return service.to_out(bot, version)
 
 
 @router.patch("/bots/{bot_id}", response_model=BotOut, responses=error_responses(403, 404))
@@ -82,9 +81,10 @@ async def register_bot(
 
 @router.get("/registrations", response_model=Page[RegistrationOut], tags=["registrations"])
 async def list_registrations(
-    _: CallerDep, session: SessionDep, page: PageDep
+    _: CallerDep, sessions: ReadSessionsDep, page: PageDep
 ) -> Page[RegistrationOut]:
-    rows = await repository.active_registrations(session, page.after_id, page.limit + 1)
+    async with sessions() as session:
+        rows = await repository.active_registrations(session, page.after_id, page.limit + 1)
     return Page(
         items=[RegistrationOut.model_validate(r) for r in rows[: page.limit]],
         next_cursor=next_cursor(rows, page.limit),

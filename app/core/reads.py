@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Executable, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -32,6 +32,17 @@ def _retry_on_dead_connection(state: ORMExecuteState) -> Any:
         # Gives the dead connection back; the next statement checks out a live one.
         state.session.rollback()
         return state.invoke_statement()
+
+
+async def column_dicts(
+    session: AsyncSession, statement: Executable, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The statement's rows as dicts of their columns, for a response model to validate:
+    pydantic validates a dict in a third of the time it takes over a Row's attributes
+    (`from_attributes`), which was a quarter of a catalogue page's CPU."""
+    result = await session.execute(statement, params)
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,7 @@ from app import audit
 from app.core.errors import error_responses
 from app.credentials import repository, service
 from app.credentials.schemas import CredentialOut, CredentialPut, Exchange
-from app.deps import RenterDep, RuntimeDep, SessionDep
+from app.deps import ReadSessionsDep, RenterDep, RuntimeDep, SessionDep
 
 router = APIRouter(
     prefix="/api/v1/credentials", tags=["credentials"], responses=error_responses(403)
@@ -40,8 +40,10 @@ async def put_credentials(
 
 
 @router.get("", response_model=list[CredentialOut])
-async def list_credentials(renter: RenterDep, session: SessionDep) -> list[CredentialOut]:
-    return [CredentialOut.model_validate(r) for r in await repository.of_user(session, renter.id)]
+async def list_credentials(renter: RenterDep, sessions: ReadSessionsDep) -> list[CredentialOut]:
+    async with sessions() as session:
+        rows = await repository.of_user(session, renter.id)
+    return [CredentialOut.model_validate(r) for r in rows]
 
 
 @router.delete(

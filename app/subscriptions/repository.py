@@ -3,9 +3,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.reads import column_dicts
 from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
 from app.subscriptions.schemas import SubscriptionOut
 
@@ -37,9 +38,9 @@ async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subsc
 
 async def page_of_principal(
     session: AsyncSession, principal: str, after_id: str | None, limit: int
-) -> Sequence[Row[*tuple[Any, ...]]]:
+) -> list[dict[str, Any]]:
     params = {"principal": principal, "after_id": after_id or "", "limit": limit}
-    return (await session.execute(_PAGE, params)).all()
+    return await column_dicts(session, _PAGE, params)
 
 
 async def trades_page(

@@ -42,20 +42,21 @@ async def create_subscription(
 
 @router.get("", response_model=Page[SubscriptionOut])
 async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[SubscriptionOut]:
-    rows = await repository.page_of_principal(
-        read.session, read.principal, page.after_id, page.limit + 1
-    )
+    async with read.sessions() as session:
+        rows = await repository.page_of_principal(
+            session, read.principal, page.after_id, page.limit + 1
+        )
+    subscriptions = [SubscriptionOut.model_validate(row) for row in rows]
     return Page(
-        items=[SubscriptionOut.model_validate(r) for r in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit),
+        items=subscriptions[: page.limit], next_cursor=next_cursor(subscriptions, page.limit)
     )
 
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
-    return SubscriptionOut.model_validate(
-        await service.get_owned(read.session, read.principal, sub_id)
-    )
+    async with read.sessions() as session:
+        sub = await service.get_owned(session, read.principal, sub_id)
+    return SubscriptionOut.model_validate(sub)
 
 
 @router.patch("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
@@ -73,8 +74,9 @@ async def update_subscription(
 
 @router.get("/{sub_id}/trades", response_model=Page[TradeOut], responses=error_responses(404))
 async def list_trades(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[TradeOut]:
-    sub = await service.get_owned(read.session, read.principal, sub_id)
-    rows = await repository.trades_page(read.session, sub.id, page.after_id, page.limit + 1)
+    async with read.sessions() as session:
+        sub = await service.get_owned(session, read.principal, sub_id)
+        rows = await repository.trades_page(session, sub.id, page.after_id, page.limit + 1)
     return Page(
         items=[TradeOut.model_validate(r) for r in rows[: page.limit]],
         next_cursor=next_cursor(rows, page.limit),
@@ -83,11 +85,13 @@ async def list_trades(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[T
 
 @router.get("/{sub_id}/decisions", response_model=Page[DecisionOut], responses=error_responses(404))
 async def list_decisions(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[DecisionOut]:
-    sub = await service.get_owned(read.session, read.principal, sub_id)
-    rows = await repository.decisions_page(read.session, sub, page.after_id, page.limit + 1)
-    shown = rows[: page.limit]
+    async with read.sessions() as session:
+        sub = await service.get_owned(session, read.principal, sub_id)
+        rows = await repository.decisions_page(session, sub, page.after_id, page.limit + 1)
+        shown = rows[: page.limit]
+        voted = await repository.votes_of(session, [d.id for d in shown])
     votes: dict[str, list[VoteOut]] = defaultdict(list)
-    for vote in await repository.votes_of(read.session, [d.id for d in shown]):
+    for vote in voted:
         votes[vote.decision_id].append(VoteOut.model_validate(vote))
     items = [
         DecisionOut(
@@ -111,5 +115,6 @@ async def list_decisions(sub_id: str, read: RenterReadDep, page: PageDep) -> Pag
 
 @router.get("/{sub_id}/performance", response_model=PerformanceOut, responses=error_responses(404))
 async def get_performance(sub_id: str, read: RenterReadDep, runtime: RuntimeDep) -> PerformanceOut:
-    sub = await service.get_owned(read.session, read.principal, sub_id)
-    return await performance(read.session, sub, runtime.settings)
+    async with read.sessions() as session:
+        sub = await service.get_owned(session, read.principal, sub_id)
+        return await performance(session, sub, runtime.settings)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.core.errors import error_responses
-from app.deps import CallerDep, RuntimeDep, SessionDep
+from app.deps import CallerDep, ReadSessionsDep, RuntimeDep
 from app.track_records import service
 from app.track_records.schemas import TrackRecordOut
 
@@ -14,10 +14,11 @@ router = APIRouter(prefix="/api/v1", tags=["track records"])
     "/bots/{bot_id}/track-record", response_model=TrackRecordOut, responses=error_responses(404)
 )
 async def get_track_record(
-    bot_id: str, _: CallerDep, session: SessionDep, runtime: RuntimeDep
+    bot_id: str, _: CallerDep, sessions: ReadSessionsDep, runtime: RuntimeDep
 ) -> TrackRecordOut:
     """What the bot's renters achieved per execution mode, its decisions, its LLM spend and
     the latest backtest of each version by its developer or an admin. Public to every key;
     aggregates only, a mode with fewer than 3 renters is suppressed, and no renter's backtest
     is shown."""
-    return await service.track_record(session, bot_id, runtime.settings)
+    async with sessions() as session:
+        return await service.track_record(session, bot_id, runtime.settings)

@@ -32,26 +32,30 @@ async def _server_view(engine: AsyncEngine) -> tuple[int, dict[str, int]]:
         return int(connection_id), {name: int(value) for name, value in rows}
 
 
-async def test_a_renter_get_is_one_statement_without_a_transaction(
+@pytest.mark.parametrize("route", ["renter's subscription", "catalogue page"])
+async def test_a_get_is_one_statement_without_a_transaction(
     app: FastAPI,
     client: httpx.AsyncClient,
     settings: Settings,
     developer_key: str,
     marketplace_key: str,
+    route: str,
 ) -> None:
     _require_mariadb(settings)
     principal = new_principal()
     bot = await create_bot(client, developer_key)
     sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
-    url = f"/api/v1/subscriptions/{sub['id']}"
-    renter = headers(marketplace_key, principal)
-    assert (await client.get(url, headers=renter)).json() == sub  # warms the key cache
+    if route == "catalogue page":
+        url, sent = "/api/v1/bots?limit=50", headers(marketplace_key)
+    else:
+        url, sent = f"/api/v1/subscriptions/{sub['id']}", headers(marketplace_key, principal)
+    expected = (await client.get(url, headers=sent)).json()  # also warms the key cache
     engine = app.state.runtime.read_engine
     first_id, before = await _server_view(engine)
     # What looking costs by itself, so that only the GETs are left in the difference.
     same_id, looked = await _server_view(engine)
     for _ in range(5):
-        assert (await client.get(url, headers=renter)).json() == sub
+        assert (await client.get(url, headers=sent)).json() == expected
     after_id, after = await _server_view(engine)
     assert first_id == same_id == after_id, "the GETs ran on another pooled connection"
     costs = {name: after[name] - 2 * looked[name] + before[name] for name in _COUNTERS}
