@@ -16,12 +16,12 @@ until every subscription has its trade.
 Reported per size: time to the last decision and to the last trade, LLM and klines
 requests, the exchange request weight the tick used (the sandbox's own count) against the
 governor's budget, orders, trades, duplicates, per-order latency (the attempt's start, its
-trade's created_at, -> its last update, the fill; a chunk's paper orders start together and
-are filled in one transaction) p50/p99, and each worker process's peak RSS
+trade's created_at, -> its last update, the fill; a batch of PAPER_BATCH paper orders start
+together and are filled in one transaction) p50/p99, and each worker process's peak RSS
 (VmHWM). The last line printed is one JSON object with every figure, also written to
 bench/results/tick.json.
 
-Usage: python bench/tick.py [--sizes 100,1000,10000] [--workers 2] [--concurrency 5]
+Usage: python bench/tick.py [--sizes 100,1000,10000] [--workers 2] [--concurrency 2]
                             [--deciders 0]
 Needs MariaDB (root@127.0.0.1:3306) and Redis (127.0.0.1:6379) running.
 """
@@ -561,9 +561,12 @@ def main() -> None:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=5,
-        # Each child holds up to EXECUTE_CONCURRENCY + 1 database connections: 2 x 5 x 11
-        # stays under MariaDB's default max_connections (151); 2 x 8 did not.
+        default=2,
+        # Two children per core: a decide batch already overlaps its LLM waits on one event
+        # loop, and more children only queue for the two cores (2 x 5 put the order p99 at
+        # ~0.6 s, and the last trade later; docs/performance.md). Each child holds up to
+        # EXECUTE_CONCURRENCY + 1 database connections: 2 x 5 x 11 stays under MariaDB's
+        # default max_connections (151); 2 x 8 did not.
         help="prefork children per worker",
     )
     parser.add_argument(

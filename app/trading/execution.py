@@ -13,10 +13,10 @@ order the taker does not find can no longer appear.
 
 An order for a decision is sent only while the decision is fresh (`send_before`); a stale
 one is recorded as refused, never sent. Paper orders never leave the process, so they need
-no fence: attempt, check, size, fill and position change are one transaction, for a whole
-chunk of renters at once; only an attempt that exists already goes the fenced way. A
-subscription's sells serialise: each is sized on what is held minus what its sells in flight
-have asked for.
+no fence: attempt, check, size, fill and position change are one transaction, for a batch
+of renters at once (flows.PAPER_BATCH); only an attempt that exists already goes the fenced
+way. A subscription's sells serialise: each is sized on what is held minus what its sells in
+flight have asked for.
 """
 
 from __future__ import annotations

@@ -94,6 +94,7 @@ async def flows(
             queue,
             chunk_size=2,
             decide_batch=2,
+            paper_batch=2,
         ),
         queue,
     )

@@ -158,9 +158,10 @@ async def test_a_chunk_meeting_an_abandoned_attempt_fills_every_renter_once(
     developer_key: str,
     marketplace_key: str,
 ) -> None:
-    # A chunk's paper orders are one transaction; one renter's attempt left pending by a
-    # crashed worker makes it fail, and each renter is then done on its own: that attempt
-    # is taken over once its lease is over, the others are filled, nobody twice.
+    # A chunk's paper orders are filled a batch (here 2) to a transaction; one renter's
+    # attempt left pending by a crashed worker makes its batch fail, and each renter of that
+    # batch is then done on its own: that attempt is taken over once its lease is over, the
+    # others (of its batch and of the next) are filled, nobody twice.
     flow, _ = flows
     bot = await make_bot(client, developer_key)
     subs = [await subscribe(client, marketplace_key, bot) for _ in range(3)]
