@@ -48,8 +48,8 @@ EXECUTE_CONCURRENCY = 10
 # most one database connection at a time and none while its LLMs answer, so a child deciding
 # a batch opens no more connections than one executing a chunk (EXECUTE_CONCURRENCY + 1),
 # well within its pool (20, no overflow) and, over ten children, MariaDB's default
-# max_connections (151). At a close of 100 groups that is ten tasks, one per child of two
-# workers of five: one round of LLMs, not ten.
+# max_connections (151). At a close of 100 groups that is ten tasks: on the four children of
+# bench/tick.py, three turns of LLM rounds, where a task per group took 25.
 DECIDE_BATCH = 10
 # Paper orders filled in one transaction. Each order's attempt lives as long as its batch's
 # transaction, which holds the batch's positions locked: at a whole chunk (up to 100) that
