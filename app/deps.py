@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +18,8 @@ from app.core.principals import InvalidPrincipal, validate_renter_principal
 from app.runtime import Runtime
 from app.users import repository as users
 from app.users.renter import Renter
+
+PRINCIPAL_HEADER = "X-Principal-ID"
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -96,17 +98,6 @@ AdminDep = Annotated[Caller, Depends(require_scope(Scope.admin))]
 DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
 
 
-ApiKey = Annotated[str | None, Security(api_key_header)]
-PrincipalHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Principal-ID",
-        description="The renter's textual ICP principal; only a marketplace key may send it.",
-        examples=["ryjl3-tyaaa-aaaaa-aaaba-cai"],
-    ),
-]
-
-
 async def _checked_principal(request: Request, caller: Caller, principal: str | None) -> str:
     """The principal a marketplace key acts for, once the principal and the assertion (when
     the key needs one) are checked."""
@@ -129,11 +120,20 @@ async def _checked_principal(request: Request, caller: Caller, principal: str | 
     return principal
 
 
-# The renter dependencies authenticate the key themselves rather than through CallerDep, and
-# the read one hands over the read sessions itself: FastAPI's dependency solving costs per
-# dependency on every request, and it showed in the profile of the read path. A route
-# therefore takes either CallerDep or a renter dependency, never both (the key would count
-# twice).
+# The renter dependencies authenticate the key themselves rather than through CallerDep, read
+# the key and the principal from the raw headers rather than declaring them as parameters,
+# and the read one hands over the read sessions itself: FastAPI's dependency solving costs per
+# dependency and per declared parameter on every request, and it showed in the profile of the
+# read path (bench/gateway_cpu.py). app/openapi.py documents both headers on every renter path.
+# A route therefore takes either CallerDep or a renter dependency, never both (the key would
+# count twice).
+
+
+async def _renter_call(request: Request) -> tuple[Caller, str | None]:
+    """The authenticated caller of a renter route, and the principal it names (if any)."""
+    headers = request.headers
+    caller = await _caller(request, headers.get(api_key_header.model.name))
+    return caller, headers.get(PRINCIPAL_HEADER)
 
 
 @dataclass(frozen=True)
@@ -145,25 +145,17 @@ class RenterRead:
     sessions: ReadSessions
 
 
-async def renter_read(
-    request: Request,
-    api_key: ApiKey,
-    principal: PrincipalHeader = None,
-) -> RenterRead:
-    checked = await _checked_principal(request, await _caller(request, api_key), principal)
+async def renter_read(request: Request) -> RenterRead:
+    checked = await _checked_principal(request, *await _renter_call(request))
     return RenterRead(checked, await read_sessions(request))
 
 
 RenterReadDep = Annotated[RenterRead, Depends(renter_read)]
 
 
-async def current_renter(
-    request: Request,
-    api_key: ApiKey,
-    principal: PrincipalHeader = None,
-) -> Renter:
+async def current_renter(request: Request) -> Renter:
     """The renter with its user row, made on first use: what writes and their audit need."""
-    return await renter_of(request, await _caller(request, api_key), principal)
+    return await renter_of(request, *await _renter_call(request))
 
 
 async def renter_of(request: Request, caller: Caller, principal: str | None) -> Renter:

@@ -2,13 +2,14 @@
 
 FastAPI documents what a route's signature shows. What the middleware and the shared
 dependencies do to every call is added here, in one place, so that no route can forget it:
-the `Idempotency-Key` header on writes, `X-Request-ID` both ways, `X-Principal-ID` required on
-renter endpoints (the dependency reads it itself, to answer a non-marketplace key 403 before
-asking for it), the error responses every `/api/v1` call can get, all in the contract's
-`{"error": {...}}` shape instead of FastAPI's `HTTPValidationError`, and examples for list
-bodies composed from their items' examples. A route declares only the errors that depend on
-it: `responses=error_responses(403, 404)` (app.core.errors). A 405 names in `Allow` the methods
-the document gives its path.
+the `Idempotency-Key` header on writes, `X-Request-ID` both ways, `X-API-Key` and a required
+`X-Principal-ID` on renter endpoints (their dependencies read both from the raw request: a
+declared parameter costs FastAPI parsing on every request, and a non-marketplace key must get
+its 403 before it is asked for a principal), the error responses every `/api/v1` call can
+get, all in the contract's `{"error": {...}}` shape instead of FastAPI's `HTTPValidationError`,
+and examples for list bodies composed from their items' examples. A route declares only the
+errors that depend on it: `responses=error_responses(403, 404)` (app.core.errors). A 405 names
+in `Allow` the methods the document gives its path.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from swagger_ui_bundle import swagger_ui_path
 from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER
 from app.audit import WRITE_METHODS
 from app.core.errors import ErrorBody, error_responses, http_error
+from app.deps import PRINCIPAL_HEADER, api_key_header
 from app.idempotency.middleware import VALID_IDEMPOTENCY_KEY
 
 API_PREFIX = "/api/v1/"
@@ -67,25 +69,33 @@ _IDEMPOTENCY_KEY = {
 }
 
 
-def _optional_header(name: str, description: str) -> dict[str, Any]:
+def _header(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
     return {
         "name": name,
         "in": "header",
-        "required": False,
+        "required": required,
         "schema": {"description": description, "title": name, "type": "string"},
         "description": description,
     }
 
 
+_PRINCIPAL = _header(
+    PRINCIPAL_HEADER,
+    "The renter's textual ICP principal; only a marketplace key may send it.",
+    required=True,
+)
+_PRINCIPAL["schema"]["examples"] = ["ryjl3-tyaaa-aaaaa-aaaba-cai"]
+
+
 # Read by check_principal_assertion from the raw request, on every operation that takes
 # X-Principal-ID; not declared as parameters, which FastAPI would parse on every request.
 _ASSERTION_HEADERS = [
-    _optional_header(
+    _header(
         ASSERTION_HEADER,
         "base64url of the canister's signed statement that it acts for X-Principal-ID; needed "
         "when the marketplace key has assertion keys (docs/principal-assertions.md).",
     ),
-    _optional_header(SIGNATURE_HEADER, "base64url signature of the assertion."),
+    _header(SIGNATURE_HEADER, "base64url signature of the assertion."),
 ]
 
 
@@ -173,15 +183,20 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
     for schema in schemas.values():
         for example in schema.get("examples", []):
             _restore_nulls(example, schema, schemas)
+    security_schemes = document["components"].setdefault("securitySchemes", {})
+    security_schemes[api_key_header.scheme_name] = api_key_header.model.model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             parameters = operation.setdefault("parameters", [])
-            if any(p["name"] == "X-Principal-ID" for p in parameters):
+            if path.startswith(RENTER_PATHS):
+                parameters.append(deepcopy(_PRINCIPAL))
+                operation["security"] = [{api_key_header.scheme_name: []}]
+            if any(p["name"] == PRINCIPAL_HEADER for p in parameters):
                 parameters += deepcopy(_ASSERTION_HEADERS)
             for parameter in parameters:
                 parameter["schema"] = _never_null(parameter["schema"])
-                if parameter["name"] == "X-Principal-ID" and path.startswith(RENTER_PATHS):
-                    parameter["required"] = True
             if path.startswith(API_PREFIX) and method in _WRITES:
                 parameters.append(deepcopy(_IDEMPOTENCY_KEY))
             parameters.append(deepcopy(_REQUEST_ID))
