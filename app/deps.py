@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.assertions import check_principal_assertion
@@ -19,13 +18,12 @@ from app.runtime import Runtime
 from app.users import repository as users
 from app.users.renter import Renter
 
+# Read from the raw request rather than declared as FastAPI parameters: a declared header (and
+# the security dependency X-API-Key would be) costs FastAPI's dependency solving on every
+# request, which showed in the profile of the read path (bench/gateway_cpu.py). app/openapi.py
+# documents both on the operations that read them.
+API_KEY_HEADER = "X-API-Key"
 PRINCIPAL_HEADER = "X-Principal-ID"
-
-api_key_header = APIKeyHeader(
-    name="X-API-Key",
-    auto_error=False,
-    description="Your key, `bmk_<prefix>_<secret>`. Scopes: admin, developer, marketplace.",
-)
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -74,10 +72,8 @@ async def _caller(request: Request, api_key: str | None) -> Caller:
     return caller
 
 
-async def authenticate(
-    request: Request, api_key: Annotated[str | None, Security(api_key_header)]
-) -> Caller:
-    return await _caller(request, api_key)
+async def authenticate(request: Request) -> Caller:
+    return await _caller(request, request.headers.get(API_KEY_HEADER))
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
@@ -120,19 +116,17 @@ async def _checked_principal(request: Request, caller: Caller, principal: str | 
     return principal
 
 
-# The renter dependencies authenticate the key themselves rather than through CallerDep, read
-# the key and the principal from the raw headers rather than declaring them as parameters,
-# and the read one hands over the read sessions itself: FastAPI's dependency solving costs per
-# dependency and per declared parameter on every request, and it showed in the profile of the
-# read path (bench/gateway_cpu.py). app/openapi.py documents both headers on every renter path.
-# A route therefore takes either CallerDep or a renter dependency, never both (the key would
-# count twice).
+# The renter dependencies authenticate the key themselves rather than through CallerDep, and
+# the read one hands over the read sessions itself: FastAPI's dependency solving costs per
+# dependency on every request, and it showed in the profile of the read path. A route
+# therefore takes either CallerDep or a renter dependency, never both (the key would count
+# twice).
 
 
 async def _renter_call(request: Request) -> tuple[Caller, str | None]:
     """The authenticated caller of a renter route, and the principal it names (if any)."""
     headers = request.headers
-    caller = await _caller(request, headers.get(api_key_header.model.name))
+    caller = await _caller(request, headers.get(API_KEY_HEADER))
     return caller, headers.get(PRINCIPAL_HEADER)
 
 

@@ -2,14 +2,14 @@
 
 FastAPI documents what a route's signature shows. What the middleware and the shared
 dependencies do to every call is added here, in one place, so that no route can forget it:
-the `Idempotency-Key` header on writes, `X-Request-ID` both ways, `X-API-Key` and a required
-`X-Principal-ID` on renter endpoints (their dependencies read both from the raw request: a
-declared parameter costs FastAPI parsing on every request, and a non-marketplace key must get
-its 403 before it is asked for a principal), the error responses every `/api/v1` call can
-get, all in the contract's `{"error": {...}}` shape instead of FastAPI's `HTTPValidationError`,
-and examples for list bodies composed from their items' examples. A route declares only the
-errors that depend on it: `responses=error_responses(403, 404)` (app.core.errors). A 405 names
-in `Allow` the methods the document gives its path.
+the `Idempotency-Key` header on writes, `X-Request-ID` both ways, `X-API-Key` on every
+`/api/v1` call and a required `X-Principal-ID` on renter endpoints (app/deps.py reads both from
+the raw request: a declared parameter costs FastAPI parsing on every request, and a
+non-marketplace key must get its 403 before it is asked for a principal), the error responses
+every `/api/v1` call can get, all in the contract's `{"error": {...}}` shape instead of
+FastAPI's `HTTPValidationError`, and examples for list bodies composed from their items'
+examples. A route declares only the errors that depend on it: `responses=error_responses(403,
+404)` (app.core.errors). A 405 names in `Allow` the methods the document gives its path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from swagger_ui_bundle import swagger_ui_path
 from app.api_keys.assertions import ASSERTION_HEADER, SIGNATURE_HEADER
 from app.audit import WRITE_METHODS
 from app.core.errors import ErrorBody, error_responses, http_error
-from app.deps import PRINCIPAL_HEADER, api_key_header
+from app.deps import API_KEY_HEADER, PRINCIPAL_HEADER
 from app.idempotency.middleware import VALID_IDEMPOTENCY_KEY
 
 API_PREFIX = "/api/v1/"
@@ -66,6 +66,15 @@ _IDEMPOTENCY_KEY = {
     "`IDEMPOTENCY_KEY_REUSED`. 1-255 visible ASCII characters, case-sensitive.",
     "schema": {"type": "string", "pattern": VALID_IDEMPOTENCY_KEY.pattern},
     "example": "order-7f3c2a",
+}
+
+
+_API_KEY_SCHEME = "APIKeyHeader"
+_API_KEY = {
+    "type": "apiKey",
+    "in": "header",
+    "name": API_KEY_HEADER,
+    "description": "Your key, `bmk_<prefix>_<secret>`. Scopes: admin, developer, marketplace.",
 }
 
 
@@ -183,16 +192,14 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
     for schema in schemas.values():
         for example in schema.get("examples", []):
             _restore_nulls(example, schema, schemas)
-    security_schemes = document["components"].setdefault("securitySchemes", {})
-    security_schemes[api_key_header.scheme_name] = api_key_header.model.model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
+    document["components"]["securitySchemes"] = {_API_KEY_SCHEME: _API_KEY}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             parameters = operation.setdefault("parameters", [])
+            if path.startswith(API_PREFIX):
+                operation["security"] = [{_API_KEY_SCHEME: []}]
             if path.startswith(RENTER_PATHS):
                 parameters.append(deepcopy(_PRINCIPAL))
-                operation["security"] = [{api_key_header.scheme_name: []}]
             if any(p["name"] == PRINCIPAL_HEADER for p in parameters):
                 parameters += deepcopy(_ASSERTION_HEADERS)
             for parameter in parameters:
