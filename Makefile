@@ -35,6 +35,7 @@ migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
 bench: $(STAMP) ## benchmark scripts that print their figures (needs wrk: apt-get install -y wrk; gateway.py and tick.py need MariaDB + Redis)
 	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/gateway_cpu.py
+	$(BIN)/python bench/statement_cost.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/tick.py --sizes 100,1000,10000
 

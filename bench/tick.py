@@ -17,7 +17,8 @@ Reported per size: time to the last decision and to the last trade, LLM and klin
 requests, the exchange request weight the tick used (the sandbox's own count) against the
 governor's budget, orders, trades, duplicates, per-order latency (the attempt's start, its
 trade's created_at, -> its last update, the fill; a batch of PAPER_BATCH paper orders start
-together and are filled in one transaction) p50/p99, and each worker process's peak RSS
+together and are filled in one transaction) p50/p99, that of testnet orders alone split at
+their marking as sent and at the exchange's execution, and each worker process's peak RSS
 (VmHWM). The last line printed is one JSON object with every figure, also written to
 bench/results/tick.json.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -294,7 +296,39 @@ async def progress(database_url: str) -> tuple[int, int]:
     return int(decisions or 0), int(final or 0)
 
 
-async def outcome(database_url: str, started: datetime) -> dict[str, Any]:
+LEGS = ("claimed_to_sent", "sent_to_executed", "executed_to_recorded")
+
+
+def testnet_legs(filled: list[Trade], executed_ms: dict[str, int]) -> dict[str, Any]:
+    """Where a testnet order's time goes, in ms: from the attempt's start to its being marked
+    sent (claim, credentials, sizing), from there to the exchange's execution (the request,
+    the 20 ms added, the sandbox's queue), and from the execution to the trade row's last
+    update (the response, recording the fill). p50/p99 of each, and the legs of the slowest
+    orders (a tail shared by the legs of the same orders is a stall, not one slow step)."""
+    orders = []
+    for trade in filled:
+        executed = executed_ms.get(trade.client_order_id)
+        if trade.mode != "testnet" or trade.sent_at is None or executed is None:
+            continue
+        executed_at = datetime.fromtimestamp(executed / 1000, UTC)
+        marks = (trade.created_at, trade.sent_at, executed_at, trade.updated_at)
+        orders.append(
+            tuple(round((b - a).total_seconds() * 1000, 1) for a, b in itertools.pairwise(marks))
+        )
+    summary: dict[str, Any] = {
+        leg: {
+            "p50": round(percentile([o[i] for o in orders], 0.5), 1),
+            "p99": round(percentile([o[i] for o in orders], 0.99), 1),
+        }
+        for i, leg in enumerate(LEGS)
+    }
+    summary["slowest"] = [list(o) for o in sorted(orders, key=sum, reverse=True)[:5]]
+    return summary
+
+
+async def outcome(
+    database_url: str, started: datetime, executed_ms: dict[str, int]
+) -> dict[str, Any]:
     engine = create_engine(database_url, pool=False)
     async with create_sessionmaker(engine)() as session:
         decisions = (await session.scalars(select(Decision))).all()
@@ -338,6 +372,7 @@ async def outcome(database_url: str, started: datetime) -> dict[str, Any]:
             "paper_p99": round(percentile(latencies["paper"], 0.99), 1),
             "testnet_p99": round(percentile(latencies["testnet"], 0.99), 1),
         },
+        "testnet_legs_ms": testnet_legs(filled, executed_ms),
     }
 
 
@@ -471,11 +506,18 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
                 for w, proc in enumerate(workers)
                 for pid in descendants(proc.pid)
             }
-            orders_per_account = [
-                len(sandbox.call("GET", "/sandbox/orders", params={"api_key": a.api_key}))
+            orders_by_account = [
+                sandbox.call("GET", "/sandbox/orders", params={"api_key": a.api_key})
                 for a in accounts
             ]
-        result = asyncio.run(outcome(database_url, started))
+            orders_per_account = [len(orders) for orders in orders_by_account]
+            # When the exchange executed each order (its clock is this machine's).
+            executed_ms = {
+                order["clientOrderId"]: order["transactTime"]
+                for orders in orders_by_account
+                for order in orders
+            }
+        result = asyncio.run(outcome(database_url, started, executed_ms))
     requests = {
         k: v - before["requests"].get(k, 0)
         for k, v in after["requests"].items()
@@ -546,6 +588,20 @@ def table(results: list[dict[str, Any]]) -> str:
         ),
         row("order latency p50, ms", lambda r: r["order_latency_ms"]["p50"]),
         row("order latency p99, ms (target < 500)", lambda r: r["order_latency_ms"]["p99"]),
+        row("  testnet orders alone, p99", lambda r: r["order_latency_ms"]["testnet_p99"]),
+        *(
+            row(
+                f"  testnet {leg.replace('_', ' ')}, p50/p99",
+                lambda r, leg=leg: "/".join(
+                    str(r["testnet_legs_ms"][leg][q]) for q in ("p50", "p99")
+                ),
+            )
+            for leg in LEGS
+        ),
+        row(
+            "  slowest testnet order's legs, ms",
+            lambda r: "/".join(str(ms) for ms in r["testnet_legs_ms"]["slowest"][0]),
+        ),
         row("peak RSS of a worker process, MB (< 500)", lambda r: r["peak_rss_mb_max"]),
     ]
     header = f"{'':<44}" + "".join(f"{r['subscriptions']:>14}" for r in results)
