@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -20,6 +19,7 @@ from app.backtests.router import router as backtests_router
 from app.bots.router import router as bots_router
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.memory import settled_garbage_collector
 from app.core.middleware import (
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
@@ -40,11 +40,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 5.0
 # A readiness probe waits this long for the broker at most: well within compose's 5 s.
 BROKER_CHECK_TIMEOUT_S = 2.0
-
-# A young-generation collection every 5,000 net allocations rather than 700: with 32 requests
-# in flight, the objects they hold alone passed 700, and a collection ran every ~15 requests
-# (7% of a read's CPU in bench/gateway.py's harness); at 5,000, two in 6,000 requests.
-GC_YOUNG_THRESHOLD = 5_000
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
@@ -67,23 +62,6 @@ def _connect_to_broker(url: str) -> None:
         connection.ensure_connection(max_retries=0)
 
 
-@contextlib.contextmanager
-def _settled_garbage_collector() -> Iterator[None]:
-    """What exists once the app is up (~450,000 objects: modules, routes, the SDKs' tables) lives
-    as long as the process: frozen, the collector no longer walks it, and a full collection
-    stops pausing every request in flight for ~280 ms (it was the p99 of reads; ~4 ms
-    frozen). Undone at shutdown, so a process that starts several apps (the tests) frees what
-    each one leaves behind."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -104,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
         ]
         try:
-            with _settled_garbage_collector():
+            with settled_garbage_collector():
                 yield
         finally:
             if metrics_server is not None:

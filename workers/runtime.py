@@ -8,6 +8,7 @@ loop; never asyncio.run per task, which would strand pooled connections on dead 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from app.backtests.flows import BacktestFlows
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.locks import NamedLocks
+from app.core.memory import settled_garbage_collector
 from app.core.settings import Settings, get_settings
 from app.credentials.service import close_stale_clients
 from app.integrations.binance.clients import BinanceClients
@@ -45,6 +47,8 @@ class WorkerRuntime:
     voters: VoterPool
     flows: TradingFlows
     backtests: BacktestFlows
+    # Holds the collector settled (app.core.memory) until close().
+    settled: contextlib.ExitStack
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerRuntime:
@@ -83,7 +87,10 @@ class WorkerRuntime:
             chunk_size=settings.execute_chunk_size,
         )
         backtests = BacktestFlows(sessionmaker, clients, voters, settings, enqueue)
-        return cls(loop, engine, sessionmaker, redis, clients, voters, flows, backtests)
+        # Last: all that exists now lives as long as the process.
+        settled = contextlib.ExitStack()
+        settled.enter_context(settled_garbage_collector())
+        return cls(loop, engine, sessionmaker, redis, clients, voters, flows, backtests, settled)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(self._after_pruning(coroutine))
@@ -109,6 +116,7 @@ class WorkerRuntime:
 
         self.loop.run_until_complete(dispose())
         self.loop.close()
+        self.settled.close()
 
 
 _runtime: WorkerRuntime | None = None

@@ -11,8 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.core.memory import GC_YOUNG_THRESHOLD
 from app.core.settings import Settings
-from app.main import GC_YOUNG_THRESHOLD, create_app
+from app.main import create_app
 from tests.api.test_contract import assert_error
 from tests.helpers import headers
 from tests.sandbox_server import free_port
