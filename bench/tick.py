@@ -600,7 +600,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ),
         row(
             "  slowest testnet order's legs, ms",
-            lambda r: "/".join(str(ms) for ms in r["testnet_legs_ms"]["slowest"][0]),
+            lambda r: "/".join(str(round(ms)) for ms in r["testnet_legs_ms"]["slowest"][0]),
         ),
         row("peak RSS of a worker process, MB (< 500)", lambda r: r["peak_rss_mb_max"]),
     ]
