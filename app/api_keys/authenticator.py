@@ -3,7 +3,7 @@
 Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
 revocation is also published once its transaction commits, so the other processes evict at
 once and cannot re-read the key as valid from a database that does not show it revoked yet
-(each keeps listening across lost Redis connections). When a hot key's entry expires, one
+(app/core/evictions.py). When a hot key's entry expires, one
 load serves every request that asks meanwhile. `last_used_at` is kept in memory and written in
 one batch every few seconds instead of on every request.
 """
@@ -11,7 +11,6 @@ one batch every few seconds instead of on every request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,14 +18,13 @@ from enum import StrEnum
 from functools import partial
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
 from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.cache import TtlCache
 from app.core.db import utcnow
+from app.core.evictions import Evictions
 from app.core.principal_assertions import (
     Algorithm,
     AssertionMode,
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 
 # Revocations and assertion-key changes: every process forgets the key at once.
 CHANGE_CHANNEL = "botmarket:api-key-changed"
-# The longest the listener reads before it looks whether it should stop.
-_LISTEN_POLL_S = 1.0
 _MAX_TOKEN_LENGTH = 128
 
 
@@ -73,12 +69,10 @@ class ApiKeyAuthenticator:
         redis: Redis | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._redis = redis
         # digest -> caller, or None for an unknown or revoked key
         self._cache: TtlCache[str, Caller | None] = TtlCache(ttl_s)
+        self._changes = Evictions(redis, CHANGE_CHANNEL, self._cache.forget, self._cache.clear)
         self._last_used: dict[str, datetime] = {}
-        self._stopping = asyncio.Event()
-        self._publishing: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, token: str | None) -> Caller | None:
         if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
@@ -108,67 +102,16 @@ class ApiKeyAuthenticator:
 
     def changed(self, session: AsyncSession, digest: str) -> None:
         """Once `session` commits a revocation or a change of the key's assertion keys or
-        mode, forget the key here and tell the other processes (a rotated-out assertion key
+        mode, forget the key here and in the other processes (a rotated-out assertion key
         must stop vouching as soon as a revocation would)."""
-        event.listen(
-            session.sync_session, "after_commit", lambda _: self._forget(digest), once=True
-        )
-
-    def _forget(self, digest: str) -> None:
-        # Before the commit, this or another process could re-read the key as valid and cache
-        # it for the whole TTL; after it, every read sees the revocation.
-        self._cache.forget(digest)
-        if self._redis is not None:
-            # The commit hook runs on the loop that committed (a greenlet of it).
-            task = asyncio.get_running_loop().create_task(self._publish(digest))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
-
-    async def _publish(self, digest: str) -> None:
-        assert self._redis is not None
-        try:
-            await self._redis.publish(CHANGE_CHANNEL, digest)
-        except Exception:  # the other processes' cache TTL still bounds the delay
-            log.warning("could not publish an api key change", exc_info=True)
+        self._changes.after_commit(session, digest)
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._changes.stop()
 
     async def listen_for_changes(self, retry_s: float = 1.0) -> None:
-        """Evict keys other processes revoke or change, until stop(). A lost Redis connection (a
-        restart, a failover) is retried, never the end of listening.
-
-        Stopped by a flag, not only by cancellation: redis-py's PubSub.subscribe can swallow a
-        cancellation that arrives while it subscribes, and listen()'s unbounded read then
-        never returned, hanging shutdown. Reads here end every _LISTEN_POLL_S instead.
-        """
-        if self._redis is None:
-            return
-        while not self._stopping.is_set():
-            try:
-                await self._listen(self._redis)
-            except RedisError as exc:
-                log.warning(
-                    "api key change listener lost redis; retrying", extra={"error": str(exc)}
-                )
-                await asyncio.sleep(retry_s)
-
-    async def _listen(self, redis: Redis) -> None:
-        pubsub = redis.pubsub()
-        try:
-            await pubsub.subscribe(CHANGE_CHANNEL)
-            # What was published while nobody here listened is lost: forget every cached key.
-            self._cache.clear()
-            while not self._stopping.is_set():
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=_LISTEN_POLL_S
-                )
-                if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    self._cache.forget(data.decode() if isinstance(data, bytes) else data)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        """Evict the keys other processes revoke or change, until stop()."""
+        await self._changes.listen(retry_s)
 
     async def flush_last_used(self) -> None:
         if not self._last_used:
