@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
+            asyncio.create_task(runtime.catalogue.listen_for_changes()),
         ]
         try:
             with settled_garbage_collector():
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.to_thread(metrics_server.shutdown)  # waits out its poll loop
                 metrics_server.server_close()
             runtime.authenticator.stop()
+            runtime.catalogue.stop()
             for task in background:
                 task.cancel()
             # Bounded: a task that swallows its cancellation must not hold shutdown forever.

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api_keys.authenticator import ApiKeyAuthenticator
+from app.bots.catalogue import Catalogue
 from app.core.cache import TtlCache
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
@@ -29,6 +30,7 @@ class Runtime:
     redis: Redis | None
     keyring: Keyring
     authenticator: ApiKeyAuthenticator
+    catalogue: Catalogue
     assertion_verifier: AssertionVerifier
     rate_limiter: RateLimiter
     # principal -> user id. A principal's row and id never change (the erasure keeps the
@@ -59,6 +61,7 @@ class Runtime:
             authenticator=ApiKeyAuthenticator(
                 sessionmaker, ttl_s=settings.api_key_cache_ttl_s, redis=redis
             ),
+            catalogue=Catalogue(redis),
             assertion_verifier=AssertionVerifier(),
             rate_limiter=rate_limiter,
             renter_ids=TtlCache(ttl_s=60.0),

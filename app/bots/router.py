@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from app import audit
 from app.bots import repository, service
@@ -29,15 +29,26 @@ async def create_bot(
 ) -> BotOut:
     bot, version = await service.create_bot(session, caller, body, runtime.settings)
     audit.record(session, request, "bot.create", "bot", bot.id)
+    runtime.catalogue.changed(session)
     return service.to_out(bot, version)
 
 
 @router.get("/bots", response_model=Page[BotSummaryOut])
-async def list_bots(_: CallerDep, sessions: ReadSessionsDep, page: PageDep) -> Page[BotSummaryOut]:
-    async with sessions() as session:
-        rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
-    bots = [BotSummaryOut.model_validate(row) for row in rows]
-    return Page(items=bots[: page.limit], next_cursor=next_cursor(bots, page.limit))
+async def list_bots(
+    _: CallerDep, runtime: RuntimeDep, sessions: ReadSessionsDep, page: PageDep
+) -> Response:
+    # Served from this process's catalogue cache (app/bots/catalogue.py).
+    async def render() -> bytes:
+        async with sessions() as session:
+            rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
+        bots = [BotSummaryOut.model_validate(row) for row in rows]
+        listed: Page[BotSummaryOut] = Page(
+            items=bots[: page.limit], next_cursor=next_cursor(bots, page.limit)
+        )
+        return listed.model_dump_json(by_alias=True).encode()
+
+    body = await runtime.catalogue.page(page.after_id, page.limit, render)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/bots/{bot_id}", response_model=BotOut, responses=error_responses(404))
@@ -58,6 +69,7 @@ async def update_bot(
 ) -> BotOut:
     bot, version = await service.update_bot(session, caller, bot_id, body, runtime.settings)
     audit.record(session, request, "bot.update", "bot", bot.id)
+    runtime.catalogue.changed(session)
     return service.to_out(bot, version)
 
 
