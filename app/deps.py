@@ -125,9 +125,7 @@ async def _checked_principal(request: Request, caller: Caller, principal: str | 
 
 async def _renter_call(request: Request) -> tuple[Caller, str | None]:
     """The authenticated caller of a renter route, and the principal it names (if any)."""
-    headers = request.headers
-    caller = await _caller(request, headers.get(API_KEY_HEADER))
-    return caller, headers.get(PRINCIPAL_HEADER)
+    return await authenticate(request), request.headers.get(PRINCIPAL_HEADER)
 
 
 @dataclass(frozen=True)

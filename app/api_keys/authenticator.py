@@ -3,9 +3,9 @@
 Revocation reaches every API process within the cache TTL (at most 5 s); with Redis, a
 revocation is also published once its transaction commits, so the other processes evict at
 once and cannot re-read the key as valid from a database that does not show it revoked yet
-(app/core/evictions.py). When a hot key's entry expires, one
-load serves every request that asks meanwhile. `last_used_at` is kept in memory and written in
-one batch every few seconds instead of on every request.
+(app/core/evictions.py). When a hot key's entry expires, one load serves every request that
+asks meanwhile. `last_used_at` is kept in memory and written in one batch every few seconds
+instead of on every request.
 """
 
 from __future__ import annotations
