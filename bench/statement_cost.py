@@ -8,9 +8,11 @@ runs it) over 20 connections, in a fresh MariaDB database dropped after, through
 
   driver         asyncmy's own connections and cursors, no SQLAlchemy
   checkout       the read engine's pool: a connection checked out and back, no statement
-  pooled-driver  checkout + the statement on the pooled connection's asyncmy cursor
+  rows           `Rows` (app/core/reads.py), as the renter's GETs run it: checkout + the
+                 statement on the pooled connection's asyncmy cursor, each value through
+                 its column type's result processor
   core           checkout + AsyncConnection.execute: SQLAlchemy Core on the read engine
-  session        a read session (app/core/reads.py) executing it, as the API's GETs do
+  session        a read session (app/core/reads.py) executing it, as the other GETs do
 
 and reports the process's CPU time per statement, the fastest of --rounds runs of each.
 To see where a layer's time goes, run one under a sampling profiler:
@@ -38,10 +40,20 @@ sys.path.insert(0, str(ROOT))
 import asyncmy  # noqa: E402
 import uvloop  # noqa: E402
 from common import fresh_database  # noqa: E402
-from sqlalchemy import make_url, text  # noqa: E402
+from sqlalchemy import (  # noqa: E402
+    JSON,
+    Numeric,
+    String,
+    bindparam,
+    column,
+    make_url,
+    select,
+    table,
+    text,
+)
 
-from app.core.db import create_engine  # noqa: E402
-from app.core.reads import create_read_sessionmaker  # noqa: E402
+from app.core.db import UTCDateTime, create_engine  # noqa: E402
+from app.core.reads import Rows, create_read_sessionmaker  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "statement_cost.json"
 TASKS = 32
@@ -59,9 +71,21 @@ ROW = (
 )
 DRIVER_SELECT = f"SELECT {COLUMNS} FROM probe WHERE id = %s"
 SELECT = text(f"SELECT {COLUMNS} FROM probe WHERE id = :id")
+_PROBE = table(
+    "probe",
+    column("id", String),
+    *(column(f"c{i}", String) for i in range(9)),
+    column("created_at", UTCDateTime),
+    column("updated_at", UTCDateTime),
+    column("amount", Numeric(36, 18)),
+    column("risk", JSON),
+)
+ROWS = Rows(
+    select(*(_PROBE.c[name] for name in COLUMNS.split(", "))).where(_PROBE.c.id == bindparam("id"))
+)
 
 
-WAYS = ("driver", "checkout", "pooled-driver", "core", "session")
+WAYS = ("driver", "checkout", "rows", "core", "session")
 
 
 async def measure(url: str, statements: int, rounds: int, chosen: list[str]) -> dict[str, float]:
@@ -95,11 +119,8 @@ async def measure(url: str, statements: int, rounds: int, chosen: list[str]) -> 
         async with engine.connect() as connection:
             await connection.get_raw_connection()
 
-    async def pooled_driver() -> None:
-        async with engine.connect() as connection:
-            cursor = (await connection.get_raw_connection()).driver_connection.cursor()
-            await cursor.execute(DRIVER_SELECT, ("0",))
-            await cursor.fetchall()
+    async def rows() -> None:
+        await ROWS.all(engine, id="0")
 
     async def core() -> None:
         async with engine.connect() as connection:
@@ -112,7 +133,7 @@ async def measure(url: str, statements: int, rounds: int, chosen: list[str]) -> 
     ways: dict[str, Callable[[], Awaitable[None]]] = {
         "driver": driver,
         "checkout": checkout,
-        "pooled-driver": pooled_driver,
+        "rows": rows,
         "core": core,
         "session": session,
     }

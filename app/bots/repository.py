@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.reads import column_dicts
+from app.core.reads import Rows
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
 
@@ -24,12 +24,12 @@ async def current_version(session: AsyncSession, bot: Bot) -> BotVersion:
     return version
 
 
-# The catalogue's columns under BotSummaryOut's names, read as rows rather than entities:
+# The catalogue's columns under BotSummaryOut's names, read as rows (app/core/reads.py):
 # building 50 ORM objects was a quarter of a page's CPU (bench/gateway.py, run 4). Not the
 # version's strategy, the largest column by far, which the catalogue does not show. Built once;
 # ids are lower-case hex, so every id sorts after "", the first page's bound.
 _BOTS, _VERSIONS = Bot.__table__.c, BotVersion.__table__.c
-_SUMMARIES = (
+_SUMMARIES = Rows(
     select(
         _BOTS.id,
         _BOTS.owner_user_id.label("owner"),
@@ -53,10 +53,10 @@ _SUMMARIES = (
 
 
 async def page_of_summaries(
-    session: AsyncSession, after_id: str | None, limit: int
+    engine: AsyncEngine, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Each bot with its current version's id and number, as BotSummaryOut's fields."""
-    return await column_dicts(session, _SUMMARIES, {"after_id": after_id or "", "limit": limit})
+    return await _SUMMARIES.all(engine, after_id=after_id or "", limit=limit)
 
 
 async def active_registrations(

@@ -34,13 +34,12 @@ async def create_bot(
 
 
 @router.get("/bots", response_model=Page[BotSummaryOut])
-async def list_bots(
-    _: CallerDep, runtime: RuntimeDep, sessions: ReadSessionsDep, page: PageDep
-) -> Response:
+async def list_bots(_: CallerDep, runtime: RuntimeDep, page: PageDep) -> Response:
     # Served from this process's catalogue cache (app/bots/catalogue.py).
     async def render() -> bytes:
-        async with sessions() as session:
-            rows = await repository.page_of_summaries(session, page.after_id, page.limit + 1)
+        rows = await repository.page_of_summaries(
+            runtime.read_engine, page.after_id, page.limit + 1
+        )
         bots = [BotSummaryOut.model_validate(row) for row in rows]
         listed: Page[BotSummaryOut] = Page(
             items=bots[: page.limit], next_cursor=next_cursor(bots, page.limit)

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.reads import column_dicts
+from app.core.reads import Rows
 from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
 from app.subscriptions.schemas import SubscriptionOut
 
@@ -19,14 +19,22 @@ _OF_PRINCIPAL = (
     .where(User.principal == bindparam("principal"))
 )
 _OWNED = _OF_PRINCIPAL.where(Subscription.id == bindparam("sub_id"))
-# A page of the list as rows of SubscriptionOut's columns rather than entities: building the ORM
-# objects was a quarter of a page's CPU (bench/gateway.py, run 3). Ids are lower-case hex:
-# every id sorts after "", the first page's bound.
+# The renter's GETs read SubscriptionOut's columns as rows (app/core/reads.py), not entities:
+# building the ORM objects was a quarter of a page's CPU (bench/gateway.py, run 3). Ids are
+# lower-case hex: every id sorts after "", the first page's bound.
 _SUBSCRIPTIONS, _USERS = Subscription.__table__.c, User.__table__.c
-_PAGE = (
-    select(*(column for column in _SUBSCRIPTIONS if column.key in SubscriptionOut.model_fields))
-    .join_from(Subscription.__table__, User.__table__, _USERS.id == _SUBSCRIPTIONS.user_id)
-    .where(_USERS.principal == bindparam("principal"), _SUBSCRIPTIONS.id > bindparam("after_id"))
+_SHOWN = select(
+    *(column for column in _SUBSCRIPTIONS if column.key in SubscriptionOut.model_fields)
+).join_from(Subscription.__table__, User.__table__, _USERS.id == _SUBSCRIPTIONS.user_id)
+_SHOWN_OWNED = Rows(
+    _SHOWN.where(
+        _USERS.principal == bindparam("principal"), _SUBSCRIPTIONS.id == bindparam("sub_id")
+    )
+)
+_PAGE = Rows(
+    _SHOWN.where(
+        _USERS.principal == bindparam("principal"), _SUBSCRIPTIONS.id > bindparam("after_id")
+    )
     .order_by(_SUBSCRIPTIONS.id)
     .limit(bindparam("limit"))
 )
@@ -36,11 +44,15 @@ async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subsc
     return await session.scalar(_OWNED, {"principal": principal, "sub_id": sub_id})
 
 
+async def shown_owned(engine: AsyncEngine, principal: str, sub_id: str) -> dict[str, Any] | None:
+    """The principal's subscription as SubscriptionOut's fields, None when it has none by the id."""
+    return await _SHOWN_OWNED.one_or_none(engine, principal=principal, sub_id=sub_id)
+
+
 async def page_of_principal(
-    session: AsyncSession, principal: str, after_id: str | None, limit: int
+    engine: AsyncEngine, principal: str, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    params = {"principal": principal, "after_id": after_id or "", "limit": limit}
-    return await column_dicts(session, _PAGE, params)
+    return await _PAGE.all(engine, principal=principal, after_id=after_id or "", limit=limit)
 
 
 async def trades_page(

@@ -5,7 +5,7 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 
 from app import audit
-from app.core.errors import error_responses
+from app.core.errors import NotFound, error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import RenterDep, RenterReadDep, RuntimeDep, SessionDep
 from app.performance.service import performance
@@ -42,10 +42,9 @@ async def create_subscription(
 
 @router.get("", response_model=Page[SubscriptionOut])
 async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[SubscriptionOut]:
-    async with read.sessions() as session:
-        rows = await repository.page_of_principal(
-            session, read.principal, page.after_id, page.limit + 1
-        )
+    rows = await repository.page_of_principal(
+        read.engine, read.principal, page.after_id, page.limit + 1
+    )
     subscriptions = [SubscriptionOut.model_validate(row) for row in rows]
     return Page(
         items=subscriptions[: page.limit], next_cursor=next_cursor(subscriptions, page.limit)
@@ -54,9 +53,10 @@ async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[Subscri
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
-    async with read.sessions() as session:
-        sub = await service.get_owned(session, read.principal, sub_id)
-    return SubscriptionOut.model_validate(sub)
+    shown = await repository.shown_owned(read.engine, read.principal, sub_id)
+    if shown is None:
+        raise NotFound("subscription")
+    return SubscriptionOut.model_validate(shown)
 
 
 @router.patch("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
