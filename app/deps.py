@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.assertions import check_principal_assertion
 from app.api_keys.authenticator import Caller, Scope
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
 from app.core.principals import InvalidPrincipal, validate_renter_principal
+from app.core.reads import RowReader
 from app.runtime import Runtime
 from app.users import repository as users
 from app.users.renter import Renter
@@ -131,18 +132,18 @@ async def _renter_call(request: Request) -> tuple[Caller, str | None]:
 @dataclass(frozen=True)
 class RenterRead:
     """A renter's read: the checked principal its queries are scoped by (no lookup of the
-    renter's row first), and the read sessions (ReadSessionsDep) and read engine (for rows,
-    app/core/reads.py) to run them on."""
+    renter's row first), and the read sessions (ReadSessionsDep) and row reader
+    (app/core/reads.py) to run them on."""
 
     principal: str
     sessions: ReadSessions
-    engine: AsyncEngine
+    rows: RowReader
 
 
 async def renter_read(request: Request) -> RenterRead:
     checked = await _checked_principal(request, *await _renter_call(request))
     runtime: Runtime = request.app.state.runtime
-    return RenterRead(checked, runtime.read_sessionmaker, runtime.read_engine)
+    return RenterRead(checked, runtime.read_sessionmaker, runtime.rows)
 
 
 RenterReadDep = Annotated[RenterRead, Depends(renter_read)]

@@ -16,7 +16,7 @@ from app.core.jobs import JobQueue
 from app.core.metrics import ApiMetrics
 from app.core.principal_assertions import AssertionVerifier
 from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
-from app.core.reads import create_read_sessionmaker
+from app.core.reads import RowReader, create_read_sessionmaker
 from app.core.settings import Settings
 
 
@@ -27,6 +27,8 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     read_engine: AsyncEngine
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    # The hot GETs' rows, through the database driver (app/core/reads.py).
+    rows: RowReader
     redis: Redis | None
     keyring: Keyring
     authenticator: ApiKeyAuthenticator
@@ -56,6 +58,7 @@ class Runtime:
             sessionmaker=sessionmaker,
             read_engine=read_engine,
             read_sessionmaker=create_read_sessionmaker(read_engine),
+            rows=RowReader(read_engine),
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
             authenticator=ApiKeyAuthenticator(
@@ -75,5 +78,6 @@ class Runtime:
         await self.authenticator.flush_last_used()
         if self.redis is not None:
             await self.redis.aclose()
+        await self.rows.close()
         await self.engine.dispose()
         await self.read_engine.dispose()

@@ -1,16 +1,17 @@
 """The CPU one read statement costs on each layer the API runs it through.
 
-bench/gateway_cpu.py shows the statement of a renter GET as a fifth to a quarter of the
-request's CPU, nearly all of it below SQLAlchemy's asyncmy adapter. This script takes that
-apart: the same one-row SELECT of a subscription-sized row (13 columns: text, two timestamps,
-a decimal, JSON), --statements of them from 32 tasks on one event loop (uvloop, as uvicorn
-runs it) over 20 connections, in a fresh MariaDB database dropped after, through:
+A renter GET's statement cost more CPU in the layers around the driver than in the driver.
+This script takes the layers apart: the same one-row SELECT of a subscription-sized row (13
+columns: text, two timestamps, a decimal, JSON), --statements of them from 32 tasks on one
+event loop (uvloop, as uvicorn runs it) over 20 connections, in a fresh MariaDB database
+dropped after, through:
 
   driver         asyncmy's own connections and cursors, no SQLAlchemy
-  checkout       the read engine's pool: a connection checked out and back, no statement
-  rows           `Rows` (app/core/reads.py), as the renter's GETs run it: checkout + the
-                 statement on the pooled connection's asyncmy cursor, each value through
-                 its column type's result processor
+  rows           `Rows` through a `RowReader` (app/core/reads.py), as the renter's GETs run
+                 it: a connection of asyncmy's pool, the statement on its cursor, each value
+                 through its column type's result processor
+  checkout       SQLAlchemy's pool (the read engine's): a connection checked out and back,
+                 no statement
   core           checkout + AsyncConnection.execute: SQLAlchemy Core on the read engine
   session        a read session (app/core/reads.py) executing it, as the other GETs do
 
@@ -53,7 +54,7 @@ from sqlalchemy import (  # noqa: E402
 )
 
 from app.core.db import UTCDateTime, create_engine  # noqa: E402
-from app.core.reads import Rows, create_read_sessionmaker  # noqa: E402
+from app.core.reads import RowReader, Rows, create_read_sessionmaker  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "statement_cost.json"
 TASKS = 32
@@ -85,12 +86,13 @@ ROWS = Rows(
 )
 
 
-WAYS = ("driver", "checkout", "rows", "core", "session")
+WAYS = ("driver", "rows", "checkout", "core", "session")
 
 
 async def measure(url: str, statements: int, rounds: int, chosen: list[str]) -> dict[str, float]:
     engine = create_engine(url, autocommit=True)
     sessions = create_read_sessionmaker(engine)
+    reader = RowReader(engine)
     parts = make_url(url)
     connections = [
         await asyncmy.connect(
@@ -120,7 +122,7 @@ async def measure(url: str, statements: int, rounds: int, chosen: list[str]) -> 
             await connection.get_raw_connection()
 
     async def rows() -> None:
-        await ROWS.all(engine, id="0")
+        await ROWS.all(reader, id="0")
 
     async def core() -> None:
         async with engine.connect() as connection:
@@ -154,6 +156,7 @@ async def measure(url: str, statements: int, rounds: int, chosen: list[str]) -> 
     finally:
         for connection in connections:
             connection.close()
+        await reader.close()
         await engine.dispose()
     return fastest
 

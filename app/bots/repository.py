@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.reads import Rows
+from app.core.reads import RowReader, Rows
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
 
@@ -53,10 +53,10 @@ _SUMMARIES = Rows(
 
 
 async def page_of_summaries(
-    engine: AsyncEngine, after_id: str | None, limit: int
+    reader: RowReader, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Each bot with its current version's id and number, as BotSummaryOut's fields."""
-    return await _SUMMARIES.all(engine, after_id=after_id or "", limit=limit)
+    return await _SUMMARIES.all(reader, after_id=after_id or "", limit=limit)
 
 
 async def active_registrations(

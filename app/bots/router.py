@@ -37,9 +37,7 @@ async def create_bot(
 async def list_bots(_: CallerDep, runtime: RuntimeDep, page: PageDep) -> Response:
     # Served from this process's catalogue cache (app/bots/catalogue.py).
     async def render() -> bytes:
-        rows = await repository.page_of_summaries(
-            runtime.read_engine, page.after_id, page.limit + 1
-        )
+        rows = await repository.page_of_summaries(runtime.rows, page.after_id, page.limit + 1)
         bots = [BotSummaryOut.model_validate(row) for row in rows]
         listed: Page[BotSummaryOut] = Page(
             items=bots[: page.limit], next_cursor=next_cursor(bots, page.limit)

@@ -104,6 +104,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return datetime.combine(value, value.time(), UTC)
 
 
+# Connections each pool keeps, and the age at which it replaces one: well before MariaDB's
+# wait_timeout (8 h) closes it. Shared with the pool of app/core/reads.py's RowReader.
+POOL_SIZE = 20
+POOL_RECYCLE_S = 1800
+
+
 def create_engine(database_url: str, *, pool: bool = True, autocommit: bool = False) -> AsyncEngine:
     """The engine; `autocommit` for reads that need no transaction: each statement stands
     alone, and neither COMMIT nor ROLLBACK (not even the pool's on check-in) goes to the server.
@@ -115,12 +121,14 @@ def create_engine(database_url: str, *, pool: bool = True, autocommit: bool = Fa
     if url.get_backend_name() == "mysql":
         # REPEATABLE READ would freeze a poll for another transaction's row (an in-flight
         # idempotency record); READ COMMITTED lets each statement see committed work.
-        kwargs.update(isolation_level="READ COMMITTED", pool_pre_ping=True, pool_recycle=1800)
+        kwargs.update(
+            isolation_level="READ COMMITTED", pool_pre_ping=True, pool_recycle=POOL_RECYCLE_S
+        )
         if pool:
             # No overflow: past pool_size, every check-in closed a connection and the next
             # checkout opened one (a handshake and session setup per request under load).
             # Above 20 at once, requests wait for a connection instead.
-            kwargs.update(pool_size=20, max_overflow=0)
+            kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
     elif url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

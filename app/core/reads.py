@@ -2,30 +2,36 @@
 
 Two ways to read, for two kinds of result. Entities (an ORM object a service works on) come
 from a read session. Rows that go straight into a response, on the hot GETs, come from `Rows`:
-the statement compiled once and run through the database driver on a pooled connection,
-without SQLAlchemy's asyncio layer, execution context and Result, which cost a renter's GET
-more than the rest of its statement (bench/statement_cost.py: 262 µs a statement through a
-session, 121 µs through the driver on a pooled connection; bench/gateway_cpu.py: a GET of a
-subscription 0.81 → 0.58 ms).
+the statement compiled once and run through the database driver on a connection of the
+driver's own pool (`RowReader`), without SQLAlchemy's asyncio layer around the statement and
+the checkout (a greenlet hop per call, an execution context, a Result, an AsyncConnection
+closed in a task of its own). bench/statement_cost.py: 278 µs of CPU a statement through a
+session, 132 µs through the driver on a connection of SQLAlchemy's pool; bench/gateway_cpu.py:
+a renter's GET of a subscription 0.81 ms through a session, 0.59 ms through the driver on
+SQLAlchemy's pool, 0.47 ms on asyncmy's.
 
 A GET needs no transaction. On an autocommit connection each statement sees what is committed
 (as READ COMMITTED would), and the request costs neither a COMMIT nor the pool's ROLLBACK on
 check-in. Pooled connections are not pinged before use (that is a round trip per request); one
-the server has closed (a restart, a failover) fails its statement, SQLAlchemy invalidates it
-and every older connection of the pool, and the statement, a read that is safe to repeat,
-runs once more on a new connection.
+the server has closed (a restart, a failover) fails its statement, the pool forgets it and
+every idle connection older than the failure, and the statement, a read that is safe to
+repeat, runs once more on a new connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import asyncmy
 from sqlalchemy import Dialect, Select, event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
+
+from app.core.db import POOL_RECYCLE_S, POOL_SIZE
 
 
 class ReadSession(Session):
@@ -93,30 +99,11 @@ class Rows:
         self._compiled[dialect.name] = made
         return made
 
-    async def all(self, engine: AsyncEngine, **params: Any) -> list[dict[str, Any]]:
-        """The rows, on a pooled connection of `engine` (an autocommit engine); a connection
-        the server has closed costs one more try, as a read session's statement would."""
-        dialect = engine.dialect
+    async def all(self, reader: RowReader, **params: Any) -> list[dict[str, Any]]:
+        dialect = reader.dialect
         compiled = self._compiled.get(dialect.name) or self._compile(dialect)
         values = tuple(params[bind] if named else bind for bind, named in compiled.binds)
-        try:
-            async with engine.connect() as connection:
-                raw = await self._fetch(connection, compiled.sql, values)
-        except dialect.loaded_dbapi.Error as exc:
-            if not dialect.is_disconnect(exc, None, None):
-                raise DBAPIError.instance(
-                    compiled.sql,
-                    None,
-                    exc,
-                    dialect.loaded_dbapi.Error,
-                    hide_parameters=True,
-                    dialect=dialect,
-                ) from exc
-            # As SQLAlchemy does on a disconnect: the server went away (a restart, a
-            # failover), so every connection pooled before now is dead too.
-            await engine.dispose()
-            async with engine.connect() as connection:
-                raw = await self._fetch(connection, compiled.sql, values)
+        raw = await reader.fetch(compiled.sql, values)
         keys, processors = compiled.keys, compiled.processors
         return [
             {
@@ -126,29 +113,122 @@ class Rows:
             for row in raw
         ]
 
-    async def one_or_none(self, engine: AsyncEngine, **params: Any) -> dict[str, Any] | None:
-        rows = await self.all(engine, **params)
+    async def one_or_none(self, reader: RowReader, **params: Any) -> dict[str, Any] | None:
+        rows = await self.all(reader, **params)
         if len(rows) > 1:
             raise LookupError(f"{len(rows)} rows where at most one was expected")
         return rows[0] if rows else None
 
-    @staticmethod
-    async def _fetch(connection: AsyncConnection, sql: str, values: tuple[Any, ...]) -> Any:
-        # Not `await connection.get_raw_connection()`, a greenlet hop to read an attribute: the
-        # connection was checked out just now, so nothing needs doing to hand it over.
-        assert connection.sync_connection is not None, "a started connection"
-        driver = connection.sync_connection.connection.driver_connection
-        assert driver is not None, "a checked-out connection has its driver's"
+
+class _Lender(Protocol):
+    async def fetch(self, sql: str, values: tuple[Any, ...]) -> Any:
+        """The statement's raw rows, on a connection lent for it. A connection whose statement
+        fails or is cancelled is closed, never lent again (it may be dead, or half read)."""
+
+    async def forget_idle(self) -> None:
+        """Closes the idle connections: after a disconnect, they are likely dead too."""
+
+    async def close(self) -> None: ...
+
+
+class _AsyncmyPool:
+    """asyncmy's own pool, which checks that a connection is open (the server has not closed
+    it) and younger than POOL_RECYCLE_S before lending it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        _, self._connect_args = engine.dialect.create_connect_args(engine.url)
+        self._pool: asyncmy.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> asyncmy.Pool:
+        # On first use, inside the event loop the pool belongs to; once however many wait.
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncmy.create_pool(
+                    minsize=1,
+                    maxsize=POOL_SIZE,
+                    pool_recycle=POOL_RECYCLE_S,
+                    autocommit=True,
+                    **self._connect_args,
+                )
+            return self._pool
+
+    async def fetch(self, sql: str, values: tuple[Any, ...]) -> Any:
+        pool = self._pool or await self._open()
+        connection = await pool.acquire()
         try:
-            # asyncmy's and aiosqlite's cursors alike.
-            async with driver.cursor() as cursor:
+            async with connection.cursor() as cursor:
                 await cursor.execute(sql, values)
                 return await cursor.fetchall()
         except BaseException:
-            # Never back into the pool in an unknown state (a statement half read, or the
-            # connection dead): closed, and the pool opens a new one when needed.
-            await connection.invalidate()
+            connection.close()  # the pool drops a closed connection when it comes back
             raise
+        finally:
+            pool.release(connection)
+
+    async def forget_idle(self) -> None:
+        if self._pool is not None:
+            await self._pool.clear()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+
+
+class _EnginePool:
+    """The engine's own pool, for the drivers other than asyncmy (aiosqlite: SQLite in
+    development and tests, no network and nothing to gain)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def fetch(self, sql: str, values: tuple[Any, ...]) -> Any:
+        async with self._engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None, "a checked-out connection has its driver's"
+            try:
+                async with driver.cursor() as cursor:
+                    await cursor.execute(sql, values)
+                    return await cursor.fetchall()
+            except BaseException:
+                await connection.invalidate()
+                raise
+
+    async def forget_idle(self) -> None:
+        await self._engine.dispose()
+
+    async def close(self) -> None:
+        """Nothing of its own: the engine's owner disposes of it."""
+
+
+class RowReader:
+    """Runs `Rows` on the database of `engine` (an autocommit engine, create_engine(...,
+    autocommit=True)) through connections of its driver: asyncmy's pool on MySQL and MariaDB,
+    the engine's pool otherwise. One per process, closed with it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.dialect = engine.dialect
+        self._lender: _Lender = (
+            _AsyncmyPool(engine) if engine.dialect.driver == "asyncmy" else _EnginePool(engine)
+        )
+
+    async def fetch(self, sql: str, values: tuple[Any, ...]) -> Any:
+        """The raw rows; a connection found dead costs one more try, on a new connection."""
+        dbapi = self.dialect.loaded_dbapi
+        try:
+            return await self._lender.fetch(sql, values)
+        except dbapi.Error as exc:
+            if not self.dialect.is_disconnect(exc, None, None):
+                # As SQLAlchemy raises it, never with the parameters (secrets, principals).
+                raise DBAPIError.instance(
+                    sql, None, exc, dbapi.Error, hide_parameters=True, dialect=self.dialect
+                ) from exc
+        await self._lender.forget_idle()
+        return await self._lender.fetch(sql, values)
+
+    async def close(self) -> None:
+        await self._lender.close()
 
 
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.reads import Rows
+from app.core.reads import RowReader, Rows
 from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
 from app.subscriptions.schemas import SubscriptionOut
 
@@ -44,15 +44,15 @@ async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subsc
     return await session.scalar(_OWNED, {"principal": principal, "sub_id": sub_id})
 
 
-async def shown_owned(engine: AsyncEngine, principal: str, sub_id: str) -> dict[str, Any] | None:
+async def shown_owned(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any] | None:
     """The principal's subscription as SubscriptionOut's fields, None when it has none by the id."""
-    return await _SHOWN_OWNED.one_or_none(engine, principal=principal, sub_id=sub_id)
+    return await _SHOWN_OWNED.one_or_none(reader, principal=principal, sub_id=sub_id)
 
 
 async def page_of_principal(
-    engine: AsyncEngine, principal: str, after_id: str | None, limit: int
+    reader: RowReader, principal: str, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    return await _PAGE.all(engine, principal=principal, after_id=after_id or "", limit=limit)
+    return await _PAGE.all(reader, principal=principal, after_id=after_id or "", limit=limit)
 
 
 async def trades_page(

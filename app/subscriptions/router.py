@@ -43,7 +43,7 @@ async def create_subscription(
 @router.get("", response_model=Page[SubscriptionOut])
 async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[SubscriptionOut]:
     rows = await repository.page_of_principal(
-        read.engine, read.principal, page.after_id, page.limit + 1
+        read.rows, read.principal, page.after_id, page.limit + 1
     )
     subscriptions = [SubscriptionOut.model_validate(row) for row in rows]
     return Page(
@@ -53,7 +53,7 @@ async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[Subscri
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
-    shown = await repository.shown_owned(read.engine, read.principal, sub_id)
+    shown = await repository.shown_owned(read.rows, read.principal, sub_id)
     if shown is None:
         raise NotFound("subscription")
     return SubscriptionOut.model_validate(shown)
