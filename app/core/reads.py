@@ -64,9 +64,9 @@ class Rows:
     """A SELECT whose rows are dicts of its columns, for a response model to validate (pydantic
     validates a dict in a third of the time it takes over an entity's attributes).
 
-    SQLAlchemy still compiles the statement (once per dialect), lends the pooled connection,
-    converts each value with its column type's own result processor (so a value comes out as
-    it would through a session) and tells a dead connection from a failed statement. The
+    SQLAlchemy still compiles the statement (once per dialect), converts each value with its
+    column type's own result processor (so a value comes out as it would through a session)
+    and, for the RowReader that runs it, tells a dead connection from a failed statement. The
     parameters are plain values (strings, numbers) that the driver takes as they are.
     """
 
