@@ -5,7 +5,7 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 
 from app import audit
-from app.core.errors import NotFound, error_responses
+from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import RenterDep, RenterReadDep, RuntimeDep, SessionDep
 from app.performance.service import performance
@@ -53,9 +53,7 @@ async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[Subscri
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
-    shown = await repository.shown_owned(read.rows, read.principal, sub_id)
-    if shown is None:
-        raise NotFound("subscription")
+    shown = await service.shown_owned(read.rows, read.principal, sub_id)
     return SubscriptionOut.model_validate(shown)
 
 

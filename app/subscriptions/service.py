@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bots import repository as bots
 from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFound, Unprocessable
+from app.core.reads import RowReader
 from app.core.settings import Settings
 from app.credentials import repository as credentials
 from app.models import Subscription
@@ -74,6 +76,14 @@ async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subsc
     if sub is None:
         raise NotFound("subscription")
     return sub
+
+
+async def shown_owned(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any]:
+    """The renter's subscription as SubscriptionOut's fields (app/core/reads.py's rows)."""
+    shown = await repository.shown_owned(reader, principal, sub_id)
+    if shown is None:
+        raise NotFound("subscription")
+    return shown
 
 
 async def update(
