@@ -120,6 +120,13 @@ class Rows:
         return rows[0] if rows else None
 
 
+async def _run(driver_connection: Any, sql: str, values: tuple[Any, ...]) -> Any:
+    # asyncmy's and aiosqlite's connections alike.
+    async with driver_connection.cursor() as cursor:
+        await cursor.execute(sql, values)
+        return await cursor.fetchall()
+
+
 class _Lender(Protocol):
     async def fetch(self, sql: str, values: tuple[Any, ...]) -> Any:
         """The statement's raw rows, on a connection lent for it. A connection whose statement
@@ -162,9 +169,7 @@ class _AsyncmyPool:
         async with self._turns:
             connection = await pool.acquire()
             try:
-                async with connection.cursor() as cursor:
-                    await cursor.execute(sql, values)
-                    return await cursor.fetchall()
+                return await _run(connection, sql, values)
             except BaseException:
                 connection.close()  # the pool drops a closed connection when it comes back
                 raise
@@ -193,9 +198,7 @@ class _EnginePool:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None, "a checked-out connection has its driver's"
             try:
-                async with driver.cursor() as cursor:
-                    await cursor.execute(sql, values)
-                    return await cursor.fetchall()
+                return await _run(driver, sql, values)
             except BaseException:
                 await connection.invalidate()
                 raise
