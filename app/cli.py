@@ -9,41 +9,16 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.core.logging import configure_logging
+from app.core.migrations import migrate
 from app.core.settings import get_settings
 from app.sandbox.run import add_arguments as add_sandbox_arguments
 from app.sandbox.run import run_sandbox
-
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-
-def alembic_config(database_url: str | None = None) -> Config:
-    """Alembic's configuration, its scripts found in the installed `migrations` package.
-
-    Not alembic.ini, which is read from the working directory and is not in the wheel: the
-    Docker image, and any install that is not an editable checkout, has no such file.
-    """
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("migrations")))
-    if database_url:
-        config.set_main_option("sqlalchemy.url", database_url)
-    return config
-
-
-def migrate(database_url: str | None = None, revision: str = "head") -> None:
-    from alembic import command
-
-    command.upgrade(alembic_config(database_url), revision)
 
 
 async def _with_session(work):
@@ -203,7 +178,6 @@ async def _run_backtest(bot_id: str, body):
     from app.core.db import create_engine, create_sessionmaker, session_scope, utcnow
     from app.core.errors import AppError
     from app.integrations.binance.clients import BinanceClients
-    from app.integrations.binance.governor import shared_governor
     from app.integrations.llm.registry import VoterPool
     from app.models import Backtest
 
@@ -211,13 +185,7 @@ async def _run_backtest(bot_id: str, body):
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    clients = BinanceClients(
-        shared_governor(redis, settings.binance_weight_per_minute),
-        api_url=settings.binance_api_url,
-        rules_ttl_s=settings.binance_rules_ttl_s,
-        idle_s=settings.binance_client_idle_s,
-        redis=redis,
-    )
+    clients = BinanceClients.from_settings(settings, redis)
     voters = VoterPool(settings)
 
     async def unqueued(name, _kwargs):

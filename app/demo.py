@@ -8,7 +8,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api_keys.authenticator import Caller, Scope
+from app.api_keys.authenticator import Caller
+from app.api_keys.schemas import Scope
 from app.api_keys.service import create_api_key
 from app.bots.schemas import BotCreate
 from app.bots.service import create_bot

@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.assertions import check_principal_assertion
-from app.api_keys.authenticator import Caller, Scope
+from app.api_keys.authenticator import Caller
+from app.api_keys.schemas import Scope
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
 from app.core.principals import InvalidPrincipal, validate_renter_principal

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from app.core.db import create_engine, create_sessionmaker, session_scope
+from app.core.migrations import migrate
 from app.core.settings import Environment, Settings
 from app.demo import DemoSeed, seed_demo
 from app.sandbox.market import Market
@@ -76,8 +77,6 @@ def _banner(settings: Settings, seed: DemoSeed | None) -> str:
 
 
 def run(settings: Settings) -> int:
-    from app.cli import migrate
-
     # SIGTERM (a service manager, `timeout`, `docker stop`) stops the children exactly as
     # Ctrl-C does; by default it would end this process alone and leave them trading.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

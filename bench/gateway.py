@@ -66,11 +66,11 @@ from cryptography.fernet import Fernet  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from app.api_keys.authenticator import Scope  # noqa: E402
+from app.api_keys.schemas import Scope  # noqa: E402
 from app.api_keys.service import create_api_key  # noqa: E402
 from app.bots.strategy import Strategy  # noqa: E402
-from app.cli import migrate  # noqa: E402
 from app.core.db import create_engine, create_sessionmaker, new_id, session_scope  # noqa: E402
+from app.core.migrations import migrate  # noqa: E402
 from app.core.principals import encode_principal  # noqa: E402
 from app.models import Bot, BotVersion, Subscription, User  # noqa: E402
 

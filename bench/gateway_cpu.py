@@ -45,7 +45,7 @@ from gateway import Seed, seed  # noqa: E402
 from redis import Redis  # noqa: E402
 from starlette.types import ASGIApp, Message, Scope  # noqa: E402
 
-from app.cli import migrate  # noqa: E402
+from app.core.migrations import migrate  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.main import create_app  # noqa: E402
 

@@ -62,9 +62,9 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from app.bots.strategy import Strategy  # noqa: E402
-from app.cli import migrate  # noqa: E402
 from app.core.crypto import Keyring  # noqa: E402
 from app.core.db import create_engine, create_sessionmaker, new_id  # noqa: E402
+from app.core.migrations import migrate  # noqa: E402
 from app.models import (  # noqa: E402
     AuditLog,
     Bot,

@@ -19,10 +19,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.api_keys.service import create_api_key
-from app.cli import migrate
 from app.core.db import create_engine, create_sessionmaker, session_scope
+from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Base

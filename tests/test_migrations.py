@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from app.cli import alembic_config
 from app.core.db import create_engine
+from app.core.migrations import alembic_config
 from app.models import Base
 from tests.conftest import fresh_mariadb_database
 

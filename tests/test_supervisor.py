@@ -19,8 +19,8 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from app.cli import migrate
 from app.core.db import create_engine
+from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.models import ApiKey
 from app.supervisor import seed_in_development

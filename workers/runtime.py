@@ -26,7 +26,6 @@ from app.core.memory import settled_garbage_collector
 from app.core.settings import Settings, get_settings
 from app.credentials.service import close_stale_clients
 from app.integrations.binance.clients import BinanceClients
-from app.integrations.binance.governor import shared_governor
 from app.integrations.llm.registry import VoterPool
 from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
@@ -59,15 +58,7 @@ class WorkerRuntime:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        governor = shared_governor(redis, settings.binance_weight_per_minute)
-        clients = BinanceClients(
-            governor,
-            api_url=settings.binance_api_url,
-            rules_ttl_s=settings.binance_rules_ttl_s,
-            idle_s=settings.binance_client_idle_s,
-            recv_window_ms=settings.binance_recv_window_ms,
-            redis=redis,
-        )
+        clients = BinanceClients.from_settings(settings, redis)
         cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
         locks = NamedLocks(redis)
         voters = VoterPool(settings)

@@ -14,13 +14,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
+from app.api_keys.schemas import Scope
 from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.cache import TtlCache
 from app.core.db import utcnow
@@ -38,12 +38,6 @@ log = logging.getLogger(__name__)
 # Revocations and assertion-key changes: every process forgets the key at once.
 CHANGE_CHANNEL = "botmarket:api-key-changed"
 _MAX_TOKEN_LENGTH = 128
-
-
-class Scope(StrEnum):
-    admin = "admin"
-    developer = "developer"
-    marketplace = "marketplace"
 
 
 @dataclass(frozen=True)

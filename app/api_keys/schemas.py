@@ -1,12 +1,14 @@
+"""The scopes an API key is issued for, and what the API-key endpoints take and return."""
+
 from __future__ import annotations
 
 import base64
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from app.api_keys.authenticator import Scope
 from app.core.principal_assertions import (
     Algorithm,
     AssertionMode,
@@ -34,6 +36,12 @@ _EXAMPLE_KEY_OUT: JsonDict = {
     "assertion_mode": "required",
     "assertion_keys": [_EXAMPLE_ASSERTION_KEY_OUT],
 }
+
+
+class Scope(StrEnum):
+    admin = "admin"
+    developer = "developer"
+    marketplace = "marketplace"
 
 
 class AssertionKeyIn(BaseModel):

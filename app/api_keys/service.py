@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys import repository
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.core.api_keys import generate_api_key
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from app import audit
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.backtests import service
 from app.backtests.repository import Owner
 from app.backtests.schemas import BacktestCreate, BacktestOut

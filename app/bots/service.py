@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api_keys.authenticator import Caller, Scope
+from app.api_keys.authenticator import Caller
+from app.api_keys.schemas import Scope
 from app.bots import repository
 from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
 from app.bots.strategy import Strategy

@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api_keys.assertions import check_principal_assertion
-from app.api_keys.authenticator import Scope as KeyScope
+from app.api_keys.schemas import Scope as KeyScope
 from app.audit import WRITE_METHODS
 from app.core.db import utcnow
 from app.core.errors import InvalidPrincipalAssertion, error_response

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
-from app.cli import migrate
+from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.main import create_app
 from tests.conftest import REDIS_URL, fresh_mariadb_database, require_service

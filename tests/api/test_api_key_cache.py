@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from app.api_keys.authenticator import CHANGE_CHANNEL, Scope
+from app.api_keys.authenticator import CHANGE_CHANNEL
+from app.api_keys.schemas import Scope
 from app.api_keys.service import create_api_key, revoke_api_key
 from app.core.db import session_scope
 from app.core.settings import Settings

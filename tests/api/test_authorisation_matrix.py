@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.core.settings import Settings
 from app.trading.execution import Executor, OrderIntent
 from app.trading.fills import Side as OrderSide

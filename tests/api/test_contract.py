@@ -143,7 +143,7 @@ async def test_changing_the_strategy_makes_a_new_version(
 async def test_bot_errors(
     client: httpx.AsyncClient, settings, developer_key: str, marketplace_key: str
 ) -> None:
-    from app.api_keys.authenticator import Scope
+    from app.api_keys.schemas import Scope
     from tests.conftest import make_key
 
     bot = await create_bot(client, developer_key)

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.core.settings import Settings
 from app.main import create_app
 from tests.conftest import make_key, make_settings

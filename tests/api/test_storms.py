@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.audit import WRITE_METHODS
 from app.core.db import create_engine
 from app.models import AuditLog, Base

@@ -106,7 +106,7 @@ async def test_who_may_start_and_see_a_backtest(
 
 
 def _developer() -> tuple:
-    from app.api_keys.authenticator import Scope
+    from app.api_keys.schemas import Scope
 
     return Scope.developer, "another developer"
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.api_keys.service import create_api_key
 from app.core.db import create_engine, create_sessionmaker, session_scope, utcnow
 from app.core.settings import Settings

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api_keys.authenticator import Scope
+from app.api_keys.schemas import Scope
 from app.backtests.flows import CHUNK
 from app.models import Backtest
 from tests.backtests.conftest import make_bot, start

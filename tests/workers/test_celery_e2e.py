@@ -26,8 +26,8 @@ from fastapi import FastAPI
 from redis import Redis
 from sqlalchemy import func, select
 
-from app.api_keys.authenticator import Scope
-from app.cli import migrate
+from app.api_keys.schemas import Scope
+from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Decision, PerformanceLog, Position, Trade

@@ -17,7 +17,7 @@ import pytest
 from celery import Celery
 from cryptography.fernet import Fernet
 
-from app.cli import migrate
+from app.core.migrations import migrate
 from tests.sandbox_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

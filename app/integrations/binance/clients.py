@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from redis.asyncio import Redis
 
@@ -32,7 +32,10 @@ from app.core.locks import NamedLocks
 from app.integrations.binance.client import BinanceClient
 from app.integrations.binance.clock import CLOCK_TTL_S, ExchangeClock
 from app.integrations.binance.filters import SymbolRules
-from app.integrations.binance.governor import Governor
+from app.integrations.binance.governor import Governor, shared_governor
+
+if TYPE_CHECKING:
+    from app.core.settings import Settings
 
 
 class CredentialKeys(Protocol):
@@ -87,6 +90,19 @@ class BinanceClients:
         self._credentials: dict[str, _Cached] = {}
         self._opening: dict[tuple[str, ...], asyncio.Task[BinanceClient]] = {}
         self._rules: dict[str, tuple[SymbolRules, float]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis | None) -> BinanceClients:
+        """A process's clients as the settings configure them, sharing the deployment's
+        request-weight budget (and its symbol rules) through `redis` when there is one."""
+        return cls(
+            shared_governor(redis, settings.binance_weight_per_minute),
+            api_url=settings.binance_api_url,
+            rules_ttl_s=settings.binance_rules_ttl_s,
+            idle_s=settings.binance_client_idle_s,
+            recv_window_ms=settings.binance_recv_window_ms,
+            redis=redis,
+        )
 
     async def public(self) -> BinanceClient:
         if self._public is not None:
