@@ -27,9 +27,9 @@ from app.core.middleware import (
 )
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
+from app.erasure.router import router as principals_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.openapi import install_method_not_allowed, install_openapi
-from app.principals.router import router as principals_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
 from app.track_records.router import router as track_records_router

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import repository
 from app.api_keys.schemas import Scope
-from app.core.api_keys import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.cache import TtlCache
 from app.core.db import utcnow
 from app.core.evictions import Evictions
+from app.core.key_tokens import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.principal_assertions import (
     Algorithm,
     AssertionMode,

@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys import repository
 from app.api_keys.schemas import Scope
-from app.core.api_keys import generate_api_key
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.key_tokens import generate_api_key
 from app.core.principal_assertions import Algorithm, AssertionMode
 from app.models import ApiKey, ApiKeyAssertionKey
 from app.users import repository as users

@@ -1,8 +1,8 @@
 import pytest
 from cryptography.fernet import Fernet
 
-from app.core.api_keys import digest_api_key, generate_api_key
 from app.core.crypto import Keyring, KeyringError
+from app.core.key_tokens import digest_api_key, generate_api_key
 
 
 def test_newest_key_encrypts_and_old_keys_still_decrypt() -> None:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from app.api_keys.authenticator import CHANGE_CHANNEL
 from app.api_keys.schemas import Scope
-from app.core.api_keys import digest_api_key
+from app.core.key_tokens import digest_api_key
 from app.models import ApiKey, AuditLog, Position, Trade
 from tests.conftest import MARIADB_HOST, MARIADB_PORT, fresh_mariadb_database, make_key
 from tests.fakes import RunningFakes

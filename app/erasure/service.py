@@ -1,3 +1,6 @@
+"""Erasing a renter (GDPR): credentials and backtests deleted, personal fields blanked, every
+subscription cancelled; the trade history stays, tied to the principal only."""
+
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession

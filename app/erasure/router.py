@@ -1,3 +1,5 @@
+"""`DELETE /api/v1/principals/me`: a renter erases their own data."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
@@ -5,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from app import audit
 from app.core.errors import error_responses
 from app.deps import RenterDep, SessionDep
-from app.principals import service
+from app.erasure import service
 
 router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=error_responses(403))
 
