@@ -56,7 +56,7 @@ async def read_sessions(request: Request) -> ReadSessions:
     """Sessions for a read: no BEGIN, COMMIT or ROLLBACK (app/core/reads.py). The route opens
     and closes its session itself, `async with sessions() as session`, rather than taking one
     from a dependency that yields: that costs FastAPI an exit stack and a shielded exit on
-    every request, a tenth of a read's CPU in the profile (bench/gateway_cpu.py)."""
+    every request, which shows in the profile of the read path (bench/gateway_cpu.py)."""
     runtime: Runtime = request.app.state.runtime
     return runtime.read_sessionmaker
 
@@ -133,8 +133,10 @@ async def _renter_call(request: Request) -> tuple[Caller, str | None]:
 @dataclass(frozen=True)
 class RenterRead:
     """A renter's read: the checked principal its queries are scoped by (no lookup of the
-    renter's row first), and the read sessions (ReadSessionsDep) and row reader
-    (app/core/reads.py) to run them on."""
+    renter's row first), and what to run them on. `rows` serves only the statements that
+    app/core/reads.py lists (a renter's subscription and list of subscriptions, read as rows
+    straight into the response); every other read, and any read that loads an entity, takes
+    a session from `sessions`."""
 
     principal: str
     sessions: ReadSessions

@@ -1,14 +1,24 @@
 """Reads: no transaction, and one more try on a connection found dead.
 
-Two ways to read, for two kinds of result. Entities (an ORM object a service works on) come
-from a read session. Rows that go straight into a response, on the hot GETs, come from `Rows`:
-the statement compiled once and run through the database driver on a connection of the
-driver's own pool (`RowReader`), without SQLAlchemy's asyncio layer around the statement and
-the checkout (a greenlet hop per call, an execution context, a Result, an AsyncConnection
-closed in a task of its own). bench/statement_cost.py: 278 µs of CPU a statement through a
-session, 132 µs through the driver on a connection of SQLAlchemy's pool; bench/gateway_cpu.py:
-a renter's GET of a subscription 0.81 ms through a session, 0.59 ms through the driver on
-SQLAlchemy's pool, 0.47 ms on asyncmy's.
+Two ways to read, and the rule for choosing:
+
+- A read session (`create_read_sessionmaker`) is the default. It loads entities, for a
+  service to work on or a response to be built from, and any read that is not on the list
+  below goes through it.
+- `Rows` runs a statement compiled once through the database driver, on a connection of the
+  driver's own pool (`RowReader`), and returns its rows as dicts. It is kept for the hottest
+  GETs, whose rows go straight into a response model with nothing done to them in between:
+  the catalogue page (app/bots/repository.py) and a renter's subscription and list of
+  subscriptions (app/subscriptions/repository.py). On those, SQLAlchemy's asyncio layer
+  around the statement and the checkout (a greenlet hop per call, an execution context, a
+  Result, an AsyncConnection closed in a task of its own) and the building of ORM objects
+  are a large share of the request's CPU; bench/statement_cost.py and bench/gateway_cpu.py
+  measure it. A read joins the list only when a benchmark shows that share; its statement is
+  the entity read's own select narrowed to the response's columns
+  (`select.with_only_columns`), so which rows a caller may see is written once.
+
+The renter dependency (app/deps.py, `RenterRead`) hands a renter's GET both, the read
+sessions and the row reader, under the rule above.
 
 A GET needs no transaction. On an autocommit connection each statement sees what is committed
 (as READ COMMITTED would), and the request costs neither a COMMIT nor the pool's ROLLBACK on
@@ -62,7 +72,7 @@ class _Compiled:
 
 class Rows:
     """A SELECT whose rows are dicts of its columns, for a response model to validate (pydantic
-    validates a dict in a third of the time it takes over an entity's attributes).
+    validates a dict faster than it reads an entity's attributes).
 
     SQLAlchemy still compiles the statement (once per dialect), converts each value with its
     column type's own result processor (so a value comes out as it would through a session)
@@ -146,9 +156,9 @@ class _AsyncmyPool:
         _, self._connect_args = engine.dialect.create_connect_args(engine.url)
         self._pool: asyncmy.Pool | None = None
         self._opening = asyncio.Lock()
-        # Readers queue here, first come first served, never in the pool: a connection given
-        # back goes to whoever asks next, so with more readers than connections some waited
-        # for many turns (bench/gateway.py, run 3: p99 55 → 525 ms with asyncmy's pool alone).
+        # Readers queue here, first come first served, never in the pool: asyncmy's pool gives
+        # a connection back to whoever asks next, so with more readers than connections some
+        # would wait for many turns and the tail latency would grow with the load.
         self._turns = asyncio.Semaphore(POOL_SIZE)
 
     async def _open(self) -> asyncmy.Pool:

@@ -1,3 +1,6 @@
+"""A renter's subscriptions and what hangs off them (trades, decisions and their votes, the
+position, the equity points): the entities services work on, and the renter's views as rows."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,48 +14,42 @@ from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription
 from app.subscriptions.schemas import SubscriptionOut
 
 # Scoped by the owner's principal in the query itself: another renter's row is simply not
-# found, and no lookup of the renter's user row comes first. Built once: on the hot path,
-# constructing a statement cost more than running it from SQLAlchemy's compiled cache.
+# found, and no lookup of the renter's user row comes first. Built once, at import: on the hot
+# path, constructing a statement costs more than running it from SQLAlchemy's compiled cache.
 _OF_PRINCIPAL = (
     select(Subscription)
     .join(User, User.id == Subscription.user_id)
     .where(User.principal == bindparam("principal"))
 )
 _OWNED = _OF_PRINCIPAL.where(Subscription.id == bindparam("sub_id"))
-# The renter's GETs read SubscriptionOut's columns as rows (app/core/reads.py), not entities:
-# building the ORM objects was a quarter of a page's CPU (bench/gateway.py, run 3). Ids are
-# lower-case hex: every id sorts after "", the first page's bound.
-_SUBSCRIPTIONS, _USERS = Subscription.__table__.c, User.__table__.c
-_SHOWN = select(
-    *(column for column in _SUBSCRIPTIONS if column.key in SubscriptionOut.model_fields)
-).join_from(Subscription.__table__, User.__table__, _USERS.id == _SUBSCRIPTIONS.user_id)
-_SHOWN_OWNED = Rows(
-    _SHOWN.where(
-        _USERS.principal == bindparam("principal"), _SUBSCRIPTIONS.id == bindparam("sub_id")
-    )
-)
-_PAGE = Rows(
-    _SHOWN.where(
-        _USERS.principal == bindparam("principal"), _SUBSCRIPTIONS.id > bindparam("after_id")
-    )
+# The renter's GETs answer with these same statements narrowed to SubscriptionOut's columns,
+# read as rows (app/core/reads.py says which reads do and why). Ids are lower-case hex: every
+# id sorts after "", the first page's bound.
+_SUBSCRIPTIONS = Subscription.__table__.c
+_SHOWN_COLUMNS = [column for column in _SUBSCRIPTIONS if column.key in SubscriptionOut.model_fields]
+_OWNED_VIEW = Rows(_OWNED.with_only_columns(*_SHOWN_COLUMNS))
+_PAGE_VIEW = Rows(
+    _OF_PRINCIPAL.with_only_columns(*_SHOWN_COLUMNS)
+    .where(_SUBSCRIPTIONS.id > bindparam("after_id"))
     .order_by(_SUBSCRIPTIONS.id)
     .limit(bindparam("limit"))
 )
 
 
 async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription | None:
+    """The principal's subscription as an entity, for a service to work on."""
     return await session.scalar(_OWNED, {"principal": principal, "sub_id": sub_id})
 
 
-async def shown_owned(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any] | None:
+async def owned_view(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any] | None:
     """The principal's subscription as SubscriptionOut's fields, None when it has none by the id."""
-    return await _SHOWN_OWNED.one_or_none(reader, principal=principal, sub_id=sub_id)
+    return await _OWNED_VIEW.one_or_none(reader, principal=principal, sub_id=sub_id)
 
 
 async def page_of_principal(
     reader: RowReader, principal: str, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    return await _PAGE.all(reader, principal=principal, after_id=after_id or "", limit=limit)
+    return await _PAGE_VIEW.all(reader, principal=principal, after_id=after_id or "", limit=limit)
 
 
 async def trades_page(

@@ -53,7 +53,7 @@ async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[Subscri
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
-    shown = await service.shown_owned(read.rows, read.principal, sub_id)
+    shown = await service.owned_view(read.rows, read.principal, sub_id)
     return SubscriptionOut.model_validate(shown)
 
 

@@ -78,9 +78,9 @@ async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subsc
     return sub
 
 
-async def shown_owned(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any]:
+async def owned_view(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any]:
     """The renter's subscription as SubscriptionOut's fields (app/core/reads.py's rows)."""
-    shown = await repository.shown_owned(reader, principal, sub_id)
+    shown = await repository.owned_view(reader, principal, sub_id)
     if shown is None:
         raise NotFound("subscription")
     return shown
