@@ -2,8 +2,8 @@
 
 `GET /api/v1/bots` is the same for every caller and read far more often than bots change: a
 page is read, validated and serialised once per CATALOGUE_TTL_S and process instead of on
-every request (the statement, the rows' conversion and validation and the JSON were ~45% of a
-page's CPU in bench/gateway_cpu.py). Keys are still checked and counted on every request.
+every request (the statement, the rows' conversion and validation and the JSON are most of a
+page's CPU). Keys are still checked and counted on every request.
 
 A bot created or changed through the API evicts every page, in its own process and, through
 Redis, in the others, once its transaction commits (app/core/evictions.py): its writer's next

@@ -1,3 +1,5 @@
+"""Bots and their versions: the entities a service works on, and the catalogue's page as rows."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,10 +26,10 @@ async def current_version(session: AsyncSession, bot: Bot) -> BotVersion:
     return version
 
 
-# The catalogue's columns under BotSummaryOut's names, read as rows (app/core/reads.py):
-# building 50 ORM objects was a quarter of a page's CPU (bench/gateway.py, run 4). Not the
-# version's strategy, the largest column by far, which the catalogue does not show. Built once;
-# ids are lower-case hex, so every id sorts after "", the first page's bound.
+# The catalogue's columns under BotSummaryOut's names, read as rows (app/core/reads.py says
+# why a page of the catalogue is read that way). Not the version's strategy, the largest
+# column by far, which the catalogue does not show. Built once; ids are lower-case hex, so
+# every id sorts after "", the first page's bound.
 _BOTS, _VERSIONS = Bot.__table__.c, BotVersion.__table__.c
 _SUMMARIES = Rows(
     select(

@@ -99,8 +99,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        # Not value.replace(tzinfo=UTC): on CPython 3.11 that takes 1.6 µs against 0.45 µs for
-        # combine, and a catalogue page converts a hundred of them (11% of its CPU; now 2%).
+        # Not value.replace(tzinfo=UTC): on CPython 3.11 that is several times slower than
+        # combine, and a catalogue page converts a hundred of them.
         return datetime.combine(value, value.time(), UTC)
 
 

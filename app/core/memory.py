@@ -6,9 +6,9 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-# A young-generation collection every 5,000 net allocations rather than 700: with 32 requests
-# in flight, the objects they hold alone passed 700, and a collection ran every ~15 requests
-# (7% of a read's CPU in bench/gateway.py's harness); at 5,000, two in 6,000 requests.
+# A young-generation collection every 5,000 net allocations rather than 700: with a few dozen
+# requests in flight, the objects they hold alone pass 700, and a collection would run every
+# few requests; at 5,000 it runs rarely.
 GC_YOUNG_THRESHOLD = 5_000
 
 
@@ -16,8 +16,8 @@ GC_YOUNG_THRESHOLD = 5_000
 def settled_garbage_collector() -> Iterator[None]:
     """What exists once the process is up (~450,000 objects: modules, routes, the SDKs'
     tables) lives as long as it: frozen, the collector no longer walks it, and a full
-    collection stops pausing everything in flight on the event loop (~280 ms for the API's
-    reads, 0.5-0.85 s for a worker's orders in bench/tick.py; ~4 ms frozen). Undone on exit,
+    collection stops pausing everything in flight on the event loop (the API's reads, a
+    worker's orders) for the time it takes to walk all of it. Undone on exit,
     so a process that starts several (the tests) frees what each one leaves behind."""
     thresholds = gc.get_threshold()
     gc.freeze()

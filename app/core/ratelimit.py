@@ -74,8 +74,8 @@ class RedisRateLimiter:
     """Every API process draws on the same Redis counter, so the budget is the deployment's.
 
     A process takes the budget in leases of up to MAX_LEASE requests and admits from its lease
-    locally: one Redis round trip per lease, not per request (redis-py's call was 14% of a
-    read's samples in the profile of bench/gateway.py). Chosen over a local count synced in the
+    locally: one Redis round trip per lease, not per request (redis-py's call per request is a
+    visible share of a read's CPU). Chosen over a local count synced in the
     background, which lets each process overrun the budget by what it admits between syncs:
     a lease is counted in Redis before any of its requests is admitted, so together the
     processes never admit more than the limit. What a lease leaves unused when its minute ends
