@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import text
+from starlette.types import Lifespan
 
 from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
@@ -65,6 +66,31 @@ def _connect_to_broker(url: str) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    app = FastAPI(
+        title="botmarket",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings),
+        # Our metrics are Prometheus's (app.core.metrics) and nothing sets up OpenTelemetry;
+        # left on, FastAPI asks OpenTelemetry's global providers on every request whether
+        # someone has (3% of a read's CPU in bench/gateway_cpu.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        # Served by install_openapi from local assets; ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    _include_routers(app)
+    install_openapi(app, swagger_ui=settings.docs_enabled)
+    install_method_not_allowed(app)
+    _add_health_routes(app, settings)
+    _add_middleware(app, settings)
+    return app
+
+
+def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
+    """The runtime, the metrics server and the background listeners, for the app's lifetime."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,31 +115,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if metrics_server is not None:
                 await asyncio.to_thread(metrics_server.shutdown)  # waits out its poll loop
                 metrics_server.server_close()
-            runtime.authenticator.stop()
-            runtime.catalogue.stop()
-            for task in background:
-                task.cancel()
-            # Bounded: a task that swallows its cancellation must not hold shutdown forever.
-            _, stuck = await asyncio.wait(background, timeout=SHUTDOWN_WAIT_S)
-            if stuck:
-                log.error("background tasks did not stop within %s s: %s", SHUTDOWN_WAIT_S, stuck)
+            await _stop_background(runtime, background)
             await runtime.close()
 
-    app = FastAPI(
-        title="botmarket",
-        version="1.0.0",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        # Our metrics are Prometheus's (app.core.metrics) and nothing sets up OpenTelemetry;
-        # left on, FastAPI asks OpenTelemetry's global providers on every request whether
-        # someone has (3% of a read's CPU in bench/gateway_cpu.py).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
-        # Served by install_openapi from local assets; ReDoc would need a CDN.
-        docs_url=None,
-        redoc_url=None,
-    )
-    install_error_handlers(app)
+    return lifespan
+
+
+async def _stop_background(runtime: Runtime, background: list[asyncio.Task[None]]) -> None:
+    runtime.authenticator.stop()
+    runtime.catalogue.stop()
+    for task in background:
+        task.cancel()
+    # Bounded: a task that swallows its cancellation must not hold shutdown forever.
+    _, stuck = await asyncio.wait(background, timeout=SHUTDOWN_WAIT_S)
+    if stuck:
+        log.error("background tasks did not stop within %s s: %s", SHUTDOWN_WAIT_S, stuck)
+
+
+def _include_routers(app: FastAPI) -> None:
     # The busiest first: FastAPI tries a request on each included router in turn, every route
     # of a router before it (matching was a tenth of a read's CPU with subscriptions fourth).
     for router in (
@@ -126,34 +145,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backtests_router,
     ):
         app.include_router(router)
-    install_openapi(app, swagger_ui=settings.docs_enabled)
-    install_method_not_allowed(app)
 
+
+def _add_health_routes(app: FastAPI, settings: Settings) -> None:
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/health/ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
-        failed: list[str] = []
-        try:
-            async with runtime.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:
-            failed.append("database")
-        if runtime.redis is not None:
-            try:
-                await runtime.redis.ping()
-            except Exception:
-                failed.append("redis")
-        try:
-            # kombu connects synchronously: in a thread, and given up on after the timeout.
-            await asyncio.wait_for(
-                asyncio.to_thread(_connect_to_broker, settings.broker_url), BROKER_CHECK_TIMEOUT_S
-            )
-        except Exception:
-            failed.append("broker")
+        failed = await _unreachable(request.app.state.runtime, settings.broker_url)
         if failed:
             return JSONResponse(
                 {
@@ -176,6 +177,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST
             )
 
+
+async def _unreachable(runtime: Runtime, broker_url: str) -> list[str]:
+    """The names of the services a readiness probe cannot reach: database, redis, broker."""
+    failed: list[str] = []
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        failed.append("database")
+    if runtime.redis is not None:
+        try:
+            await runtime.redis.ping()
+        except Exception:
+            failed.append("redis")
+    try:
+        # kombu connects synchronously: in a thread, and given up on after the timeout.
+        await asyncio.wait_for(
+            asyncio.to_thread(_connect_to_broker, broker_url), BROKER_CHECK_TIMEOUT_S
+        )
+    except Exception:
+        failed.append("broker")
+    return failed
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
     # Added innermost first: the request id wraps everything, then the header and body limits,
     # then idempotency, so a replay is logged, counted and never sees oversized headers or
     # body, and is not audited twice.
@@ -190,4 +216,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_header_bytes,
     )
     app.add_middleware(RequestContextMiddleware, metrics=lambda: app.state.runtime.metrics)
-    return app

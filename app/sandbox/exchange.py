@@ -91,6 +91,23 @@ def check_notional(spec: SymbolSpec, quantity: Decimal, price: Decimal) -> None:
         raise SandboxError(-1013, "Filter failure: NOTIONAL")
 
 
+def _order_kind(params: dict[str, str]) -> tuple[SymbolSpec, str, str]:
+    """(symbol, side, type) of a new order, refused as Binance refuses them."""
+    spec = spec_of(params.get("symbol"))
+    side = params.get("side")
+    order_type = params.get("type")
+    if side not in ("BUY", "SELL"):
+        raise SandboxError(
+            -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
+        )
+    if order_type not in ("MARKET", "LIMIT"):
+        raise SandboxError(-1116, "Invalid orderType.")
+    for name in NOT_REQUIRED[order_type]:
+        if name in params:
+            raise not_required(name)
+    return spec, side, order_type
+
+
 @dataclass
 class Account:
     api_key: str
@@ -105,6 +122,39 @@ class Account:
 
     def move(self, asset: str, amount: Decimal) -> None:
         self.free[asset] = self.balance(asset) + amount
+
+
+def _new_order(
+    order_id: int,
+    spec: SymbolSpec,
+    client_id: str,
+    order_type: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    now_ms: int,
+) -> dict[str, Any]:
+    """An accepted order as Binance shows it, resting (NEW) until filled."""
+    return {
+        "symbol": spec.symbol,
+        "orderId": order_id,
+        "orderListId": -1,
+        "clientOrderId": client_id,
+        "transactTime": now_ms,
+        "price": _plain(price if order_type == "LIMIT" else Decimal(0)),
+        "origQty": _plain(quantity),
+        "executedQty": _plain(Decimal(0)),
+        "cummulativeQuoteQty": _plain(Decimal(0)),
+        "status": "NEW",
+        "timeInForce": "GTC",
+        "type": order_type,
+        "side": side,
+        "workingTime": now_ms,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "time": now_ms,
+        "updateTime": now_ms,
+        "fills": [],
+    }
 
 
 def _fee(amount: Decimal) -> Decimal:
@@ -132,60 +182,21 @@ class Exchange:
     def place(
         self, account: Account, params: dict[str, str], now_ms: int, *, test: bool = False
     ) -> dict[str, Any]:
-        spec = spec_of(params.get("symbol"))
-        side = params.get("side")
-        order_type = params.get("type")
-        if side not in ("BUY", "SELL"):
-            raise SandboxError(
-                -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
-            )
-        if order_type not in ("MARKET", "LIMIT"):
-            raise SandboxError(-1116, "Invalid orderType.")
-        for name in NOT_REQUIRED[order_type]:
-            if name in params:
-                raise not_required(name)
+        spec, side, order_type = _order_kind(params)
         self.fill_crossed_limits(account, now_ms)
         client_id = params.get("newClientOrderId") or f"sandbox-{next(self._order_ids)}"
         if any(o["clientOrderId"] == client_id and o["status"] == "NEW" for o in account.orders):
             raise SandboxError(-2010, "Duplicate order sent.")
         market_price = self.market.price(spec.symbol, now_ms)
-        if order_type == "MARKET":
-            quantity = self._market_quantity(spec, params, market_price)
-            price = market_price
-        else:
-            if params.get("timeInForce") != "GTC":
-                raise SandboxError(
-                    -1102,
-                    "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.",
-                )
-            quantity = required_decimal(params, "quantity")
-            price = required_decimal(params, "price")
-            check_price(spec, price)
+        quantity, price = self._quantity_and_price(spec, order_type, params, market_price)
         check_lot(spec, quantity)
-        check_notional(spec, quantity, price if order_type == "LIMIT" else market_price)
+        check_notional(spec, quantity, price)
         self._check_balance(account, spec, side, quantity, price)
         if test:
             return {}
-        order: dict[str, Any] = {
-            "symbol": spec.symbol,
-            "orderId": next(self._order_ids),
-            "orderListId": -1,
-            "clientOrderId": client_id,
-            "transactTime": now_ms,
-            "price": _plain(price if order_type == "LIMIT" else Decimal(0)),
-            "origQty": _plain(quantity),
-            "executedQty": _plain(Decimal(0)),
-            "cummulativeQuoteQty": _plain(Decimal(0)),
-            "status": "NEW",
-            "timeInForce": "GTC",
-            "type": order_type,
-            "side": side,
-            "workingTime": now_ms,
-            "selfTradePreventionMode": "EXPIRE_MAKER",
-            "time": now_ms,
-            "updateTime": now_ms,
-            "fills": [],
-        }
+        order = _new_order(
+            next(self._order_ids), spec, client_id, order_type, side, quantity, price, now_ms
+        )
         account.orders.append(order)
         crosses = (side == "BUY" and price >= market_price) or (
             side == "SELL" and price <= market_price
@@ -195,6 +206,23 @@ class Exchange:
         else:
             self._lock(account, spec, side, quantity, price)
         return order
+
+    def _quantity_and_price(
+        self, spec: SymbolSpec, order_type: str, params: dict[str, str], market_price: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """What the order asks for, at the price it is checked against: a MARKET order's is
+        the market's, a LIMIT order's its limit."""
+        if order_type == "MARKET":
+            return self._market_quantity(spec, params, market_price), market_price
+        if params.get("timeInForce") != "GTC":
+            raise SandboxError(
+                -1102,
+                "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.",
+            )
+        quantity = required_decimal(params, "quantity")
+        price = required_decimal(params, "price")
+        check_price(spec, price)
+        return quantity, price
 
     def _market_quantity(self, spec: SymbolSpec, params: dict[str, str], price: Decimal) -> Decimal:
         quantity = optional_decimal(params, "quantity")

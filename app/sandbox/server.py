@@ -479,7 +479,30 @@ def create_sandbox_app(
     for api_key, api_secret, balances in accounts or []:
         exchange.add_account(api_key, api_secret, balances)
     sandbox = Sandbox(SandboxState(exchange, limits or Limits()))
-    app_routes = [
+    routes = [
+        Route(path, sandbox.endpoint(handler, weight, **options), methods=[method])
+        for path, method, handler, weight, options in (
+            _public_endpoints(sandbox) + _signed_endpoints(sandbox)
+        )
+    ]
+    routes += [
+        Route("/sandbox/accounts", sandbox.put_account, methods=["POST"]),
+        Route("/sandbox/config", sandbox.put_config, methods=["POST"]),
+        Route("/sandbox/faults", sandbox.put_faults, methods=["POST", "DELETE"]),
+        Route("/sandbox/orders", sandbox.list_orders, methods=["GET"]),
+        Route("/sandbox/stats", sandbox.stats, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.sandbox = sandbox
+    return app
+
+
+# A Binance path: (path, method, handler, its request weight, Sandbox.endpoint's options).
+Endpoint = tuple[str, str, Handler, Callable[[dict[str, str]], int], dict[str, bool]]
+
+
+def _public_endpoints(sandbox: Sandbox) -> list[Endpoint]:
+    return [
         ("/api/v3/ping", "GET", sandbox.ping, lambda p: 1, {}),
         ("/api/v3/time", "GET", sandbox.server_time, lambda p: 1, {}),
         ("/api/v3/exchangeInfo", "GET", sandbox.exchange_info, lambda p: 20, {}),
@@ -491,6 +514,11 @@ def create_sandbox_app(
             lambda p: 2 if "symbol" in p else 4,
             {},
         ),
+    ]
+
+
+def _signed_endpoints(sandbox: Sandbox) -> list[Endpoint]:
+    return [
         ("/api/v3/account", "GET", sandbox.account, lambda p: 20, {"signed": True}),
         (
             "/api/v3/order",
@@ -518,17 +546,3 @@ def create_sandbox_app(
             {"signed": True},
         ),
     ]
-    routes = [
-        Route(path, sandbox.endpoint(handler, weight, **options), methods=[method])  # type: ignore[arg-type]
-        for path, method, handler, weight, options in app_routes
-    ]
-    routes += [
-        Route("/sandbox/accounts", sandbox.put_account, methods=["POST"]),
-        Route("/sandbox/config", sandbox.put_config, methods=["POST"]),
-        Route("/sandbox/faults", sandbox.put_faults, methods=["POST", "DELETE"]),
-        Route("/sandbox/orders", sandbox.list_orders, methods=["GET"]),
-        Route("/sandbox/stats", sandbox.stats, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
-    app.state.sandbox = sandbox
-    return app

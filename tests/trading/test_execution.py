@@ -123,7 +123,7 @@ async def test_paper_buy_and_sell_are_exact_and_happen_once(
 
 
 async def test_paper_fill_formula(executor: Executor) -> None:
-    rules = await executor._clients.rules("BTCUSDT")  # the sandbox's real exchangeInfo
+    rules = await executor._attempts.clients.rules("BTCUSDT")  # the sandbox's real exchangeInfo
     fill = paper_fill(Side.BUY, D("0.00166"), D("60000.00"), D("0.0005"), rules)
     assert (fill.price, fill.fee) == (D("60030.00"), D("0.00000166"))
     # 61234.56 x 1.0005 = 61265.17728: a buy fills on the next tick up, a sell on the one down
