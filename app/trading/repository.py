@@ -8,12 +8,9 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
-    Backtest,
-    Bot,
     BotVersion,
     Decision,
     DecisionClaim,
-    LlmVote,
     Position,
     Subscription,
     Trade,
@@ -225,79 +222,6 @@ async def release_claim(session: AsyncSession, claim_id: str, attempt: int) -> b
         delete(DecisionClaim).where(DecisionClaim.id == claim_id, DecisionClaim.attempt == attempt)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def lock_bot_budget(session: AsyncSession, bot_id: str) -> None:
-    """Serialise the budget reads and writes of one bot's concurrent decisions on MySQL.
-
-    SQLite ignores FOR UPDATE; there the caller's first write serialises all writers.
-    """
-    await session.execute(select(Bot.id).where(Bot.id == bot_id).with_for_update())
-
-
-async def reserved_between(
-    session: AsyncSession,
-    bot_id: str,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    excluding_claim_id: str,
-) -> Decimal:
-    """What the bot's other rounds in flight for candles opening in [start, end) have
-    reserved; an expired claim's reservation no longer counts."""
-    amounts = await session.scalars(
-        select(DecisionClaim.reserved_usd)
-        .join(BotVersion, BotVersion.id == DecisionClaim.bot_version_id)
-        .where(
-            BotVersion.bot_id == bot_id,
-            DecisionClaim.candle_open_at >= start,
-            DecisionClaim.candle_open_at < end,
-            DecisionClaim.expires_at > now,
-            DecisionClaim.id != excluding_claim_id,
-        )
-    )
-    return sum(amounts.all(), Decimal(0))
-
-
-async def llm_spend_between(
-    session: AsyncSession, bot_id: str, start: datetime, end: datetime
-) -> Decimal:
-    """What a bot's votes cost for candles opening in [start, end), plus what its `ask`
-    backtests made in [start, end) take of the same budget (summed here: SQLite stores money
-    as text)."""
-    costs = await session.scalars(
-        select(LlmVote.cost_usd)
-        .join(Decision, Decision.id == LlmVote.decision_id)
-        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
-        .where(
-            BotVersion.bot_id == bot_id,
-            Decision.candle_open_at >= start,
-            Decision.candle_open_at < end,
-        )
-    )
-    return sum(costs.all(), Decimal(0)) + await _backtest_charges(session, bot_id, start, end)
-
-
-async def _backtest_charges(
-    session: AsyncSession, bot_id: str, start: datetime, end: datetime
-) -> Decimal:
-    """An `ask` backtest counts its reservation while it may still ask, its real cost once
-    it ended."""
-    rows = await session.execute(
-        select(Backtest.status, Backtest.llm_reserved_usd, Backtest.llm_cost_usd).where(
-            Backtest.bot_id == bot_id,
-            Backtest.llm == "ask",
-            Backtest.created_at >= start,
-            Backtest.created_at < end,
-        )
-    )
-    return sum(
-        (
-            reserved if status in ("queued", "running") else cost
-            for status, reserved, cost in rows.all()
-        ),
-        Decimal(0),
-    )
 
 
 async def filled_buys(session: AsyncSession, sub_id: str) -> int:
