@@ -23,13 +23,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bots.strategy import Strategy
+from app.bots.strategy import RiskDefaults, Strategy
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
-from app.models import BotVersion, Decision, Subscription, Trade
+from app.models import BotVersion, Decision, Position, Subscription, Trade
 from app.performance.service import reference_capital
 from app.subscriptions import repository as subscriptions
 from app.subscriptions.flows import SubscriptionFlows
@@ -115,6 +115,35 @@ def send_deadline(decision: Decision, settings: Settings) -> datetime:
     window = settings.order_freshness_s.get(decision.timeframe, step.total_seconds())
     window = min(window, settings.order_freshness_cap_s)
     return decision.candle_open_at + step + timedelta(seconds=window)
+
+
+async def _risk_limits(
+    session: AsyncSession, subs: Sequence[Subscription]
+) -> dict[str, RiskDefaults]:
+    """Each subscription's risk limits: its bot version's defaults under its own overrides."""
+    versions = await repository.bot_versions(session, {s.bot_version_id for s in subs})
+    defaults = {
+        version_id: Strategy.model_validate(version.strategy).risk
+        for version_id, version in versions.items()
+    }
+    return {sub.id: risk.limits_for(defaults[sub.bot_version_id], sub.risk) for sub in subs}
+
+
+async def _risk_facts(
+    session: AsyncSession,
+    subs: Sequence[Subscription],
+    positions: Mapping[str, Position],
+    limits: Mapping[str, RiskDefaults],
+    side: Side,
+    now: datetime,
+) -> dict[str, risk.RiskFacts]:
+    """What the subscriptions' orders are checked against, read in two queries for all of
+    them (a chunk of renters of one decision), not per renter."""
+    ids = [sub.id for sub in subs]
+    since = risk.facts_since(limits.values(), side, now)
+    filled = await repository.filled_trades_since(session, ids, since)
+    equity = await repository.equity_of(session, ids) if side is Side.BUY else {}
+    return risk.facts(ids, filled, equity, positions, limits, side, now)
 
 
 class TradingFlows:
@@ -272,15 +301,8 @@ class TradingFlows:
                     for sub in subs
                     if sub.id in positions and not rules.is_dust(positions[sub.id].quantity, price)
                 ]
-            versions = await repository.bot_versions(session, {s.bot_version_id for s in subs})
-            defaults = {
-                version_id: Strategy.model_validate(version.strategy).risk
-                for version_id, version in versions.items()
-            }
-            limits = {
-                sub.id: risk.limits_for(defaults[sub.bot_version_id], sub.risk) for sub in subs
-            }
-            facts = await risk.facts(session, subs, positions, limits, side, now)
+            limits = await _risk_limits(session, subs)
+            facts = await _risk_facts(session, subs, positions, limits, side, now)
         return {
             sub.id: (
                 sub,

@@ -1,5 +1,9 @@
+"""Trading's rows: order attempts with their leases and fences, decisions with their claims,
+positions, and the facts the risk checks and the reconciler read."""
+
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -11,6 +15,7 @@ from app.models import (
     BotVersion,
     Decision,
     DecisionClaim,
+    PerformanceLog,
     Position,
     Subscription,
     Trade,
@@ -222,6 +227,36 @@ async def release_claim(session: AsyncSession, claim_id: str, attempt: int) -> b
         delete(DecisionClaim).where(DecisionClaim.id == claim_id, DecisionClaim.attempt == attempt)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def filled_trades_since(
+    session: AsyncSession, sub_ids: Sequence[str], since: datetime
+) -> list[tuple[str, str, Decimal | None, datetime]]:
+    """(subscription, side, realized PnL, filled at) of the subscriptions' trades filled since
+    `since`, oldest first: what their risk checks count, in one query for a chunk."""
+    rows = await session.execute(
+        select(Trade.subscription_id, Trade.side, Trade.realized_pnl, Trade.created_at)
+        .where(
+            Trade.subscription_id.in_(sub_ids),
+            Trade.status == "filled",
+            Trade.created_at >= since,
+        )
+        .order_by(Trade.created_at)
+    )
+    return [(sub_id, side, pnl, at) for sub_id, side, pnl, at in rows.all()]
+
+
+async def equity_of(session: AsyncSession, sub_ids: Sequence[str]) -> dict[str, list[Decimal]]:
+    """Each subscription's equity points, oldest first (those without any are missing)."""
+    rows = await session.execute(
+        select(PerformanceLog.subscription_id, PerformanceLog.equity)
+        .where(PerformanceLog.subscription_id.in_(sub_ids))
+        .order_by(PerformanceLog.recorded_at)
+    )
+    equity: dict[str, list[Decimal]] = defaultdict(list)
+    for sub_id, point in rows.all():
+        equity[sub_id].append(point)
+    return dict(equity)
 
 
 async def filled_buys(session: AsyncSession, sub_id: str) -> int:
