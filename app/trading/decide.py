@@ -306,6 +306,8 @@ class DecisionMaker:
         bot_id: str,
         claim: Claim,
     ) -> Decision:
+        """Store the decision with its votes and delete the claim, in one transaction; the
+        decision stored first when another process stored one without claiming it."""
         try:
             async with session_scope(self._sessionmaker) as session:
                 await budget.lock(session, bot_id)
@@ -314,50 +316,62 @@ class DecisionMaker:
                     raise _ClaimLost
                 session.add(decision)
                 await session.flush()
-                for weight, r in results:
-                    session.add(
-                        LlmVote(
-                            decision_id=decision.id,
-                            provider=r.provider,
-                            model=r.model,
-                            weight=weight,
-                            action=r.vote.action if r.vote else None,
-                            confidence=_confidence(r.vote) if r.vote else None,
-                            reasoning=r.vote.reasoning if r.vote else None,
-                            cited_indicators=r.vote.cited_indicators if r.vote else [],
-                            abstain_reason=r.abstain_reason,
-                            tokens_in=r.tokens_in,
-                            tokens_out=r.tokens_out,
-                            latency_ms=r.latency_ms,
-                            cost_usd=r.cost_usd,
-                        )
-                    )
+                session.add_all(_vote_rows(decision.id, results))
         except IntegrityError:
-            # Stored by something that did not claim it (a process of an older release): theirs
-            # stands, and our claim goes.
-            await self._release(claim)
-            existing = await self._existing(
-                DecisionKey(
-                    decision.bot_version_id,
-                    decision.symbol,
-                    decision.timeframe,
-                    decision.candle_open_at,
-                )
-            )
-            assert existing is not None
-            log.info("decision already made elsewhere", extra={"decision_id": existing.id})
-            return existing
-        log.info(
-            "decision",
-            extra={
-                "decision_id": decision.id,
-                "action": decision.action,
-                "score": str(decision.combined_score),
-            },
-        )
-        metrics.DECISIONS.labels(decision.action).inc()
-        for _, r in results:
-            metrics.VOTES.labels(r.provider, "vote" if r.vote else "abstain").inc()
-            metrics.LLM_LATENCY.labels(r.provider).observe(r.latency_ms / 1000)
-            metrics.LLM_COST.labels(r.provider).inc(float(r.cost_usd))
+            return await self._stored_elsewhere(decision, claim)
+        _log_and_count(decision, results)
         return decision
+
+    async def _stored_elsewhere(self, decision: Decision, claim: Claim) -> Decision:
+        # Stored by something that did not claim it (a process of an older release): theirs
+        # stands, and our claim goes.
+        await self._release(claim)
+        existing = await self._existing(
+            DecisionKey(
+                decision.bot_version_id,
+                decision.symbol,
+                decision.timeframe,
+                decision.candle_open_at,
+            )
+        )
+        assert existing is not None
+        log.info("decision already made elsewhere", extra={"decision_id": existing.id})
+        return existing
+
+
+def _vote_rows(decision_id: str, results: list[tuple[Decimal, VoteResult]]) -> list[LlmVote]:
+    """Every seat's vote or abstention as the decision stores it, with what asking cost."""
+    return [
+        LlmVote(
+            decision_id=decision_id,
+            provider=r.provider,
+            model=r.model,
+            weight=weight,
+            action=r.vote.action if r.vote else None,
+            confidence=_confidence(r.vote) if r.vote else None,
+            reasoning=r.vote.reasoning if r.vote else None,
+            cited_indicators=r.vote.cited_indicators if r.vote else [],
+            abstain_reason=r.abstain_reason,
+            tokens_in=r.tokens_in,
+            tokens_out=r.tokens_out,
+            latency_ms=r.latency_ms,
+            cost_usd=r.cost_usd,
+        )
+        for weight, r in results
+    ]
+
+
+def _log_and_count(decision: Decision, results: list[tuple[Decimal, VoteResult]]) -> None:
+    log.info(
+        "decision",
+        extra={
+            "decision_id": decision.id,
+            "action": decision.action,
+            "score": str(decision.combined_score),
+        },
+    )
+    metrics.DECISIONS.labels(decision.action).inc()
+    for _, r in results:
+        metrics.VOTES.labels(r.provider, "vote" if r.vote else "abstain").inc()
+        metrics.LLM_LATENCY.labels(r.provider).observe(r.latency_ms / 1000)
+        metrics.LLM_COST.labels(r.provider).inc(float(r.cost_usd))
