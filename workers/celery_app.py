@@ -36,7 +36,13 @@ def _json_logs(**_: object) -> None:
 celery_app = Celery(
     "botmarket",
     broker=settings.broker_url,
-    include=["workers.tasks.trading", "workers.tasks.idempotency", "workers.tasks.backtests"],
+    include=[
+        "workers.tasks.trading",
+        "workers.tasks.subscriptions",
+        "workers.tasks.performance",
+        "workers.tasks.idempotency",
+        "workers.tasks.backtests",
+    ],
 )
 celery_app.conf.update(
     task_queues=(Queue("celery"), Queue(DECIDE_QUEUE)),

@@ -27,6 +27,8 @@ from app.core.settings import Settings, get_settings
 from app.credentials.service import close_stale_clients
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.llm.registry import VoterPool
+from app.performance.flows import PerformanceFlows
+from app.subscriptions.flows import SubscriptionFlows
 from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
 from app.trading.flows import TradingFlows
@@ -44,7 +46,9 @@ class WorkerRuntime:
     redis: Redis | None
     clients: BinanceClients
     voters: VoterPool
-    flows: TradingFlows
+    trading: TradingFlows
+    subscriptions: SubscriptionFlows
+    performance: PerformanceFlows
     backtests: BacktestFlows
     # Holds the collector settled (app.core.memory) until close().
     settled: contextlib.ExitStack
@@ -68,20 +72,36 @@ class WorkerRuntime:
         def enqueue(name: str, kwargs: dict[str, Any]) -> Coroutine[Any, Any, Any]:
             return asyncio.to_thread(celery_app.send_task, name, kwargs=kwargs)
 
-        flows = TradingFlows(
+        executor = Executor(sessionmaker, clients, keyring, settings)
+        subscriptions = SubscriptionFlows(sessionmaker, executor)
+        trading = TradingFlows(
             sessionmaker,
             DecisionMaker(sessionmaker, MarketData(clients, cache, locks), voters, settings),
-            Executor(sessionmaker, clients, keyring, settings),
+            executor,
+            subscriptions,
             clients,
             settings,
             enqueue=enqueue,
             chunk_size=settings.execute_chunk_size,
         )
+        performance = PerformanceFlows(sessionmaker, clients, settings)
         backtests = BacktestFlows(sessionmaker, clients, voters, settings, enqueue)
         # Last: all that exists now lives as long as the process.
         settled = contextlib.ExitStack()
         settled.enter_context(settled_garbage_collector())
-        return cls(loop, engine, sessionmaker, redis, clients, voters, flows, backtests, settled)
+        return cls(
+            loop,
+            engine,
+            sessionmaker,
+            redis,
+            clients,
+            voters,
+            trading,
+            subscriptions,
+            performance,
+            backtests,
+            settled,
+        )
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(self._after_pruning(coroutine))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,14 +10,12 @@ from app.backtests.history import open_times
 from app.backtests.repository import Owner
 from app.backtests.schemas import MAX_CANDLES, BacktestCreate, BacktestOut, Progress, Status
 from app.backtests.votes import estimate_usd
+from app.bots import budget
 from app.bots import repository as bots
 from app.bots.strategy import Strategy
 from app.core.errors import InvalidStateTransition, NotFound, Unprocessable
 from app.core.settings import Settings
 from app.models import Backtest, Bot
-from app.trading import repository as trading
-
-_USD_PLACES = Decimal("0.0001")
 
 
 async def visible_bot(
@@ -103,23 +101,20 @@ async def _afford(
 ) -> None:
     """Refuse an `ask` run whose estimate passes its own cap, or what is left of the bot's
     LLM budget today; otherwise the estimate is reserved on that budget when the row commits."""
-    shown = estimate.quantize(_USD_PLACES)
+    shown = estimate.quantize(budget.USD_PLACES)
     if estimate > body.max_llm_cost_usd:
         raise Unprocessable(
             f"asking the LLMs may cost up to {shown} USD, above max_llm_cost_usd "
             f"{body.max_llm_cost_usd}: raise it, shorten the window or use llm=recorded",
             details=[{"loc": "body.max_llm_cost_usd", "message": f"estimate {shown} USD"}],
         )
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    await trading.lock_bot_budget(session, bot_id)
-    spent = await trading.llm_spend_between(session, bot_id, day, day + timedelta(days=1))
-    reserved = await trading.reserved_between(
-        session, bot_id, day, day + timedelta(days=1), now, excluding_claim_id=""
-    )
-    if spent + reserved + estimate > strategy.llm_daily_budget_usd:
+    await budget.lock(session, bot_id)
+    daily_usd = strategy.llm_daily_budget_usd
+    over = await budget.overdraft(session, bot_id, now, now, estimate, daily_usd)
+    if over is not None:
         raise Unprocessable(
-            f"the bot's daily LLM budget of {strategy.llm_daily_budget_usd} USD cannot take "
-            f"up to {shown} USD more today ({(spent + reserved).quantize(_USD_PLACES)} spent "
+            f"the bot's daily LLM budget of {daily_usd} USD cannot take up to {shown} USD "
+            f"more today ({(over.spent + over.reserved).quantize(budget.USD_PLACES)} spent "
             "or reserved)",
             details=[{"loc": "body.llm", "message": "the bot's LLM budget is spent"}],
         )

@@ -4,6 +4,7 @@ position, the equity points): the entities services work on, and the renter's vi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -123,3 +124,64 @@ async def cancel_all_of_user(session: AsyncSession, user_id: str, reason: str) -
         .where(Subscription.user_id == user_id, Subscription.status.in_(("active", "paused")))
         .values(status="cancelled", status_reason=reason)
     )
+
+
+async def active_subscriptions(session: AsyncSession, ids: Sequence[str]) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription).where(Subscription.id.in_(ids), Subscription.status == "active")
+    )
+    return list(rows.all())
+
+
+async def active_groups(session: AsyncSession) -> list[tuple[str, str, str]]:
+    """(bot version, symbol, timeframe) with at least one active subscription."""
+    rows = await session.execute(
+        select(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
+        .where(Subscription.status == "active")
+        .distinct()
+        .order_by(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
+    )
+    return [(v, s, t) for v, s, t in rows.all()]
+
+
+async def active_subscription_ids(
+    session: AsyncSession, bot_version_id: str, symbol: str, timeframe: str
+) -> list[str]:
+    ids = await session.scalars(
+        select(Subscription.id)
+        .where(
+            Subscription.status == "active",
+            Subscription.bot_version_id == bot_version_id,
+            Subscription.symbol == symbol,
+            Subscription.timeframe == timeframe,
+        )
+        .order_by(Subscription.id)
+    )
+    return list(ids.all())
+
+
+async def subscription_ids_with(session: AsyncSession, status: tuple[str, ...]) -> list[str]:
+    rows = await session.scalars(
+        select(Subscription.id).where(Subscription.status.in_(status)).order_by(Subscription.id)
+    )
+    return list(rows.all())
+
+
+async def due_to_expire(session: AsyncSession, now: datetime) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription)
+        .where(
+            Subscription.status.in_(("active", "paused")),
+            Subscription.ends_at.is_not(None),
+            Subscription.ends_at <= now,
+        )
+        .order_by(Subscription.id)
+    )
+    return list(rows.all())
+
+
+async def subscriptions_with(session: AsyncSession, status: tuple[str, ...]) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription).where(Subscription.status.in_(status)).order_by(Subscription.id)
+    )
+    return list(rows.all())

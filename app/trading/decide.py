@@ -30,6 +30,7 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bots import budget
 from app.bots.strategy import Strategy
 from app.bots.strategy import Voter as VoterConfig
 from app.core.db import session_scope, utcnow
@@ -49,7 +50,6 @@ from app.trading.market_data import MarketData, interval_ms, last_closed_open_ms
 log = logging.getLogger(__name__)
 
 CONFIDENCE_PLACES = Decimal("0.0001")
-_USD_PLACES = Decimal("0.0001")
 _PROMPT_CLOSES = 24
 _POLL_S = 0.1
 
@@ -271,34 +271,30 @@ class DecisionMaker:
         return await self._store(decision, results, version.bot_id, claim)
 
     async def _reserve(
-        self, bot_id: str, key: DecisionKey, claim: Claim, budget: Decimal, most: Decimal
+        self, bot_id: str, key: DecisionKey, claim: Claim, daily_usd: Decimal, most: Decimal
     ) -> str | None:
         """Reserve what the round may cost; the reason it may not be asked, or None."""
         now = utcnow()
-        # The budget's day is the candle's UTC day, so a replayed or late decision is
-        # charged to the day it decides.
-        day = key.candle.replace(hour=0, minute=0, second=0, microsecond=0)
         async with self._sessionmaker() as session:
-            await repository.lock_bot_budget(session, bot_id)
+            await budget.lock(session, bot_id)
             # On SQLite this write begins the transaction, so no other writer can change the
             # sums below before it commits. The lease restarts: the round begins now.
             if not await repository.reserve(
                 session, claim.id, claim.attempt, most, now + self._lease
             ):
                 raise _ClaimLost
-            spent = await repository.llm_spend_between(
-                session, bot_id, day, day + timedelta(days=1)
+            # The budget's day is the candle's UTC day, so a replayed or late decision is
+            # charged to the day it decides.
+            over = await budget.overdraft(
+                session, bot_id, key.candle, now, most, daily_usd, excluding_claim_id=claim.id
             )
-            reserved = await repository.reserved_between(
-                session, bot_id, day, day + timedelta(days=1), now, claim.id
-            )
-            if spent + reserved + most > budget:
+            if over is not None:
                 await session.rollback()
                 return (
-                    f"daily LLM budget of {budget} USD reached: "
-                    f"{spent.quantize(_USD_PLACES)} spent, "
-                    f"{reserved.quantize(_USD_PLACES)} reserved by rounds in flight, "
-                    f"up to {most.quantize(_USD_PLACES)} for this one: indicators only"
+                    f"daily LLM budget of {daily_usd} USD reached: "
+                    f"{over.spent.quantize(budget.USD_PLACES)} spent, "
+                    f"{over.reserved.quantize(budget.USD_PLACES)} reserved by rounds in flight, "
+                    f"up to {most.quantize(budget.USD_PLACES)} for this one: indicators only"
                 )
             await session.commit()
         return None
@@ -310,58 +306,72 @@ class DecisionMaker:
         bot_id: str,
         claim: Claim,
     ) -> Decision:
+        """Store the decision with its votes and delete the claim, in one transaction; the
+        decision stored first when another process stored one without claiming it."""
         try:
             async with session_scope(self._sessionmaker) as session:
-                await repository.lock_bot_budget(session, bot_id)
+                await budget.lock(session, bot_id)
                 # The fencing check, and the reservation released where its real cost lands.
                 if not await repository.release_claim(session, claim.id, claim.attempt):
                     raise _ClaimLost
                 session.add(decision)
                 await session.flush()
-                for weight, r in results:
-                    session.add(
-                        LlmVote(
-                            decision_id=decision.id,
-                            provider=r.provider,
-                            model=r.model,
-                            weight=weight,
-                            action=r.vote.action if r.vote else None,
-                            confidence=_confidence(r.vote) if r.vote else None,
-                            reasoning=r.vote.reasoning if r.vote else None,
-                            cited_indicators=r.vote.cited_indicators if r.vote else [],
-                            abstain_reason=r.abstain_reason,
-                            tokens_in=r.tokens_in,
-                            tokens_out=r.tokens_out,
-                            latency_ms=r.latency_ms,
-                            cost_usd=r.cost_usd,
-                        )
-                    )
+                session.add_all(_vote_rows(decision.id, results))
         except IntegrityError:
-            # Stored by something that did not claim it (a process of an older release): theirs
-            # stands, and our claim goes.
-            await self._release(claim)
-            existing = await self._existing(
-                DecisionKey(
-                    decision.bot_version_id,
-                    decision.symbol,
-                    decision.timeframe,
-                    decision.candle_open_at,
-                )
-            )
-            assert existing is not None
-            log.info("decision already made elsewhere", extra={"decision_id": existing.id})
-            return existing
-        log.info(
-            "decision",
-            extra={
-                "decision_id": decision.id,
-                "action": decision.action,
-                "score": str(decision.combined_score),
-            },
-        )
-        metrics.DECISIONS.labels(decision.action).inc()
-        for _, r in results:
-            metrics.VOTES.labels(r.provider, "vote" if r.vote else "abstain").inc()
-            metrics.LLM_LATENCY.labels(r.provider).observe(r.latency_ms / 1000)
-            metrics.LLM_COST.labels(r.provider).inc(float(r.cost_usd))
+            return await self._stored_elsewhere(decision, claim)
+        _log_and_count(decision, results)
         return decision
+
+    async def _stored_elsewhere(self, decision: Decision, claim: Claim) -> Decision:
+        # Stored by something that did not claim it (a process of an older release): theirs
+        # stands, and our claim goes.
+        await self._release(claim)
+        existing = await self._existing(
+            DecisionKey(
+                decision.bot_version_id,
+                decision.symbol,
+                decision.timeframe,
+                decision.candle_open_at,
+            )
+        )
+        assert existing is not None
+        log.info("decision already made elsewhere", extra={"decision_id": existing.id})
+        return existing
+
+
+def _vote_rows(decision_id: str, results: list[tuple[Decimal, VoteResult]]) -> list[LlmVote]:
+    """Every seat's vote or abstention as the decision stores it, with what asking cost."""
+    return [
+        LlmVote(
+            decision_id=decision_id,
+            provider=r.provider,
+            model=r.model,
+            weight=weight,
+            action=r.vote.action if r.vote else None,
+            confidence=_confidence(r.vote) if r.vote else None,
+            reasoning=r.vote.reasoning if r.vote else None,
+            cited_indicators=r.vote.cited_indicators if r.vote else [],
+            abstain_reason=r.abstain_reason,
+            tokens_in=r.tokens_in,
+            tokens_out=r.tokens_out,
+            latency_ms=r.latency_ms,
+            cost_usd=r.cost_usd,
+        )
+        for weight, r in results
+    ]
+
+
+def _log_and_count(decision: Decision, results: list[tuple[Decimal, VoteResult]]) -> None:
+    log.info(
+        "decision",
+        extra={
+            "decision_id": decision.id,
+            "action": decision.action,
+            "score": str(decision.combined_score),
+        },
+    )
+    metrics.DECISIONS.labels(decision.action).inc()
+    for _, r in results:
+        metrics.VOTES.labels(r.provider, "vote" if r.vote else "abstain").inc()
+        metrics.LLM_LATENCY.labels(r.provider).observe(r.latency_ms / 1000)
+        metrics.LLM_COST.labels(r.provider).inc(float(r.cost_usd))

@@ -1,10 +1,10 @@
-"""The scheduled work, as service coroutines the Celery tasks call with ids.
+"""The trading work, as service coroutines the Celery tasks call with ids.
 
 dispatch -> decide (once per group and candle, groups in batches) -> execute (per
-subscription, in chunks), plus the protective exits, expiry, the hourly equity points and
-the reconciler. Everything here is safe to run twice: decisions are unique per candle,
-orders at most once per (subscription, intent), equity points unique per hour. Jobs are
-handed to `enqueue` by name; this module knows nothing of Celery.
+subscription, in chunks), plus the protective exits and the reconciler (which finishes
+unfinished expiries through app/subscriptions/flows.py). Everything here is safe to run
+twice: decisions are unique per candle, orders at most once per (subscription, intent). Jobs
+are handed to `enqueue` by name; this module knows nothing of Celery.
 
 Nothing that moves money depends on a job being delivered: the reconciler works from the
 database alone, so a job lost between a commit and the broker, or held by a dead worker
@@ -21,23 +21,23 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bots.strategy import Strategy
+from app.bots.strategy import RiskDefaults, Strategy
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
-from app.models import BotVersion, Decision, PerformanceLog, Subscription, Trade
+from app.models import BotVersion, Decision, Position, Subscription, Trade
 from app.performance.service import reference_capital
 from app.subscriptions import repository as subscriptions
+from app.subscriptions.flows import SubscriptionFlows
 from app.trading import metrics, repository, risk
 from app.trading.decide import DecisionMaker
-from app.trading.execution import FINAL_STATUSES, Executor, OrderIntent
+from app.trading.execution import Executor, OrderIntent
 from app.trading.fills import Side
-from app.trading.market_data import interval_ms, last_closed_open_ms
+from app.trading.market_data import interval_ms, last_closed_open_ms, latest_prices
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,42 @@ def send_deadline(decision: Decision, settings: Settings) -> datetime:
     return decision.candle_open_at + step + timedelta(seconds=window)
 
 
+async def _risk_limits(
+    session: AsyncSession, subs: Sequence[Subscription]
+) -> dict[str, RiskDefaults]:
+    """Each subscription's risk limits: its bot version's defaults under its own overrides."""
+    versions = await repository.bot_versions(session, {s.bot_version_id for s in subs})
+    defaults = {
+        version_id: Strategy.model_validate(version.strategy).risk
+        for version_id, version in versions.items()
+    }
+    return {sub.id: risk.limits_for(defaults[sub.bot_version_id], sub.risk) for sub in subs}
+
+
+async def _risk_facts(
+    session: AsyncSession,
+    subs: Sequence[Subscription],
+    positions: Mapping[str, Position],
+    limits: Mapping[str, RiskDefaults],
+    side: Side,
+    now: datetime,
+) -> dict[str, risk.RiskFacts]:
+    """What the subscriptions' orders are checked against, read in two queries for all of
+    them (a chunk of renters of one decision), not per renter."""
+    ids = [sub.id for sub in subs]
+    since = risk.facts_since(limits.values(), side, now)
+    filled = await repository.filled_trades_since(session, ids, since)
+    equity = await repository.equity_of(session, ids) if side is Side.BUY else {}
+    return risk.facts(ids, filled, equity, positions, limits, side, now)
+
+
 class TradingFlows:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         decisions: DecisionMaker,
         executor: Executor,
+        subscription_flows: SubscriptionFlows,
         clients: BinanceClients,
         settings: Settings,
         enqueue: Enqueue,
@@ -133,6 +163,7 @@ class TradingFlows:
         self._sessionmaker = sessionmaker
         self._decisions = decisions
         self._executor = executor
+        self._subscription_flows = subscription_flows
         self._clients = clients
         self._settings = settings
         self._enqueue = enqueue
@@ -145,7 +176,7 @@ class TradingFlows:
         decision yet."""
         async with self._sessionmaker() as session:
             due = []
-            for version_id, symbol, timeframe in await repository.active_groups(session):
+            for version_id, symbol, timeframe in await subscriptions.active_groups(session):
                 candle = datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
                 decided = await repository.decision_for(
                     session, version_id, symbol, timeframe, candle
@@ -191,7 +222,7 @@ class TradingFlows:
         )
         if decision.action != "HOLD":
             async with self._sessionmaker() as session:
-                ids = await repository.active_subscription_ids(
+                ids = await subscriptions.active_subscription_ids(
                     session, group.bot_version_id, group.symbol, group.timeframe
                 )
             for start in range(0, len(ids), self._chunk_size):
@@ -213,13 +244,13 @@ class TradingFlows:
         # One market for the whole chunk: its price and rules are read once, not per renter.
         price = await (await self._clients.public()).price(decision.symbol)
         rules = await self._clients.rules(decision.symbol)
-        checked = await self._checked(side, subscription_ids, price, rules)
-        intents = {sub_id: self._intent(decision, side, sub_id) for sub_id in checked}
+        verdicts = await self._verdicts(side, subscription_ids, price, rules)
+        intents = {sub_id: self._intent(decision, side, sub_id) for sub_id in verdicts}
         # The chunk's allowed paper orders, `paper_batch` to a transaction; a batch that
         # cannot be filled so (an attempt exists already) goes renter by renter like the rest.
         paper = [
             (sub, intents[sub.id])
-            for sub, verdict in checked.values()
+            for sub, verdict in verdicts.values()
             if sub.mode == "paper" and verdict.allowed
         ]
         done: dict[str, Trade] = {}
@@ -230,9 +261,9 @@ class TradingFlows:
         bound = asyncio.Semaphore(EXECUTE_CONCURRENCY)
 
         async def one(sub_id: str) -> Trade | None:
-            if sub_id in done or sub_id not in checked:
+            if sub_id in done or sub_id not in verdicts:
                 return done.get(sub_id)
-            sub, verdict = checked[sub_id]
+            sub, verdict = verdicts[sub_id]
             async with bound:
                 return await self._execute_one(intents[sub_id], sub, verdict, price)
 
@@ -254,7 +285,7 @@ class TradingFlows:
             send_before=send_deadline(decision, self._settings),
         )
 
-    async def _checked(
+    async def _verdicts(
         self, side: Side, sub_ids: list[str], price: Decimal, rules: SymbolRules
     ) -> dict[str, tuple[Subscription, risk.RiskVerdict]]:
         """The chunk's subscriptions that have an order to place, each with its risk verdict:
@@ -262,7 +293,7 @@ class TradingFlows:
         ones, and for a sell those holding nothing to sell, are left out."""
         now = datetime.now(UTC)
         async with self._sessionmaker() as session:
-            subs = await repository.active_subscriptions(session, sub_ids)
+            subs = await subscriptions.active_subscriptions(session, sub_ids)
             positions = await repository.positions_of(session, sub_ids)
             if side is Side.SELL:
                 subs = [
@@ -270,15 +301,8 @@ class TradingFlows:
                     for sub in subs
                     if sub.id in positions and not rules.is_dust(positions[sub.id].quantity, price)
                 ]
-            versions = await repository.bot_versions(session, {s.bot_version_id for s in subs})
-            defaults = {
-                version_id: Strategy.model_validate(version.strategy).risk
-                for version_id, version in versions.items()
-            }
-            limits = {
-                sub.id: risk.limits_for(defaults[sub.bot_version_id], sub.risk) for sub in subs
-            }
-            facts = await risk.facts(session, subs, positions, limits, side, now)
+            limits = await _risk_limits(session, subs)
+            facts = await _risk_facts(session, subs, positions, limits, side, now)
         return {
             sub.id: (
                 sub,
@@ -303,32 +327,21 @@ class TradingFlows:
             assert verdict.reason is not None and verdict.limit is not None
             metrics.RISK_REFUSALS.labels(verdict.limit).inc()
             if verdict.pause_subscription:
-                await self._pause(sub.id, verdict.reason)
+                await self._subscription_flows.pause(sub.id, verdict.reason)
             return await self._executor.refuse(sub, intent, f"risk: {verdict.reason}")
         return await self._executor.execute(intent, price, sub)
-
-    async def _pause(self, sub_id: str, reason: str) -> None:
-        async with session_scope(self._sessionmaker) as session:
-            sub = await session.get(Subscription, sub_id)
-            if sub is not None and sub.status == "active":
-                sub.status, sub.status_reason = "paused", reason
 
     async def protect(self, now: datetime) -> list[Trade]:
         """Stop-loss, take-profit and trailing stop against the latest price."""
         exits = []
         async with self._sessionmaker() as session:
-            subs = await repository.subscriptions_with(session, ("active",))
-        prices = await self._prices({sub.symbol for sub in subs})
+            subs = await subscriptions.subscriptions_with(session, ("active",))
+        prices = await latest_prices(self._clients, {sub.symbol for sub in subs})
         for sub in subs:
             trade = await self._protect_one(sub, prices[sub.symbol])
             if trade is not None:
                 exits.append(trade)
         return exits
-
-    async def _prices(self, symbols: set[str]) -> dict[str, Decimal]:
-        """The latest price of each symbol, read once per run however many renters hold it."""
-        client = await self._clients.public()
-        return {symbol: await client.price(symbol) for symbol in sorted(symbols)}
 
     async def _protect_one(self, sub: Subscription, price: Decimal) -> Trade | None:
         rules = await self._clients.rules(sub.symbol)
@@ -348,51 +361,6 @@ class TradingFlows:
         intent = OrderIntent(sub.id, Side.SELL, f"exit-{entries}", None, reason)
         return await self._executor.execute(intent, price)
 
-    async def expire(self, now: datetime) -> list[str]:
-        """Subscriptions past ends_at stop trading. Where the bot closes its position on
-        expiry, the subscription stays `expiring` until that sale is resolved (the reconciler
-        tries again after a failure), then becomes `expired`."""
-        finished = []
-        async with session_scope(self._sessionmaker) as session:
-            due = await repository.due_to_expire(session, now)
-            for sub in due:
-                sub.status, sub.status_reason = "expiring", "ends_at passed"
-        for sub in due:
-            if await self._finish_expiry(sub.id):
-                finished.append(sub.id)
-        return finished
-
-    async def _finish_expiry(self, sub_id: str) -> bool:
-        try:
-            return await self._close_on_expiry(sub_id)
-        except TemporaryError as exc:
-            log.warning(
-                "expiry sale unresolved; the reconciler will try again",
-                extra={"subscription_id": sub_id, "error": str(exc)},
-            )
-            return False
-
-    async def _close_on_expiry(self, sub_id: str) -> bool:
-        async with self._sessionmaker() as session:
-            sub = await session.get(Subscription, sub_id)
-            assert sub is not None
-            version = await session.get(BotVersion, sub.bot_version_id)
-            assert version is not None
-            close = Strategy.model_validate(version.strategy).close_position_on_expiry
-            position = await subscriptions.position_of(session, sub.id)
-        if close and position is not None and position.quantity > 0:
-            sale = await self._executor.execute(
-                OrderIntent(sub.id, Side.SELL, "expiry", None, "subscription expired")
-            )
-            if sale.status not in FINAL_STATUSES:
-                return False
-        async with session_scope(self._sessionmaker) as session:
-            row = await session.get(Subscription, sub_id)
-            assert row is not None
-            if row.status == "expiring":
-                row.status = "expired"
-        return True
-
     async def reconcile(self, now: datetime) -> Reconciled:
         """One sweep of beat's reconciler, from database state alone: attempts whose lease ran
         out are resolved, unfinished expiries retried, and fresh decisions' orders that no
@@ -400,7 +368,7 @@ class TradingFlows:
         lease = timedelta(seconds=self._settings.order_lease_s)
         async with self._sessionmaker() as session:
             trade_ids = await repository.expired_leases(session, now, RECONCILE_BATCH)
-            expiring = await repository.subscription_ids_with(session, ("expiring",))
+            expiring = await subscriptions.subscription_ids_with(session, ("expiring",))
             # A decision is stale `order_freshness_cap_s` after it was made at the latest;
             # one younger than a lease may still have its execute jobs on their way.
             decisions = await repository.orderable_decisions(
@@ -420,7 +388,9 @@ class TradingFlows:
                 return await self._survive(self._executor.resume(trade_id), trade_id=trade_id)
 
         resolved = sum(await asyncio.gather(*(resolve(t) for t in trade_ids)))
-        expired = [sub_id for sub_id in expiring if await self._finish_expiry(sub_id)]
+        expired = [
+            sub_id for sub_id in expiring if await self._subscription_flows.finish_expiry(sub_id)
+        ]
         placed = 0
         for decision, ids in orphans:
             for start in range(0, len(ids), self._chunk_size):
@@ -441,34 +411,3 @@ class TradingFlows:
         except Exception:
             log.warning("reconciler item failed; next sweep retries", extra=ids, exc_info=True)
             return False
-
-    async def snapshot(self, now: datetime) -> int:
-        """One equity point per active subscription per hour."""
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        written = 0
-        async with self._sessionmaker() as session:
-            subs = await repository.subscriptions_with(session, ("active",))
-        prices = await self._prices({sub.symbol for sub in subs})
-        for sub in subs:
-            price = prices[sub.symbol]
-            async with self._sessionmaker() as session:
-                position = await subscriptions.position_of(session, sub.id)
-                held = position.quantity if position else Decimal(0)
-                cost = position.average_cost if position else Decimal(0)
-                realized = position.realized_pnl if position else Decimal(0)
-                unrealized = held * (price - cost)
-                session.add(
-                    PerformanceLog(
-                        subscription_id=sub.id,
-                        recorded_at=hour,
-                        equity=reference_capital(sub, self._settings) + realized + unrealized,
-                        realized_pnl=realized,
-                        unrealized_pnl=unrealized,
-                    )
-                )
-                try:
-                    await session.commit()
-                    written += 1
-                except IntegrityError:
-                    await session.rollback()  # this hour's point exists: run twice, kept once
-        return written

@@ -1,4 +1,5 @@
-"""Closed candles, fetched once per candle for the whole deployment.
+"""Closed candles, fetched once per candle for the whole deployment, and a sweep's latest
+prices, read once per symbol.
 
 Only closed candles are used (the forming one would make two reads of "the same" candle
 differ), and they are fetched by explicit startTime/endTime so every read of a window is the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -33,6 +35,12 @@ def last_closed_open_ms(interval: str, now: datetime) -> int:
     step = interval_ms(interval)
     now_ms = int(now.timestamp() * 1000)
     return (now_ms // step - 1) * step
+
+
+async def latest_prices(clients: BinanceClients, symbols: set[str]) -> dict[str, Decimal]:
+    """The latest price of each symbol, read once per sweep however many renters hold it."""
+    client = await clients.public()
+    return {symbol: await client.price(symbol) for symbol in sorted(symbols)}
 
 
 class CandleCache(Protocol):

@@ -1,5 +1,9 @@
+"""Trading's rows: order attempts with their leases and fences, decisions with their claims,
+positions, and the facts the risk checks and the reconciler read."""
+
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -8,12 +12,10 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
-    Backtest,
-    Bot,
     BotVersion,
     Decision,
     DecisionClaim,
-    LlmVote,
+    PerformanceLog,
     Position,
     Subscription,
     Trade,
@@ -30,13 +32,6 @@ async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) 
 
 async def position_for_update(session: AsyncSession, sub_id: str) -> Position | None:
     return (await positions_of(session, [sub_id], lock=True)).get(sub_id)
-
-
-async def active_subscriptions(session: AsyncSession, ids: Sequence[str]) -> list[Subscription]:
-    rows = await session.scalars(
-        select(Subscription).where(Subscription.id.in_(ids), Subscription.status == "active")
-    )
-    return list(rows.all())
 
 
 async def positions_of(
@@ -234,131 +229,34 @@ async def release_claim(session: AsyncSession, claim_id: str, attempt: int) -> b
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def lock_bot_budget(session: AsyncSession, bot_id: str) -> None:
-    """Serialise the budget reads and writes of one bot's concurrent decisions on MySQL.
-
-    SQLite ignores FOR UPDATE; there the caller's first write serialises all writers.
-    """
-    await session.execute(select(Bot.id).where(Bot.id == bot_id).with_for_update())
-
-
-async def reserved_between(
-    session: AsyncSession,
-    bot_id: str,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    excluding_claim_id: str,
-) -> Decimal:
-    """What the bot's other rounds in flight for candles opening in [start, end) have
-    reserved; an expired claim's reservation no longer counts."""
-    amounts = await session.scalars(
-        select(DecisionClaim.reserved_usd)
-        .join(BotVersion, BotVersion.id == DecisionClaim.bot_version_id)
-        .where(
-            BotVersion.bot_id == bot_id,
-            DecisionClaim.candle_open_at >= start,
-            DecisionClaim.candle_open_at < end,
-            DecisionClaim.expires_at > now,
-            DecisionClaim.id != excluding_claim_id,
-        )
-    )
-    return sum(amounts.all(), Decimal(0))
-
-
-async def llm_spend_between(
-    session: AsyncSession, bot_id: str, start: datetime, end: datetime
-) -> Decimal:
-    """What a bot's votes cost for candles opening in [start, end), plus what its `ask`
-    backtests made in [start, end) take of the same budget (summed here: SQLite stores money
-    as text)."""
-    costs = await session.scalars(
-        select(LlmVote.cost_usd)
-        .join(Decision, Decision.id == LlmVote.decision_id)
-        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
-        .where(
-            BotVersion.bot_id == bot_id,
-            Decision.candle_open_at >= start,
-            Decision.candle_open_at < end,
-        )
-    )
-    return sum(costs.all(), Decimal(0)) + await _backtest_charges(session, bot_id, start, end)
-
-
-async def _backtest_charges(
-    session: AsyncSession, bot_id: str, start: datetime, end: datetime
-) -> Decimal:
-    """An `ask` backtest counts its reservation while it may still ask, its real cost once
-    it ended."""
+async def filled_trades_since(
+    session: AsyncSession, sub_ids: Sequence[str], since: datetime
+) -> list[tuple[str, str, Decimal | None, datetime]]:
+    """(subscription, side, realized PnL, filled at) of the subscriptions' trades filled since
+    `since`, oldest first: what their risk checks count, in one query for a chunk."""
     rows = await session.execute(
-        select(Backtest.status, Backtest.llm_reserved_usd, Backtest.llm_cost_usd).where(
-            Backtest.bot_id == bot_id,
-            Backtest.llm == "ask",
-            Backtest.created_at >= start,
-            Backtest.created_at < end,
+        select(Trade.subscription_id, Trade.side, Trade.realized_pnl, Trade.created_at)
+        .where(
+            Trade.subscription_id.in_(sub_ids),
+            Trade.status == "filled",
+            Trade.created_at >= since,
         )
+        .order_by(Trade.created_at)
     )
-    return sum(
-        (
-            reserved if status in ("queued", "running") else cost
-            for status, reserved, cost in rows.all()
-        ),
-        Decimal(0),
-    )
+    return [(sub_id, side, pnl, at) for sub_id, side, pnl, at in rows.all()]
 
 
-async def active_groups(session: AsyncSession) -> list[tuple[str, str, str]]:
-    """(bot version, symbol, timeframe) with at least one active subscription."""
+async def equity_of(session: AsyncSession, sub_ids: Sequence[str]) -> dict[str, list[Decimal]]:
+    """Each subscription's equity points, oldest first (those without any are missing)."""
     rows = await session.execute(
-        select(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
-        .where(Subscription.status == "active")
-        .distinct()
-        .order_by(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
+        select(PerformanceLog.subscription_id, PerformanceLog.equity)
+        .where(PerformanceLog.subscription_id.in_(sub_ids))
+        .order_by(PerformanceLog.recorded_at)
     )
-    return [(v, s, t) for v, s, t in rows.all()]
-
-
-async def active_subscription_ids(
-    session: AsyncSession, bot_version_id: str, symbol: str, timeframe: str
-) -> list[str]:
-    ids = await session.scalars(
-        select(Subscription.id)
-        .where(
-            Subscription.status == "active",
-            Subscription.bot_version_id == bot_version_id,
-            Subscription.symbol == symbol,
-            Subscription.timeframe == timeframe,
-        )
-        .order_by(Subscription.id)
-    )
-    return list(ids.all())
-
-
-async def subscription_ids_with(session: AsyncSession, status: tuple[str, ...]) -> list[str]:
-    rows = await session.scalars(
-        select(Subscription.id).where(Subscription.status.in_(status)).order_by(Subscription.id)
-    )
-    return list(rows.all())
-
-
-async def due_to_expire(session: AsyncSession, now: datetime) -> list[Subscription]:
-    rows = await session.scalars(
-        select(Subscription)
-        .where(
-            Subscription.status.in_(("active", "paused")),
-            Subscription.ends_at.is_not(None),
-            Subscription.ends_at <= now,
-        )
-        .order_by(Subscription.id)
-    )
-    return list(rows.all())
-
-
-async def subscriptions_with(session: AsyncSession, status: tuple[str, ...]) -> list[Subscription]:
-    rows = await session.scalars(
-        select(Subscription).where(Subscription.status.in_(status)).order_by(Subscription.id)
-    )
-    return list(rows.all())
+    equity: dict[str, list[Decimal]] = defaultdict(list)
+    for sub_id, point in rows.all():
+        equity[sub_id].append(point)
+    return dict(equity)
 
 
 async def filled_buys(session: AsyncSession, sub_id: str) -> int:

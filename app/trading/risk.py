@@ -1,21 +1,20 @@
 """Risk checks run before any order of a subscription; each refusal says why.
 
-Limits are the bot's risk defaults overridden by the renter's per-subscription values.
+Limits are the bot's risk defaults overridden by the renter's per-subscription values. Pure:
+the caller reads the facts a check needs (live trading from app/trading/repository.py, a
+backtest from its replay), so both run the same checks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.bots.strategy import RiskDefaults
-from app.models import PerformanceLog, Position, Subscription, Trade
+from app.models import Position
 from app.trading.fills import Side
 
 
@@ -67,7 +66,8 @@ def verdict(
 ) -> RiskVerdict:
     """The risk decision itself, free of storage, so that live trading and a backtest run the
     same one. `today`: the realized PnL (None for a buy) of each trade filled since
-    start_of_day(now); `buy`: required for a buy, unread for a sell."""
+    start_of_day(now); `buy`: required for a buy, unread for a sell. The first limit that
+    refuses, in the order below, says why."""
     if len(today) >= limits.max_trades_per_day:
         return RiskVerdict(
             False,
@@ -77,7 +77,18 @@ def verdict(
     if side is Side.SELL:
         return ALLOWED  # selling only reduces risk; the executor never sells more than held
     assert buy is not None, "a buy is checked against its exposure"
-    held = buy.held_quantity * price
+    return (
+        _position_refusal(limits, buy.held_quantity * price, order_quote)
+        or _daily_loss_refusal(limits, today)
+        or _cooldown_refusal(limits, buy.last_sale, now)
+        or _drawdown_refusal(limits, reference_capital, buy.equity)
+        or ALLOWED
+    )
+
+
+def _position_refusal(
+    limits: RiskDefaults, held: Decimal, order_quote: Decimal
+) -> RiskVerdict | None:
     if limits.max_position_quote is not None and held + order_quote > limits.max_position_quote:
         return RiskVerdict(
             False,
@@ -85,6 +96,12 @@ def verdict(
             reason=f"position would exceed {limits.max_position_quote} quote "
             f"({(held + order_quote).quantize(Decimal('0.01'))})",
         )
+    return None
+
+
+def _daily_loss_refusal(
+    limits: RiskDefaults, today: Sequence[Decimal | None]
+) -> RiskVerdict | None:
     lost_today = -sum((pnl for pnl in today if pnl is not None and pnl < 0), Decimal(0))
     if limits.daily_loss_limit_quote is not None and lost_today >= limits.daily_loss_limit_quote:
         return RiskVerdict(
@@ -92,21 +109,32 @@ def verdict(
             limit="daily_loss_limit",
             reason=f"daily loss limit of {limits.daily_loss_limit_quote} reached",
         )
-    if limits.cooldown_minutes_after_loss:
-        cooldown = timedelta(minutes=limits.cooldown_minutes_after_loss)
-        sale = buy.last_sale
-        if (
-            sale is not None
-            and sale.realized_pnl is not None
-            and sale.realized_pnl < 0
-            and now - sale.at < cooldown
-        ):
-            return RiskVerdict(
-                False,
-                limit="cooldown",
-                reason=f"cooling down {limits.cooldown_minutes_after_loss} min after a loss",
-            )
-    drawdown = drawdown_pct(reference_capital, buy.equity)
+    return None
+
+
+def _cooldown_refusal(limits: RiskDefaults, sale: Sale | None, now: datetime) -> RiskVerdict | None:
+    """A buy waits the cooldown out after a losing sale."""
+    if not limits.cooldown_minutes_after_loss:
+        return None
+    cooldown = timedelta(minutes=limits.cooldown_minutes_after_loss)
+    if (
+        sale is not None
+        and sale.realized_pnl is not None
+        and sale.realized_pnl < 0
+        and now - sale.at < cooldown
+    ):
+        return RiskVerdict(
+            False,
+            limit="cooldown",
+            reason=f"cooling down {limits.cooldown_minutes_after_loss} min after a loss",
+        )
+    return None
+
+
+def _drawdown_refusal(
+    limits: RiskDefaults, reference_capital: Decimal, equity: Sequence[Decimal]
+) -> RiskVerdict | None:
+    drawdown = drawdown_pct(reference_capital, equity)
     if drawdown >= limits.max_drawdown_pct:
         return RiskVerdict(
             False,
@@ -115,7 +143,7 @@ def verdict(
             f"({drawdown.quantize(Decimal('0.01'))}%)",
             pause_subscription=True,
         )
-    return ALLOWED
+    return None
 
 
 def drawdown_pct(capital: Decimal, equity: Sequence[Decimal]) -> Decimal:
@@ -160,6 +188,10 @@ def exit_reason(
     return None
 
 
+# (subscription, side, realized PnL, filled at) of a filled trade.
+FilledTrade = tuple[str, str, Decimal | None, datetime]
+
+
 @dataclass(frozen=True)
 class RiskFacts:
     """What one subscription's order is checked against, as `verdict` takes it."""
@@ -168,55 +200,45 @@ class RiskFacts:
     buy: BuyFacts | None
 
 
-async def facts(
-    session: AsyncSession,
-    subs: Sequence[Subscription],
+def facts_since(limits: Iterable[RiskDefaults], side: Side, now: datetime) -> datetime:
+    """Since when a chunk's filled trades are read for `facts`."""
+    day = start_of_day(now)
+    # A cooldown looks back at the latest losing sale: one older than the longest cooldown
+    # cannot refuse, so the filled trades since then (or since midnight) say all.
+    cooldown = max((each.cooldown_minutes_after_loss or 0 for each in limits), default=0)
+    return min(day, now - timedelta(minutes=cooldown)) if side is Side.BUY else day
+
+
+def facts(
+    ids: Sequence[str],
+    filled: Iterable[FilledTrade],
+    equity: Mapping[str, Sequence[Decimal]],
     positions: Mapping[str, Position],
     limits: Mapping[str, RiskDefaults],
     side: Side,
     now: datetime,
 ) -> dict[str, RiskFacts]:
-    """The facts of many subscriptions' orders, read in two queries for all of them (a chunk
-    of renters of one decision), not per renter. `positions` and `limits` by subscription."""
-    ids = [sub.id for sub in subs]
+    """The facts of many subscriptions' orders (a chunk of renters of one decision), by
+    subscription. `filled`: their trades filled since `facts_since`, oldest first; `equity`:
+    their equity points, oldest first (read for a buy only); `positions` and `limits` by
+    subscription."""
     day = start_of_day(now)
-    # A cooldown looks back at the latest losing sale: one older than the longest cooldown
-    # cannot refuse, so the filled trades since then (or since midnight) say all.
-    cooldown = max((limits[i].cooldown_minutes_after_loss or 0 for i in ids), default=0)
-    since = min(day, now - timedelta(minutes=cooldown)) if side is Side.BUY else day
-    filled = await session.execute(
-        select(Trade.subscription_id, Trade.side, Trade.realized_pnl, Trade.created_at)
-        .where(
-            Trade.subscription_id.in_(ids),
-            Trade.status == "filled",
-            Trade.created_at >= since,
-        )
-        .order_by(Trade.created_at)
-    )
     today: dict[str, list[Decimal | None]] = defaultdict(list)
     last_sale: dict[str, Sale] = {}
-    for sub_id, trade_side, pnl, at in filled.all():
+    for sub_id, trade_side, pnl, at in filled:
         if at >= day:
             today[sub_id].append(pnl)
         if trade_side == Side.SELL.value:
             last_sale[sub_id] = Sale(pnl, at)  # oldest first: the latest stays
     if side is Side.SELL:
         return {i: RiskFacts(today[i], None) for i in ids}
-    points = await session.execute(
-        select(PerformanceLog.subscription_id, PerformanceLog.equity)
-        .where(PerformanceLog.subscription_id.in_(ids))
-        .order_by(PerformanceLog.recorded_at)
-    )
-    equity: dict[str, list[Decimal]] = defaultdict(list)
-    for sub_id, point in points.all():
-        equity[sub_id].append(point)
     return {
         i: RiskFacts(
             today[i],
             BuyFacts(
                 positions[i].quantity if i in positions else Decimal(0),
                 last_sale.get(i) if limits[i].cooldown_minutes_after_loss else None,
-                equity[i],
+                equity.get(i, []),
             ),
         )
         for i in ids

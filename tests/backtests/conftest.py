@@ -4,7 +4,6 @@ make bots, listings and backtests through the API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,11 +14,10 @@ from fastapi import FastAPI
 from app.backtests.flows import BacktestFlows
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
-from app.integrations.binance.governor import InProcessGovernor
 from app.integrations.llm.registry import VoterPool
 from tests.helpers import headers
 from tests.sandbox_server import SandboxServer
-from tests.trading.conftest import Queue
+from tests.trading.conftest import Queue, fresh_clients
 
 # Two weeks of 1h candles, long closed: the sandbox's market is a function of time, so this
 # window always holds the same candles.
@@ -38,18 +36,6 @@ END = datetime(2026, 1, 15, tzinfo=UTC)
 @pytest.fixture
 def sandbox_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
     return settings.model_copy(update={"binance_api_url": sandbox.url})
-
-
-@asynccontextmanager
-async def fresh_clients(sandbox: SandboxServer) -> AsyncIterator[BinanceClients]:
-    """Exchange clients with nothing cached, as a process of their own has them."""
-    clients = BinanceClients(
-        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
-    )
-    try:
-        yield clients
-    finally:
-        await clients.close()
 
 
 @pytest.fixture

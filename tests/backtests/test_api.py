@@ -15,10 +15,10 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from app.backtests.flows import BacktestFlows
+from app.bots import budget
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Backtest
-from app.trading import repository as trading
 from tests.api.test_contract import assert_error
 from tests.backtests.conftest import list_bot, make_bot, start
 from tests.conftest import make_key
@@ -209,9 +209,7 @@ async def test_ask_is_refused_over_its_cap_and_reserves_its_estimate_on_the_bot_
     assert Decimal("0.01") < estimate <= Decimal("0.45")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     async with llm_app.state.runtime.sessionmaker() as session:
-        charged = await trading.llm_spend_between(
-            session, bot["id"], today, today + timedelta(days=1)
-        )
+        charged = await budget.spent_between(session, bot["id"], today, today + timedelta(days=1))
     assert charged == estimate  # the live decisions of the bot see it spent
 
     # The bot's daily budget (0.5 USD) cannot take a second such run.

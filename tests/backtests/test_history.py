@@ -18,10 +18,10 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.llm.registry import VoterPool
 from app.models import Backtest
 from app.models import Candle as CandleRow
-from tests.backtests.conftest import fresh_clients, make_bot, start
+from tests.backtests.conftest import make_bot, start
 from tests.helpers import headers
 from tests.sandbox_server import SandboxServer
-from tests.trading.conftest import Queue
+from tests.trading.conftest import Queue, fresh_clients
 
 KLINES = "GET /api/v3/klines"
 EXCHANGE_INFO = "GET /api/v3/exchangeInfo"

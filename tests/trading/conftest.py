@@ -1,9 +1,11 @@
-"""Fixtures of the trading tests: the flows wired to the sandbox, the fake LLMs and a
-queue that records the jobs they send, plus helpers that make bots, renters and decisions."""
+"""Fixtures of the trading tests: the trading, subscription and performance flows wired to
+the sandbox, the fake LLMs and a queue that records the jobs they send, plus helpers that
+make bots, renters and decisions."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +22,8 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.governor import InProcessGovernor
 from app.integrations.llm.registry import VoterPool
 from app.models import Decision, Subscription, Trade
+from app.performance.flows import PerformanceFlows
+from app.subscriptions.flows import SubscriptionFlows
 from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
 from app.trading.flows import TradingFlows
@@ -56,13 +60,52 @@ def clock() -> Clock:
     return Clock(NOW)
 
 
+@asynccontextmanager
+async def fresh_clients(sandbox: SandboxServer) -> AsyncIterator[BinanceClients]:
+    """Exchange clients with nothing cached, as a process of their own has them."""
+    clients = BinanceClients(
+        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
+    )
+    try:
+        yield clients
+    finally:
+        await clients.close()
+
+
+@pytest.fixture
+async def sandbox_clients(sandbox: SandboxServer) -> AsyncIterator[BinanceClients]:
+    async with fresh_clients(sandbox) as clients:
+        yield clients
+
+
+@pytest.fixture
+def trading_executor(
+    app: FastAPI, settings: Settings, sandbox_clients: BinanceClients, clock: Clock
+) -> Executor:
+    runtime = app.state.runtime
+    return Executor(runtime.sessionmaker, sandbox_clients, runtime.keyring, settings, clock)
+
+
+@pytest.fixture
+def subscription_flows(app: FastAPI, trading_executor: Executor) -> SubscriptionFlows:
+    return SubscriptionFlows(app.state.runtime.sessionmaker, trading_executor)
+
+
+@pytest.fixture
+def performance_flows(
+    app: FastAPI, settings: Settings, sandbox_clients: BinanceClients
+) -> PerformanceFlows:
+    return PerformanceFlows(app.state.runtime.sessionmaker, sandbox_clients, settings)
+
+
 @pytest.fixture
 async def flows(
     app: FastAPI,
     settings: Settings,
-    sandbox: SandboxServer,
+    sandbox_clients: BinanceClients,
+    trading_executor: Executor,
+    subscription_flows: SubscriptionFlows,
     llm_fakes: RunningFakes,
-    clock: Clock,
 ) -> AsyncIterator[tuple[TradingFlows, Queue]]:
     runtime = app.state.runtime
     llm = settings.model_copy(
@@ -75,21 +118,18 @@ async def flows(
             "decision_wait_s": 1.0,
         }
     )
-    clients = BinanceClients(
-        InProcessGovernor(6000), api_url=sandbox.url, rules_ttl_s=300, idle_s=300
-    )
     voters, locks = VoterPool(llm), NamedLocks(None)
     decisions = DecisionMaker(
-        runtime.sessionmaker, MarketData(clients, MemoryCandleCache(), locks), voters, llm
+        runtime.sessionmaker, MarketData(sandbox_clients, MemoryCandleCache(), locks), voters, llm
     )
-    executor = Executor(runtime.sessionmaker, clients, runtime.keyring, settings, clock)
     queue = Queue()
     yield (
         TradingFlows(
             runtime.sessionmaker,
             decisions,
-            executor,
-            clients,
+            trading_executor,
+            subscription_flows,
+            sandbox_clients,
             settings,
             queue,
             chunk_size=2,
@@ -99,7 +139,6 @@ async def flows(
         queue,
     )
     await voters.aclose()
-    await clients.close()
 
 
 async def make_bot(client: httpx.AsyncClient, key: str, **strategy: Any) -> dict:

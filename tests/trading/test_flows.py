@@ -16,7 +16,9 @@ from sqlalchemy import select, update
 
 from app.integrations.binance.errors import ExchangeError
 from app.models import Decision, DecisionClaim, PerformanceLog, Position, Subscription, Trade
+from app.performance.flows import PerformanceFlows
 from app.performance.service import max_drawdown_pct, sharpe
+from app.subscriptions.flows import SubscriptionFlows
 from app.trading import repository
 from app.trading.decide import DecisionInFlight
 from app.trading.execution import AttemptInFlight
@@ -359,6 +361,7 @@ async def test_expiry_closes_the_position_when_the_bot_says_so(
     app: FastAPI,
     client: httpx.AsyncClient,
     flows,
+    subscription_flows: SubscriptionFlows,
     developer_key: str,
     marketplace_key: str,
 ) -> None:
@@ -374,26 +377,27 @@ async def test_expiry_closes_the_position_when_the_bot_says_so(
     async with app.state.runtime.sessionmaker() as session:
         await session.execute(update(Subscription).values(ends_at=NOW - timedelta(minutes=1)))
         await session.commit()
-    assert sorted(await flow.expire(NOW)) == sorted([closing, keeping])
+    assert sorted(await subscription_flows.expire(NOW)) == sorted([closing, keeping])
     assert await count(app, Subscription, status="expired") == 2
     assert await count(app, Trade, subscription_id=closing, side="SELL") == 1
     assert await count(app, Trade, subscription_id=keeping, side="SELL") == 0
-    assert await flow.expire(NOW) == []
+    assert await subscription_flows.expire(NOW) == []
 
 
 async def test_snapshot_writes_one_point_per_hour(
     app: FastAPI,
     client: httpx.AsyncClient,
     flows,
+    performance_flows: PerformanceFlows,
     developer_key: str,
     marketplace_key: str,
 ) -> None:
     flow, _ = flows
     sub = await subscribe(client, marketplace_key, await make_bot(client, developer_key))
     await flow.execute(await decision(app, sub, "BUY"), [sub])
-    assert await flow.snapshot(NOW) == 1
-    assert await flow.snapshot(NOW + timedelta(minutes=5)) == 0
-    assert await flow.snapshot(NOW + timedelta(hours=1)) == 1
+    assert await performance_flows.snapshot(NOW) == 1
+    assert await performance_flows.snapshot(NOW + timedelta(minutes=5)) == 0
+    assert await performance_flows.snapshot(NOW + timedelta(hours=1)) == 1
     async with app.state.runtime.sessionmaker() as session:
         points = (await session.scalars(select(PerformanceLog))).all()
     position_cost = None

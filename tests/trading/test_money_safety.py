@@ -21,6 +21,7 @@ from app.integrations.binance.errors import UnknownOutcome
 from app.integrations.binance.filters import OrderTooSmall
 from app.integrations.binance.governor import InProcessGovernor
 from app.models import AuditLog, Decision, Position, Subscription, Trade
+from app.subscriptions.flows import SubscriptionFlows
 from app.trading.execution import Executor, OrderIntent, client_order_id
 from app.trading.fills import Side, buy_quantity, paper_fill
 from app.trading.flows import DueGroup, TradingFlows
@@ -357,6 +358,7 @@ async def test_a_failed_expiry_sale_keeps_the_subscription_expiring_until_resolv
     app: FastAPI,
     client: httpx.AsyncClient,
     flows: tuple[TradingFlows, Queue],
+    subscription_flows: SubscriptionFlows,
     clock: Clock,
     settings: Settings,
     sandbox: SandboxServer,
@@ -376,7 +378,7 @@ async def test_a_failed_expiry_sale_keeps_the_subscription_expiring_until_resolv
         await session.commit()
     # The sale is executed, but its answer is a 503: its outcome is unknown to us.
     sandbox.admin("POST", "/sandbox/faults", json={"executed_then_5xx_next": 1})
-    assert await flow.expire(clock.now) == []
+    assert await subscription_flows.expire(clock.now) == []
     async with app.state.runtime.sessionmaker() as session:
         assert (await session.get(Subscription, sub)).status == "expiring"
     clock.advance(settings.order_lease_s + 1)
