@@ -88,7 +88,7 @@ class Attempts:
 
     async def subscription(self, sub_id: str) -> Subscription:
         async with self.sessionmaker() as session:
-            sub = await repository.subscription(session, sub_id)
+            sub = await session.get(Subscription, sub_id)
         if sub is None:
             raise NotFound("subscription")
         return sub

@@ -22,10 +22,6 @@ from app.models import (
 )
 
 
-async def subscription(session: AsyncSession, sub_id: str) -> Subscription | None:
-    return await session.get(Subscription, sub_id)
-
-
 async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) -> Trade | None:
     return await session.scalar(select(Trade).where(Trade.client_order_id == client_order_id))
 
