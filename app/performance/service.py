@@ -13,6 +13,7 @@ from app.models import PerformanceLog, Subscription, Trade
 from app.performance import figures
 from app.performance.figures import FIGURE_PLACES, max_drawdown_pct
 from app.subscriptions import repository
+from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import PerformanceOut
 
 # The equity points are hourly.
@@ -23,12 +24,6 @@ def sharpe(equity: Sequence[Decimal]) -> Decimal | None:
     """Annualised Sharpe ratio of hourly returns (risk-free rate 0); None under 3 points."""
     ratio = figures.sharpe(figures.simple_returns(equity), _PERIODS_PER_YEAR)
     return None if ratio is None else ratio.quantize(FIGURE_PLACES)
-
-
-def reference_capital(sub: Subscription, settings: Settings) -> Decimal:
-    """What a subscription's equity is measured from: its paper wallet at the start (the
-    same figure for testnet and live, whose real balances are the renter's business)."""
-    return sub.quote_amount * settings.paper_wallet_multiple
 
 
 async def performance(

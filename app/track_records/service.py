@@ -18,7 +18,7 @@ from app.core.errors import NotFound
 from app.core.settings import Settings
 from app.models import Bot, Subscription
 from app.performance.figures import max_drawdown_pct
-from app.performance.service import reference_capital
+from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode
 from app.track_records import repository
 from app.track_records.schemas import (
