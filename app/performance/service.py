@@ -12,9 +12,9 @@ from app.core.settings import Settings
 from app.models import PerformanceLog, Subscription, Trade
 from app.performance import figures
 from app.performance.figures import FIGURE_PLACES, max_drawdown_pct
+from app.performance.schemas import PerformanceOut
 from app.subscriptions import repository
 from app.subscriptions.rules import reference_capital
-from app.subscriptions.schemas import PerformanceOut
 
 # The equity points are hourly.
 _PERIODS_PER_YEAR = figures.periods_per_year("1h")
