@@ -1,19 +1,19 @@
-"""A subscription's results from its recorded trades, position and hourly equity points."""
+"""A subscription's performance: its results from its recorded trades, position and hourly
+equity points, as the API presents them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.settings import Settings
-from app.models import PerformanceLog, Subscription, Trade
-from app.performance import figures
+from app.models import PerformanceLog, Subscription
+from app.performance import figures, repository
 from app.performance.figures import FIGURE_PLACES, max_drawdown_pct
 from app.performance.schemas import PerformanceOut
-from app.subscriptions import repository
+from app.subscriptions import repository as subscriptions
 from app.subscriptions.rules import reference_capital
 
 # The equity points are hourly.
@@ -29,17 +29,9 @@ def sharpe(equity: Sequence[Decimal]) -> Decimal | None:
 async def performance(
     session: AsyncSession, sub: Subscription, settings: Settings
 ) -> PerformanceOut:
-    position = await repository.position_of(session, sub.id)
-    points: Sequence[PerformanceLog] = await repository.equity_points(session, sub.id)
-    sells = (
-        await session.scalars(
-            select(Trade.realized_pnl).where(
-                Trade.subscription_id == sub.id,
-                Trade.status == "filled",
-                Trade.realized_pnl.is_not(None),
-            )
-        )
-    ).all()
+    position = await subscriptions.position_of(session, sub.id)
+    points: Sequence[PerformanceLog] = await subscriptions.equity_points(session, sub.id)
+    sells = await repository.realized_pnls(session, sub.id)
     wins = sum(1 for pnl in sells if pnl is not None and pnl > 0)
     losses = sum(1 for pnl in sells if pnl is not None and pnl < 0)
     equity = [p.equity for p in points]
@@ -54,7 +46,7 @@ async def performance(
         win_rate=(Decimal(wins) / len(sells)).quantize(FIGURE_PLACES) if sells else None,
         max_drawdown_pct=max_drawdown_pct(equity),
         sharpe=sharpe(equity),
-        trade_count=await repository.filled_trade_count(session, sub.id),
+        trade_count=await subscriptions.filled_trade_count(session, sub.id),
         winning_trades=wins,
         losing_trades=losses,
     )
