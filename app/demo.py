@@ -17,6 +17,7 @@ from app.bots.strategy import Ensemble, Strategy
 from app.core.principals import encode_principal
 from app.core.settings import Settings
 from app.models import ApiKey, Position
+from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode, SubscriptionCreate
 from app.subscriptions.service import create as create_subscription
 from app.users.repository import get_or_create_renter
@@ -83,7 +84,7 @@ async def seed_demo(
                 quantity=DEMO_HOLDING,
                 average_cost=btc_price,
                 realized_pnl=Decimal(0),
-                quote_balance=sub.quote_amount * settings.paper_wallet_multiple - cost,
+                quote_balance=reference_capital(sub, settings) - cost,
             )
         )
         await session.flush()

@@ -1,33 +1,23 @@
-"""The statistics of a backtest, from its equity curve and its trades.
+"""The summary of a backtest, from its equity curve and its trades.
 
 Money in and out is Decimal (out as strings); returns and ratios are exact decimals too, except
-Sharpe and Sortino, which are statistics of a sample (a mean over a standard deviation and a
-square root of the year's periods) computed in float and reported rounded.
-
-Annualisation: crypto trades every day of the year, so a timeframe has 365 * 24h / its
-length periods a year (8760 for 1h, 365 for 1d); the risk-free rate is 0.
+Sharpe and Sortino, which are statistics of a sample computed in float and reported rounded.
+The curve's figures (returns, drawdown, Sharpe, Sortino, annualisation) are those of
+app/performance/figures.py; this module owns what only a backtest reports and how.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from app.trading.market_data import interval_ms
+from app.performance import figures
 
 MONEY_PLACES = Decimal("0.00000001")
 RATIO_PLACES = Decimal("0.00000001")
 STAT_DIGITS = 6
-_YEAR_MS = 365 * 24 * 3600 * 1000
-
-
-def periods_per_year(timeframe: str) -> int:
-    return _YEAR_MS // interval_ms(timeframe)
 
 
 def text(value: Decimal) -> str:
@@ -38,43 +28,6 @@ def text(value: Decimal) -> str:
 def ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     """An exact fraction to RATIO_PLACES; 0 over nothing."""
     return (numerator / denominator).quantize(RATIO_PLACES) if denominator else Decimal(0)
-
-
-def period_returns(equity: Sequence[Decimal]) -> list[float]:
-    """Simple returns between consecutive equity points."""
-    # Float from here on: the ratio statistics are sample estimates, not money.
-    return [float(b / a - 1) for a, b in itertools.pairwise(equity)]
-
-
-def sharpe(returns: Sequence[float], periods: int) -> float | None:
-    """mean / sample standard deviation * sqrt(periods); None when undefined (no variance)."""
-    if len(returns) < 2:
-        return None
-    deviation = statistics.stdev(returns)
-    if deviation == 0:
-        return None
-    return statistics.fmean(returns) / deviation * math.sqrt(periods)
-
-
-def sortino(returns: Sequence[float], periods: int) -> float | None:
-    """mean / downside deviation * sqrt(periods), the downside deviation being the root mean
-    square of the negative returns over all periods (target 0); None when undefined."""
-    if len(returns) < 2:
-        return None
-    downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in returns) / len(returns))
-    if downside == 0:
-        return None
-    return statistics.fmean(returns) / downside * math.sqrt(periods)
-
-
-def max_drawdown(equity: Sequence[Decimal]) -> Decimal:
-    """The largest fall from a running peak, as a fraction of that peak (0 to 1)."""
-    peak, worst = Decimal(0), Decimal(0)
-    for point in equity:
-        peak = max(peak, point)
-        if peak > 0:
-            worst = max(worst, (peak - point) / peak)
-    return worst.quantize(RATIO_PLACES)
 
 
 @dataclass(frozen=True)
@@ -98,8 +51,8 @@ def _rounded(value: float | None) -> float | None:
 
 def summary(inputs: Inputs) -> dict[str, Any]:
     """The metrics of the result, JSON-ready: decimals as strings, ratios rounded."""
-    periods = periods_per_year(inputs.timeframe)
-    returns = period_returns(inputs.equity)
+    periods = figures.periods_per_year(inputs.timeframe)
+    returns = figures.period_returns(inputs.equity)
     wins = [p for p in inputs.closed_pnls if p > 0]
     losses = [p for p in inputs.closed_pnls if p < 0]
     gross_win, gross_loss = sum(wins, Decimal(0)), -sum(losses, Decimal(0))
@@ -110,9 +63,9 @@ def summary(inputs: Inputs) -> dict[str, Any]:
         "total_return": text(ratio(final - inputs.capital, inputs.capital)),
         # The asset's price change over the window, first open to last close, without fees.
         "buy_and_hold_return": text(ratio(price_change, inputs.first_open)),
-        "max_drawdown": text(max_drawdown(inputs.equity)),
-        "sharpe": _rounded(sharpe(returns, periods)),
-        "sortino": _rounded(sortino(returns, periods)),
+        "max_drawdown": text(figures.max_drawdown(inputs.equity).quantize(RATIO_PLACES)),
+        "sharpe": _rounded(figures.sharpe(returns, periods)),
+        "sortino": _rounded(figures.sortino(returns, periods)),
         "annualisation": {
             "periods_per_year": periods,
             "basis": f"{inputs.timeframe} returns of the equity at each close, 365 days a year",

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.models import PerformanceLog
-from app.performance.service import reference_capital
 from app.subscriptions import repository as subscriptions
+from app.subscriptions.rules import reference_capital
 from app.trading.market_data import latest_prices
 
 

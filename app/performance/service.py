@@ -1,64 +1,37 @@
-"""A subscription's results from its recorded trades, position and hourly equity points."""
+"""A subscription's performance: its results from its recorded trades, position and hourly
+equity points, as the API presents them."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.settings import Settings
-from app.models import PerformanceLog, Subscription, Trade
-from app.subscriptions import repository
-from app.subscriptions.schemas import PerformanceOut
+from app.models import PerformanceLog, Subscription
+from app.performance import figures, repository
+from app.performance.figures import FIGURE_PLACES, max_drawdown_pct
+from app.performance.schemas import PerformanceOut
+from app.subscriptions import repository as subscriptions
+from app.subscriptions.rules import reference_capital
 
-_HOURS_PER_YEAR = Decimal(24 * 365)
-
-
-def max_drawdown_pct(equity: Sequence[Decimal]) -> Decimal:
-    peak = Decimal(0)
-    worst = Decimal(0)
-    for value in equity:
-        peak = max(peak, value)
-        if peak > 0:
-            worst = max(worst, (peak - value) / peak * 100)
-    return worst.quantize(Decimal("0.0001"))
+# The equity points are hourly.
+_PERIODS_PER_YEAR = figures.periods_per_year("1h")
 
 
 def sharpe(equity: Sequence[Decimal]) -> Decimal | None:
     """Annualised Sharpe ratio of hourly returns (risk-free rate 0); None under 3 points."""
-    returns = [(b - a) / a for a, b in itertools.pairwise(equity) if a > 0]
-    if len(returns) < 2:
-        return None
-    mean = sum(returns, Decimal(0)) / len(returns)
-    variance = sum(((r - mean) ** 2 for r in returns), Decimal(0)) / (len(returns) - 1)
-    if variance == 0:
-        return None
-    return (mean / variance.sqrt() * _HOURS_PER_YEAR.sqrt()).quantize(Decimal("0.0001"))
-
-
-def reference_capital(sub: Subscription, settings: Settings) -> Decimal:
-    """What a subscription's equity is measured from: its paper wallet at the start (the
-    same figure for testnet and live, whose real balances are the renter's business)."""
-    return sub.quote_amount * settings.paper_wallet_multiple
+    ratio = figures.sharpe(figures.simple_returns(equity), _PERIODS_PER_YEAR)
+    return None if ratio is None else ratio.quantize(FIGURE_PLACES)
 
 
 async def performance(
     session: AsyncSession, sub: Subscription, settings: Settings
 ) -> PerformanceOut:
-    position = await repository.position_of(session, sub.id)
-    points: Sequence[PerformanceLog] = await repository.equity_points(session, sub.id)
-    sells = (
-        await session.scalars(
-            select(Trade.realized_pnl).where(
-                Trade.subscription_id == sub.id,
-                Trade.status == "filled",
-                Trade.realized_pnl.is_not(None),
-            )
-        )
-    ).all()
+    position = await subscriptions.position_of(session, sub.id)
+    points: Sequence[PerformanceLog] = await subscriptions.equity_points(session, sub.id)
+    sells = await repository.realized_pnls(session, sub.id)
     wins = sum(1 for pnl in sells if pnl is not None and pnl > 0)
     losses = sum(1 for pnl in sells if pnl is not None and pnl < 0)
     equity = [p.equity for p in points]
@@ -70,10 +43,10 @@ async def performance(
         else reference_capital(sub, settings) + (position.realized_pnl if position else 0),
         realized_pnl=position.realized_pnl if position else Decimal(0),
         unrealized_pnl=latest.unrealized_pnl if latest else Decimal(0),
-        win_rate=(Decimal(wins) / len(sells)).quantize(Decimal("0.0001")) if sells else None,
+        win_rate=(Decimal(wins) / len(sells)).quantize(FIGURE_PLACES) if sells else None,
         max_drawdown_pct=max_drawdown_pct(equity),
         sharpe=sharpe(equity),
-        trade_count=await repository.filled_trade_count(session, sub.id),
+        trade_count=await subscriptions.filled_trade_count(session, sub.id),
         winning_trades=wins,
         losing_trades=losses,
     )

@@ -8,11 +8,11 @@ from app import audit
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import RenterDep, RenterReadDep, RuntimeDep, SessionDep
+from app.performance.schemas import PerformanceOut
 from app.performance.service import performance
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
     DecisionOut,
-    PerformanceOut,
     SubscriptionCreate,
     SubscriptionOut,
     SubscriptionUpdate,

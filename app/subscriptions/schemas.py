@@ -1,3 +1,6 @@
+"""The API bodies of subscriptions (creating and updating one, what a renter reads of it, its
+trades and its decisions) and their vocabulary: modes, statuses, timeframes, symbols."""
+
 from __future__ import annotations
 
 import re
@@ -274,33 +277,3 @@ class DecisionOut(BaseModel):
     rule_params: dict[str, Any]
     fallback_reason: str | None
     votes: list[VoteOut]
-
-
-class PerformanceOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "equity": "1012.35",
-                    "realized_pnl": "9.8",
-                    "unrealized_pnl": "2.55",
-                    "win_rate": "0.6",
-                    "max_drawdown_pct": "1.9",
-                    "sharpe": "1.42",
-                    "trade_count": 10,
-                    "winning_trades": 3,
-                    "losing_trades": 2,
-                }
-            ]
-        }
-    )
-
-    equity: Amount
-    realized_pnl: Amount
-    unrealized_pnl: Amount
-    win_rate: Amount | None
-    max_drawdown_pct: Amount
-    sharpe: Amount | None
-    trade_count: int
-    winning_trades: int
-    losing_trades: int

@@ -17,7 +17,8 @@ from app.bots import repository as bots
 from app.core.errors import NotFound
 from app.core.settings import Settings
 from app.models import Bot, Subscription
-from app.performance.service import max_drawdown_pct, reference_capital
+from app.performance.figures import max_drawdown_pct
+from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode
 from app.track_records import repository
 from app.track_records.schemas import (

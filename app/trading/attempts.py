@@ -27,7 +27,7 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import ExchangeError, TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.models import AuditLog, Position, Subscription, Trade
-from app.performance.service import reference_capital
+from app.subscriptions.rules import reference_capital
 from app.trading import metrics, repository
 from app.trading.fills import Fill, Side, apply_fill, buy_quantity
 

@@ -30,9 +30,9 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.models import BotVersion, Decision, Position, Subscription, Trade
-from app.performance.service import reference_capital
 from app.subscriptions import repository as subscriptions
 from app.subscriptions.flows import SubscriptionFlows
+from app.subscriptions.rules import reference_capital
 from app.trading import metrics, repository, risk
 from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor, OrderIntent

@@ -12,6 +12,7 @@ import pytest
 
 from app.backtests import metrics
 from app.bots.strategy import Strategy
+from app.performance import figures
 from tests.backtests.engine import dumped, market_candles, run, spec
 
 # Sharpe and Sortino are float statistics: agreement to 1e-9 relative before rounding, and
@@ -42,18 +43,18 @@ async def replayed_equity() -> tuple[list[Decimal], dict]:
 async def test_sharpe_sortino_and_drawdown_agree_with_empyrical() -> None:
     equity, result = await replayed_equity()
     returns = empyrical_returns(equity)
-    periods = metrics.periods_per_year("1h")
+    periods = figures.periods_per_year("1h")
     assert periods == 8760
-    mine = metrics.period_returns(equity)
+    mine = figures.period_returns(equity)
     assert mine == pytest.approx(list(returns), rel=RELATIVE)
 
     expected_sharpe = empyrical.sharpe_ratio(returns, annualization=periods)
     expected_sortino = empyrical.sortino_ratio(returns, annualization=periods)
     expected_drawdown = -empyrical.max_drawdown(returns)
     assert expected_drawdown > 0.01  # the curve has a real drawdown to compare
-    assert metrics.sharpe(mine, periods) == pytest.approx(expected_sharpe, rel=RELATIVE)
-    assert metrics.sortino(mine, periods) == pytest.approx(expected_sortino, rel=RELATIVE)
-    assert float(metrics.max_drawdown(equity)) == pytest.approx(expected_drawdown, abs=1e-8)
+    assert figures.sharpe(mine, periods) == pytest.approx(expected_sharpe, rel=RELATIVE)
+    assert figures.sortino(mine, periods) == pytest.approx(expected_sortino, rel=RELATIVE)
+    assert float(figures.max_drawdown(equity)) == pytest.approx(expected_drawdown, abs=1e-8)
 
     reported = result["metrics"]
     assert reported["sharpe"] == pytest.approx(expected_sharpe, abs=REPORTED)
@@ -68,7 +69,7 @@ async def test_sharpe_sortino_and_drawdown_agree_with_empyrical() -> None:
 
 @pytest.mark.parametrize(("timeframe", "periods"), [("1d", 365), ("4h", 2190), ("15m", 35040)])
 def test_annualisation_counts_every_period_of_a_365_day_year(timeframe: str, periods: int) -> None:
-    assert metrics.periods_per_year(timeframe) == periods
+    assert figures.periods_per_year(timeframe) == periods
 
 
 def test_trade_statistics_by_hand() -> None:
