@@ -28,9 +28,10 @@ from app.core.middleware import (
 )
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
-from app.erasure.router import router as principals_router
+from app.erasure.router import router as erasure_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.openapi import install_method_not_allowed, install_openapi
+from app.performance.router import router as performance_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
 from app.track_records.router import router as track_records_router
@@ -137,9 +138,10 @@ def _include_routers(app: FastAPI) -> None:
     # of a router before it (matching was a tenth of a read's CPU with subscriptions fourth).
     for router in (
         subscriptions_router,
+        performance_router,
         bots_router,
         credentials_router,
-        principals_router,
+        erasure_router,
         track_records_router,
         api_keys_router,
         backtests_router,

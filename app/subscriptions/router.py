@@ -8,8 +8,6 @@ from app import audit
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import RenterDep, RenterReadDep, RuntimeDep, SessionDep
-from app.performance.schemas import PerformanceOut
-from app.performance.service import performance
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
     DecisionOut,
@@ -109,10 +107,3 @@ async def list_decisions(sub_id: str, read: RenterReadDep, page: PageDep) -> Pag
         for d in shown
     ]
     return Page(items=items, next_cursor=next_cursor(rows, page.limit))
-
-
-@router.get("/{sub_id}/performance", response_model=PerformanceOut, responses=error_responses(404))
-async def get_performance(sub_id: str, read: RenterReadDep, runtime: RuntimeDep) -> PerformanceOut:
-    async with read.sessions() as session:
-        sub = await service.get_owned(session, read.principal, sub_id)
-        return await performance(session, sub, runtime.settings)
