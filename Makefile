@@ -26,7 +26,7 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## lint, then the whole test suite (MariaDB/Redis tests skip when absent, fail under CI=true)
+test: lint ## lint, then the whole test suite (MariaDB/Redis tests skip when absent, fail under CI)
 	$(BIN)/pytest
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
