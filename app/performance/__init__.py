@@ -1,0 +1,1 @@
+"""A subscription's performance: returns, drawdown and equity from its recorded trades."""

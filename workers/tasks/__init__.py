@@ -1,0 +1,1 @@
+"""The Celery tasks: thin wrappers that pass ids to the flows of app/."""
