@@ -26,8 +26,8 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## lint, then the whole test suite (MariaDB/Redis tests skip when absent, fail under CI=true)
-	$(BIN)/pytest
+test: lint ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
+	$(BIN)/pytest --cov --cov-report=term --cov-report=xml --cov-report=html
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
 	$(BIN)/botmarket migrate

@@ -1,7 +1,7 @@
 """Shared fixtures: the API on a real database (SQLite always, MariaDB when it runs here).
 
-MariaDB and Redis tests skip when the servers are absent, except under CI=true or
-REQUIRE_SERVICES=1, where their absence fails the run.
+MariaDB and Redis tests skip when the servers are absent, except under CI (any value but
+`false`/`0`) or REQUIRE_SERVICES=1, where their absence fails the run.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -31,7 +31,19 @@ from tests.sandbox_server import SandboxServer, serve_sandbox
 
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 REDIS_URL = "redis://127.0.0.1:6379/15"
-SERVICES_REQUIRED = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def services_required(environ: Mapping[str, str]) -> bool:
+    """Whether an absent MariaDB or Redis fails the run instead of skipping its tests.
+
+    CI runners spell the flag differently (`true`, `True`, `1`, `yes`): any non-empty CI
+    other than `false`/`0` counts, so a spelling never turns missing services into skips.
+    """
+    ci = environ.get("CI", "").strip().lower()
+    return ci not in ("", "false", "0") or environ.get("REQUIRE_SERVICES") == "1"
+
+
+SERVICES_REQUIRED = services_required(os.environ)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -47,7 +59,7 @@ def require_service(name: str, host: str, port: int) -> None:
         return
     message = f"{name} is not running on {host}:{port}"
     if SERVICES_REQUIRED:
-        pytest.fail(f"{message}, and CI=true or REQUIRE_SERVICES=1 requires it")
+        pytest.fail(f"{message}, and CI or REQUIRE_SERVICES=1 requires it")
     pytest.skip(message)
 
 

@@ -25,10 +25,25 @@ def substituted(value: str) -> str:
 
 def test_the_services_of_the_production_shape() -> None:
     assert set(SERVICES) == {"api", "worker", "beat", "migration", "db", "redis"}
-    assert SERVICES["db"]["image"].startswith("mysql:8")
+    # The server line every MariaDB test of this suite runs on.
+    assert SERVICES["db"]["image"] == "mariadb:10.11"
     assert SERVICES["redis"]["image"].startswith("redis:7")
     for name in ("db", "redis"):
         assert SERVICES[name]["healthcheck"]["test"]
+
+
+def test_the_database_is_created_for_the_url_the_app_services_use() -> None:
+    db = SERVICES["db"]
+    env = {k: substituted(str(v)) for k, v in db["environment"].items()}
+    # The mariadb image reads MARIADB_* (its MYSQL_* aliases are legacy).
+    assert all(key.startswith("MARIADB_") for key in env)
+    user, password, database = env["MARIADB_USER"], env["MARIADB_PASSWORD"], env["MARIADB_DATABASE"]
+    for name in APP_SERVICES:
+        url = substituted(str(SERVICES[name]["environment"]["DATABASE_URL"]))
+        assert url == f"mysql+asyncmy://{user}:{password}@db:3306/{database}"
+    # healthcheck.sh ships in the image; --connect waits for TCP, which the first-start
+    # initialisation (socket only) does not serve.
+    assert db["healthcheck"]["test"][:3] == ["CMD", "healthcheck.sh", "--connect"]
 
 
 @pytest.mark.parametrize("name", ["api", "worker", "beat"])

@@ -1,3 +1,6 @@
+"""The SQL of backtests: the shared candle and symbol-rule store, owned runs, the fenced claim
+and save of a running backtest, and the live decisions a replay reuses."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,3 +1,5 @@
+"""Request and response bodies of backtests, with the limits a request must respect."""
+
 from __future__ import annotations
 
 import re

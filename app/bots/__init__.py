@@ -1,0 +1,1 @@
+"""Bots: a developer's strategy, its numbered versions, and its marketplace registrations."""

@@ -1,3 +1,5 @@
+"""HTTP endpoints of bots and their marketplace registrations."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response

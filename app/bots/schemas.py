@@ -1,3 +1,5 @@
+"""Request and response bodies of bots and marketplace registrations."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""Bot rules: creation, owner-only updates (a changed strategy is a new version), registration."""
+
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession

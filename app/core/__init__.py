@@ -1,0 +1,1 @@
+"""What every domain shares: settings, database sessions, caches, errors, logging and metrics."""

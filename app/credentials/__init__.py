@@ -1,0 +1,1 @@
+"""A renter's exchange API keys: stored encrypted, shown masked, decrypted only to trade."""

@@ -1,3 +1,6 @@
+"""The SQL of exchange credentials: lookups, key-rotation batches, and pausing the
+subscriptions that use a deleted credential."""
+
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence

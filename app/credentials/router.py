@@ -1,3 +1,5 @@
+"""HTTP endpoints of a renter's exchange credentials: put, list (masked) and delete."""
+
 from __future__ import annotations
 
 from typing import Annotated

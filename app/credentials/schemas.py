@@ -1,3 +1,5 @@
+"""Request and response bodies of exchange credentials; a secret never appears in a response."""
+
 from __future__ import annotations
 
 import re

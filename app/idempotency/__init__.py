@@ -1,0 +1,1 @@
+"""Idempotent writes: one run per (API key, Idempotency-Key), the same response to every copy."""

@@ -1,3 +1,6 @@
+"""The SQL of idempotency records: claim, complete, remove an expired one, purge, and the
+batches re-encrypted on key rotation."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

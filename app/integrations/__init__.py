@@ -1,0 +1,1 @@
+"""Clients of the outside services: the Binance exchange and the LLM providers."""

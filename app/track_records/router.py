@@ -1,3 +1,5 @@
+"""HTTP endpoint of a bot's public track record."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter

@@ -1,3 +1,6 @@
+"""The public track record's body: per-mode aggregates of renters' results, decisions, LLM
+spend and backtests, with small groups suppressed."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

@@ -1,0 +1,1 @@
+"""The trading engine: candles, indicators, decisions, risk checks and order execution."""

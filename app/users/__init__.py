@@ -1,0 +1,1 @@
+"""Users: renters (made on a principal's first request) and developers."""

@@ -1,3 +1,5 @@
+"""The SQL of user rows: a renter's row made on first use, developers, lookups by id."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
