@@ -1,3 +1,5 @@
+"""API keys' rows and their assertion public keys."""
+
 from __future__ import annotations
 
 from collections import defaultdict

@@ -1,3 +1,5 @@
+"""`/api/v1/api-keys`: the admin's key management routes."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response

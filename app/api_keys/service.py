@@ -1,3 +1,5 @@
+"""API key rules: creation (the plaintext shown once), revocation, assertion keys and mode."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

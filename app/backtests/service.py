@@ -1,3 +1,6 @@
+"""Backtest rules: who may run one on which bot, its size and LLM cost checks at creation,
+the owner's reads and cancellation, and the body it is shown as."""
+
 from __future__ import annotations
 
 from datetime import datetime

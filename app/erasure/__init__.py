@@ -1,0 +1,1 @@
+"""A renter erasing their own data (`DELETE /api/v1/principals/me`)."""

@@ -1,2 +1,2 @@
-"""A subscription's performance: the figures of an equity curve (figures.py), the hourly equity
-points (flows.py) and the renter's read of a subscription's results (router, service, repository)."""
+"""A subscription's performance: an equity curve's figures (figures.py), the hourly equity
+points (flows.py) and the renter's read of a subscription's results (router, service)."""

@@ -1,3 +1,5 @@
+"""`/api/v1/subscriptions`: a renter's subscriptions and their trades and decisions."""
+
 from __future__ import annotations
 
 from collections import defaultdict

@@ -1,3 +1,6 @@
+"""Subscription rules: creation with the credentials its mode needs, the renter's reads,
+and the status transitions a renter may make."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
