@@ -153,7 +153,7 @@ def _int_field(claims: dict[str, object], name: str) -> int:
 def _parse(raw: bytes) -> dict[str, object]:
     try:
         claims = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's stack
         raise InvalidAssertion("assertion") from exc
     # Only the canonical form is accepted, so one statement has exactly one byte string
     # (no duplicate keys, whitespace or reordering for a parser to read differently).

@@ -15,7 +15,8 @@ from tests.api.test_principal_assertions import (
     marketplace_with,
     subscription_body,
 )
-from tests.helpers import headers
+from tests.assertion_signers import b64url
+from tests.helpers import headers, new_principal
 
 PATH = "/api/v1/subscriptions"
 
@@ -38,3 +39,32 @@ async def test_a_copy_without_a_principal_does_not_hold_the_idempotency_key(
     genuine = await renter.subscribe(bot["id"], "k1")
     assert genuine.status_code == 201, genuine.text
     assert "idempotent-replayed" not in genuine.headers
+
+
+async def test_an_assertion_nested_deeply_is_401_and_a_body_nested_deeply_is_422(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
+    key = await marketplace_with(client, admin_key, OLD)
+    renter = Renter(client, key, OLD)
+    nested = {
+        **renter.read_headers(),
+        "X-Principal-Assertion": b64url(b"[" * 1500),
+        "X-Principal-Signature": b64url(bytes(64)),
+    }
+    response = await client.get(PATH, headers=nested)
+    assert_error(response, 401, "INVALID_PRINCIPAL_ASSERTION")
+    assert response.json()["error"]["details"] == [
+        {"loc": "header.X-Principal-Assertion", "message": "assertion"}
+    ]
+    plain = await client.post(
+        "/api/v1/api-keys", json={"name": "p", "scope": "marketplace"}, headers=headers(admin_key)
+    )
+    deep = await client.post(
+        PATH,
+        content=b"[" * 20_000,
+        headers={
+            **headers(plain.json()["key"], new_principal()),
+            "Content-Type": "application/json",
+        },
+    )
+    assert_error(deep, 422, "VALIDATION_ERROR")
