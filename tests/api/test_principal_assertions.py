@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 import time
 from typing import Any
 
@@ -92,11 +93,14 @@ class Renter:
         }
 
     async def subscribe(self, bot_id: str, idempotency_key: str | None = None) -> httpx.Response:
+        """A signed subscription, under a fresh Idempotency-Key unless one is given (required
+        mode refuses a signed write without one)."""
         body = subscription_body(bot_id)
+        key = idempotency_key or secrets.token_hex(8)
         return await self.client.post(
             "/api/v1/subscriptions",
             content=body,
-            headers=self.write_headers("POST", "/api/v1/subscriptions", body, idempotency_key),
+            headers=self.write_headers("POST", "/api/v1/subscriptions", body, key),
         )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from app.core.settings import Settings
-from app.models import IdempotencyRecord
+from app.models import IdempotencyRecord, Subscription
 from tests.api.test_contract import assert_error, create_bot
 from tests.api.test_principal_assertions import (
     OLD,
@@ -68,3 +68,24 @@ async def test_an_assertion_nested_deeply_is_401_and_a_body_nested_deeply_is_422
         },
     )
     assert_error(deep, 422, "VALIDATION_ERROR")
+
+
+async def test_a_signed_write_without_an_idempotency_key_is_refused_when_required(
+    client: httpx.AsyncClient, settings: Settings, admin_key: str, developer_key: str
+) -> None:
+    key = await marketplace_with(client, admin_key, OLD)
+    renter = Renter(client, key, OLD)
+    bot = await create_bot(client, developer_key)
+    before = await count(settings, Subscription)
+    body = subscription_body(bot["id"])
+    unkeyed = renter.write_headers("POST", PATH, body)
+    captured = await client.post(PATH, content=body, headers=unkeyed)
+    assert_error(captured, 401, "INVALID_PRINCIPAL_ASSERTION")
+    assert captured.json()["error"]["details"] == [
+        {"loc": "header.Idempotency-Key", "message": "missing"}
+    ]
+    assert await count(settings, Subscription) == before
+    # Optional mode is the rollout: a signed write without the key still runs there.
+    optional = Renter(client, await marketplace_with(client, admin_key, OLD, mode="optional"), OLD)
+    unkeyed = optional.write_headers("POST", PATH, body)
+    assert (await client.post(PATH, content=body, headers=unkeyed)).status_code == 201
