@@ -40,6 +40,15 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _SESSION_FIELDS = frozenset({"v", "principal", "api_key_prefix", "iat", "exp"})
 _WRITE_FIELDS = frozenset({"method", "path", "body_sha256", "idempotency_key"})
 _SECP256K1_ORDER_BYTES = 32
+_ED25519_P = 2**255 - 19
+_ED25519_ORDER_8_Y = int.from_bytes(
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+)
+# The y-coordinates of the eight points of small order (orders 1, 2, 4 and 8). Taken modulo p
+# and with the sign bit dropped, they also catch every non-canonical encoding of those points.
+_ED25519_SMALL_ORDER_Y = frozenset(
+    {1, _ED25519_P - 1, 0, _ED25519_ORDER_8_Y, _ED25519_P - _ED25519_ORDER_8_Y}
+)
 
 
 class AssertionMode(StrEnum):
@@ -79,6 +88,9 @@ def decode_public_key(algorithm: Algorithm, public_key_b64: str) -> bytes:
     except binascii.Error as exc:
         raise InvalidPublicKey("not base64") from exc
     load_public_key("", algorithm, raw)
+    if algorithm is Algorithm.ed25519 and _is_small_order_ed25519(raw):
+        # With such a key, the signature identity||0 verifies every message.
+        raise InvalidPublicKey("an Ed25519 point of small order is not a public key")
     return raw
 
 
@@ -105,6 +117,11 @@ def load_public_key(key_id: str, algorithm: Algorithm, raw: bytes) -> VerifyingK
         ec_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
 
     return VerifyingKey(key_id, algorithm, verify_ecdsa)
+
+
+def _is_small_order_ed25519(raw: bytes) -> bool:
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    return y % _ED25519_P in _ED25519_SMALL_ORDER_Y
 
 
 def canonical_json(claims: dict[str, object]) -> bytes:

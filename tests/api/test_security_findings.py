@@ -3,7 +3,11 @@ attacker with the leaked marketplace key (or a developer key) would try it."""
 
 from __future__ import annotations
 
+import base64
+
 import httpx
+import pytest
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from app.core.settings import Settings
 from app.models import IdempotencyRecord, Subscription
@@ -89,3 +93,49 @@ async def test_a_signed_write_without_an_idempotency_key_is_refused_when_require
     optional = Renter(client, await marketplace_with(client, admin_key, OLD, mode="optional"), OLD)
     unkeyed = optional.write_headers("POST", PATH, body)
     assert (await client.post(PATH, content=body, headers=unkeyed)).status_code == 201
+
+
+_P = 2**255 - 19
+# The eight Ed25519 points of small order as libsodium lists them, by y-coordinate (the order-8
+# ones' y, and its negation): the identity, order 2, order 4 and order 8.
+_ORDER_8_Y = int.from_bytes(
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+)
+SMALL_ORDER_ENCODINGS = sorted(
+    {
+        (y + (sign << 255)).to_bytes(32, "little")
+        for base in (1, _P - 1, 0, _ORDER_8_Y, _P - _ORDER_8_Y)
+        # Non-canonical too: y + p where it fits in 255 bits, and the sign bit set with x = 0.
+        for y in (base, base + _P)
+        if y < 2**255
+        for sign in (0, 1)
+    }
+)
+
+
+@pytest.mark.parametrize("raw", SMALL_ORDER_ENCODINGS, ids=lambda raw: raw.hex()[:8])
+async def test_a_small_order_ed25519_key_is_refused_at_registration(
+    client: httpx.AsyncClient, admin_key: str, raw: bytes
+) -> None:
+    # libsodium agrees these are no public keys: with one, identity||0 would verify anything.
+    assert not crypto_core_ed25519_is_valid_point(raw)
+    key = await marketplace_with(client, admin_key, OLD)
+    public_key = base64.b64encode(raw).decode()
+    for response in (
+        await client.post(
+            f"/api/v1/api-keys/{key['id']}/assertion-keys",
+            json={"public_key": public_key, "algorithm": "ed25519"},
+            headers=headers(admin_key),
+        ),
+        await client.post(
+            "/api/v1/api-keys",
+            json={
+                "name": "small",
+                "scope": "marketplace",
+                "assertion_keys": [{"public_key": public_key}],
+            },
+            headers=headers(admin_key),
+        ),
+    ):
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert "public_key" in response.json()["error"]["details"][0]["message"]
