@@ -36,7 +36,7 @@ MAX_LIFETIME_S = 15 * 60
 CLOCK_SKEW_S = 60
 _MAX_HEADER_LENGTH = 4096
 _MAX_CACHE_ENTRIES = 100_000
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _SESSION_FIELDS = frozenset({"v", "principal", "api_key_prefix", "iat", "exp"})
 _WRITE_FIELDS = frozenset({"method", "path", "body_sha256", "idempotency_key"})
 _SECP256K1_ORDER_BYTES = 32
@@ -133,11 +133,15 @@ def signed_message(assertion_json: bytes) -> bytes:
 
 
 def b64url_decode(text: str) -> bytes:
-    # Strict: the lenient decoder skips foreign characters, which would let many header values
-    # stand for one assertion.
+    # Only the one unpadded spelling of the bytes: the decoder skips foreign characters and
+    # ignores padding and the unused low bits of the last character, which would let many
+    # header values (each a cache entry and a signature check) stand for one assertion.
     if len(text) > _MAX_HEADER_LENGTH or not _BASE64URL.fullmatch(text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # binascii.Error: ValueError
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != text:
+        raise ValueError("not base64url")
+    return raw
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ attacker with the leaked marketplace key (or a developer key) would try it."""
 from __future__ import annotations
 
 import base64
+import secrets
 
 import httpx
 import pytest
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
+from app.core.principals import encode_principal
 from app.core.settings import Settings
 from app.models import IdempotencyRecord, Subscription
 from tests.api.test_contract import assert_error, create_bot
@@ -139,3 +141,36 @@ async def test_a_small_order_ed25519_key_is_refused_at_registration(
     ):
         assert_error(response, 422, "VALIDATION_ERROR")
         assert "public_key" in response.json()["error"]["details"][0]["message"]
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def other_spellings(encoded: str) -> list[str]:
+    """Every string a lenient decoder reads as the same bytes: with padding, or with the unused
+    low bits of the last character set."""
+    index = _ALPHABET.index(encoded[-1])
+    unused = {2: 4, 3: 2}.get(len(encoded) % 4, 0)  # 6 bits per char, 8 per byte
+    variants = [encoded[:-1] + _ALPHABET[index | low] for low in range(1, 1 << unused)]
+    padding = "=" * (-len(encoded) % 4)
+    return [*variants, encoded + padding] if padding else variants
+
+
+@pytest.mark.parametrize("header", ["X-Principal-Assertion", "X-Principal-Signature"])
+async def test_only_the_exact_unpadded_base64url_is_accepted(
+    client: httpx.AsyncClient, admin_key: str, header: str
+) -> None:
+    key = await marketplace_with(client, admin_key, OLD)
+    renter = Renter(client, key, OLD)
+    # A principal of the length that leaves the assertion's encoding a partial last group.
+    for size in range(4, 30):
+        renter.principal = encode_principal(secrets.token_bytes(size))
+        signed = renter.read_headers()
+        if len(signed["X-Principal-Assertion"]) % 4:
+            break
+    assert (await client.get(PATH, headers=signed)).status_code == 200
+    spellings = other_spellings(signed[header])
+    assert spellings
+    for spelling in spellings:
+        response = await client.get(PATH, headers={**signed, header: spelling})
+        assert_error(response, 401, "INVALID_PRINCIPAL_ASSERTION")
