@@ -13,7 +13,7 @@ from nacl.bindings import crypto_core_ed25519_is_valid_point
 from app.core.principals import encode_principal
 from app.core.settings import Settings
 from app.models import IdempotencyRecord, Subscription
-from tests.api.test_contract import assert_error, create_bot
+from tests.api.test_contract import assert_error, create_bot, listed_bot
 from tests.api.test_principal_assertions import (
     OLD,
     Renter,
@@ -32,7 +32,7 @@ async def test_a_copy_without_a_principal_does_not_hold_the_idempotency_key(
 ) -> None:
     key = await marketplace_with(client, admin_key, OLD)
     renter = Renter(client, key, OLD)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = subscription_body(bot["id"])
     # The leaked key alone, no X-Principal-ID: refused, and the key stays free.
     poison = await client.post(
@@ -81,7 +81,7 @@ async def test_a_signed_write_without_an_idempotency_key_is_refused_when_require
 ) -> None:
     key = await marketplace_with(client, admin_key, OLD)
     renter = Renter(client, key, OLD)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     before = await count(settings, Subscription)
     body = subscription_body(bot["id"])
     unkeyed = renter.write_headers("POST", PATH, body)
@@ -174,3 +174,20 @@ async def test_only_the_exact_unpadded_base64url_is_accepted(
     for spelling in spellings:
         response = await client.get(PATH, headers={**signed, header: spelling})
         assert_error(response, 401, "INVALID_PRINCIPAL_ASSERTION")
+
+
+async def test_a_renter_subscribes_only_to_a_listed_bot(
+    client: httpx.AsyncClient, developer_key: str, marketplace_key: str
+) -> None:
+    bot = await create_bot(client, developer_key)
+    renter = {**headers(marketplace_key, new_principal()), "Content-Type": "application/json"}
+    body = subscription_body(bot["id"])
+    # As for a renter's backtest: an unlisted bot is not there for a renter.
+    assert_error(await client.post(PATH, content=body, headers=renter), 404, "NOT_FOUND")
+    listed = await client.post(
+        f"/api/v1/bots/{bot['id']}/registrations",
+        json={"price": "1"},
+        headers=headers(developer_key),
+    )
+    assert listed.status_code == 201, listed.text
+    assert (await client.post(PATH, content=body, headers=renter)).status_code == 201
