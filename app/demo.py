@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api_keys.authenticator import Caller
 from app.api_keys.schemas import Scope
 from app.api_keys.service import create_api_key
-from app.bots.schemas import BotCreate
-from app.bots.service import create_bot
+from app.bots.schemas import BotCreate, RegistrationCreate
+from app.bots.service import create_bot, register_bot
 from app.bots.strategy import Ensemble, Strategy
 from app.core.principals import encode_principal
 from app.core.settings import Settings
@@ -62,6 +62,8 @@ async def seed_demo(
         BotCreate(name="Demo BTC 1m", description="seeded by botmarket run", strategy=strategy),
         settings,
     )
+    # Listed, as every bot a renter subscribes to must be.
+    await register_bot(session, caller, bot.id, RegistrationCreate(price=Decimal(0)))
     renter = await get_or_create_renter(session, DEMO_PRINCIPAL)
     sub = await create_subscription(
         session,

@@ -200,6 +200,11 @@ def main() -> None:
             for n in range(10)
         ]
         for bot in bots[:5]:
+            httpx.post(
+                f"{base}/api/v1/bots/{bot.json()['id']}/registrations",
+                json={"price": "0"},
+                headers={"X-API-Key": key},
+            ).raise_for_status()  # renters subscribe to listed bots only
             subscription = {
                 "bot_id": bot.json()["id"],
                 "symbol": "BTCUSDT",

@@ -72,7 +72,7 @@ from app.bots.strategy import Strategy  # noqa: E402
 from app.core.db import create_engine, create_sessionmaker, new_id, session_scope  # noqa: E402
 from app.core.migrations import migrate  # noqa: E402
 from app.core.principals import encode_principal  # noqa: E402
-from app.models import Bot, BotVersion, Subscription, User  # noqa: E402
+from app.models import Bot, BotMarketplaceRegistration, BotVersion, Subscription, User  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "gateway.json"
@@ -160,6 +160,19 @@ async def seed(database_url: str, principals: int, subscriptions: int, bots: int
                 "config_hash": strategy.config_hash(),
             }
         )
+    # Listed, as a bot a renter subscribes to (the storms) must be.
+    listing_rows = [
+        {
+            "id": new_id(),
+            "bot_id": bot["id"],
+            "title": bot["name"],
+            "price": Decimal(0),
+            "currency": "ICP",
+            "billing_period": "month",
+            "status": "active",
+        }
+        for bot in bot_rows
+    ]
     sub_rows, owned = [], []
     for n in range(subscriptions):
         owner = n % principals
@@ -185,6 +198,7 @@ async def seed(database_url: str, principals: int, subscriptions: int, bots: int
             (User, users),
             (Bot, bot_rows),
             (BotVersion, version_rows),
+            (BotMarketplaceRegistration, listing_rows),
             (Subscription, sub_rows),
         ):
             for start in range(0, len(rows), 2000):

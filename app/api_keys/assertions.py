@@ -23,6 +23,7 @@ from app.core.principal_assertions import (
 
 ASSERTION_HEADER = "X-Principal-Assertion"
 SIGNATURE_HEADER = "X-Principal-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 _VERDICT = "botmarket.principal_assertion"
 
 
@@ -51,20 +52,26 @@ def _judge(verifier: AssertionVerifier, caller: Caller, scope: Scope) -> tuple[s
         return ASSERTION_HEADER, "missing"
     if signature is None:
         return SIGNATURE_HEADER, "missing"
+    write = scope["method"] in WRITE_METHODS
+    idempotency_key = headers.get(IDEMPOTENCY_HEADER)
     facts = RequestFacts(
         principal=headers.get("x-principal-id", ""),
         api_key_prefix=caller.prefix,
-        write=scope["method"] in WRITE_METHODS,
+        write=write,
         method=scope["method"],
         path=_path_as_sent(scope),
         body=scope.get("botmarket.body", b""),
-        idempotency_key=headers.get("idempotency-key"),
+        idempotency_key=idempotency_key,
     )
     try:
         verifier.verify(assertion, signature, caller.assertion_keys, facts)
     except InvalidAssertion as exc:
         header = SIGNATURE_HEADER if exc.field == "signature" else ASSERTION_HEADER
         return header, exc.field
+    if write and idempotency_key is None and caller.assertion_mode is AssertionMode.required:
+        # The key is what makes a signed write happen once: without it, a captured copy could
+        # be sent again (pause, reactivate, pause again) until its assertion expires.
+        return IDEMPOTENCY_HEADER, "missing"
     return None
 
 

@@ -250,9 +250,10 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc.__cause__, UnicodeDecodeError):
-        # FastAPI answers a body that is not UTF-8 with a bare 400, and JSON that does not
-        # parse with a 422: both are a body that is not JSON, so both are the contract's 422.
+    if isinstance(exc.__cause__, UnicodeDecodeError | RecursionError):
+        # FastAPI answers a body that is not UTF-8, or nested deeper than the parser's stack,
+        # with a bare 400, and JSON that does not parse with a 422: all are a body that is not
+        # JSON the service reads, so all are the contract's 422.
         return error_response(
             422,
             "VALIDATION_ERROR",

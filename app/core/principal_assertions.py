@@ -36,10 +36,19 @@ MAX_LIFETIME_S = 15 * 60
 CLOCK_SKEW_S = 60
 _MAX_HEADER_LENGTH = 4096
 _MAX_CACHE_ENTRIES = 100_000
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _SESSION_FIELDS = frozenset({"v", "principal", "api_key_prefix", "iat", "exp"})
 _WRITE_FIELDS = frozenset({"method", "path", "body_sha256", "idempotency_key"})
 _SECP256K1_ORDER_BYTES = 32
+_ED25519_P = 2**255 - 19
+_ED25519_ORDER_8_Y = int.from_bytes(
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+)
+# The y-coordinates of the eight points of small order (orders 1, 2, 4 and 8). Taken modulo p
+# and with the sign bit dropped, they also catch every non-canonical encoding of those points.
+_ED25519_SMALL_ORDER_Y = frozenset(
+    {1, _ED25519_P - 1, 0, _ED25519_ORDER_8_Y, _ED25519_P - _ED25519_ORDER_8_Y}
+)
 
 
 class AssertionMode(StrEnum):
@@ -79,6 +88,9 @@ def decode_public_key(algorithm: Algorithm, public_key_b64: str) -> bytes:
     except binascii.Error as exc:
         raise InvalidPublicKey("not base64") from exc
     load_public_key("", algorithm, raw)
+    if algorithm is Algorithm.ed25519 and _is_small_order_ed25519(raw):
+        # With such a key, the signature identity||0 verifies every message.
+        raise InvalidPublicKey("an Ed25519 point of small order is not a public key")
     return raw
 
 
@@ -107,6 +119,11 @@ def load_public_key(key_id: str, algorithm: Algorithm, raw: bytes) -> VerifyingK
     return VerifyingKey(key_id, algorithm, verify_ecdsa)
 
 
+def _is_small_order_ed25519(raw: bytes) -> bool:
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    return y % _ED25519_P in _ED25519_SMALL_ORDER_Y
+
+
 def canonical_json(claims: dict[str, object]) -> bytes:
     return json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
 
@@ -116,11 +133,15 @@ def signed_message(assertion_json: bytes) -> bytes:
 
 
 def b64url_decode(text: str) -> bytes:
-    # Strict: the lenient decoder skips foreign characters, which would let many header values
-    # stand for one assertion.
+    # Only the one unpadded spelling of the bytes: the decoder skips foreign characters and
+    # ignores padding and the unused low bits of the last character, which would let many
+    # header values (each a cache entry and a signature check) stand for one assertion.
     if len(text) > _MAX_HEADER_LENGTH or not _BASE64URL.fullmatch(text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # binascii.Error: ValueError
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != text:
+        raise ValueError("not base64url")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -153,7 +174,7 @@ def _int_field(claims: dict[str, object], name: str) -> int:
 def _parse(raw: bytes) -> dict[str, object]:
     try:
         claims = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's stack
         raise InvalidAssertion("assertion") from exc
     # Only the canonical form is accepted, so one statement has exactly one byte string
     # (no duplicate keys, whitespace or reordering for a parser to read differently).

@@ -88,12 +88,15 @@ class IdempotencyMiddleware:
             # Nothing to scope the key to; the route answers 401 and changes nothing.
             await self.app(scope, receive, send)
             return
-        if caller.scope is KeyScope.marketplace and "x-principal-id" in headers:
+        if caller.scope is KeyScope.marketplace:
+            # Every marketplace write acts for a principal, so a copy without one is judged too:
+            # its verdict fails where an assertion is needed, and the route answers it.
             try:
                 check_principal_assertion(runtime.assertion_verifier, caller, scope)
             except InvalidPrincipalAssertion:
                 # Neither claimed nor replayed: a forged copy must not hold the key against the
-                # genuine ones, nor read their answer. The route answers 401 and audits it.
+                # genuine ones, nor read their answer. The route answers 401 (or 422 without a
+                # principal) and audits it.
                 await self.app(scope, receive, send)
                 return
         fingerprint = request_fingerprint(scope, scope.get("botmarket.body", b""))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.backtests.service import rentable_bot
 from app.bots import repository as bots
 from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFound, Unprocessable
 from app.core.reads import RowReader
@@ -49,9 +50,7 @@ async def create(
             f"quote_amount is above the service's cap of {settings.max_quote_amount}",
             details=[{"loc": "body.quote_amount", "message": "above the service's cap"}],
         )
-    bot = await bots.get(session, body.bot_id)
-    if bot is None or bot.status != "active":
-        raise NotFound("bot")
+    bot = await rentable_bot(session, body.bot_id)
     version = await bots.current_version(session, bot)
     credential_id = None
     if body.mode is not Mode.paper:

@@ -26,6 +26,16 @@ async def create_bot(client: httpx.AsyncClient, key: str, **body: object) -> dic
     return response.json()
 
 
+async def listed_bot(client: httpx.AsyncClient, key: str, **body: object) -> dict:
+    """A bot listed on the marketplace: what a renter may subscribe to."""
+    bot = await create_bot(client, key, **body)
+    listing = await client.post(
+        f"/api/v1/bots/{bot['id']}/registrations", json={"price": "1"}, headers=headers(key)
+    )
+    assert listing.status_code == 201, listing.text
+    return bot
+
+
 async def store_credentials(
     client: httpx.AsyncClient, key: str, principal: str, *, testnet: bool
 ) -> httpx.Response:
@@ -354,7 +364,7 @@ async def test_subscription_lifecycle(
     client: httpx.AsyncClient, developer_key: str, marketplace_key: str
 ) -> None:
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     created = await subscribe(client, marketplace_key, principal, bot["id"])
     assert created.status_code == 201, created.text
     sub = created.json()
@@ -399,7 +409,7 @@ async def test_subscription_validation(
     client: httpx.AsyncClient, developer_key: str, marketplace_key: str
 ) -> None:
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     # Past the end of datetime once moved to UTC: was an OverflowError, a 500.
     far_future = "9999-12-31T23:59:59-12:00"
@@ -435,7 +445,7 @@ async def test_live_and_testnet_need_matching_credentials(
     client: httpx.AsyncClient, developer_key: str, marketplace_key: str
 ) -> None:
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     refused = await subscribe(client, marketplace_key, principal, bot["id"], mode="testnet")
     assert_error(refused, 422, "CREDENTIALS_REQUIRED")
     assert "testnet=true" in refused.json()["error"]["message"]
@@ -469,7 +479,7 @@ async def test_erasing_a_principal(
 ) -> None:
     principal = new_principal()
     renter = headers(marketplace_key, principal)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     await store_credentials(client, marketplace_key, principal, testnet=False)
     sub = (await subscribe(client, marketplace_key, principal, bot["id"], mode="live")).json()
     assert (await client.delete("/api/v1/principals/me", headers=renter)).status_code == 204
@@ -513,7 +523,7 @@ async def test_foreign_cursors_are_422_on_every_list(
     cursor: str,
 ) -> None:
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
     renter = headers(marketplace_key, principal)
     for url, key_headers in (
@@ -571,7 +581,7 @@ async def test_subscription_decimals_are_bounded_and_canonical(
     client: httpx.AsyncClient, developer_key: str, marketplace_key: str
 ) -> None:
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     for field, body in (
         ("quote_amount", {"quote_amount": "999999999999.99999999"}),  # the cap is 1,000,000
         ("quote_amount", {"quote_amount": "1000000.01"}),

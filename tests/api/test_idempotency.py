@@ -14,7 +14,7 @@ from app.core.settings import Settings
 from app.idempotency import repository, service
 from app.idempotency.middleware import request_fingerprint
 from app.models import ApiKey, AuditLog, IdempotencyRecord, Subscription
-from tests.api.test_contract import assert_error, create_bot
+from tests.api.test_contract import assert_error, listed_bot
 from tests.helpers import headers, new_principal
 
 COPIES = 20
@@ -32,7 +32,7 @@ async def test_concurrent_copies_make_one_subscription_and_identical_bytes(
     client: httpx.AsyncClient, settings: Settings, developer_key: str, marketplace_key: str
 ) -> None:
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = {
         "bot_id": bot["id"],
         "symbol": "ETHUSDT",
@@ -166,7 +166,7 @@ async def test_every_write_leaves_one_audit_row_and_replays_none(
 async def test_a_key_reused_for_another_principal_never_replays_their_response(
     client: httpx.AsyncClient, developer_key: str, marketplace_key: str
 ) -> None:
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = {
         "bot_id": bot["id"],
         "symbol": "BTCUSDT",
@@ -195,7 +195,7 @@ async def test_keys_differing_only_in_case_are_different_keys(
 ) -> None:
     # MariaDB's default collation compared them equal and replayed the first response.
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = {
         "bot_id": bot["id"],
         "symbol": "ETHUSDT",
@@ -250,7 +250,7 @@ async def test_copies_after_a_crashed_first_copys_lease_take_over_and_run_once(
 ) -> None:
     # Before the lease, the record of a dead process answered 409 for 24 hours.
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = json.dumps(
         {
             "bot_id": bot["id"],

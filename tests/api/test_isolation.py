@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.test_contract import assert_error, create_bot, store_credentials, subscribe
+from tests.api.test_contract import assert_error, listed_bot, store_credentials, subscribe
 from tests.helpers import headers, new_principal
 
 
@@ -13,7 +13,7 @@ async def test_nothing_crosses_between_principals(
 ) -> None:
     alice, bob = new_principal(), new_principal()
     as_alice, as_bob = headers(marketplace_key, alice), headers(marketplace_key, bob)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     await store_credentials(client, marketplace_key, alice, testnet=True)
     sub = (await subscribe(client, marketplace_key, alice, bot["id"], mode="testnet")).json()
     url = f"/api/v1/subscriptions/{sub['id']}"

@@ -8,7 +8,7 @@ from kombu import Connection
 from sqlalchemy import text
 
 from app.core.settings import Settings
-from tests.api.test_contract import create_bot
+from tests.api.test_contract import listed_bot
 from tests.helpers import headers, new_principal
 
 
@@ -34,7 +34,7 @@ async def test_a_new_subscription_asks_for_a_dispatch_after_commit(
     developer_key: str,
     marketplace_key: str,
 ) -> None:
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = {
         "bot_id": bot["id"],
         "symbol": "BTCUSDT",

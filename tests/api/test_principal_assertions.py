@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import func, select
 from app.core.db import create_engine
 from app.core.settings import Settings
 from app.models import IdempotencyRecord, Subscription
-from tests.api.test_contract import assert_error, create_bot
+from tests.api.test_contract import assert_error, listed_bot
 from tests.assertion_signers import (
     Ed25519Signer,
     Secp256k1Signer,
@@ -92,11 +93,14 @@ class Renter:
         }
 
     async def subscribe(self, bot_id: str, idempotency_key: str | None = None) -> httpx.Response:
+        """A signed subscription, under a fresh Idempotency-Key unless one is given (required
+        mode refuses a signed write without one)."""
         body = subscription_body(bot_id)
+        key = idempotency_key or secrets.token_hex(8)
         return await self.client.post(
             "/api/v1/subscriptions",
             content=body,
-            headers=self.write_headers("POST", "/api/v1/subscriptions", body, idempotency_key),
+            headers=self.write_headers("POST", "/api/v1/subscriptions", body, key),
         )
 
 
@@ -117,7 +121,7 @@ async def test_required_mode_proves_reads_and_writes(
     key = await marketplace_with(client, admin_key, OLD)
     assert key["assertion_mode"] == "required"
     renter = Renter(client, key, OLD)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
 
     created = await renter.subscribe(bot["id"])
     assert created.status_code == 201, created.text
@@ -192,7 +196,7 @@ async def test_replicas_of_one_signed_write_make_one_effect_and_identical_bytes(
 ) -> None:
     key = await marketplace_with(client, admin_key, OLD)
     renter = Renter(client, key, OLD)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = subscription_body(bot["id"])
     outcall = renter.write_headers("POST", "/api/v1/subscriptions", body, "outcall-34")
     responses = await asyncio.gather(
@@ -227,7 +231,7 @@ async def test_a_forged_copy_first_neither_runs_nor_spoils_the_genuine_write(
 ) -> None:
     key = await marketplace_with(client, admin_key, OLD)
     renter = Renter(client, key, OLD)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = subscription_body(bot["id"])
     forged = {
         **renter.write_headers("POST", "/api/v1/subscriptions", body, "k1"),

@@ -11,7 +11,7 @@ from sqlalchemy import column, func, select, table, text
 from app.core.db import create_engine
 from app.core.reads import RowReader, Rows
 from app.core.settings import Settings
-from tests.api.test_contract import assert_error, create_bot, subscribe
+from tests.api.test_contract import assert_error, create_bot, listed_bot, subscribe
 from tests.helpers import headers, new_principal
 
 _COUNTERS = ("Com_select", "Com_commit", "Com_rollback", "Com_begin")
@@ -53,7 +53,7 @@ async def test_a_get_is_one_statement_without_a_transaction(
 ) -> None:
     _require_mariadb(settings)
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
     if route == "catalogue page":
         # Pages of five sizes: each misses the catalogue cache (app/bots/catalogue.py), read.
@@ -90,7 +90,7 @@ async def test_a_read_after_the_server_closed_its_pooled_connection_succeeds(
     (killed under a statement, the statement runs again: tests/core/test_reads.py)."""
     _require_mariadb(settings)
     principal = new_principal()
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     sub = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
     url = f"/api/v1/subscriptions/{sub['id']}"
     renter = headers(marketplace_key, principal)
@@ -115,7 +115,7 @@ async def test_the_cached_renter_stays_right_across_erasure(
     names the renter, whose later writes and reads are their own."""
     principal = new_principal()
     renter = headers(marketplace_key, principal)
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     before = (await subscribe(client, marketplace_key, principal, bot["id"])).json()
     assert (await client.delete("/api/v1/principals/me", headers=renter)).status_code == 204
     after = await subscribe(client, marketplace_key, principal, bot["id"])
@@ -136,7 +136,7 @@ async def test_a_renter_whose_first_request_fails_can_write_next(
     fails and rolls back must not leave a cached id without a row."""
     principal = new_principal()
     assert_error(await subscribe(client, marketplace_key, principal, "f" * 32), 404, "NOT_FOUND")
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     assert (await subscribe(client, marketplace_key, principal, bot["id"])).status_code == 201
 
 

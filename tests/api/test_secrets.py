@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 
-from tests.api.test_contract import create_bot
+from tests.api.test_contract import listed_bot
 from tests.helpers import fake_binance_key, headers, new_principal
 
 
@@ -35,7 +35,7 @@ async def test_secrets_never_leave_the_database(
     await call("PUT", "/api/v1/credentials/binance", json={**creds, "testnet": "maybe"})
     await call("PUT", "/api/v1/credentials/binance", json={"api_key": api_key, "api_secret": 5})
     await call("GET", "/api/v1/credentials")
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     body = {
         "bot_id": bot["id"],
         "symbol": "BTCUSDT",

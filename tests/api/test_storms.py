@@ -26,7 +26,13 @@ from app.audit import WRITE_METHODS
 from app.core.db import create_engine
 from app.models import AuditLog, Base
 from tests.api.conftest import ApiReplicas
-from tests.api.test_contract import assert_error, create_bot, store_credentials, subscribe
+from tests.api.test_contract import (
+    assert_error,
+    create_bot,
+    listed_bot,
+    store_credentials,
+    subscribe,
+)
 from tests.backtests.conftest import WINDOW, start
 from tests.conftest import make_key
 from tests.helpers import headers, new_principal
@@ -160,7 +166,7 @@ async def delete_credentials(callers: Callers) -> Storm:
 
 
 async def create_subscription(callers: Callers) -> Storm:
-    bot = await create_bot(callers.first, callers.developer)
+    bot = await listed_bot(callers.first, callers.developer)
     body = {
         "bot_id": bot["id"],
         "symbol": "ETHUSDT",
@@ -180,7 +186,7 @@ async def create_subscription(callers: Callers) -> Storm:
 
 
 async def update_subscription(callers: Callers) -> Storm:
-    bot = await create_bot(callers.first, callers.developer)
+    bot = await listed_bot(callers.first, callers.developer)
     created = await subscribe(callers.first, callers.marketplace, callers.principal, bot["id"])
     return Storm(
         "PATCH",
@@ -194,7 +200,7 @@ async def update_subscription(callers: Callers) -> Storm:
 
 
 async def erase_principal(callers: Callers) -> Storm:
-    bot = await create_bot(callers.first, callers.developer)
+    bot = await listed_bot(callers.first, callers.developer)
     await store_credentials(callers.first, callers.marketplace, callers.principal, testnet=True)
     await subscribe(callers.first, callers.marketplace, callers.principal, bot["id"])
     return Storm(

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app.core.settings import Settings
 from app.models import Decision, LlmVote, PerformanceLog, Subscription, Trade
 from app.track_records import repository
-from tests.api.test_contract import assert_error, create_bot, subscribe
+from tests.api.test_contract import assert_error, create_bot, listed_bot, subscribe
 from tests.helpers import fake_binance_key, headers, new_principal
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
@@ -116,7 +116,7 @@ async def scenario(
     settings: Settings,
 ) -> Scenario:
     capital = QUOTE * settings.paper_wallet_multiple
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     scenario = Scenario(bot=bot)
     renters = [new_principal() for _ in range(5)]
     # Five paper renters, the last with two subscriptions (on two symbols).
@@ -192,7 +192,7 @@ async def scenario(
         *_decision(v2, DAY + timedelta(hours=1), "HOLD"),
     )
     # Another bot's decisions and renters count for that bot only.
-    other = await create_bot(client, developer_key)
+    other = await listed_bot(client, developer_key)
     await _add(app, *_decision(other["version_id"], DAY, "BUY", "5"))
     await subscribe(client, marketplace_key, renters[0], other["id"])
     return scenario

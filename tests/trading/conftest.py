@@ -28,6 +28,7 @@ from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
 from app.trading.flows import TradingFlows
 from app.trading.market_data import MarketData, MemoryCandleCache
+from tests.api.test_contract import listed_bot
 from tests.fakes import RunningFakes
 from tests.helpers import Clock, headers, new_principal
 from tests.sandbox_server import SandboxServer
@@ -142,13 +143,7 @@ async def flows(
 
 
 async def make_bot(client: httpx.AsyncClient, key: str, **strategy: Any) -> dict:
-    response = await client.post(
-        "/api/v1/bots",
-        json={"name": "flow", "strategy": {**ALWAYS_BUY, **strategy}},
-        headers=headers(key),
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    return await listed_bot(client, key, name="flow", strategy={**ALWAYS_BUY, **strategy})
 
 
 async def subscribe(

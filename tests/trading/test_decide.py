@@ -23,6 +23,7 @@ from app.integrations.llm.registry import VoterPool
 from app.models import Bot, BotVersion, Decision, DecisionClaim, LlmVote, User
 from app.trading.decide import DecisionMaker
 from app.trading.market_data import MarketData, MemoryCandleCache, RedisCandleCache
+from tests.api.test_contract import listed_bot
 from tests.conftest import REDIS_URL, require_service
 from tests.fakes import RunningFakes
 from tests.helpers import headers, new_principal
@@ -394,18 +395,16 @@ async def test_renters_see_the_decision_with_every_vote(
     principal = new_principal()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        bot = await http.post(
-            "/api/v1/bots",
-            json={
-                "name": "panel",
-                "strategy": {"voters": [v.model_dump(mode="json") for v in PANEL]},
-            },
-            headers=headers(developer_key),
+        bot = await listed_bot(
+            http,
+            developer_key,
+            name="panel",
+            strategy={"voters": [v.model_dump(mode="json") for v in PANEL]},
         )
         sub = await http.post(
             "/api/v1/subscriptions",
             json={
-                "bot_id": bot.json()["id"],
+                "bot_id": bot["id"],
                 "symbol": "BTCUSDT",
                 "timeframe": "1h",
                 "mode": "paper",
@@ -413,7 +412,7 @@ async def test_renters_see_the_decision_with_every_vote(
             },
             headers=headers(marketplace_key, principal),
         )
-        decision = await maker.decide(bot.json()["version_id"], "BTCUSDT", "1h", now=NOW)
+        decision = await maker.decide(bot["version_id"], "BTCUSDT", "1h", now=NOW)
         page = await http.get(
             f"/api/v1/subscriptions/{sub.json()['id']}/decisions",
             headers=headers(marketplace_key, principal),

@@ -17,7 +17,7 @@ from app.integrations.binance.governor import InProcessGovernor
 from app.models import ExchangeCredential, Position, Subscription, Trade
 from app.trading.execution import AttemptInFlight, Executor, OrderIntent, client_order_id
 from app.trading.fills import Side, paper_fill
-from tests.api.test_contract import create_bot
+from tests.api.test_contract import listed_bot
 from tests.helpers import Clock, headers, new_principal
 from tests.sandbox_server import SandboxServer
 
@@ -61,7 +61,7 @@ async def subscription(
             json={"api_key": credentials[0], "api_secret": credentials[1], "testnet": True},
             headers=renter,
         )
-    bot = await create_bot(client, developer_key)
+    bot = await listed_bot(client, developer_key)
     response = await client.post(
         "/api/v1/subscriptions",
         json={

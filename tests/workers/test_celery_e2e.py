@@ -31,6 +31,7 @@ from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.main import create_app
 from app.models import Decision, PerformanceLog, Position, Trade
+from tests.api.test_contract import listed_bot
 from tests.conftest import fresh_mariadb_database, make_key, require_service
 from tests.fakes import RunningFakes
 from tests.helpers import headers, new_principal
@@ -225,10 +226,7 @@ async def setup_renters(
 ) -> tuple[str, list[tuple[str, str, str]]]:
     developer = await make_key(settings, Scope.developer)
     marketplace = await make_key(settings, Scope.marketplace)
-    bot = await http.post(
-        "/api/v1/bots", json={"name": "e2e", "strategy": strategy}, headers=headers(developer)
-    )
-    assert bot.status_code == 201, bot.text
+    bot = await listed_bot(http, developer, name="e2e", strategy=strategy)
     made = []
     for _ in range(renters):
         principal = new_principal()
@@ -243,7 +241,7 @@ async def setup_renters(
         created = await http.post(
             "/api/v1/subscriptions",
             json={
-                "bot_id": bot.json()["id"],
+                "bot_id": bot["id"],
                 "symbol": "BTCUSDT",
                 "timeframe": "1m",
                 "mode": mode,
