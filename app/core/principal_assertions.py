@@ -99,6 +99,10 @@ def load_public_key(key_id: str, algorithm: Algorithm, raw: bytes) -> VerifyingK
     if algorithm is Algorithm.ed25519:
         if len(raw) != 32:
             raise InvalidPublicKey("an Ed25519 public key is 32 raw bytes")
+        if _is_small_order_ed25519(raw):
+            # Stored before registration refused such keys: it vouches for nothing, since
+            # the signature identity||0 would verify every assertion under it.
+            return VerifyingKey(key_id, algorithm, _refuse_every_signature)
         ed_key = Ed25519PublicKey.from_public_bytes(raw)
         return VerifyingKey(key_id, algorithm, ed_key.verify)
     if len(raw) != 33 or raw[0] not in (2, 3):
@@ -117,6 +121,10 @@ def load_public_key(key_id: str, algorithm: Algorithm, raw: bytes) -> VerifyingK
         ec_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
 
     return VerifyingKey(key_id, algorithm, verify_ecdsa)
+
+
+def _refuse_every_signature(signature: bytes, message: bytes) -> None:
+    raise InvalidSignature
 
 
 def _is_small_order_ed25519(raw: bytes) -> bool:

@@ -8,8 +8,10 @@ import secrets
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidSignature
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
+from app.core.principal_assertions import Algorithm, load_public_key
 from app.core.principals import encode_principal
 from app.core.settings import Settings
 from app.models import IdempotencyRecord, Subscription
@@ -191,3 +193,14 @@ async def test_a_renter_subscribes_only_to_a_listed_bot(
     )
     assert listed.status_code == 201, listed.text
     assert (await client.post(PATH, content=body, headers=renter)).status_code == 201
+
+
+@pytest.mark.parametrize("raw", SMALL_ORDER_ENCODINGS, ids=lambda raw: raw.hex()[:8])
+def test_a_small_order_key_stored_before_the_refusal_verifies_nothing(raw: bytes) -> None:
+    # A key registered before registration refused it is still loaded from the database: it
+    # must refuse the forgery identity||0 instead of vouching for any assertion.
+    identity = (1).to_bytes(32, "little")
+    forged = identity + bytes(32)
+    verifier = load_public_key("stored", Algorithm.ed25519, raw)
+    with pytest.raises(InvalidSignature):
+        verifier.verify(forged, b"botmarket-principal-assertion-v1\n{}")
