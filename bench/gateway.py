@@ -3,10 +3,11 @@
 Sets up, from nothing: a fresh MariaDB database (dropped after), Redis db --redis-db
 (flushed), and bulk-seeded rows: --principals renters with --subscriptions subscriptions
 spread evenly over them, --bots bots (three voters each, as the API stores them), 50 more
-renters without subscriptions for the storms, and one marketplace key. Then it starts the API
+renters without subscriptions for the storms, and --keys marketplace keys. Then it starts the API
 as production runs it (`uvicorn --factory app.main:create_app --workers 2`, MariaDB through
-asyncmy, Redis for rate limits, revocations and the broker) and, beside it with the same
-uvicorn flags, the bare app of bench/gateway_baseline.py. Every run lasts --seconds:
+asyncmy, Redis for rate limits, revocations and the broker, every setting at its default) and,
+beside it with the same uvicorn flags, the bare app of bench/gateway_baseline.py. Every run
+lasts --seconds:
 
   (1) baseline   GET /api/v1/subscriptions/{id} on the bare app
   (2) sub-get    GET /api/v1/subscriptions/{id}, marketplace key + the owner's principal,
@@ -18,13 +19,21 @@ uvicorn flags, the bare app of bench/gateway_baseline.py. Every run lasts --seco
                  sending its next burst when the last copy of the previous one is answered
 
 (1)-(4) are `wrk -t2 -c<connections>` with Lua scripts that cycle through the ids,
-principals and headers; (5) is httpx. Rounds alternate the order (baseline first, then
-last) so that drift of a shared machine weighs on both sides; each figure is the median over
-the rounds, and each service figure's ratio is to the baseline's median. Storms check that
-each burst made exactly one row and that its 13 answers are byte-identical 201s.
+principals and headers; (5) is httpx. Each request, and each storm's 13 copies, carries one
+of the marketplace keys in turn, under the default rate limit (RATE_LIMIT_PER_MINUTE, 600 per
+key): as in production, the API caches, counts and rate-limits many keys, each for its
+requests only (the 1,000 keys' budget, 10,000 req/s, is beyond what this machine serves, so a
+refusal is a fault, counted as an error). Spread over many keys, each key's cache entry
+(API_KEY_CACHE_TTL_S) and rate-limit lease serve few requests before they are read again: the
+figures include those reads, which one key's requests would almost never make.
+
+Rounds alternate the order (baseline first, then last) so that drift of a shared machine
+weighs on both sides; each figure is the median over the rounds, and each service figure's
+ratio is to the baseline's median. Storms check that each burst made exactly one row and that
+its 13 answers are byte-identical 201s.
 
 The last line printed is one JSON object with every figure, also written to
-bench/results/gateway.json.
+bench/results/gateway.json. The exit status is 1 when a target is missed.
 
 Usage: python bench/gateway.py [--seconds 20] [--connections 64] [--rounds 2]
 Needs wrk (Debian: apt-get install -y wrk), MariaDB (root@127.0.0.1:3306) and Redis
@@ -72,6 +81,7 @@ from app.bots.strategy import Strategy  # noqa: E402
 from app.core.db import create_engine, create_sessionmaker, new_id, session_scope  # noqa: E402
 from app.core.migrations import migrate  # noqa: E402
 from app.core.principals import encode_principal  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
 from app.models import Bot, BotMarketplaceRegistration, BotVersion, Subscription, User  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -85,11 +95,12 @@ STRATEGY = {
 }
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT")
 REPLICAS = 13
+RATE_LIMIT_PER_MINUTE = Settings.model_fields["rate_limit_per_minute"].default
 STORM_PRINCIPALS = 50
 TARGETS = {
-    "sub-get": "ratio >= 0.20, >= 1000 req/s, p99 < 100 ms",
-    "sub-list": "ratio >= 0.10",
-    "bots-list": "ratio >= 0.10",
+    "sub-get": "ratio >= 0.20, >= 1000 req/s, p99 < 100 ms, zero errors",
+    "sub-list": "ratio >= 0.10, zero errors",
+    "bots-list": "ratio >= 0.10, zero errors",
     "storms": "one row per burst, zero errors",
 }
 
@@ -109,7 +120,7 @@ def load_average() -> str:
 
 @dataclass
 class Seed:
-    key: str
+    keys: list[str]  # marketplace keys
     # (subscription id, owner's principal) for every seeded subscription
     owned: list[tuple[str, str]]
     principals: list[str]
@@ -122,11 +133,16 @@ def principal_of(n: int) -> str:
     return encode_principal(hashlib.sha256(f"bench renter {n}".encode()).digest()[:29])
 
 
-async def seed(database_url: str, principals: int, subscriptions: int, bots: int) -> Seed:
+async def seed(
+    database_url: str, principals: int, subscriptions: int, bots: int, keys: int
+) -> Seed:
     """The rows the API would have written, inserted in bulk (multi-row INSERTs)."""
     engine = create_engine(database_url)
     async with session_scope(create_sessionmaker(engine)) as session:
-        key = (await create_api_key(session, "bench marketplace", Scope.marketplace)).plaintext
+        made = [
+            await create_api_key(session, f"bench marketplace {n}", Scope.marketplace)
+            for n in range(keys)
+        ]
     strategy = Strategy.model_validate(STRATEGY)
     developer_id = new_id()
     users: list[dict[str, Any]] = [
@@ -205,7 +221,7 @@ async def seed(database_url: str, principals: int, subscriptions: int, bots: int
                 await connection.execute(insert(model), rows[start : start + 2000])
     await engine.dispose()
     return Seed(
-        key=key,
+        keys=[key.plaintext for key in made],
         owned=owned,
         principals=renters[:principals],
         storm_principals=renters[principals:],
@@ -294,7 +310,6 @@ def uvicorn(
 
 _LUA = """
 local items = {%(items)s}
-local key = %(key)s
 local threads = 0
 function setup(thread)
   thread:set("offset", threads * 7919)
@@ -306,7 +321,7 @@ end
 function request()
   n = n + 1
   local item = items[(n %% #items) + 1]
-  local headers = {["X-API-Key"] = key}
+  local headers = {["X-API-Key"] = item[3]}
   if item[2] ~= "" then
     headers["X-Principal-ID"] = item[2]
   end
@@ -315,10 +330,16 @@ end
 """
 
 
-def lua_script(path: Path, key: str, items: list[tuple[str, str]]) -> Path:
-    """A wrk script cycling through (path, principal or "") in the given order."""
-    body = ",".join(f"{{{json.dumps(p)},{json.dumps(principal)}}}" for p, principal in items)
-    path.write_text(_LUA % {"items": body, "key": json.dumps(key)})
+def lua_script(path: Path, keys: list[str], items: list[tuple[str, str]]) -> Path:
+    """A wrk script cycling through (path, principal or "") in the given order, the n-th item
+    sent with the n-th key (the keys repeating)."""
+    if len(items) < len(keys):  # every key gets its share of the requests
+        items = [items[n % len(items)] for n in range(len(keys))]
+    body = ",".join(
+        f"{{{json.dumps(p)},{json.dumps(principal)},{json.dumps(keys[n % len(keys)])}}}"
+        for n, (p, principal) in enumerate(items)
+    )
+    path.write_text(_LUA % {"items": body})
     return path
 
 
@@ -386,7 +407,7 @@ async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dic
                     "quote_amount": "100",
                 }
                 headers = {
-                    "X-API-Key": bench.key,
+                    "X-API-Key": bench.keys[n % len(bench.keys)],
                     "X-Principal-ID": bench.storm_principals[n % len(bench.storm_principals)],
                     "Idempotency-Key": f"storm-{uuid.uuid4().hex}",
                 }
@@ -460,10 +481,15 @@ def summarise(rounds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, 
     for figures in summary.values():
         figures["ratio"] = round(figures["req_s"] / baseline, 3)
     if get := summary.get("sub-get"):
-        get["met"] = get["ratio"] >= 0.20 and get["req_s"] >= 1000 and get["p99_ms"] < 100
+        get["met"] = (
+            get["ratio"] >= 0.20
+            and get["req_s"] >= 1000
+            and get["p99_ms"] < 100
+            and get["errors"] == 0
+        )
     for name in ("sub-list", "bots-list"):
         if name in summary:
-            summary[name]["met"] = summary[name]["ratio"] >= 0.10
+            summary[name]["met"] = summary[name]["ratio"] >= 0.10 and summary[name]["errors"] == 0
     if storm := summary.get("storms"):
         storm["met"] = storm["extra_rows"] == 0 and storm["errors"] == 0
     return summary
@@ -504,6 +530,13 @@ def main() -> None:
     parser.add_argument("--principals", type=int, default=1000)
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--bots", type=int, default=50, help="a full page of the catalogue")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=1000,
+        help="marketplace keys; together they may send keys x RATE_LIMIT_PER_MINUTE / 60 "
+        "req/s, beyond which the API refuses (429, an error here)",
+    )
     parser.add_argument("--storm-lanes", type=int, default=4, help="bursts in flight")
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
@@ -525,7 +558,9 @@ def main() -> None:
         workdir = Path(tmp)
         migrate(database_url)
         started = time.monotonic()
-        bench = asyncio.run(seed(database_url, args.principals, args.subscriptions, args.bots))
+        bench = asyncio.run(
+            seed(database_url, args.principals, args.subscriptions, args.bots, args.keys)
+        )
         seeded_s = time.monotonic() - started
         print(f"seeded in {seeded_s:.1f} s", file=sys.stderr)
         env = {
@@ -533,30 +568,28 @@ def main() -> None:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "FERNET_KEYS": f"bench:{Fernet.generate_key().decode()}",
-            # The limiter runs on every request; a budget no run reaches keeps its refusals
-            # out of the figures.
-            "RATE_LIMIT_PER_MINUTE": str(10**9),
             "PYTHONPATH": str(ROOT),
         }
+        env.pop("RATE_LIMIT_PER_MINUTE", None)  # the default's budget, as production has it
         shuffled = random.Random(1).sample(bench.owned, len(bench.owned))
         scripts = {
             "baseline": lua_script(
                 workdir / "baseline.lua",
-                bench.key,
+                bench.keys,
                 [(f"/api/v1/subscriptions/{s}", p) for s, p in shuffled],
             ),
             "sub-get": lua_script(
                 workdir / "sub-get.lua",
-                bench.key,
+                bench.keys,
                 [(f"/api/v1/subscriptions/{s}", p) for s, p in shuffled],
             ),
             "sub-list": lua_script(
                 workdir / "sub-list.lua",
-                bench.key,
+                bench.keys,
                 [("/api/v1/subscriptions?limit=50", p) for p in bench.principals],
             ),
             "bots-list": lua_script(
-                workdir / "bots-list.lua", bench.key, [("/api/v1/bots?limit=50", "")]
+                workdir / "bots-list.lua", bench.keys, [("/api/v1/bots?limit=50", "")]
             ),
         }
         with (
@@ -595,7 +628,9 @@ def main() -> None:
         f"\n2 uvicorn processes each (--workers 2, uvloop + httptools), {os.cpu_count()} CPUs "
         f"shared with wrk, MariaDB and Redis; wrk -t2 -c{args.connections} -d{args.seconds}s; "
         f"{args.rounds} rounds, medians\n{args.principals} principals, {args.subscriptions} "
-        f"subscriptions, {args.bots} bots; load average before / after: {load_before} / "
+        f"subscriptions, {args.bots} bots, {args.keys} marketplace keys (rate limit "
+        f"{RATE_LIMIT_PER_MINUTE} per key and minute); load average before / after: "
+        f"{load_before} / "
         f"{load_average()}\n"
     )
     print(table(summary))
@@ -609,6 +644,8 @@ def main() -> None:
         "principals": args.principals,
         "subscriptions": args.subscriptions,
         "bots": args.bots,
+        "keys": args.keys,
+        "rate_limit_per_minute": RATE_LIMIT_PER_MINUTE,
         "storm_lanes": args.storm_lanes,
         "seed_s": round(seeded_s, 1),
         "load_average_before": load_before,
@@ -620,6 +657,8 @@ def main() -> None:
     line = json.dumps(result, sort_keys=True)
     RESULTS.write_text(line + "\n")
     print(line)
+    if missed := [name for name, figures in summary.items() if figures.get("met") is False]:
+        raise SystemExit(f"targets missed: {', '.join(missed)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ trade's created_at, -> its last update, the fill; a batch of PAPER_BATCH paper o
 together and are filled in one transaction) p50/p99, that of testnet orders alone split at
 their marking as sent and at the exchange's execution, and each worker process's peak RSS
 (VmHWM). The last line printed is one JSON object with every figure, also written to
-bench/results/tick.json.
+bench/results/tick.json. The exit status is 1 when a size misses a target (TARGETS).
 
 Usage: python bench/tick.py [--sizes 100,1000,10000] [--workers 2] [--concurrency 2]
                             [--deciders 0]
@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import secrets
 import signal
@@ -43,7 +44,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -101,6 +102,20 @@ STRATEGY = {
     "ensemble": {"indicator_weight": "0", "quorum": 1},
 }
 FINAL = ("filled", "rejected", "refused")
+# What every size's tick must show.
+TARGETS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "a final trade for every subscription": lambda r: r["trades"] == r["subscriptions"],
+    "last trade <= 20 s after the close": lambda r: (r["last_trade_s"] or math.inf) <= 20,
+    f"exactly {GROUPS * len(STRATEGY['voters'])} LLM requests": lambda r: (
+        r["llm_requests"] == GROUPS * len(STRATEGY["voters"])
+    ),
+    "<= 100 klines requests": lambda r: r["klines_requests"] <= 100,
+    "no duplicate, in the database or at the exchange": lambda r: (
+        r["duplicate_trades"] == 0 and r["exchange_duplicates"] == 0
+    ),
+    "order latency p99 < 500 ms": lambda r: r["order_latency_ms"]["p99"] < 500,
+    "peak RSS of a worker process < 500 MB": lambda r: (r["peak_rss_mb_max"] or math.inf) < 500,
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -686,6 +701,14 @@ def main() -> None:
     line = json.dumps(summary, sort_keys=True, default=str)
     RESULTS.write_text(line + "\n")
     print(line)
+    missed = [
+        f"{r['subscriptions']}: {target}"
+        for r in results
+        for target, met in TARGETS.items()
+        if not met(r)
+    ]
+    if missed:
+        raise SystemExit("targets missed: " + "; ".join(missed))
 
 
 if __name__ == "__main__":

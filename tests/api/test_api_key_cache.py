@@ -1,5 +1,5 @@
-"""Revocation reaches every API process within 5 s; last use is recorded without a write per
-request."""
+"""Revocation reaches every API process at once through Redis, else within 5 s; last use is
+recorded without a write per request."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ from app.main import create_app
 from tests.helpers import headers
 
 
-async def test_revocation_reaches_another_process_within_5_seconds(
-    client: httpx.AsyncClient, second_process: httpx.AsyncClient, admin_key: str
+async def test_revocation_reaches_another_process_at_once_with_redis_else_within_5_seconds(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, admin_key: str, settings: Settings
 ) -> None:
+    # The other process caches keys for 5 s. With Redis (the MariaDB run) the revocation is
+    # published and arrives in milliseconds: a tenth of that TTL, so a revocation that is never
+    # published fails here, when the cache entry runs out. Without Redis, the TTL bounds it.
+    within_s = 0.5 if settings.redis_url else 5.5
     created = await client.post(
         "/api/v1/api-keys",
         json={"name": "soon-gone", "scope": "developer"},
@@ -38,8 +42,8 @@ async def test_revocation_reaches_another_process_within_5_seconds(
     ).status_code == 204
     assert (await client.get("/api/v1/bots", headers=headers(key))).status_code == 401
     while (await second_process.get("/api/v1/bots", headers=headers(key))).status_code != 401:
-        assert time.monotonic() - revoked_at < 5.5, "revocation did not arrive within 5 s"
-        await asyncio.sleep(0.1)
+        assert time.monotonic() - revoked_at < within_s, f"revocation took over {within_s} s"
+        await asyncio.sleep(0.05)
 
 
 async def test_last_used_at_is_recorded_in_batches(

@@ -243,6 +243,34 @@ async def kill_connections(database: str) -> int:
     return killed
 
 
+async def kill_under_a_statement(database: str) -> tuple[int, int]:
+    """Hold the trades table until statements of the workers wait for it, then KILL every
+    connection: those statements die in flight, not idle in a pool. How many statements were
+    waiting, and how many connections were killed."""
+    locker = await asyncmy.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", db=database)
+    watcher = await asyncmy.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root")
+    try:
+        async with locker.cursor() as lock, watcher.cursor() as watch:
+            await lock.execute("LOCK TABLES trades WRITE")
+            deadline = time.monotonic() + 20
+            while True:
+                await watch.execute(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                    "WHERE DB = %s AND STATE LIKE 'Waiting for table%%'",
+                    (database,),
+                )
+                (waiting,) = await watch.fetchone()
+                if waiting:
+                    break
+                assert time.monotonic() < deadline, "no statement waited for the trades table"
+                await asyncio.sleep(0.05)
+        # The locker's too, which lets go of the table.
+        return int(waiting), await kill_connections(database)
+    finally:
+        locker.close()
+        watcher.close()
+
+
 async def assert_rows_whole(application: FastAPI) -> None:
     """No half-written row: a filled trade carries its whole fill and its position holds it,
     an unfilled one says why, and every trade has the audit rows of what happened to it."""
@@ -286,10 +314,14 @@ async def test_mariadb_connections_killed_mid_tick_leave_no_half_written_row(
                 return len(await all_trades(application)) >= 1
 
             await wait_for(under_way, within=30)
-            kills, killed = [], 0
+            kills, killed, waiting = [], [], 0
             first_kill = time.monotonic()
-            for _ in range(8):  # through the tick: claims, sends, recordings
-                killed += await kill_connections(database)
+            for round_ in range(8):  # through the tick: claims, sends, recordings
+                if round_ == 0:  # the first while statements wait: they die in flight
+                    waiting, count = await kill_under_a_statement(database)
+                else:
+                    count = await kill_connections(database)
+                killed.append(count)
                 kills.append(await all_trades(application))
                 await asyncio.sleep(0.5)
             last_kill = time.monotonic()
@@ -317,15 +349,22 @@ async def test_mariadb_connections_killed_mid_tick_leave_no_half_written_row(
     assert filled_at_first_kill < len(during)  # the kills landed mid-tick
     worker_log = (stack.log_dir / "w1.log").read_text()
     # Tasks whose connection died under a statement (the rest were idle: pre-ping's case).
-    mid_query = worker_log.count("raised unexpected: OperationalError")
+    failed = [line for line in worker_log.splitlines() if "raised unexpected:" in line]
+    mid_query = sum("OperationalError" in line for line in failed)
     print(
-        f"\nmariadb kills: {len(kills)} rounds over {last_kill - first_kill:.1f} s, "
-        f"{killed} connections killed ({mid_query} under a worker task's statement); "
+        f"\nmariadb kills: {len(kills)} rounds over {last_kill - first_kill:.1f} s, the first "
+        f"with {waiting} statements waiting for the trades table, "
+        f"{sum(killed)} connections killed {killed} ({mid_query} tasks failed under a "
+        "statement); "
         f"{len(during)} orders in the tick "
         f"({len(kills[0])} attempted, {filled_at_first_kill} filled at the first kill), "
         f"all filled {tick_s:.1f} s after the last kill; {len(later)} later orders done "
         f"{later_s:.1f} s after it; {len(trades)} filled, duplicates 0"
     )
+    assert all(killed), killed  # every round found connections to kill and killed them
+    # Statements died in flight, not only idle connections in a pool, and their tasks failed.
+    assert waiting >= 1
+    assert mid_query >= 1, failed
 
 
 @pytest.mark.timeout(120)
