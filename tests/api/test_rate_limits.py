@@ -3,20 +3,25 @@ budget lets a second minute's worth through around a minute's boundary."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import select
 
+from app.core.db import create_engine
 from app.core.errors import RateLimited
 from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from app.core.settings import Settings
 from app.main import create_app
+from app.models import ApiKey
 from tests.api.test_contract import assert_error
 from tests.conftest import REDIS_URL, require_service
 from tests.helpers import headers, new_principal
+from tests.test_cli_assertion_keys import botmarket
 
 
 @pytest.fixture
@@ -144,3 +149,21 @@ async def test_a_renters_refusal_says_when_its_next_request_is_due(
         "RateLimit": '"renter";r=0;t=8',
     }
     await limiter.hit(key_id, 1000, "renter-b")  # another renter of the key has its own
+
+
+def test_the_cli_sets_a_keys_ceiling(database_url: str) -> None:
+    args = ("api-keys", "create", "--name", "canister", "--scope", "marketplace")
+    assert botmarket(database_url, *args, "--rate-limit", "0").returncode != 0
+    done = botmarket(database_url, *args, "--rate-limit", "120000")
+    assert done.returncode == 0, done.stderr
+    prefix = done.stdout.strip().splitlines()[-1].split("_")[1]
+
+    async def ceiling() -> int | None:
+        engine = create_engine(database_url, pool=False)
+        async with engine.connect() as connection:
+            query = select(ApiKey.rate_limit_per_minute).where(ApiKey.prefix == prefix)
+            limit = (await connection.execute(query)).scalar_one()
+        await engine.dispose()
+        return limit
+
+    assert asyncio.run(ceiling()) == 120_000
