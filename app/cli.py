@@ -39,6 +39,7 @@ def create_api_key(
     assertion_keys: list[str] | None = None,
     assertion_alg: str = "ed25519",
     assertion_mode: str | None = None,
+    rate_limit: int | None = None,
 ) -> None:
     from app.api_keys.service import create_api_key as create
     from app.core.errors import AppError
@@ -57,7 +58,9 @@ def create_api_key(
     mode = AssertionMode(assertion_mode) if assertion_mode else None
 
     async def work(session, _settings):
-        return await create(session, name, Scope(scope), None, keys, mode)
+        return await create(
+            session, name, Scope(scope), None, keys, mode, rate_limit_per_minute=rate_limit
+        )
 
     try:
         created = asyncio.run(_with_session(work))
@@ -116,6 +119,13 @@ def serve(host: str, port: int) -> None:
 
     # Logging is the app's own (JSON, one access line per request by our middleware).
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _utc(text: str) -> datetime:
@@ -242,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["off", "optional", "required"],
         help="default: required with an assertion key, else off",
     )
+    create.add_argument(
+        "--rate-limit",
+        type=_positive_int,
+        metavar="N",
+        help="requests a minute for the whole key (default: MARKETPLACE_RATE_LIMIT_PER_MINUTE "
+        "for a marketplace key, else RATE_LIMIT_PER_MINUTE)",
+    )
 
     keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
         dest="action", required=True
@@ -284,7 +301,12 @@ def main(argv: list[str] | None = None) -> None:
         migrate()
     elif args.command == "api-keys":
         create_api_key(
-            args.name, args.scope, args.assertion_key, args.assertion_alg, args.assertion_mode
+            args.name,
+            args.scope,
+            args.assertion_key,
+            args.assertion_alg,
+            args.assertion_mode,
+            args.rate_limit,
         )
     elif args.command == "keys" and args.action == "rotate":
         rotate_keys()

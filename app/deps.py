@@ -64,12 +64,27 @@ async def read_sessions(request: Request) -> ReadSessions:
 ReadSessionsDep = Annotated[ReadSessions, Depends(read_sessions)]
 
 
+def _budget(request: Request, runtime: Runtime, caller: Caller) -> tuple[int, str | None]:
+    """The key's limit a minute, and the renter a marketplace key's request also counts for.
+
+    The principal is the header as sent, before it is checked: a request for a principal that
+    is then refused still spent a request of that renter's budget and of the key's.
+    """
+    settings = runtime.settings
+    if caller.scope is not Scope.marketplace:
+        return caller.rate_limit_per_minute or settings.rate_limit_per_minute, None
+    return (
+        caller.rate_limit_per_minute or settings.marketplace_rate_limit_per_minute,
+        request.headers.get(PRINCIPAL_HEADER),
+    )
+
+
 async def _caller(request: Request, api_key: str | None) -> Caller:
     runtime: Runtime = request.app.state.runtime
     caller = await runtime.authenticator.authenticate(api_key)
     if caller is None:
         raise Unauthenticated("missing, unknown or revoked API key")
-    await runtime.rate_limiter.hit(caller.api_key_id)
+    await runtime.rate_limiter.hit(caller.api_key_id, *_budget(request, runtime, caller))
     request.state.caller = caller
     return caller
 

@@ -48,6 +48,23 @@ _RESPONSE_REQUEST_ID = {
     "schema": {"type": "string"},
 }
 
+# What a 429 carries besides Retry-After (app/core/ratelimit.py): draft-ietf-httpapi-ratelimit-
+# headers' fields, naming the budgets the request drew on and the one that ran out.
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "description": 'the budgets the request drew on: `"key";q=<requests>;w=60`, and for a '
+        'marketplace key\'s renter `"renter";q=<requests>;w=60` first',
+        "required": True,
+        "schema": {"type": "string", "example": '"renter";q=600;w=60, "key";q=60000;w=60'},
+    },
+    "RateLimit": {
+        "description": "the budget that ran out, with no requests left (`r=0`) and the "
+        "seconds until one is (`t`, as `Retry-After`)",
+        "required": True,
+        "schema": {"type": "string", "example": '"renter";r=0;t=7'},
+    },
+}
+
 _REQUEST_ID = {
     "name": "X-Request-ID",
     "in": "header",
@@ -114,7 +131,7 @@ def _errors_of(path: str, method: str, operation: Mapping[str, Any]) -> list[int
     if "requestBody" in operation:
         statuses.append(413)
     if path.startswith(API_PREFIX):
-        statuses += [401, 422, 429]  # the key, validation and the per-key rate limit
+        statuses += [401, 422, 429]  # the key, validation and the rate limits
         if method in _WRITES:
             statuses.append(409)  # Idempotency-Key reused or still running
     return statuses
@@ -211,6 +228,8 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
             responses.pop("422", None)  # FastAPI's HTTPValidationError: never what we send
             for status in _errors_of(path, method, operation):
                 responses.setdefault(str(status), error_responses(status)[status])
+            if "429" in responses:
+                responses["429"]["headers"].update(deepcopy(_RATE_LIMIT_HEADERS))
             for response in responses.values():
                 response.setdefault("headers", {})["X-Request-ID"] = deepcopy(_RESPONSE_REQUEST_ID)
                 _add_examples(response.get("content", {}), schemas)

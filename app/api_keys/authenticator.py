@@ -48,6 +48,7 @@ class Caller:
     prefix: str
     assertion_mode: AssertionMode = AssertionMode.off
     assertion_keys: tuple[VerifyingKey, ...] = ()
+    rate_limit_per_minute: int | None = None
 
 
 def verifying_key(row: ApiKeyAssertionKey) -> VerifyingKey:
@@ -92,6 +93,7 @@ class ApiKeyAuthenticator:
             prefix=row.prefix,
             assertion_mode=AssertionMode(row.assertion_mode),
             assertion_keys=tuple(verifying_key(r) for r in assertion_rows.get(row.id, [])),
+            rate_limit_per_minute=row.rate_limit_per_minute,
         )
 
     def changed(self, session: AsyncSession, digest: str) -> None:

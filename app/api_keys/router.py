@@ -32,6 +32,7 @@ async def create_api_key(
         body.owner,
         [(k.algorithm, k.raw()) for k in body.assertion_keys],
         body.assertion_mode,
+        rate_limit_per_minute=body.rate_limit_per_minute,
     )
     audit.record(session, request, "api_key.create", "api_key", created.row.id)
     out = ApiKeyOut.of(created.row, created.assertion_keys)

@@ -35,7 +35,13 @@ _EXAMPLE_KEY_OUT: JsonDict = {
     "revoked_at": None,
     "assertion_mode": "required",
     "assertion_keys": [_EXAMPLE_ASSERTION_KEY_OUT],
+    "rate_limit_per_minute": None,
 }
+RATE_LIMIT_DESCRIPTION = (
+    "requests a minute for the whole key, all its renters together; default (null): "
+    "MARKETPLACE_RATE_LIMIT_PER_MINUTE for a marketplace key, else RATE_LIMIT_PER_MINUTE. "
+    "A marketplace key's renters have RATE_LIMIT_PER_MINUTE each besides."
+)
 
 
 class Scope(StrEnum):
@@ -100,6 +106,11 @@ class ApiKeyCreate(BaseModel):
     assertion_mode: AssertionMode | None = Field(
         default=None, description="default: required when assertion_keys are given, else off"
     )
+    rate_limit_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description=RATE_LIMIT_DESCRIPTION,
+    )
 
 
 class ApiKeyUpdate(BaseModel):
@@ -141,6 +152,7 @@ class ApiKeyOut(BaseModel):
     revoked_at: datetime | None
     assertion_mode: AssertionMode
     assertion_keys: list[AssertionKeyOut]
+    rate_limit_per_minute: int | None = Field(description=RATE_LIMIT_DESCRIPTION)
 
     @classmethod
     def of(cls, row: ApiKey, assertion_keys: list[ApiKeyAssertionKey]) -> ApiKeyOut:
@@ -155,6 +167,7 @@ class ApiKeyOut(BaseModel):
             revoked_at=row.revoked_at,
             assertion_mode=AssertionMode(row.assertion_mode),
             assertion_keys=[AssertionKeyOut.of(k) for k in assertion_keys],
+            rate_limit_per_minute=row.rate_limit_per_minute,
         )
 
 

@@ -35,6 +35,8 @@ async def create_api_key(
     owner_user_id: str | None = None,
     assertion_keys: Sequence[tuple[Algorithm, bytes]] = (),
     assertion_mode: AssertionMode | None = None,
+    *,
+    rate_limit_per_minute: int | None = None,
 ) -> CreatedKey:
     """A new key; admin and developer keys act as a user (a new developer if none is named).
 
@@ -64,6 +66,7 @@ async def create_api_key(
         key_digest=new.digest,
         owner_user_id=owner_user_id,
         assertion_mode=assertion_mode.value,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     session.add(row)
     await session.flush()

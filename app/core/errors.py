@@ -183,10 +183,10 @@ _DOCUMENTED = {
         (("body.symbol", "must be 5-20 upper-case letters or digits, like BTCUSDT"),),
     ),
     429: _DocumentedError(
-        "More requests this minute than one key may make (`RATE_LIMITED`); replays of "
-        "idempotent requests do not count.",
+        "More requests a minute than the key, or for a marketplace key the renter, may make "
+        "(`RATE_LIMITED`); replays of idempotent requests do not count.",
         "RATE_LIMITED",
-        "more than 600 requests in this minute for this API key",
+        "more than 600 requests a minute for this renter",
         retry_after=True,
     ),
     431: _DocumentedError(

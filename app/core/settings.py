@@ -62,8 +62,12 @@ class Settings(BaseSettings):
     # Request headers (names and values) a request may carry; beyond either: 431.
     max_header_count: int = Field(default=100, ge=10)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
-    # Requests per minute per API key; replays of idempotent requests do not count.
+    # Requests per minute per API key, and per renter for a marketplace key; replays of
+    # idempotent requests do not count.
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    # Requests per minute of a marketplace key, all its renters together, unless the key sets
+    # its own (`api-keys create --rate-limit`).
+    marketplace_rate_limit_per_minute: int = Field(default=60_000, ge=1)
     api_key_cache_ttl_s: float = Field(default=2.0, gt=0, le=5)
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     # How long a copy waits for the first copy of the same idempotent request to finish.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.dialects.mysql import VARBINARY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,6 +41,8 @@ class ApiKey(IdMixin, CreatedMixin, Base):
     # off | optional | required: whether renter requests must carry the canister's signed
     # principal assertion (see app/core/principal_assertions.py).
     assertion_mode: Mapped[str] = mapped_column(String(16), server_default="off")
+    # Requests a minute for the whole key; NULL is its scope's default (app/core/ratelimit.py).
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKeyAssertionKey(IdMixin, CreatedMixin, Base):

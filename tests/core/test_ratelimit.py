@@ -1,4 +1,4 @@
-"""The per-key budget is the deployment's: every API process draws on one Redis counter."""
+"""The budgets are the deployment's: every API process draws on the same Redis buckets."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import pytest
 from redis.asyncio import Redis
 
 from app.core.errors import RateLimited
-from app.core.ratelimit import MAX_LEASE, RedisRateLimiter
+from app.core.ratelimit import MAX_LEASE, WINDOW_S, RedisRateLimiter
 from tests.conftest import REDIS_URL, require_service
+
+NOW = 1_800_000_000.0
+
+
+def frozen() -> float:
+    """A clock that stands still, so that no bucket refills while a test counts."""
+    return NOW
 
 
 @pytest.fixture
@@ -18,7 +25,11 @@ async def two_processes() -> AsyncIterator[tuple[RedisRateLimiter, RedisRateLimi
     require_service("Redis", "127.0.0.1", 6379)
     clients = [Redis.from_url(REDIS_URL) for _ in range(3)]
     try:
-        yield RedisRateLimiter(clients[0], 3), RedisRateLimiter(clients[1], 3), clients[2]
+        yield (
+            RedisRateLimiter(clients[0], 3, frozen),
+            RedisRateLimiter(clients[1], 3, frozen),
+            clients[2],
+        )
     finally:
         for client in clients:
             await client.aclose()
@@ -29,44 +40,50 @@ async def test_two_processes_share_one_budget(
 ) -> None:
     first, second, _ = two_processes
     key_id = uuid.uuid4().hex
-    await first.hit(key_id)
-    await second.hit(key_id)
-    await first.hit(key_id)
+    await first.hit(key_id, 3)
+    await second.hit(key_id, 3)
+    await first.hit(key_id, 3)
     with pytest.raises(RateLimited) as refused:
-        await second.hit(key_id)
+        await second.hit(key_id, 3)
     assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
-    await first.hit(uuid.uuid4().hex)  # another key has a budget of its own
+    await first.hit(uuid.uuid4().hex, 3)  # another key has a budget of its own
 
 
-async def test_the_minute_counter_expires(
+async def _taken(redis: Redis, key_id: str, limit: int) -> int:
+    """The tokens the key's bucket has handed out: its TAT is that many intervals ahead."""
+    tat = float(await redis.get(f"botmarket:ratelimit:{{{key_id}}}"))
+    return round((tat - NOW) / (WINDOW_S / limit))
+
+
+async def test_a_buckets_state_expires_once_it_is_full_again(
     two_processes: tuple[RedisRateLimiter, RedisRateLimiter, Redis],
 ) -> None:
     first, _, redis = two_processes
     key_id = uuid.uuid4().hex
-    await first.hit(key_id)
-    await first.hit(key_id)
-    [counter] = await redis.keys(f"botmarket:ratelimit:{key_id}:*")
-    assert await redis.get(counter) == b"2"
-    assert 0 < await redis.ttl(counter) <= 120
-
-
-async def _counter(redis: Redis, key_id: str) -> int:
-    [counter] = await redis.keys(f"botmarket:ratelimit:{key_id}:*")
-    return int(await redis.get(counter))
+    await first.hit(key_id, 3)
+    await first.hit(key_id, 3)
+    assert await _taken(redis, key_id, 3) == 2
+    # Two requests of 3 a minute refill in 40 s; the key outlives that by a window.
+    ttl_ms = await redis.pttl(f"botmarket:ratelimit:{{{key_id}}}")
+    assert (WINDOW_S + 39) * 1000 < ttl_ms <= (WINDOW_S + 40) * 1000
 
 
 async def test_a_process_takes_the_budget_in_leases_not_per_request() -> None:
     require_service("Redis", "127.0.0.1", 6379)
     async with Redis.from_url(REDIS_URL) as redis:
-        limiter = RedisRateLimiter(redis, 1_000_000)
+        limiter = RedisRateLimiter(redis, 600, frozen)
+        limit = 1_000_000
         key_id = uuid.uuid4().hex
-        await limiter.hit(key_id)
-        assert await _counter(redis, key_id) == MAX_LEASE  # one lease, counted in full
+        # Leases double while they are spent: 1, 2, 4, ... up to MAX_LEASE.
+        sizes = [1, 2, 4, 8, 16, 32, MAX_LEASE]
+        for _ in range(sum(sizes)):
+            await limiter.hit(key_id, limit)
+        assert await _taken(redis, key_id, limit) == sum(sizes)
+        await limiter.hit(key_id, limit)
+        assert await _taken(redis, key_id, limit) == sum(sizes) + MAX_LEASE  # one more lease
         for _ in range(MAX_LEASE - 1):
-            await limiter.hit(key_id)
-        assert await _counter(redis, key_id) == MAX_LEASE  # admitted from the lease
-        await limiter.hit(key_id)
-        assert await _counter(redis, key_id) == 2 * MAX_LEASE
+            await limiter.hit(key_id, limit)
+        assert await _taken(redis, key_id, limit) == sum(sizes) + MAX_LEASE  # from the lease
 
 
 async def test_processes_together_admit_exactly_the_limit(
@@ -74,7 +91,7 @@ async def test_processes_together_admit_exactly_the_limit(
 ) -> None:
     _, _, redis = two_processes
     limit = 1_000
-    first, second = RedisRateLimiter(redis, limit), RedisRateLimiter(redis, limit)
+    first, second = RedisRateLimiter(redis, 600, frozen), RedisRateLimiter(redis, 600, frozen)
     key_id = uuid.uuid4().hex
     admitted = {"first": 0, "second": 0}
     refused: set[str] = set()
@@ -83,10 +100,10 @@ async def test_processes_together_admit_exactly_the_limit(
     while len(refused) < 2:
         for name, limiter in (("first", first), ("second", second)):
             try:
-                await limiter.hit(key_id)
+                await limiter.hit(key_id, limit)
                 admitted[name] += 1
             except RateLimited:
                 refused.add(name)
     assert admitted["first"] + admitted["second"] == limit
     assert admitted["first"] > 0 and admitted["second"] > 0
-    assert await _counter(redis, key_id) == limit
+    assert await _taken(redis, key_id, limit) == limit
