@@ -233,6 +233,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
 
+    _add_api_keys_command(commands)
+
+    keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("rotate", help="re-encrypt every encrypted value under the newest key")
+    keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
+
+    add_sandbox_arguments(commands.add_parser("sandbox", help="the Binance-compatible sandbox"))
+    commands.add_parser("worker", help="a Celery worker (extra arguments go to celery)")
+    commands.add_parser("beat", help="Celery beat (extra arguments go to celery)")
+    commands.add_parser(
+        "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
+    )
+
+    _add_backtest_command(commands)
+    return parser
+
+
+def _add_api_keys_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     api_keys = commands.add_parser("api-keys", help="manage API keys").add_subparsers(
         dest="action", required=True
     )
@@ -260,19 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for a marketplace key, else RATE_LIMIT_PER_MINUTE)",
     )
 
-    keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
-        dest="action", required=True
-    )
-    keys.add_parser("rotate", help="re-encrypt every encrypted value under the newest key")
-    keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
 
-    add_sandbox_arguments(commands.add_parser("sandbox", help="the Binance-compatible sandbox"))
-    commands.add_parser("worker", help="a Celery worker (extra arguments go to celery)")
-    commands.add_parser("beat", help="Celery beat (extra arguments go to celery)")
-    commands.add_parser(
-        "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
-    )
-
+def _add_backtest_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bt = commands.add_parser("backtest", help="replay a bot over history here, with a report")
     bt.add_argument("--bot", required=True, help="bot id")
     bt.add_argument("--version", type=int, help="bot version (default: the latest)")
@@ -284,8 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--max-llm-cost", default="0", help="USD; --llm ask refuses above it")
     bt.add_argument("--quote", default="1000", help="starting capital in the quote asset")
     bt.add_argument("--report", help="write an HTML report with the equity chart here")
-
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
