@@ -65,7 +65,7 @@ class BacktestCreate(BaseModel):
         ge=0,
         le=MAX_LLM_COST_USD,
         decimal_places=QUOTE_PLACES,
-        description="llm=ask: refused when the up-front estimate is above it",
+        description="llm=ask: refused when 0, or when the up-front estimate is above it",
     )
 
     @field_validator("symbol")

@@ -99,8 +99,15 @@ async def _afford(
     estimate: Decimal,
     now: datetime,
 ) -> None:
-    """Refuse an `ask` run whose estimate passes its own cap, or what is left of the bot's
-    LLM budget today; otherwise the estimate is reserved on that budget when the row commits."""
+    """Refuse an `ask` run without a cap, whose estimate passes its cap, or what is left of
+    the bot's LLM budget today; otherwise the estimate is reserved on that budget when the
+    row commits."""
+    if body.max_llm_cost_usd == 0:
+        # Even a free model's calls are refused: a cap of 0 means no LLM calls.
+        raise Unprocessable(
+            "llm=ask needs a max_llm_cost_usd above 0: raise it or use llm=indicators",
+            details=[{"loc": "body.max_llm_cost_usd", "message": "must be above 0 for llm=ask"}],
+        )
     shown = estimate.quantize(budget.USD_PLACES)
     if estimate > body.max_llm_cost_usd:
         raise Unprocessable(
