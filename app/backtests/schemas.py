@@ -58,7 +58,8 @@ class BacktestCreate(BaseModel):
     llm: Literal["recorded", "indicators", "ask"] = Field(
         default="recorded",
         description="recorded: the votes live decisions stored for each candle, indicators "
-        "elsewhere; indicators: no LLM; ask: ask the bot's LLMs now (charged to its budget)",
+        "elsewhere; indicators: no LLM; ask: ask the bot's LLMs now (charged to its budget), "
+        "for the bot's owner or an admin only: a renter's ask is a 403",
     )
     max_llm_cost_usd: Amount = Field(
         default=Decimal(0),

@@ -13,7 +13,7 @@ from app.backtests.votes import estimate_usd
 from app.bots import budget
 from app.bots import repository as bots
 from app.bots.strategy import Strategy
-from app.core.errors import InvalidStateTransition, NotFound, Unprocessable
+from app.core.errors import Forbidden, InvalidStateTransition, NotFound, Unprocessable
 from app.core.settings import Settings
 from app.models import Backtest, Bot
 
@@ -60,6 +60,14 @@ async def create(
         raise Unprocessable(
             f"the bot has no version {number}",
             details=[{"loc": "body.version", "message": "no such version"}],
+        )
+    if body.llm == "ask" and owner.user_id is not None:
+        # A renter's run (its owner is the renter) would spend the bot's daily LLM budget,
+        # which the live decisions of every renter of the bot need first.
+        raise Forbidden(
+            "a renter's backtest replays the recorded votes or indicators only: use "
+            "llm=recorded or llm=indicators",
+            details=[{"loc": "body.llm", "message": "ask is for the bot's owner"}],
         )
     estimate = Decimal(0)
     if body.llm == "ask":

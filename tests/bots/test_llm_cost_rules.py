@@ -4,6 +4,7 @@ API and the real decision path against the fake LLM servers, which count what th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,18 +47,32 @@ def llm_settings(settings: Settings, llm_fakes: RunningFakes) -> Settings:
     )
 
 
-@pytest.fixture
-async def llm_app(app: FastAPI, llm_settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(llm_settings)
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The API of a service with these settings, and a client of it."""
+    application = create_app(settings)
     async with application.router.lifespan_context(application):
-        yield application
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://llm") as http:
+            yield application, http
 
 
 @pytest.fixture
-async def client(llm_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=llm_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://llm") as http:
-        yield http
+async def api(
+    app: FastAPI, llm_settings: Settings
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with serving(llm_settings) as served:
+        yield served
+
+
+@pytest.fixture
+def llm_app(api: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    return api[0]
+
+
+@pytest.fixture
+def client(api: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return api[1]
 
 
 @pytest.fixture
