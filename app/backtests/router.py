@@ -1,5 +1,8 @@
 """Backtests: a developer of their own bots, an admin of any, a renter of a listed one.
 
+A renter replays the recorded votes or indicators only: their `ask` would spend the bot's
+daily LLM budget, which its live decisions have first claim on.
+
 Each backtest is seen by whoever started it only: the API key of a developer or admin, the
 renter (X-Principal-ID) of a marketplace key. Anyone else's is a 404, as a missing one.
 """
@@ -54,7 +57,7 @@ StarterDep = Annotated[Starter, Depends(starter)]
     "/bots/{bot_id}/backtests",
     status_code=202,
     response_model=BacktestOut,
-    responses=error_responses(404),
+    responses=error_responses(403, 404),
 )
 async def create_backtest(
     bot_id: str,
@@ -64,6 +67,9 @@ async def create_backtest(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> BacktestOut:
+    """Queue a backtest of a bot version. A renter (a marketplace key with `X-Principal-ID`)
+    may replay `llm: "recorded"` or `"indicators"` only: `"ask"` would spend the bot's daily
+    LLM budget, which its live decisions have first claim on, so it is a 403 for a renter."""
     bot = await service.visible_bot(
         session,
         bot_id,

@@ -60,14 +60,15 @@ class BacktestCreate(BaseModel):
     llm: Literal["recorded", "indicators", "ask"] = Field(
         default="recorded",
         description="recorded: the votes live decisions stored for each candle, indicators "
-        "elsewhere; indicators: no LLM; ask: ask the bot's LLMs now (charged to its budget)",
+        "elsewhere; indicators: no LLM; ask: ask the bot's LLMs now (charged to its budget), "
+        "for the bot's owner or an admin only: a renter's ask is a 403",
     )
     max_llm_cost_usd: Amount = Field(
         default=Decimal(0),
         ge=0,
         le=MAX_LLM_COST_USD,
         decimal_places=QUOTE_PLACES,
-        description="llm=ask: refused when the up-front estimate is above it",
+        description="llm=ask: refused when 0, or when the up-front estimate is above it",
     )
 
     @field_validator("symbol")

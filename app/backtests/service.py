@@ -16,7 +16,7 @@ from app.backtests.votes import estimate_usd
 from app.bots import budget
 from app.bots import repository as bots
 from app.bots.strategy import Strategy
-from app.core.errors import InvalidStateTransition, NotFound, Unprocessable
+from app.core.errors import Forbidden, InvalidStateTransition, NotFound, Unprocessable
 from app.core.settings import Settings
 from app.models import Backtest, Bot
 
@@ -70,6 +70,14 @@ async def create(
             f"the bot has no version {number}",
             details=[{"loc": "body.version", "message": "no such version"}],
         )
+    if body.llm == "ask" and owner.user_id is not None:
+        # A renter's run (its owner is the renter) would spend the bot's daily LLM budget,
+        # which the live decisions of every renter of the bot need first.
+        raise Forbidden(
+            "a renter's backtest replays the recorded votes or indicators only: use "
+            "llm=recorded or llm=indicators",
+            details=[{"loc": "body.llm", "message": "ask is for the bot's owner"}],
+        )
     estimate = Decimal(0)
     if body.llm == "ask":
         strategy = Strategy.model_validate(version.strategy)
@@ -108,8 +116,15 @@ async def _afford(
     estimate: Decimal,
     now: datetime,
 ) -> None:
-    """Refuse an `ask` run whose estimate passes its own cap, or what is left of the bot's
-    LLM budget today; otherwise the estimate is reserved on that budget when the row commits."""
+    """Refuse an `ask` run without a cap, whose estimate passes its cap, or what is left of
+    the bot's LLM budget today; otherwise the estimate is reserved on that budget when the
+    row commits."""
+    if body.max_llm_cost_usd == 0:
+        # Even a free model's calls are refused: a cap of 0 means no LLM calls.
+        raise Unprocessable(
+            "llm=ask needs a max_llm_cost_usd above 0: raise it or use llm=indicators",
+            details=[{"loc": "body.max_llm_cost_usd", "message": "must be above 0 for llm=ask"}],
+        )
     shown = estimate.quantize(budget.USD_PLACES)
     if estimate > body.max_llm_cost_usd:
         raise Unprocessable(

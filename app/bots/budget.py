@@ -3,8 +3,8 @@
 The budget's day is a UTC day. Against it count the votes of the bot's decisions for candles
 opening that day, what its decision rounds in flight have reserved on their claims (until a
 claim's lease runs out), and the `ask` backtests made that day: a backtest's reservation while
-it may still ask, its real cost once it ended. A caller takes `lock` before `overdraft`, so
-that one bot's concurrent checks and charges are serialised.
+it may still ask, its real cost once it ended. A budget of 0 asks nobody. A caller takes
+`lock` before `overdraft`, so that one bot's concurrent checks and charges are serialised.
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ async def overdraft(
     excluding_claim_id: str = "",
 ) -> Overdraft | None:
     """None when `amount` more fits the bot's `daily_usd` for the UTC day of `day_of`;
-    otherwise what the day already holds. `excluding_claim_id`: the caller's own round,
+    otherwise what the day already holds. A budget of 0 holds nothing, not even a free
+    model's round: it means no LLM calls. `excluding_claim_id`: the caller's own round,
     whose reservation is the `amount`."""
     day = day_of.replace(hour=0, minute=0, second=0, microsecond=0)
     end = day + timedelta(days=1)
     spent = await spent_between(session, bot_id, day, end)
     reserved = await _reserved_between(session, bot_id, day, end, now, excluding_claim_id)
-    if spent + reserved + amount > daily_usd:
+    if daily_usd == 0 or spent + reserved + amount > daily_usd:
         return Overdraft(spent, reserved)
     return None
 

@@ -9,7 +9,7 @@ from app.api_keys.schemas import Scope
 from app.bots import repository
 from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
 from app.bots.strategy import Strategy
-from app.core.errors import NotFound, Unprocessable
+from app.core.errors import Forbidden, NotFound, Unprocessable
 from app.core.settings import Settings
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
@@ -36,6 +36,25 @@ def _new_version(bot: Bot, number: int, strategy: Strategy) -> BotVersion:
         strategy=strategy.model_dump(mode="json"),
         config_hash=strategy.config_hash(),
     )
+
+
+def _refuse_prices_only_an_admin_sets(
+    caller: Caller, strategy: Strategy, kept: Strategy | None
+) -> None:
+    """A voter's price decides what the service's LLM keys are charged, so only an admin
+    sets one; anyone may send back what `kept` (the strategy in force) or the service set."""
+    if caller.scope is Scope.admin:
+        return
+    beyond = strategy.prices_set_beyond(kept)
+    if beyond:
+        raise Forbidden(
+            "only an admin key may give a voter a price: leave `price` out, and a model in "
+            "LLM_PRICES is charged the service's price",
+            details=[
+                {"loc": f"body.strategy.voters.{i}.price", "message": "only an admin key sets it"}
+                for i in beyond
+            ],
+        )
 
 
 def _priced(strategy: Strategy, settings: Settings) -> Strategy:
@@ -78,6 +97,7 @@ async def create_bot(
         status="active",
         current_version=1,
     )
+    _refuse_prices_only_an_admin_sets(caller, body.strategy, None)
     session.add(bot)
     await session.flush()
     version = _new_version(bot, 1, _priced(body.strategy, settings))
@@ -120,6 +140,8 @@ async def update_bot(
     if body.status is not None:
         bot.status = body.status
     if body.strategy is not None:
+        in_force = Strategy.model_validate(version.strategy)
+        _refuse_prices_only_an_admin_sets(caller, body.strategy, in_force)
         strategy = _priced(body.strategy, settings)
         # Only a real change of strategy makes a new version; renters stay pinned to theirs.
         if strategy.config_hash() != version.config_hash:

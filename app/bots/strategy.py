@@ -59,16 +59,34 @@ class Voter(_Strict):
     weight: Amount = Field(default=Decimal(1), gt=0, le=100, decimal_places=PERCENT_PLACES)
     price: ModelPrice | None = Field(
         default=None,
-        description="USD per million tokens, for a model the service has no price for",
+        description="USD per million tokens, for a model the service has no price for; a "
+        "model it prices is billed at least the service's price. Only an admin key may set "
+        "one: a developer's key may send back a price already on the bot, and the price 0 "
+        "the service gives its default openai_compatible model, but no other",
         examples=[{"input": "0.15", "output": "0.60"}],
     )
 
     def price_in(self, prices: Mapping[str, Mapping[str, Decimal]]) -> ModelPrice | None:
-        """Its own price, else the service's for its model; None: it may not be asked."""
-        if self.price is not None:
-            return self.price
+        """The service's price for its model, raised per token to its own where that is
+        higher; its own for a model the service does not price; None: it may not be asked."""
         known = prices.get(self.model)
-        return ModelPrice.model_validate(known) if known is not None else None
+        if known is None:
+            return self.price
+        service = ModelPrice.model_validate(known)
+        if self.price is None:
+            return service
+        return ModelPrice(
+            input=max(service.input, self.price.input),
+            output=max(service.output, self.price.output),
+        )
+
+    def priced_by_service(self) -> bool:
+        """Its price is the one the service's default panel gives its local model."""
+        return (
+            self.provider == "openai_compatible"
+            and self.model == DEFAULT_MODELS["openai_compatible"]
+            and self.price == LOCAL_PRICE
+        )
 
 
 class Ensemble(_Strict):
@@ -127,6 +145,19 @@ class Strategy(_Strict):
             for v in voters
         ]
         return self.model_copy(update={"voters": voters})
+
+    def prices_set_beyond(self, kept: Strategy | None) -> list[int]:
+        """The positions of the voters whose price neither the service gave nor `kept` (the
+        strategy in force) already holds for that provider and model: what only an admin
+        may set, since a price decides what the service's LLM keys are charged."""
+        held = {(v.provider, v.model, v.price) for v in (kept.voters if kept else None) or []}
+        return [
+            i
+            for i, v in enumerate(self.voters or [])
+            if v.price is not None
+            and not v.priced_by_service()
+            and (v.provider, v.model, v.price) not in held
+        ]
 
     def config_hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

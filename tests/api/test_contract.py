@@ -184,7 +184,7 @@ async def test_bot_errors(
 
 
 async def test_voters_need_a_known_price_and_budgets_stay_under_the_cap(
-    client: httpx.AsyncClient, developer_key: str
+    client: httpx.AsyncClient, developer_key: str, admin_key: str
 ) -> None:
     def bot(**strategy: object) -> dict:
         return {"name": "panel", "strategy": strategy}
@@ -198,13 +198,14 @@ async def test_voters_need_a_known_price_and_budgets_stay_under_the_cap(
     assert "gpt-9" in message
     assert all(m in message for m in ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"))
     own_price = [{**unknown[0], "price": {"input": "0.15", "output": "0.60"}}]
-    priced = await create_bot(client, developer_key, strategy={"voters": own_price})
+    # Only an admin prices a voter (tests/bots/test_llm_cost_rules.py).
+    priced = await create_bot(client, admin_key, strategy={"voters": own_price})
     assert priced["strategy"]["voters"][0]["price"] == {"input": "0.15", "output": "0.6"}
     assert_error(
         await client.patch(
             f"/api/v1/bots/{priced['id']}",
             json={"strategy": {"voters": unknown}},
-            headers=headers(developer_key),
+            headers=headers(admin_key),
         ),
         422,
         "VALIDATION_ERROR",
