@@ -18,7 +18,7 @@ from app.bots import repository as bots
 from app.bots.strategy import Strategy
 from app.core.errors import Forbidden, InvalidStateTransition, NotFound, Unprocessable
 from app.core.settings import Settings
-from app.models import Backtest, Bot
+from app.models import Backtest, Bot, BotVersion
 
 
 async def rentable_bot(session: AsyncSession, bot_id: str) -> Bot:
@@ -51,33 +51,7 @@ async def create(
     settings: Settings,
     now: datetime,
 ) -> Backtest:
-    if body.quote_amount > settings.max_quote_amount:
-        raise Unprocessable(
-            f"quote_amount is above the service's cap of {settings.max_quote_amount}",
-            details=[{"loc": "body.quote_amount", "message": "above the service's cap"}],
-        )
-    candles = len(open_times(body.timeframe, body.start, body.end))
-    if not 0 < candles <= MAX_CANDLES:
-        raise Unprocessable(
-            f"the window holds {candles} {body.timeframe} candles; a backtest replays 1 to "
-            f"{MAX_CANDLES}",
-            details=[{"loc": "body.end", "message": f"1 to {MAX_CANDLES} candles"}],
-        )
-    number = body.version or bot.current_version
-    version = await repository.version_of(session, bot.id, number)
-    if version is None:
-        raise Unprocessable(
-            f"the bot has no version {number}",
-            details=[{"loc": "body.version", "message": "no such version"}],
-        )
-    if body.llm == "ask" and owner.user_id is not None:
-        # A renter's run (its owner is the renter) would spend the bot's daily LLM budget,
-        # which the live decisions of every renter of the bot need first.
-        raise Forbidden(
-            "a renter's backtest replays the recorded votes or indicators only: use "
-            "llm=recorded or llm=indicators",
-            details=[{"loc": "body.llm", "message": "ask is for the bot's owner"}],
-        )
+    version, candles = await _replayable(session, bot, owner, body, settings)
     estimate = Decimal(0)
     if body.llm == "ask":
         strategy = Strategy.model_validate(version.strategy)
@@ -106,6 +80,41 @@ async def create(
     session.add(backtest)
     await session.flush()
     return backtest
+
+
+async def _replayable(
+    session: AsyncSession, bot: Bot, owner: Owner, body: BacktestCreate, settings: Settings
+) -> tuple[BotVersion, int]:
+    """The version to replay and its number of candles, once the request's size, version and
+    LLM mode are allowed; each refusal names its field."""
+    if body.quote_amount > settings.max_quote_amount:
+        raise Unprocessable(
+            f"quote_amount is above the service's cap of {settings.max_quote_amount}",
+            details=[{"loc": "body.quote_amount", "message": "above the service's cap"}],
+        )
+    candles = len(open_times(body.timeframe, body.start, body.end))
+    if not 0 < candles <= MAX_CANDLES:
+        raise Unprocessable(
+            f"the window holds {candles} {body.timeframe} candles; a backtest replays 1 to "
+            f"{MAX_CANDLES}",
+            details=[{"loc": "body.end", "message": f"1 to {MAX_CANDLES} candles"}],
+        )
+    number = body.version or bot.current_version
+    version = await repository.version_of(session, bot.id, number)
+    if version is None:
+        raise Unprocessable(
+            f"the bot has no version {number}",
+            details=[{"loc": "body.version", "message": "no such version"}],
+        )
+    if body.llm == "ask" and owner.user_id is not None:
+        # A renter's run (its owner is the renter) would spend the bot's daily LLM budget,
+        # which the live decisions of every renter of the bot need first.
+        raise Forbidden(
+            "a renter's backtest replays the recorded votes or indicators only: use "
+            "llm=recorded or llm=indicators",
+            details=[{"loc": "body.llm", "message": "ask is for the bot's owner"}],
+        )
+    return version, candles
 
 
 async def _afford(
