@@ -3,28 +3,23 @@ stored in one JSON spelling."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.db import create_engine, create_sessionmaker, session_scope
-from app.core.settings import Settings
+from app.core.db import session_scope
 from app.events.service import json_safe, record
 from app.events.types import EventType
 from app.models import Event
 
 
-@pytest.fixture
-async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(settings.database_url, pool=False)
-    async with engine.begin() as connection:
-        await connection.execute(Event.__table__.delete())
-    yield create_sessionmaker(engine)
-    await engine.dispose()
+@pytest.fixture(autouse=True)
+async def no_events(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with session_scope(sessionmaker) as session:
+        await session.execute(delete(Event))
 
 
 async def test_an_event_commits_with_its_change(
