@@ -121,13 +121,16 @@ def to_out(event: Event, *, anonymous: bool = False) -> EventOut:
 
 
 async def purge_older_than(
-    sessionmaker: async_sessionmaker[AsyncSession], now: datetime, retention: timedelta
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    retention: timedelta,
+    batch: int = PURGE_BATCH,
 ) -> int:
     """Delete every event older than the retention, one short transaction per batch."""
     purged = 0
     while True:
         async with session_scope(sessionmaker) as session:
-            deleted = await repository.delete_older_than(session, now - retention, PURGE_BATCH)
+            deleted = await repository.delete_older_than(session, now - retention, batch)
         purged += deleted
-        if deleted < PURGE_BATCH:
+        if deleted < batch:
             return purged
