@@ -21,6 +21,8 @@ from app.users import repository as users
 from tests.api.test_contract import create_bot
 from tests.conftest import make_key
 from tests.helpers import headers, new_principal
+from workers.celery_app import celery_app
+from workers.schedule import beat_schedule
 
 URL = "/api/v1/events"
 
@@ -207,3 +209,11 @@ async def test_purge_deletes_old_events_only(
     async with sessionmaker() as session:
         ages = (await session.scalars(select(Event.data).order_by(Event.occurred_at))).all()
     assert ages == [{"age": 29}, {"age": 0}]
+
+
+def test_beat_numbers_and_purges_events(settings: Settings) -> None:
+    celery_app.loader.import_default_modules()
+    schedule = beat_schedule(settings)
+    assert schedule["sequence-events"]["schedule"] == settings.event_sequence_interval_s
+    for entry in ("sequence-events", "purge-events"):
+        assert schedule[entry]["task"] in celery_app.tasks
