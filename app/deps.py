@@ -111,7 +111,7 @@ AdminDep = Annotated[Caller, Depends(require_scope(Scope.admin))]
 DeveloperDep = Annotated[Caller, Depends(require_scope(Scope.developer))]
 
 
-async def _checked_principal(request: Request, caller: Caller, principal: str | None) -> str:
+async def checked_principal(request: Request, caller: Caller, principal: str | None) -> str:
     """The principal a marketplace key acts for, once the principal and the assertion (when
     the key needs one) are checked."""
     if caller.scope is not Scope.marketplace:
@@ -159,7 +159,7 @@ class RenterRead:
 
 
 async def renter_read(request: Request) -> RenterRead:
-    checked = await _checked_principal(request, *await _renter_call(request))
+    checked = await checked_principal(request, *await _renter_call(request))
     runtime: Runtime = request.app.state.runtime
     return RenterRead(checked, runtime.read_sessionmaker, runtime.rows)
 
@@ -175,7 +175,7 @@ async def current_renter(request: Request) -> Renter:
 async def renter_of(request: Request, caller: Caller, principal: str | None) -> Renter:
     """The renter an authenticated marketplace caller acts for, for a route that serves other
     scopes too (it takes CallerDep, so the key is not authenticated a second time)."""
-    checked = await _checked_principal(request, caller, principal)
+    checked = await checked_principal(request, caller, principal)
     runtime: Runtime = request.app.state.runtime
 
     async def load() -> str:

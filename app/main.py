@@ -29,6 +29,7 @@ from app.core.middleware import (
 from app.core.settings import Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.erasure.router import router as erasure_router
+from app.events.router import router as events_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.openapi import install_method_not_allowed, install_openapi
 from app.performance.router import router as performance_router
@@ -145,6 +146,7 @@ def _include_routers(app: FastAPI) -> None:
         track_records_router,
         api_keys_router,
         backtests_router,
+        events_router,
     ):
         app.include_router(router)
 

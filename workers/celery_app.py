@@ -42,6 +42,7 @@ celery_app = Celery(
         "workers.tasks.performance",
         "workers.tasks.idempotency",
         "workers.tasks.backtests",
+        "workers.tasks.events",
     ],
 )
 celery_app.conf.update(

@@ -18,6 +18,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},
         # Off the hour, away from the snapshot.
         "purge-idempotency": {"task": "idempotency.purge", "schedule": crontab(minute=30)},
+        "purge-events": {"task": "events.purge", "schedule": crontab(minute=40)},
+        "sequence-events": {
+            "task": "events.sequence",
+            "schedule": settings.event_sequence_interval_s,
+        },
         "resume-backtests": {
             "task": "backtests.resume",
             "schedule": settings.backtest_resume_interval_s,

@@ -37,23 +37,24 @@ def encode_cursor(row_id: str) -> str:
     return base64.urlsafe_b64encode(row_id.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
-    """The row id behind a cursor this service issued; anything else is a 422, never a 500."""
+def decode_cursor(cursor: str, loc: str = "query.cursor") -> str:
+    """The row id behind a cursor this service issued; anything else is a 422 naming the
+    parameter `loc`, never a 500."""
     # base64 ignores characters outside its alphabet and refuses non-ASCII with ValueError:
     # only the one spelling encode_cursor makes is accepted.
     try:
         after_id = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
     except (UnicodeError, binascii.Error) as exc:
-        raise _bad_cursor() from exc
+        raise _bad_cursor(loc) from exc
     if not _ROW_ID.fullmatch(after_id) or encode_cursor(after_id) != cursor:
-        raise _bad_cursor()
+        raise _bad_cursor(loc)
     return after_id
 
 
-def _bad_cursor() -> Unprocessable:
+def _bad_cursor(loc: str) -> Unprocessable:
     return Unprocessable(
         "cursor is not one this service issued",
-        details=[{"loc": "query.cursor", "message": "invalid cursor"}],
+        details=[{"loc": loc, "message": "invalid cursor"}],
     )
 
 

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     # ended (at the latest, killed at the hard limit) by then, or it would run twice at once.
     celery_visibility_timeout_s: int = Field(default=600, ge=1)
     dispatch_interval_s: float = Field(default=15.0, gt=0)
+    # How often beat numbers committed events for the feed (a feed read also does when behind).
+    event_sequence_interval_s: float = Field(default=1.0, gt=0)
+    # Events older than this are purged; a feed cursor older than that resumes at what is left.
+    event_retention_days: int = Field(default=30, ge=1)
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
     # A worker's Prometheus listener (0: none): one per worker, summing every pool process.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)

@@ -1,5 +1,5 @@
-"""Erasing a renter (GDPR): credentials and backtests deleted, personal fields blanked, every
-subscription cancelled; the trade history stays, tied to the principal only."""
+"""Erasing a renter (GDPR): credentials, backtests and events deleted, personal fields blanked,
+every subscription cancelled; the trade history stays, tied to the principal only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.backtests import repository as backtests
 from app.core.db import utcnow
 from app.credentials import repository as credentials
+from app.events import repository as events
 from app.subscriptions import repository as subscriptions
 from app.users import repository as users
 from app.users.renter import Renter
@@ -18,6 +19,7 @@ async def erase(session: AsyncSession, renter: Renter) -> None:
     assert user is not None, "the renter dependency made the row"
     await subscriptions.cancel_all_of_user(session, renter.id, "the renter erased their data")
     await backtests.delete_of_user(session, renter.id)
+    await events.delete_of_user(session, renter.id)
     for row in await credentials.of_user(session, renter.id):
         await session.delete(row)
     user.display_name = None

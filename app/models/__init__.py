@@ -4,6 +4,7 @@ from app.models.backtests import Backtest, Candle, SymbolRulesRecord
 from app.models.base import Base
 from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
 from app.models.credentials import ExchangeCredential
+from app.models.events import Event, EventSequence
 from app.models.ops import AuditLog, IdempotencyRecord
 from app.models.subscriptions import Subscription
 from app.models.trading import (
@@ -28,6 +29,8 @@ __all__ = [
     "Candle",
     "Decision",
     "DecisionClaim",
+    "Event",
+    "EventSequence",
     "ExchangeCredential",
     "IdempotencyRecord",
     "LlmVote",

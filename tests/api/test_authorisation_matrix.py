@@ -82,6 +82,7 @@ OWNER = Access(frozenset({Scope.admin, Scope.developer}), own_side_or_admins)  #
 RENTER = Access(frozenset({Scope.marketplace}), own_sides)  # a principal's own data
 BACKTESTER = Access(frozenset(Scope), backtestable)
 STARTER = Access(frozenset(Scope), started_it)  # whoever started it, key and principal
+FEED = Access(frozenset(Scope), anyones)  # every key reads its own share of the events
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "POST /api/v1/bots/{bot_id}/backtests": Endpoint(BACKTESTER, WINDOW, 202),
     "GET /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
     "DELETE /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
+    "GET /api/v1/events": Endpoint(FEED),
 }
 
 

@@ -1,0 +1,136 @@
+"""The sequencer that orders committed events, the feed's pages, erasure and retention.
+
+The feed's cursor is a `seq`. Only the sequencer gives one, to committed events only, one run
+at a time under the counter's lock, so the events that have a `seq` are always `1..last_seq`
+(less what retention or erasure deleted): a reader that returns `seq > cursor` in order never
+skips an event that a slower transaction commits later, because that event gets a higher
+`seq` when it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys.schemas import Scope
+from app.core.db import session_scope
+from app.core.pagination import decode_cursor, encode_cursor
+from app.events import repository
+from app.events.schemas import EventOut, EventPage
+from app.events.types import DEVELOPER_TYPES
+from app.models import Event
+
+SEQUENCE_BATCH = 1000
+PURGE_BATCH = 1000
+
+
+async def sequence(
+    sessionmaker: async_sessionmaker[AsyncSession], limit: int = SEQUENCE_BATCH
+) -> int:
+    """Number up to `limit` committed events that have no `seq` yet; returns how many."""
+    try:
+        return await _sequence_once(sessionmaker, limit)
+    except IntegrityError:
+        # Another first run made the counter's row meanwhile: it is there now.
+        return await _sequence_once(sessionmaker, limit)
+
+
+async def _sequence_once(sessionmaker: async_sessionmaker[AsyncSession], limit: int) -> int:
+    async with session_scope(sessionmaker) as session:
+        last_seq = await repository.lock_counter(session)
+        if last_seq is None:
+            last_seq = await repository.create_counter(session)
+        # Read after the lock, so this statement sees every commit up to the previous run's
+        # (READ COMMITTED on MariaDB, a fresh snapshot on SQLite once the write lock is held).
+        ids = await repository.unsequenced(session, limit)
+        if ids:
+            await repository.assign(session, ids, last_seq + 1)
+        return len(ids)
+
+
+async def sequence_if_behind(
+    sessionmaker: async_sessionmaker[AsyncSession], read: AsyncSession
+) -> None:
+    """Number pending events before a read, so a feed needs no beat to be current."""
+    if await repository.any_unsequenced(read):
+        await sequence(sessionmaker)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads the feed: the key's scope, the renter a marketplace key names (if any), the
+    developer's own user."""
+
+    scope: Scope
+    principal: str | None = None
+    owner_user_id: str | None = None
+
+
+def encode_seq(seq: int) -> str:
+    # The cursor spelling lists use for row ids, over a seq written as 32 hex digits.
+    return encode_cursor(f"{seq:032x}")
+
+
+def decode_seq(cursor: str) -> int:
+    return int(decode_cursor(cursor, loc="query.after"), 16)
+
+
+async def page(
+    session: AsyncSession,
+    viewer: Viewer,
+    after_seq: int,
+    types: Collection[str] | None,
+    limit: int,
+) -> EventPage:
+    """Events after `after_seq` that the viewer may see, oldest first.
+
+    `next_cursor` is the last event's, or on an empty page the position asked from: the
+    caller keeps its place, and identical requests get identical pages."""
+    if viewer.scope is Scope.admin:
+        visible = None
+    elif viewer.scope is Scope.marketplace:
+        visible = (
+            repository.renter(viewer.principal)
+            if viewer.principal is not None
+            else repository.renters()
+        )
+    else:
+        visible = repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)
+    rows = await repository.page(session, visible, after_seq, types, limit)
+    items = [to_out(row, anonymous=viewer.scope is Scope.developer) for row in rows]
+    last_seq = rows[-1].seq if rows else after_seq
+    assert last_seq is not None, "the feed reads sequenced events only"
+    return EventPage(items=items, next_cursor=encode_seq(last_seq))
+
+
+def to_out(event: Event, *, anonymous: bool = False) -> EventOut:
+    """The envelope; `anonymous` (a developer's view) without the renter or their subscription."""
+    return EventOut(
+        id=f"evt_{event.id}",
+        type=event.type,
+        occurred_at=event.occurred_at,
+        principal=None if anonymous else event.principal,
+        subscription_id=None if anonymous else event.subscription_id,
+        bot_id=event.bot_id,
+        data=event.data,
+    )
+
+
+async def purge_older_than(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    retention: timedelta,
+    batch: int = PURGE_BATCH,
+) -> int:
+    """Delete every event older than the retention, one short transaction per batch."""
+    purged = 0
+    while True:
+        async with session_scope(sessionmaker) as session:
+            deleted = await repository.delete_older_than(session, now - retention, batch)
+        purged += deleted
+        if deleted < batch:
+            return purged

@@ -1,0 +1,128 @@
+"""SQL of the event outbox: the sequencer's counter and numbering, the feed's reads, erasure
+and purge."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Bot, Event, EventSequence, User
+
+# The counter's one row.
+_COUNTER = 1
+
+
+async def lock_counter(session: AsyncSession) -> int | None:
+    """The last `seq` given, with the counter locked until this transaction ends; None when
+    the counter has no row yet.
+
+    An UPDATE rather than SELECT ... FOR UPDATE: it takes SQLite's write lock too, and a
+    transaction that starts by writing waits its turn there, where one that read first fails
+    with "database is locked" once another writer commits.
+    """
+    touched = await session.execute(
+        update(EventSequence)
+        .where(EventSequence.id == _COUNTER)
+        .values(last_seq=EventSequence.last_seq)
+    )
+    if touched.rowcount == 0:  # type: ignore[attr-defined]
+        return None
+    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == _COUNTER))
+
+
+async def create_counter(session: AsyncSession) -> int:
+    """Make the counter's row, above every `seq` already given; returns that last `seq`.
+
+    Two first runs at once both insert: the second fails on the primary key and its caller
+    retries, finding the row."""
+    last_seq = await session.scalar(select(func.coalesce(func.max(Event.seq), 0)))
+    assert last_seq is not None
+    await session.execute(insert(EventSequence).values(id=_COUNTER, last_seq=last_seq))
+    return int(last_seq)
+
+
+async def unsequenced(session: AsyncSession, limit: int) -> Sequence[str]:
+    """Ids of committed events without a `seq`, oldest first."""
+    return (
+        await session.scalars(
+            select(Event.id)
+            .where(Event.seq.is_(None))
+            .order_by(Event.occurred_at, Event.id)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def assign(session: AsyncSession, ids: Sequence[str], first_seq: int) -> None:
+    await session.execute(
+        update(Event),
+        [{"id": event_id, "seq": first_seq + n} for n, event_id in enumerate(ids)],
+    )
+    await session.execute(
+        update(EventSequence)
+        .where(EventSequence.id == _COUNTER)
+        .values(last_seq=first_seq + len(ids) - 1)
+    )
+
+
+async def any_unsequenced(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(exists().where(Event.seq.is_(None)))))
+
+
+def renters() -> ColumnElement[bool]:
+    """Events of every renter."""
+    return Event.user_id.is_not(None)
+
+
+def renter(principal: str) -> ColumnElement[bool]:
+    """Events of one renter, by the user row its principal names."""
+    return Event.user_id == select(User.id).where(User.principal == principal).scalar_subquery()
+
+
+def bots_of(owner_user_id: str | None, types: Collection[str]) -> ColumnElement[bool]:
+    """Events of these types about the bots a developer owns."""
+    owned = select(Bot.id).where(Bot.owner_user_id == owner_user_id)
+    return Event.bot_id.in_(owned) & Event.type.in_(types)
+
+
+async def page(
+    session: AsyncSession,
+    visible: ColumnElement[bool] | None,
+    after_seq: int,
+    types: Collection[str] | None,
+    limit: int,
+) -> Sequence[Event]:
+    """Sequenced events after `after_seq` that `visible` lets through, in `seq` order."""
+    query = select(Event).where(Event.seq > after_seq)
+    if visible is not None:
+        query = query.where(visible)
+    if types is not None:
+        query = query.where(Event.type.in_(types))
+    return (await session.scalars(query.order_by(Event.seq).limit(limit))).all()
+
+
+async def delete_of_user(session: AsyncSession, user_id: str) -> None:
+    # Events this transaction recorded but has not flushed (an erasure's cancellations) go too.
+    await session.flush()
+    await session.execute(delete(Event).where(Event.user_id == user_id))
+
+
+async def delete_older_than(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to `limit` events that occurred before `before`; returns how many went.
+
+    Ids first, then a DELETE by id: SQLite has no DELETE ... LIMIT."""
+    ids = (
+        await session.scalars(
+            select(Event.id)
+            .where(Event.occurred_at < before)
+            .order_by(Event.occurred_at)
+            .limit(limit)
+        )
+    ).all()
+    if not ids:
+        return 0
+    result = await session.execute(delete(Event).where(Event.id.in_(ids)))
+    return int(result.rowcount)  # type: ignore[attr-defined]

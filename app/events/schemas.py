@@ -1,0 +1,54 @@
+"""The event envelope (the same in the feed, webhooks and the WebSocket) and the feed's page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from app.events.types import EventType
+
+_EXAMPLE_EVENT: dict[str, JsonValue] = {
+    "id": "evt_0193b6c8a1f27c3e9d4b5a6f7e8d9c0b",
+    "type": "trade.filled",
+    "occurred_at": "2026-11-27T10:00:01.250000Z",
+    "principal": "ryjl3-tyaaa-aaaaa-aaaba-cai",
+    "subscription_id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0c",
+    "bot_id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0d",
+    "data": {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "quantity": "0.00105",
+        "price": "95123.45",
+        "fee": "0.00000105",
+        "quote_amount": "99.87962",
+    },
+}
+_EXAMPLE_CURSOR = "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMmE"
+
+
+class EventOut(BaseModel):
+    """One fact, never changed after it happened."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_EVENT]})
+
+    id: str = Field(description="`evt_` and the event's id; a webhook's `webhook-id`")
+    type: EventType
+    occurred_at: datetime = Field(description="when the change it reports was made, UTC")
+    principal: str | None = Field(
+        description="the renter it concerns; null for a bot-level event and for a developer key"
+    )
+    subscription_id: str | None = Field(description="null for a developer key")
+    bot_id: str | None
+    data: dict[str, JsonValue] = Field(
+        description="what a UI needs to render the event; amounts are decimal strings"
+    )
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str = Field(
+        description="pass as `after` to read on; on an empty page the position you asked "
+        "from, so you keep your place",
+        examples=[_EXAMPLE_CURSOR],
+    )

@@ -1,0 +1,219 @@
+"""GET /api/v1/events: each key's share, oldest first, a cursor that keeps its place, the same
+bytes for the same request, 422 for what it did not issue; erasure and retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys.schemas import Scope
+from app.core.db import session_scope, utcnow
+from app.core.settings import Settings
+from app.events import feed
+from app.events.service import record
+from app.events.types import EventType
+from app.models import Event
+from app.users import repository as users
+from tests.api.test_contract import create_bot
+from tests.conftest import make_key
+from tests.helpers import headers, new_principal
+from workers.celery_app import celery_app
+from workers.schedule import beat_schedule
+
+URL = "/api/v1/events"
+
+
+class Seeded:
+    def __init__(self, bot_id: str, other_bot_id: str, renter: str, other_renter: str) -> None:
+        self.bot_id, self.other_bot_id = bot_id, other_bot_id
+        self.renter, self.other_renter = renter, other_renter
+        self.types: list[str] = []
+
+
+@pytest.fixture
+async def seeded(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    developer_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> Seeded:
+    """Two bots of two developers, two renters, and each kind of reader's events."""
+    other_developer = await make_key(settings, Scope.developer, "other developer")
+    bot = (await create_bot(client, developer_key))["id"]
+    other_bot = (await create_bot(client, other_developer))["id"]
+    seeded = Seeded(bot, other_bot, new_principal(), new_principal())
+    async with session_scope(sessionmaker) as session:
+        renter = await users.get_or_create_renter(session, seeded.renter)
+        other = await users.get_or_create_renter(session, seeded.other_renter)
+        await session.flush()
+
+        def of(user_id: str, principal: str | None, bot_id: str) -> dict[str, object]:
+            return {
+                "user_id": user_id,
+                "principal": principal,
+                "bot_id": bot_id,
+                "subscription_id": f"sub-{principal}"[:32],
+            }
+
+        for event_type, where in (
+            (EventType.decision_made, {"bot_id": bot}),
+            (EventType.trade_filled, of(renter.id, seeded.renter, bot)),
+            (EventType.decision_made, {"bot_id": other_bot}),
+            (EventType.trade_filled, of(other.id, seeded.other_renter, other_bot)),
+            (EventType.risk_paused, of(renter.id, seeded.renter, bot)),
+            (EventType.backtest_finished, {"bot_id": bot}),
+        ):
+            record(session, event_type, data={"symbol": "BTCUSDT"}, **where)  # type: ignore[arg-type]
+            seeded.types.append(event_type.value)
+    return seeded
+
+
+async def read(
+    client: httpx.AsyncClient, key: str, principal: str | None = None, **params: object
+) -> dict:
+    response = await client.get(URL, params=params, headers=headers(key, principal))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def seen(page: dict) -> list[tuple[str, str | None, str | None]]:
+    return [(item["type"], item["principal"], item["bot_id"]) for item in page["items"]]
+
+
+async def test_each_key_reads_its_share(
+    client: httpx.AsyncClient,
+    seeded: Seeded,
+    admin_key: str,
+    developer_key: str,
+    marketplace_key: str,
+) -> None:
+    s = seeded
+    everything = await read(client, admin_key)
+    assert [item["type"] for item in everything["items"]] == s.types
+    assert all(item["id"].startswith("evt_") for item in everything["items"])
+
+    assert seen(await read(client, marketplace_key)) == [
+        ("trade.filled", s.renter, s.bot_id),
+        ("trade.filled", s.other_renter, s.other_bot_id),
+        ("risk.paused", s.renter, s.bot_id),
+    ]
+    assert seen(await read(client, marketplace_key, s.renter)) == [
+        ("trade.filled", s.renter, s.bot_id),
+        ("risk.paused", s.renter, s.bot_id),
+    ]
+    assert (await read(client, marketplace_key, new_principal()))["items"] == []
+
+    # A developer: its own bots' decisions and backtests, never whose subscription it was.
+    developer = await read(client, developer_key, s.renter)
+    assert seen(developer) == [
+        ("decision.made", None, s.bot_id),
+        ("backtest.finished", None, s.bot_id),
+    ]
+    assert {item["subscription_id"] for item in developer["items"]} == {None}
+    assert s.renter not in str(developer) and s.other_renter not in str(developer)
+
+
+async def test_the_cursor_pages_and_keeps_its_place(
+    client: httpx.AsyncClient,
+    seeded: Seeded,
+    admin_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    types: list[str] = []
+    page = await read(client, admin_key, limit=4)
+    while page["items"]:
+        types += [item["type"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        page = await read(client, admin_key, after=cursor, limit=4)
+    assert types == seeded.types
+    # An empty page hands back the place asked from, and reading on from it finds what is new.
+    assert page["next_cursor"] == cursor
+    async with session_scope(sessionmaker) as session:
+        record(session, EventType.decision_made, data={}, bot_id=seeded.bot_id)
+    page = await read(client, admin_key, after=cursor)
+    assert [item["type"] for item in page["items"]] == ["decision.made"]
+    # From the start with nothing to show: a cursor too, which reads on from the beginning.
+    empty = await read(client, admin_key, types="webhook.disabled")
+    assert empty["items"] == [] and empty["next_cursor"] == feed.encode_seq(0)
+
+
+async def test_filtered_by_type_and_byte_identical(
+    client: httpx.AsyncClient, seeded: Seeded, marketplace_key: str
+) -> None:
+    params = {"types": "risk.paused,decision.made", "limit": 10}
+    first = await client.get(URL, params=params, headers=headers(marketplace_key))
+    again = await client.get(URL, params=params, headers=headers(marketplace_key))
+    assert first.status_code == 200 and first.content == again.content
+    assert [item["type"] for item in first.json()["items"]] == ["risk.paused"]
+    assert list(first.json()) == ["items", "next_cursor"]
+    assert list(first.json()["items"][0]) == [
+        "id",
+        "type",
+        "occurred_at",
+        "principal",
+        "subscription_id",
+        "bot_id",
+        "data",
+    ]
+    assert first.json()["items"][0]["occurred_at"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("params", "loc"),
+    [
+        ({"after": "w6nDqcOp"}, "query.after"),
+        ({"after": "\u00e9"}, "query.after"),
+        ({"types": "trade.filled,trade.exploded"}, "query.types"),
+        ({"types": ""}, "query.types"),
+        ({"limit": 0}, "query.limit"),
+        ({"limit": 201}, "query.limit"),
+    ],
+)
+async def test_what_it_did_not_issue_is_422(
+    client: httpx.AsyncClient, admin_key: str, params: dict[str, object], loc: str
+) -> None:
+    response = await client.get(URL, params=params, headers=headers(admin_key))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["details"][0]["loc"] == loc
+
+
+async def test_a_renter_who_erases_their_data_takes_their_events(
+    client: httpx.AsyncClient, seeded: Seeded, marketplace_key: str, admin_key: str
+) -> None:
+    erased = await client.delete(
+        "/api/v1/principals/me", headers=headers(marketplace_key, seeded.renter)
+    )
+    assert erased.status_code == 204, erased.text
+    assert (await read(client, marketplace_key, seeded.renter))["items"] == []
+    principals = {item["principal"] for item in (await read(client, admin_key))["items"]}
+    assert principals == {None, seeded.other_renter}
+
+
+async def test_purge_deletes_old_events_only(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    retention = timedelta(days=30)
+    async with session_scope(sessionmaker) as session:
+        await session.execute(Event.__table__.delete())
+        for age_days in (45, 31, 31, 29, 0):
+            event = record(session, EventType.decision_made, data={"age": age_days})
+            event.occurred_at = now - timedelta(days=age_days)
+    # Batches of two: the purge goes on until a batch comes back short.
+    assert await feed.purge_older_than(sessionmaker, now, retention, batch=2) == 3
+    async with sessionmaker() as session:
+        ages = (await session.scalars(select(Event.data).order_by(Event.occurred_at))).all()
+    assert ages == [{"age": 29}, {"age": 0}]
+
+
+def test_beat_numbers_and_purges_events(settings: Settings) -> None:
+    celery_app.loader.import_default_modules()
+    schedule = beat_schedule(settings)
+    assert schedule["sequence-events"]["schedule"] == settings.event_sequence_interval_s
+    for entry in ("sequence-events", "purge-events"):
+        assert schedule[entry]["task"] in celery_app.tasks
