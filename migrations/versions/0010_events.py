@@ -1,7 +1,7 @@
 """events: the outbox every state change writes to, and the feed's sequence counter
 
 Revision ID: 0010_events
-Revises: 0008_symbol_rules
+Revises: 0009_api_key_rate_limit
 Create Date: 2026-11-27
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import app.core.db
 
 revision: str = "0010_events"
-down_revision: str | None = "0008_symbol_rules"
+down_revision: str | None = "0009_api_key_rate_limit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
