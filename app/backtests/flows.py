@@ -27,10 +27,12 @@ from app.backtests.votes import ASK_WARNING, AskedVotes, RecordedVotes
 from app.bots.strategy import Strategy
 from app.core.db import session_scope, utcnow
 from app.core.settings import Settings
+from app.events.service import record
+from app.events.types import EventType
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.llm.registry import VoterPool
-from app.models import Backtest, BotVersion
+from app.models import Backtest, BotVersion, User
 from app.trading.candles import Candle
 from app.trading.decide import panel_of
 from app.trading.market_data import interval_ms
@@ -104,14 +106,7 @@ class BacktestFlows:
             await self._save(backtest_id, fence, lease_until=self._clock())
             raise
         except (ValueError, LookupError) as exc:
-            await self._save(
-                backtest_id,
-                fence,
-                status="failed",
-                error=str(exc)[:500],
-                finished_at=self._clock(),
-                lease_until=None,
-            )
+            await self._finish(backtest, fence, status="failed", error=str(exc)[:500])
             return
         await self._replay(backtest, fence, run, budget_s, progress)
 
@@ -205,16 +200,23 @@ class BacktestFlows:
                     return
         outcome = replay.result(run.spec, run.candles, state)
         outcome["warnings"] = _warnings(backtest.llm, outcome)
-        await self._save(
-            backtest.id,
+        await self._finish(
+            backtest,
             fence,
             status="succeeded",
             result=outcome,
             candles_done=total,
             candles_total=total,
-            finished_at=self._clock(),
-            lease_until=None,
         )
+
+    async def _finish(self, backtest: Backtest, fence: int, **values: Any) -> None:
+        """End the run with `values` (its status, result or error), told in the same
+        transaction unless the run was cancelled or taken over meanwhile."""
+        async with session_scope(self._sessionmaker) as session:
+            if await repository.save(
+                session, backtest.id, fence, finished_at=self._clock(), lease_until=None, **values
+            ):
+                await backtest_finished(session, backtest, values)
 
     async def _hand_over(self, backtest_id: str, fence: int) -> None:
         # The lease ends now, so the next task takes the run at once.
@@ -237,6 +239,35 @@ class BacktestFlows:
         if due:
             log.info("backtests resumed", extra={"backtests": len(due)})
         return due
+
+
+async def backtest_finished(
+    session: AsyncSession, backtest: Backtest, values: dict[str, Any]
+) -> None:
+    """For the bot's developer (bot_id), and for the renter who ran it, if one did."""
+    owner = await session.get(User, backtest.owner_user_id) if backtest.owner_user_id else None
+    metrics = values.get("result", {}).get("metrics", {})
+    record(
+        session,
+        EventType.backtest_finished,
+        user_id=owner.id if owner else None,
+        principal=owner.principal if owner else None,
+        bot_id=backtest.bot_id,
+        data={
+            "backtest_id": backtest.id,
+            "bot_id": backtest.bot_id,
+            "bot_version": backtest.bot_version,
+            "symbol": backtest.symbol,
+            "timeframe": backtest.timeframe,
+            "start_at": backtest.start_at,
+            "end_at": backtest.end_at,
+            "llm": backtest.llm,
+            "status": values["status"],
+            "error": values.get("error"),
+            "total_return": metrics.get("total_return"),
+            "trades": metrics.get("trades"),
+        },
+    )
 
 
 def _warnings(llm: str, outcome: dict[str, Any]) -> list[str]:

@@ -289,10 +289,11 @@ class _Replay:
         if price is None or rules.is_dust(state.quantity, price):
             state.peak_price = max(peak, candle.high)
             return
-        reason = risk.exit_reason(self.limits, state.average_cost, peak, price)
-        assert reason is not None
+        exit = risk.exit_reason(self.limits, state.average_cost, peak, price)
+        assert exit is not None
         # Not dust at this price, so the whole holding sells within the filters.
-        self._fill(index, Side.SELL, rules.size_market_sell(state.quantity, price), price, reason)
+        quantity = rules.size_market_sell(state.quantity, price)
+        self._fill(index, Side.SELL, quantity, price, exit.reason)
 
     def _mark(self, candle: Candle) -> None:
         state = self.state

@@ -16,7 +16,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Backtest, Bot, BotVersion, Decision, DecisionClaim, LlmVote
+from app.events.service import record
+from app.events.types import EventType
+from app.models import Backtest, Bot, BotVersion, Decision, DecisionClaim, Event, LlmVote
 
 USD_PLACES = Decimal("0.0001")
 
@@ -123,3 +125,30 @@ async def _backtest_charges(
         ),
         Decimal(0),
     )
+
+
+async def record_exhausted(session: AsyncSession, bot_id: str, decision: Decision) -> None:
+    """Tell once per bot and budget day that its decisions fall back to indicators; the
+    caller holds `lock`, so two of the bot's decisions cannot both find it untold."""
+    day = decision.candle_open_at.date().isoformat()
+    told = await session.scalar(
+        select(Event.id)
+        .where(
+            Event.bot_id == bot_id,
+            Event.type == EventType.budget_exhausted.value,
+            Event.data["day"].as_string() == day,
+        )
+        .limit(1)
+    )
+    if told is None:
+        record(
+            session,
+            EventType.budget_exhausted,
+            bot_id=bot_id,
+            data={
+                "bot_id": bot_id,
+                "day": day,
+                "decision_id": decision.id,
+                "reason": decision.fallback_reason,
+            },
+        )

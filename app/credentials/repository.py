@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import ExchangeCredential, Subscription
@@ -53,9 +53,15 @@ async def not_under_key(
 
 async def pause_subscriptions_using(
     session: AsyncSession, credential_ids: Sequence[str], reason: str
-) -> None:
-    await session.execute(
-        update(Subscription)
-        .where(Subscription.credential_id.in_(credential_ids), Subscription.status == "active")
-        .values(status="paused", status_reason=reason)
-    )
+) -> Sequence[Subscription]:
+    """The active subscriptions trading with these credentials, now paused with `reason`."""
+    subs = (
+        await session.scalars(
+            select(Subscription)
+            .where(Subscription.credential_id.in_(credential_ids), Subscription.status == "active")
+            .with_for_update()
+        )
+    ).all()
+    for sub in subs:
+        sub.status, sub.status_reason = "paused", reason
+    return subs

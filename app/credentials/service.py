@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.crypto import Keyring
 from app.core.errors import NotFound
 from app.credentials import repository
-from app.models import ExchangeCredential
+from app.events.types import EventType
+from app.models import ExchangeCredential, Subscription
+from app.subscriptions.events import status_changed
 
 if TYPE_CHECKING:  # only workers hold clients: the API process never loads python-binance
     from app.integrations.binance.clients import BinanceClients
@@ -58,13 +60,28 @@ async def delete(session: AsyncSession, user_id: str, exchange: str, testnet: bo
     ]
     if not rows:
         raise NotFound("credentials")
-    await repository.pause_subscriptions_using(
+    for sub in await repository.pause_subscriptions_using(
         session, [row.id for row in rows], "exchange credentials were deleted"
-    )
+    ):
+        await status_changed(session, sub)
     for row in rows:
         await session.delete(row)
     await session.flush()
     return len(rows)
+
+
+async def credentials_invalid(session: AsyncSession, sub_id: str, message: str) -> None:
+    """The exchange refused the key subscription `sub_id` trades with (`message`): every
+    active subscription using it pauses until the renter stores a good one, each told."""
+    sub = await session.get(Subscription, sub_id)
+    if sub is None or sub.credential_id is None:
+        return
+    credential_id = sub.credential_id
+    reason = f"the exchange refused the stored credentials: {message}"
+    for paused in await repository.pause_subscriptions_using(session, [credential_id], reason):
+        await status_changed(
+            session, paused, EventType.credentials_invalid, credential_id=credential_id
+        )
 
 
 async def decrypt_for_execution(

@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bots.strategy import Strategy
 from app.core.db import session_scope
+from app.events.types import EventType
 from app.integrations.binance.errors import TemporaryError
 from app.models import BotVersion, Subscription
 from app.subscriptions import repository
+from app.subscriptions.events import status_changed
 from app.trading.execution import FINAL_STATUSES, Executor, OrderIntent
 from app.trading.fills import Side
 
@@ -38,6 +40,7 @@ class SubscriptionFlows:
             due = await repository.due_to_expire(session, now)
             for sub in due:
                 sub.status, sub.status_reason = "expiring", "ends_at passed"
+                await status_changed(session, sub)
         for sub in due:
             if await self.finish_expiry(sub.id):
                 finished.append(sub.id)
@@ -64,7 +67,9 @@ class SubscriptionFlows:
             position = await repository.position_of(session, sub.id)
         if close and position is not None and position.quantity > 0:
             sale = await self._executor.execute(
-                OrderIntent(sub.id, Side.SELL, "expiry", None, "subscription expired")
+                OrderIntent(
+                    sub.id, Side.SELL, "expiry", None, "subscription expired", exit="expiry"
+                )
             )
             if sale.status not in FINAL_STATUSES:
                 return False
@@ -73,11 +78,14 @@ class SubscriptionFlows:
             assert row is not None
             if row.status == "expiring":
                 row.status = "expired"
+                await status_changed(session, row)
         return True
 
-    async def pause(self, sub_id: str, reason: str) -> None:
-        """Stop an active subscription's trading, saying why (a drawdown breach)."""
+    async def pause(self, sub_id: str, limit: str, reason: str) -> None:
+        """Stop an active subscription's trading because a risk `limit` was breached (a
+        drawdown), saying why."""
         async with session_scope(self._sessionmaker) as session:
             sub = await session.get(Subscription, sub_id)
             if sub is not None and sub.status == "active":
                 sub.status, sub.status_reason = "paused", reason
+                await status_changed(session, sub, EventType.risk_paused, limit=limit)

@@ -14,8 +14,10 @@ from app.core.errors import CredentialsRequired, InvalidStateTransition, NotFoun
 from app.core.reads import RowReader
 from app.core.settings import Settings
 from app.credentials import repository as credentials
+from app.events.types import EventType
 from app.models import Subscription
 from app.subscriptions import repository
+from app.subscriptions.events import status_changed
 from app.subscriptions.schemas import Mode, Status, SubscriptionCreate, SubscriptionUpdate
 from app.users.renter import Renter
 
@@ -70,6 +72,7 @@ async def create(
     )
     session.add(sub)
     await session.flush()
+    await status_changed(session, sub, EventType.subscription_created)
     return sub
 
 
@@ -105,6 +108,7 @@ async def update(
             sub.credential_id = await _credential_for(session, renter.id, Mode(sub.mode))
         sub.status = body.status.value
         sub.status_reason = None
+        await status_changed(session, sub)
     elif current in (Status.cancelled, Status.expiring, Status.expired) and (
         body.risk or body.ends_at
     ):

@@ -28,7 +28,7 @@ from app.integrations.binance.errors import ExchangeError, TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.models import AuditLog, Position, Subscription, Trade
 from app.subscriptions.rules import reference_capital
-from app.trading import metrics, repository
+from app.trading import events, metrics, repository
 from app.trading.fills import Fill, Side, apply_fill, buy_quantity
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class OrderIntent:
     reason: str
     # A decision's orders only: never sent at or after this instant.
     send_before: datetime | None = None
+    # A protective exit's kind (stop_loss, take_profit, trailing_stop, expiry), told with
+    # its attempt's row.
+    exit: str | None = None
 
 
 class AttemptInFlight(TemporaryError):
@@ -208,13 +211,30 @@ class Attempts:
         fill: Fill,
         rules: SymbolRules,
     ) -> Trade:
+        held_before = position.quantity
         await repository.fenced_update(
             session, trade.id, fence, **filled(position, trade, fill, rules)
         )
         row = await session.get(Trade, trade.id, populate_existing=True)
         assert row is not None
-        audit(session, row, "order.filled")
+        await settled(session, row, position, held_before, rules)
         return row
+
+
+async def settled(
+    session: AsyncSession,
+    row: Trade,
+    position: Position | None = None,
+    held_before: Decimal | None = None,
+    rules: SymbolRules | None = None,
+    sub: Subscription | None = None,
+) -> None:
+    """Audit and tell an attempt's outcome in its transaction (see events.attempt_resolved);
+    `sub`: the attempt's subscription, when the caller has it."""
+    audit(session, row, f"order.{row.status}")
+    sub = sub or await session.get(Subscription, row.subscription_id)
+    assert sub is not None
+    await events.attempt_resolved(session, sub, row, position, held_before, rules)
 
 
 def resolved(row: Trade) -> Trade:

@@ -41,7 +41,7 @@ from app.integrations.llm.base import ModelPrice, Vote, VotePrompt, Voter, VoteR
 from app.integrations.llm.prompt import PROMPT_VERSION, render
 from app.integrations.llm.registry import VoterPool
 from app.models import BotVersion, Decision, LlmVote
-from app.trading import metrics, repository
+from app.trading import events, metrics, repository
 from app.trading.candles import Candle
 from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
 from app.trading.indicators import MIN_CANDLES, indicator_score
@@ -233,7 +233,7 @@ class DecisionMaker:
             )
             indicators = indicator_score(candles, strategy.indicators)
             panel = panel_of(strategy, self._voters, self._prices)
-            reason = None
+            reason, over_budget = None, False
             if not panel:
                 reason = "no LLM voter configured for this bot: indicators only"
             else:
@@ -245,6 +245,7 @@ class DecisionMaker:
                     reason = await self._reserve(
                         version.bot_id, key, claim, strategy.llm_daily_budget_usd, most
                     )
+                    over_budget = reason is not None
         except Exception:
             # Nothing was asked yet: the next attempt may start now rather than after the lease.
             await self._release(claim)
@@ -268,7 +269,7 @@ class DecisionMaker:
             },
             fallback_reason="; ".join(r for r in (reason, outcome.reason) if r) or None,
         )
-        return await self._store(decision, results, version.bot_id, claim)
+        return await self._store(decision, results, version.bot_id, claim, over_budget)
 
     async def _reserve(
         self, bot_id: str, key: DecisionKey, claim: Claim, daily_usd: Decimal, most: Decimal
@@ -305,6 +306,7 @@ class DecisionMaker:
         results: list[tuple[Decimal, VoteResult]],
         bot_id: str,
         claim: Claim,
+        over_budget: bool,
     ) -> Decision:
         """Store the decision with its votes and delete the claim, in one transaction; the
         decision stored first when another process stored one without claiming it."""
@@ -316,7 +318,11 @@ class DecisionMaker:
                     raise _ClaimLost
                 session.add(decision)
                 await session.flush()
-                session.add_all(_vote_rows(decision.id, results))
+                votes = _vote_rows(decision.id, results)
+                session.add_all(votes)
+                events.decision_made(session, bot_id, decision, votes)
+                if over_budget:
+                    await budget.record_exhausted(session, bot_id, decision)
         except IntegrityError:
             return await self._stored_elsewhere(decision, claim)
         _log_and_count(decision, results)

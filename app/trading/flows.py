@@ -327,7 +327,7 @@ class TradingFlows:
             assert verdict.reason is not None and verdict.limit is not None
             metrics.RISK_REFUSALS.labels(verdict.limit).inc()
             if verdict.pause_subscription:
-                await self._subscription_flows.pause(sub.id, verdict.reason)
+                await self._subscription_flows.pause(sub.id, verdict.limit, verdict.reason)
             return await self._executor.refuse(sub, intent, f"risk: {verdict.reason}")
         return await self._executor.execute(intent, price, sub)
 
@@ -353,12 +353,14 @@ class TradingFlows:
             assert version is not None
             limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
             position.peak_price = max(position.peak_price or price, price)
-            reason = risk.exit_reason(limits, position.average_cost, position.peak_price, price)
+            exit = risk.exit_reason(limits, position.average_cost, position.peak_price, price)
             entries = await repository.filled_buys(session, sub.id)
-        if reason is None:
+        if exit is None:
             return None
         # One protective exit per entry cycle: the key changes only after a new buy fills.
-        intent = OrderIntent(sub.id, Side.SELL, f"exit-{entries}", None, reason)
+        intent = OrderIntent(
+            sub.id, Side.SELL, f"exit-{entries}", None, exit.reason, exit=exit.kind
+        )
         return await self._executor.execute(intent, price)
 
     async def reconcile(self, now: datetime) -> Reconciled:

@@ -23,12 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from app.core.crypto import Keyring
 from app.core.db import session_scope
 from app.core.errors import NotFound
-from app.credentials.service import decrypt_for_execution
+from app.credentials.service import credentials_invalid, decrypt_for_execution
 from app.integrations.binance.client import BinanceClient
-from app.integrations.binance.errors import ExchangeError, TemporaryError
+from app.integrations.binance.errors import AuthError, ExchangeError, TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.models import Subscription, Trade
-from app.trading import metrics, repository
+from app.trading import events, metrics, repository
 from app.trading.attempts import (
     FINAL_STATUSES,
     AttemptInFlight,
@@ -39,6 +39,7 @@ from app.trading.attempts import (
     audit,
     ids,
     resolved,
+    settled,
     with_reason,
 )
 from app.trading.fills import Fill, Side
@@ -90,6 +91,8 @@ class FencedOrders:
             async with session_scope(self._attempts.sessionmaker) as session:
                 session.add(trade)
                 audit(session, trade, "order.attempt")
+                if intent.exit:
+                    await events.exit_triggered(session, sub, trade, intent.exit)
         except IntegrityError as exc:
             # Its unique client order id is taken: the attempt exists (on MySQL, a racing
             # one's insert is waited for until it commits).
@@ -134,6 +137,10 @@ class FencedOrders:
         except TemporaryError as exc:
             await self._unresolved(trade, fence, str(exc))
             raise
+        except AuthError as exc:
+            # The key is bad for every order: its subscriptions stop until the renter
+            # stores a good one, rather than fail at each decision.
+            return await self._finish(trade, fence, "rejected", str(exc), bad_credentials=True)
         except ExchangeError as exc:
             return await self._finish(trade, fence, "rejected", str(exc))
 
@@ -203,7 +210,10 @@ class FencedOrders:
             row = await attempts.record_fill(session, trade, fence, position, fill, rules)
         return resolved(row)
 
-    async def _finish(self, trade: Trade, fence: int, status: str, reason: str) -> Trade:
+    async def _finish(
+        self, trade: Trade, fence: int, status: str, reason: str, bad_credentials: bool = False
+    ) -> Trade:
+        """`bad_credentials`: the exchange refused the subscription's key (`reason`)."""
         async with session_scope(self._attempts.sessionmaker) as session:
             owned = await repository.fenced_update(
                 session,
@@ -215,7 +225,9 @@ class FencedOrders:
             row = await session.get(Trade, trade.id, populate_existing=True)
             assert row is not None
             if owned:
-                audit(session, row, f"order.{status}")
+                await settled(session, row)
+                if bad_credentials:
+                    await credentials_invalid(session, row.subscription_id, reason)
         if not owned:
             log.warning("order attempt taken over by another worker", extra=ids(row))
             return row

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import session_scope
 from app.integrations.binance.filters import SymbolRules
 from app.models import Position, Subscription, Trade
-from app.trading import repository
+from app.trading import events, repository
 from app.trading.attempts import (
     Attempts,
     OrderIntent,
@@ -26,6 +26,7 @@ from app.trading.attempts import (
     audit,
     filled,
     resolved,
+    settled,
     stale,
     with_reason,
 )
@@ -61,12 +62,18 @@ class PaperFills:
                 positions = await self._positions(session, [sub for sub, _ in orders])
                 sellers = [t.subscription_id for t in trades if t.side == Side.SELL]
                 reserved = await repository.reserved_by_sells(session, sellers)
+                # Referenced until the commit: the session keeps only what is, and each
+                # order's events find their renter there instead of by a query each.
+                _renters = await repository.users_of(session, {sub.user_id for sub, _ in orders})
                 now = self._attempts.clock()
-                for trade in trades:
+                for (sub, intent), trade in zip(orders, trades, strict=True):
                     reserve = reserved.get(trade.subscription_id, Decimal(0))
                     position = positions[trade.subscription_id]
+                    held_before = position.quantity
                     self._settle(trade, position, reserve, rules, price, now)
-                    audit(session, trade, f"order.{trade.status}")
+                    if intent.exit:
+                        await events.exit_triggered(session, sub, trade, intent.exit)
+                    await settled(session, trade, position, held_before, rules, sub)
                 # Inserted resolved: a unique client order id already there stops them all.
                 session.add_all(trades)
         except IntegrityError:

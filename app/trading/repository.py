@@ -19,6 +19,7 @@ from app.models import (
     Position,
     Subscription,
     Trade,
+    User,
 )
 
 
@@ -40,6 +41,10 @@ async def positions_of(
         query = query.order_by(Position.subscription_id).with_for_update()
     rows = await session.scalars(query)
     return {position.subscription_id: position for position in rows.all()}
+
+
+async def users_of(session: AsyncSession, ids: Iterable[str]) -> Sequence[User]:
+    return (await session.scalars(select(User).where(User.id.in_(set(ids))))).all()
 
 
 async def bot_versions(session: AsyncSession, ids: Iterable[str]) -> dict[str, BotVersion]:

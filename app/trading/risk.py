@@ -174,17 +174,25 @@ def exit_levels(limits: RiskDefaults, average_cost: Decimal, peak: Decimal) -> E
     )
 
 
+@dataclass(frozen=True)
+class Exit:
+    kind: str  # stop_loss | take_profit | trailing_stop
+    reason: str
+
+
 def exit_reason(
     limits: RiskDefaults, average_cost: Decimal, peak: Decimal, price: Decimal
-) -> str | None:
+) -> Exit | None:
     """Why a position is sold at `price`, or None; a stop-loss is named before a take-profit."""
     levels = exit_levels(limits, average_cost, peak)
     if levels.stop_loss is not None and price <= levels.stop_loss:
-        return f"stop-loss {limits.stop_loss_pct}% at {price}"
+        return Exit("stop_loss", f"stop-loss {limits.stop_loss_pct}% at {price}")
     if levels.take_profit is not None and price >= levels.take_profit:
-        return f"take-profit {limits.take_profit_pct}% at {price}"
+        return Exit("take_profit", f"take-profit {limits.take_profit_pct}% at {price}")
     if levels.trailing_stop is not None and price <= levels.trailing_stop:
-        return f"trailing stop {limits.trailing_stop_pct}% below {peak} at {price}"
+        return Exit(
+            "trailing_stop", f"trailing stop {limits.trailing_stop_pct}% below {peak} at {price}"
+        )
     return None
 
 

@@ -181,7 +181,7 @@ async def create_subscription(callers: Callers) -> Storm:
         body,
         {**body, "quote_amount": "26"},
         201,
-        {"users": 1, "subscriptions": 1, "audit_logs[subscription.create]": 1},
+        {"users": 1, "subscriptions": 1, "events": 1, "audit_logs[subscription.create]": 1},
     )
 
 
@@ -195,7 +195,7 @@ async def update_subscription(callers: Callers) -> Storm:
         {"status": "paused"},
         {"status": "cancelled"},
         200,
-        {"audit_logs[subscription.update]": 1},
+        {"events": 1, "audit_logs[subscription.update]": 1},
     )
 
 
@@ -210,7 +210,8 @@ async def erase_principal(callers: Callers) -> Storm:
         {},
         {"confirm": True},
         204,
-        {"exchange_credentials": -1, "audit_logs[principal.erase]": 1},
+        # The renter's events go with it: here, its subscription.created.
+        {"exchange_credentials": -1, "events": -1, "audit_logs[principal.erase]": 1},
     )
 
 
