@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated
 
 from cryptography.fernet import Fernet
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,9 @@ class Settings(BaseSettings):
     # waiting copies give up after IDEMPOTENCY_WAIT_S and the outcall itself after ~30 s.
     idempotency_lease_s: float = Field(default=60.0, gt=30)
     max_quote_amount: Decimal = Decimal("1000000")
+    # Production refuses to serve a marketplace key whose assertion mode is off (whoever holds
+    # it acts for any principal) unless this is set, knowingly.
+    allow_unsigned_principals: bool = False
 
     # LLM providers, named the way their SDKs name them. A provider without a key is not
     # configured and never called.
@@ -258,7 +268,9 @@ class Settings(BaseSettings):
                 "production serves it on its own port (METRICS_BIND:METRICS_PORT)"
             )
         if problems:
-            raise SettingsError("ENVIRONMENT=production refuses: " + "; ".join(problems))
+            raise SettingsError(
+                "ENVIRONMENT=production refuses:" + "".join(f"\n  - {p}" for p in problems)
+            )
         return self
 
     def configured_llm_providers(self) -> list[str]:
@@ -301,4 +313,23 @@ def _is_sqlite(url: str) -> bool:
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; unusable ones end the process with one plain message.
+
+    Every entry point loads its settings here (the CLI's commands, Celery's app, uvicorn's
+    factory), so each refuses the same way: pydantic's own report is a traceback that also
+    repeats the input values, secrets among them.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(refusal_message(exc)) from None
+
+
+def refusal_message(exc: ValidationError) -> str:
+    """Every unusable setting, by its variable's name, and why."""
+    lines = []
+    for error in exc.errors():
+        variable = "_".join(str(part) for part in error["loc"]).upper()
+        why = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}: {why}" if variable else why)
+    return "botmarket cannot start, its settings are unusable:\n" + "\n".join(lines)
