@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # retries.
     decision_wait_s: float = Field(default=30.0, gt=0)
 
+    # Lets a client other than loopback use the sandbox exchange's operator paths (fault
+    # injection, accounts, limits), sent in X-Sandbox-Operator-Token; unset: loopback only.
+    sandbox_operator_token: SecretStr | None = None
+
     # Binance: one host override for live and testnet (the sandbox exchange, e.g.
     # http://127.0.0.1:8900); unset means Binance's own hosts.
     binance_api_url: str | None = None
