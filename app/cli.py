@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -114,11 +117,33 @@ def _prepare_metrics_dir() -> None:
         stale.unlink()
 
 
-def serve(host: str, port: int) -> None:
+# TLS 1.2's suites with forward secrecy and authenticated encryption only; TLS 1.3's own
+# suites are all of that and are not chosen by this string.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def serve(host: str, port: int, certfile: str | None = None, keyfile: str | None = None) -> None:
     import uvicorn
 
+    tls: dict[str, Any] = (
+        {
+            "ssl_certfile": certfile,
+            "ssl_keyfile": keyfile,
+            "ssl_ciphers": TLS12_CIPHERS,
+            "ssl_context_factory": tls_context,
+        }
+        if certfile
+        else {}
+    )
     # Logging is the app's own (JSON, one access line per request by our middleware).
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None, **tls)
+
+
+def tls_context(_config: object, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context, at TLS 1.2 at least; OpenSSL picks 1.3 whenever the client has it."""
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _positive_int(text: str) -> int:
@@ -230,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the API")
     serve_cmd.add_argument("--host", default=settings.api_host)
     serve_cmd.add_argument("--port", type=int, default=settings.api_port)
+    serve_cmd.add_argument(
+        "--ssl-certfile", default=settings.ssl_certfile, help="PEM certificate chain: serve HTTPS"
+    )
+    serve_cmd.add_argument("--ssl-keyfile", default=settings.ssl_keyfile, help="its private key")
 
     commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
 
@@ -302,7 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     if extra and args.command not in ("worker", "beat"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
-        serve(args.host, args.port)
+        if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+            parser.error("--ssl-certfile and --ssl-keyfile go together")
+        serve(args.host, args.port, args.ssl_certfile, args.ssl_keyfile)
     elif args.command == "migrate":
         configure_logging(settings.log_level)  # alembic's progress, as JSON lines like the rest
         migrate()

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # HTTPS on the API's own port (`botmarket serve`), TLS 1.2 at least: a PEM certificate
+    # chain and its key. Unset: plain HTTP, for a TLS-terminating proxy in front (compose's).
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     # Address of the metrics listeners (the API's and the worker's): loopback by default; in
     # docker compose 0.0.0.0, where only containers on the metrics network reach it.
     metrics_bind: str = "127.0.0.1"
