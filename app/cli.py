@@ -204,14 +204,13 @@ def backtest(args: argparse.Namespace) -> None:
 
 
 async def _run_backtest(bot_id: str, body):
-    from redis.asyncio import Redis
-
     from app.backtests import service
     from app.backtests.flows import BacktestFlows
     from app.backtests.repository import Owner
     from app.bots import repository as bots
     from app.core.db import create_engine, create_sessionmaker, session_scope, utcnow
     from app.core.errors import AppError
+    from app.core.redis_clients import open_redis
     from app.integrations.binance.clients import BinanceClients
     from app.integrations.llm.registry import VoterPool
     from app.models import Backtest
@@ -219,7 +218,7 @@ async def _run_backtest(bot_id: str, body):
     settings = get_settings()
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = open_redis(settings)
     clients = BinanceClients.from_settings(settings, redis)
     voters = VoterPool(settings)
 

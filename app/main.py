@@ -29,6 +29,7 @@ from app.core.middleware import (
     HeaderLimitMiddleware,
     RequestContextMiddleware,
 )
+from app.core.redis_clients import broker_tls
 from app.core.settings import Environment, Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.erasure.router import router as erasure_router
@@ -56,13 +57,13 @@ body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
 
 
-def _connect_to_broker(url: str) -> None:
+def _connect_to_broker(url: str, tls: dict[str, object]) -> None:
     """Connects once and hangs up; raises if the broker cannot be reached. Blocking."""
     # Bounded on its own too, so that a silent broker does not keep the thread forever; only
     # Redis takes a socket timeout (the SQLAlchemy transport hands options to create_engine).
     options = {"socket_timeout": BROKER_CHECK_TIMEOUT_S} if url.startswith("redis") else {}
     with Connection(
-        url, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
+        url, ssl=tls or False, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
     ) as connection:
         connection.ensure_connection(max_retries=0)
 
@@ -192,7 +193,7 @@ def _add_health_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/health/ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        failed = await _unreachable(request.app.state.runtime, settings.broker_url)
+        failed = await _unreachable(request.app.state.runtime, settings)
         if failed:
             return JSONResponse(
                 {
@@ -216,7 +217,7 @@ def _add_health_routes(app: FastAPI, settings: Settings) -> None:
             )
 
 
-async def _unreachable(runtime: Runtime, broker_url: str) -> list[str]:
+async def _unreachable(runtime: Runtime, settings: Settings) -> list[str]:
     """The names of the services a readiness probe cannot reach: database, redis, broker."""
     failed: list[str] = []
     try:
@@ -232,7 +233,8 @@ async def _unreachable(runtime: Runtime, broker_url: str) -> list[str]:
     try:
         # kombu connects synchronously: in a thread, and given up on after the timeout.
         await asyncio.wait_for(
-            asyncio.to_thread(_connect_to_broker, broker_url), BROKER_CHECK_TIMEOUT_S
+            asyncio.to_thread(_connect_to_broker, settings.broker_url, broker_tls(settings)),
+            BROKER_CHECK_TIMEOUT_S,
         )
     except Exception:
         failed.append("broker")

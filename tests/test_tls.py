@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.helpers import running
 from tests.sandbox_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,21 +68,16 @@ def https_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     command = [sys.executable, "-m", "app.cli", "serve", "--host", LOOPBACK, "--port", str(port)]
     command += ["--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file)]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(command, cwd=directory, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection((LOOPBACK, port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "the API exited"
-                assert time.monotonic() < deadline, "the API did not start"
-                time.sleep(0.1)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection((LOOPBACK, port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    with running(command, listening, "the API", cwd=directory, env=env):
         yield port, cert_file
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def client_context(cert_file: Path, newest: ssl.TLSVersion | None = None) -> ssl.SSLContext:

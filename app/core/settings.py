@@ -48,7 +48,11 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.development
     database_url: str = "sqlite+aiosqlite:///./var/botmarket.db"
+    # A password goes in the URL (redis://:password@host:6379/0); rediss:// is Redis over TLS.
     redis_url: str | None = None
+    # A CA file (PEM) that signs the Redis server's certificate, for rediss:// URLs (of
+    # REDIS_URL and CELERY_BROKER_URL) whose server is not signed by a system-trusted root.
+    redis_ssl_ca_certs: str | None = None
     # Comma-separated keyring, newest first: `<key_id>:<fernet key>` (or a bare key, whose id is
     # derived from it). The first key encrypts; all of them decrypt.
     fernet_keys: Annotated[SecretStr, NoDecode] = SecretStr("")

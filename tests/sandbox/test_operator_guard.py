@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from app.sandbox.server import OPERATOR_TOKEN_HEADER, create_sandbox_app
+from tests.helpers import running
 from tests.sandbox_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,25 +90,17 @@ def _this_hosts_address() -> str:
 @pytest.fixture
 def sandbox_on_every_interface(tmp_path: Path) -> Iterator[int]:
     port = free_port()
-    process = subprocess.Popen(
-        _sandbox_command("0.0.0.0", port),
-        cwd=tmp_path,
-        env=_environment(SANDBOX_OPERATOR_TOKEN=TOKEN),
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v3/ping", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "the sandbox exited"
-                assert time.monotonic() < deadline, "the sandbox did not start"
-                time.sleep(0.1)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/api/v3/ping", timeout=1).is_success
+        except httpx.TransportError:
+            return False
+
+    command = _sandbox_command("0.0.0.0", port)
+    env = _environment(SANDBOX_OPERATOR_TOKEN=TOKEN)
+    with running(command, ready, "the sandbox", cwd=tmp_path, env=env):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_botmarket_sandbox_keeps_its_operator_paths_from_other_hosts(
