@@ -5,10 +5,11 @@ the API's rate limits, its evictions' pub/sub and its readiness probe, and Celer
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,8 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from celery import Celery
-from celery.contrib.testing.worker import start_worker
 from cryptography.fernet import Fernet
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -34,6 +33,7 @@ from tests.helpers import running
 from tests.sandbox_server import free_port
 from tests.test_tls import self_signed_certificate
 
+ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="no redis-server on this host")
@@ -169,32 +169,48 @@ async def test_a_wrong_password_makes_the_api_not_ready(
     assert failed == {"redis", "broker"}
 
 
+# A worker of its own process: in this one, the project's worker signal receivers (metrics
+# listener, redelivery check) would act on it too.
+ECHO_WORKER = """
+import sys
+from pathlib import Path
+from celery import Celery
+from app.core.redis_clients import tls_options
+
+url, ca_file, name, out = sys.argv[1:]
+app = Celery("round-trip", broker=url)
+app.conf.broker_use_ssl = tls_options(url, ca_file or None) or None
+
+@app.task(name=name)
+def echo(**kwargs):
+    Path(out).write_text(repr(sorted(kwargs.items())))
+
+app.worker_main(["worker", "--pool=solo", "--loglevel=WARNING", "--without-mingle",
+                 "--without-gossip", "--without-heartbeat"])
+"""
+
+
 async def test_a_job_goes_from_the_api_through_the_broker_to_a_worker(
-    redis_server: RedisServer, database_url: str
+    redis_server: RedisServer, database_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(redis_server, database_url)
-    received: list[dict[str, str]] = []
-    arrived = threading.Event()
-    worker_app = Celery("round-trip", broker=settings.broker_url)
-    worker_app.conf.broker_use_ssl = broker_tls(settings) or None
-
-    name = f"round_trip.echo.{redis_server.scheme}"
-
-    @worker_app.task(name=name)
-    def echo(**kwargs: str) -> None:
-        received.append(kwargs)
-        arrived.set()
-
+    name, out = f"round_trip.echo.{redis_server.scheme}", tmp_path / "echoed"
+    command = [sys.executable, "-c", ECHO_WORKER, settings.broker_url]
+    command += [redis_server.ca_file or "", name, str(out)]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
     jobs = JobQueue(settings.broker_url, broker_tls(settings))
     engine = create_engine(settings.database_url, pool=False)
-    with start_worker(worker_app, perform_ping_check=False):
+    with running(command, lambda: True, "the worker", cwd=tmp_path, env=env):
         async with session_scope(create_sessionmaker(engine)) as session:
             jobs.send_after_commit(session, name, greeting="hello")
         await jobs.drain()
-        assert await asyncio.to_thread(arrived.wait, 20)
+        deadline = time.monotonic() + 30
+        while not out.exists():
+            assert time.monotonic() < deadline, "the job did not reach the worker"
+            await asyncio.sleep(0.1)
     jobs.close()
     await engine.dispose()
-    assert received == [{"greeting": "hello"}]
+    assert out.read_text() == "[('greeting', 'hello')]"
 
 
 def test_rediss_checks_the_servers_certificate(redis_server: RedisServer) -> None:
