@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -114,11 +117,33 @@ def _prepare_metrics_dir() -> None:
         stale.unlink()
 
 
-def serve(host: str, port: int) -> None:
+# TLS 1.2's suites with forward secrecy and authenticated encryption only; TLS 1.3's own
+# suites are all of that and are not chosen by this string.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def serve(host: str, port: int, certfile: str | None = None, keyfile: str | None = None) -> None:
     import uvicorn
 
+    tls: dict[str, Any] = (
+        {
+            "ssl_certfile": certfile,
+            "ssl_keyfile": keyfile,
+            "ssl_ciphers": TLS12_CIPHERS,
+            "ssl_context_factory": tls_context,
+        }
+        if certfile
+        else {}
+    )
     # Logging is the app's own (JSON, one access line per request by our middleware).
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None, **tls)
+
+
+def tls_context(_config: object, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context, at TLS 1.2 at least; OpenSSL picks 1.3 whenever the client has it."""
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _positive_int(text: str) -> int:
@@ -179,14 +204,13 @@ def backtest(args: argparse.Namespace) -> None:
 
 
 async def _run_backtest(bot_id: str, body):
-    from redis.asyncio import Redis
-
     from app.backtests import service
     from app.backtests.flows import BacktestFlows
     from app.backtests.repository import Owner
     from app.bots import repository as bots
     from app.core.db import create_engine, create_sessionmaker, session_scope, utcnow
     from app.core.errors import AppError
+    from app.core.redis_clients import open_redis
     from app.integrations.binance.clients import BinanceClients
     from app.integrations.llm.registry import VoterPool
     from app.models import Backtest
@@ -194,7 +218,7 @@ async def _run_backtest(bot_id: str, body):
     settings = get_settings()
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = open_redis(settings)
     clients = BinanceClients.from_settings(settings, redis)
     voters = VoterPool(settings)
 
@@ -230,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the API")
     serve_cmd.add_argument("--host", default=settings.api_host)
     serve_cmd.add_argument("--port", type=int, default=settings.api_port)
+    serve_cmd.add_argument(
+        "--ssl-certfile", default=settings.ssl_certfile, help="PEM certificate chain: serve HTTPS"
+    )
+    serve_cmd.add_argument("--ssl-keyfile", default=settings.ssl_keyfile, help="its private key")
 
     commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
 
@@ -302,7 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     if extra and args.command not in ("worker", "beat"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
-        serve(args.host, args.port)
+        if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+            parser.error("--ssl-certfile and --ssl-keyfile go together")
+        serve(args.host, args.port, args.ssl_certfile, args.ssl_keyfile)
     elif args.command == "migrate":
         configure_logging(settings.log_level)  # alembic's progress, as JSON lines like the rest
         migrate()

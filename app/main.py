@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,10 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_s
 from sqlalchemy import text
 from starlette.types import Lifespan
 
+from app.api_keys import repository as api_keys
 from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
 from app.backtests.router import router as backtests_router
 from app.bots.router import router as bots_router
+from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.memory import settled_garbage_collector
@@ -26,7 +29,8 @@ from app.core.middleware import (
     HeaderLimitMiddleware,
     RequestContextMiddleware,
 )
-from app.core.settings import Settings, get_settings
+from app.core.redis_clients import broker_tls
+from app.core.settings import Environment, Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.erasure.router import router as erasure_router
 from app.events.router import router as events_router
@@ -54,13 +58,13 @@ body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
 
 
-def _connect_to_broker(url: str) -> None:
+def _connect_to_broker(url: str, tls: dict[str, object]) -> None:
     """Connects once and hangs up; raises if the broker cannot be reached. Blocking."""
     # Bounded on its own too, so that a silent broker does not keep the thread forever; only
     # Redis takes a socket timeout (the SQLAlchemy transport hands options to create_engine).
     options = {"socket_timeout": BROKER_CHECK_TIMEOUT_S} if url.startswith("redis") else {}
     with Connection(
-        url, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
+        url, ssl=tls or False, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
     ) as connection:
         connection.ensure_connection(max_retries=0)
 
@@ -68,6 +72,7 @@ def _connect_to_broker(url: str) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    refuse_unsigned_marketplace_keys(settings)
     app = FastAPI(
         title="botmarket",
         version="1.0.0",
@@ -89,6 +94,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_health_routes(app, settings)
     _add_middleware(app, settings)
     return app
+
+
+def refuse_unsigned_marketplace_keys(settings: Settings) -> None:
+    """Production serves no marketplace key that takes `X-Principal-ID` on trust, unless told.
+
+    Checked where every way of serving the API begins (`botmarket serve` and uvicorn both
+    call this factory), before the port opens, and refused like the settings are: one plain
+    message. In a thread with a loop of its own, because uvicorn calls the factory on its
+    running loop.
+    """
+    if settings.environment is not Environment.production or settings.allow_unsigned_principals:
+        return
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        unsigned = thread.submit(asyncio.run, _unsigned_marketplace_keys(settings)).result()
+    if unsigned:
+        named = ", ".join(f"{name} ({prefix})" for name, prefix in unsigned)
+        raise SystemExit(
+            "botmarket cannot start: ENVIRONMENT=production refuses marketplace keys whose "
+            f"assertion mode is off, since whoever holds one acts for any principal: {named}. "
+            "Register the canister's assertion key and require it (`PATCH /api/v1/api-keys/"
+            "{id}` with assertion_mode), revoke the key, or set ALLOW_UNSIGNED_PRINCIPALS=true"
+        )
+
+
+async def _unsigned_marketplace_keys(settings: Settings) -> list[tuple[str, str]]:
+    engine = create_engine(settings.database_url, pool=False)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = await api_keys.unsigned_marketplace_keys(session)
+            return [(row.name, row.prefix) for row in rows]
+    finally:
+        await engine.dispose()
 
 
 def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
@@ -158,7 +195,7 @@ def _add_health_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/health/ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        failed = await _unreachable(request.app.state.runtime, settings.broker_url)
+        failed = await _unreachable(request.app.state.runtime, settings)
         if failed:
             return JSONResponse(
                 {
@@ -182,7 +219,7 @@ def _add_health_routes(app: FastAPI, settings: Settings) -> None:
             )
 
 
-async def _unreachable(runtime: Runtime, broker_url: str) -> list[str]:
+async def _unreachable(runtime: Runtime, settings: Settings) -> list[str]:
     """The names of the services a readiness probe cannot reach: database, redis, broker."""
     failed: list[str] = []
     try:
@@ -198,7 +235,8 @@ async def _unreachable(runtime: Runtime, broker_url: str) -> list[str]:
     try:
         # kombu connects synchronously: in a thread, and given up on after the timeout.
         await asyncio.wait_for(
-            asyncio.to_thread(_connect_to_broker, broker_url), BROKER_CHECK_TIMEOUT_S
+            asyncio.to_thread(_connect_to_broker, settings.broker_url, broker_tls(settings)),
+            BROKER_CHECK_TIMEOUT_S,
         )
     except Exception:
         failed.append("broker")

@@ -17,6 +17,7 @@ from app.core.metrics import ApiMetrics
 from app.core.principal_assertions import AssertionVerifier
 from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from app.core.reads import RowReader, create_read_sessionmaker
+from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
 
 
@@ -46,7 +47,7 @@ class Runtime:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
         read_engine = create_engine(settings.database_url, autocommit=True)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = open_redis(settings)
         rate_limiter: RateLimiter = (
             RedisRateLimiter(redis, settings.rate_limit_per_minute)
             if redis is not None
@@ -69,7 +70,7 @@ class Runtime:
             rate_limiter=rate_limiter,
             renter_ids=TtlCache(ttl_s=60.0),
             metrics=ApiMetrics(),
-            jobs=JobQueue(settings.broker_url),
+            jobs=JobQueue(settings.broker_url, broker_tls(settings)),
         )
 
     async def close(self) -> None:

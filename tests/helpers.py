@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,6 +99,24 @@ def api_processes(env: Mapping[str, str], directory: Path, count: int) -> Iterat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str], ready: Callable[[], bool], what: str, **popen: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` started, yielded once `ready()` holds, and terminated afterwards."""
+    process = subprocess.Popen(command, **popen)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert process.poll() is None, f"{what} exited"
+            assert time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def _ready(url: str) -> bool:

@@ -24,7 +24,7 @@ def substituted(value: str) -> str:
 
 
 def test_the_services_of_the_production_shape() -> None:
-    assert set(SERVICES) == {"api", "worker", "beat", "migration", "db", "redis"}
+    assert set(SERVICES) == {"api", "worker", "beat", "migration", "db", "redis", "proxy"}
     # The server line every MariaDB test of this suite runs on.
     assert SERVICES["db"]["image"] == "mariadb:10.11"
     assert SERVICES["redis"]["image"].startswith("redis:7")

@@ -14,6 +14,7 @@ from celery.signals import setup_logging, worker_init
 from kombu import Queue
 
 from app.core.logging import configure_logging
+from app.core.redis_clients import broker_tls
 from app.core.settings import get_settings
 from workers import metrics  # noqa: F401 - its signal receivers: the listener, task timings
 from workers.schedule import beat_schedule
@@ -55,6 +56,7 @@ celery_app.conf.update(
     task_ignore_result=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    broker_use_ssl=broker_tls(settings) or None,
     # Kombu's SQLAlchemy transport hands its options to create_engine: Redis gets them only.
     broker_transport_options=(
         {"visibility_timeout": settings.celery_visibility_timeout_s}

@@ -23,6 +23,7 @@ from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.locks import NamedLocks
 from app.core.memory import settled_garbage_collector
+from app.core.redis_clients import open_redis
 from app.core.settings import Settings, get_settings
 from app.credentials.service import close_stale_clients
 from app.integrations.binance.clients import BinanceClients
@@ -61,7 +62,7 @@ class WorkerRuntime:
         asyncio.set_event_loop(loop)
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = open_redis(settings)
         clients = BinanceClients.from_settings(settings, redis)
         cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
         locks = NamedLocks(redis)

@@ -55,3 +55,17 @@ async def remove_assertion_key(session: AsyncSession, api_key_id: str, key_id: s
             ApiKeyAssertionKey.api_key_id == api_key_id, ApiKeyAssertionKey.id == key_id
         )
     )
+
+
+async def unsigned_marketplace_keys(session: AsyncSession) -> Sequence[ApiKey]:
+    """The live marketplace keys whose assertion mode is off: they act for any principal."""
+    rows = await session.scalars(
+        select(ApiKey)
+        .where(
+            ApiKey.scope == "marketplace",
+            ApiKey.assertion_mode == "off",
+            ApiKey.revoked_at.is_(None),
+        )
+        .order_by(ApiKey.id)
+    )
+    return rows.all()

@@ -22,9 +22,10 @@ _PENDING = "botmarket.jobs"
 
 
 class JobQueue:
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, broker_tls: dict[str, Any] | None = None) -> None:
         self._producer = Celery("botmarket-api", broker=broker_url)
         self._producer.conf.broker_connection_retry_on_startup = True
+        self._producer.conf.broker_use_ssl = broker_tls or None
         # kombu's publish blocks on the network: it runs here, never on the event loop.
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
         self._sending: set[asyncio.Future[None]] = set()

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated
 
 from cryptography.fernet import Fernet
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -41,13 +48,21 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.development
     database_url: str = "sqlite+aiosqlite:///./var/botmarket.db"
+    # A password goes in the URL (redis://:password@host:6379/0); rediss:// is Redis over TLS.
     redis_url: str | None = None
+    # A CA file (PEM) that signs the Redis server's certificate, for rediss:// URLs (of
+    # REDIS_URL and CELERY_BROKER_URL) whose server is not signed by a system-trusted root.
+    redis_ssl_ca_certs: str | None = None
     # Comma-separated keyring, newest first: `<key_id>:<fernet key>` (or a bare key, whose id is
     # derived from it). The first key encrypts; all of them decrypt.
     fernet_keys: Annotated[SecretStr, NoDecode] = SecretStr("")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # HTTPS on the API's own port (`botmarket serve`), TLS 1.2 at least: a PEM certificate
+    # chain and its key. Unset: plain HTTP, for a TLS-terminating proxy in front (compose's).
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     # Address of the metrics listeners (the API's and the worker's): loopback by default; in
     # docker compose 0.0.0.0, where only containers on the metrics network reach it.
     metrics_bind: str = "127.0.0.1"
@@ -77,6 +92,9 @@ class Settings(BaseSettings):
     # waiting copies give up after IDEMPOTENCY_WAIT_S and the outcall itself after ~30 s.
     idempotency_lease_s: float = Field(default=60.0, gt=30)
     max_quote_amount: Decimal = Decimal("1000000")
+    # Production refuses to serve a marketplace key whose assertion mode is off (whoever holds
+    # it acts for any principal) unless this is set, knowingly.
+    allow_unsigned_principals: bool = False
 
     # LLM providers, named the way their SDKs name them. A provider without a key is not
     # configured and never called.
@@ -111,6 +129,10 @@ class Settings(BaseSettings):
     # How long a process waits for another's round of the same decision before the task
     # retries.
     decision_wait_s: float = Field(default=30.0, gt=0)
+
+    # Lets a client other than loopback use the sandbox exchange's operator paths (fault
+    # injection, accounts, limits), sent in X-Sandbox-Operator-Token; unset: loopback only.
+    sandbox_operator_token: SecretStr | None = None
 
     # Binance: one host override for live and testnet (the sandbox exchange, e.g.
     # http://127.0.0.1:8900); unset means Binance's own hosts.
@@ -262,7 +284,9 @@ class Settings(BaseSettings):
                 "production serves it on its own port (METRICS_BIND:METRICS_PORT)"
             )
         if problems:
-            raise SettingsError("ENVIRONMENT=production refuses: " + "; ".join(problems))
+            raise SettingsError(
+                "ENVIRONMENT=production refuses:" + "".join(f"\n  - {p}" for p in problems)
+            )
         return self
 
     def configured_llm_providers(self) -> list[str]:
@@ -305,4 +329,23 @@ def _is_sqlite(url: str) -> bool:
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; unusable ones end the process with one plain message.
+
+    Every entry point loads its settings here (the CLI's commands, Celery's app, uvicorn's
+    factory), so each refuses the same way: pydantic's own report is a traceback that also
+    repeats the input values, secrets among them.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(refusal_message(exc)) from None
+
+
+def refusal_message(exc: ValidationError) -> str:
+    """Every unusable setting, by its variable's name, and why."""
+    lines = []
+    for error in exc.errors():
+        variable = "_".join(str(part) for part in error["loc"]).upper()
+        why = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}: {why}" if variable else why)
+    return "botmarket cannot start, its settings are unusable:\n" + "\n".join(lines)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from app.core.logging import configure_logging
-from app.core.settings import get_settings
+from app.core.settings import Environment, get_settings
 from app.sandbox.server import create_sandbox_app, parse_accounts
 
 
@@ -16,10 +16,20 @@ def run_sandbox(
 ) -> None:
     import uvicorn
 
-    configure_logging(get_settings().log_level)
+    settings = get_settings()
+    if settings.environment is Environment.production:
+        # Its money is made up, and its operator paths credit any balance.
+        raise SystemExit(
+            "botmarket sandbox refuses to start under ENVIRONMENT=production: it is a fake "
+            "exchange for development and tests"
+        )
+    configure_logging(settings.log_level)
     accounts = parse_accounts(json.loads(Path(accounts_file).read_text())) if accounts_file else []
+    token = settings.sandbox_operator_token
     uvicorn.run(
-        create_sandbox_app(accounts, seed=seed),
+        create_sandbox_app(
+            accounts, seed=seed, operator_token=token.get_secret_value() if token else None
+        ),
         host=host,
         port=port,
         log_config=None,  # uvicorn's lines go through the service's JSON logging
@@ -29,7 +39,10 @@ def run_sandbox(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--host", default="127.0.0.1", help="loopback by default: admin paths are open"
+        "--host",
+        default="127.0.0.1",
+        help="loopback by default; the operator paths answer loopback clients, and others "
+        "only with SANDBOX_OPERATOR_TOKEN",
     )
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument(

@@ -5,7 +5,8 @@ as Binance checks them: HMAC-SHA256 over the raw query string followed by the ra
 signature parameter left out), the X-MBX-APIKEY header, and timestamp/recvWindow. Every answer
 carries X-MBX-USED-WEIGHT-1M, counted per client IP per wall-clock minute; past the limit a 429
 with Retry-After, and a 418 ban for repeat offenders.
-The /sandbox/* paths are the operator's: accounts, limits, fault injection, inspection.
+The /sandbox/* paths are the operator's: accounts, limits, fault injection, inspection. They
+answer loopback clients, and others only with the operator token in X-Sandbox-Operator-Token.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -469,11 +471,45 @@ def parse_accounts(entries: list[dict[str, Any]]) -> list[tuple[str, str, dict[s
     ]
 
 
+OPERATOR_TOKEN_HEADER = "X-Sandbox-Operator-Token"  # noqa: S105 - a header's name
+OperatorHandler = Callable[[Request], Awaitable[Response]]
+
+
+def operator_only(handler: OperatorHandler, token: str | None) -> OperatorHandler:
+    """`handler` for loopback clients, and for others that send the operator token.
+
+    Whoever reaches an operator path credits any account with any balance, throttles or
+    breaks the exchange for every client: bound to another interface (a container's), the
+    sandbox still keeps them to its operator.
+    """
+
+    async def guarded(request: Request) -> Response:
+        sent = request.headers.get(OPERATOR_TOKEN_HEADER, "")
+        if _from_loopback(request) or (token and hmac.compare_digest(sent, token)):
+            return await handler(request)
+        return JSONResponse(
+            {"msg": f"operator paths answer loopback clients, or {OPERATOR_TOKEN_HEADER}"},
+            status_code=403,
+        )
+
+    return guarded
+
+
+def _from_loopback(request: Request) -> bool:
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # not an address (a Unix socket's peer, a test client's name)
+        return False
+
+
 def create_sandbox_app(
     accounts: list[tuple[str, str, dict[str, Decimal]]] | None = None,
     *,
     seed: int = 7,
     limits: Limits | None = None,
+    operator_token: str | None = None,
 ) -> Starlette:
     exchange = Exchange(Market(seed))
     for api_key, api_secret, balances in accounts or []:
@@ -486,11 +522,14 @@ def create_sandbox_app(
         )
     ]
     routes += [
-        Route("/sandbox/accounts", sandbox.put_account, methods=["POST"]),
-        Route("/sandbox/config", sandbox.put_config, methods=["POST"]),
-        Route("/sandbox/faults", sandbox.put_faults, methods=["POST", "DELETE"]),
-        Route("/sandbox/orders", sandbox.list_orders, methods=["GET"]),
-        Route("/sandbox/stats", sandbox.stats, methods=["GET"]),
+        Route(path, operator_only(handler, operator_token), methods=methods)
+        for path, handler, methods in (
+            ("/sandbox/accounts", sandbox.put_account, ["POST"]),
+            ("/sandbox/config", sandbox.put_config, ["POST"]),
+            ("/sandbox/faults", sandbox.put_faults, ["POST", "DELETE"]),
+            ("/sandbox/orders", sandbox.list_orders, ["GET"]),
+            ("/sandbox/stats", sandbox.stats, ["GET"]),
+        )
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox
