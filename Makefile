@@ -3,20 +3,36 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The pinned, hash-checked versions we test with (dev.txt) and the image runs (main.txt, the
+# same pins without the dev tools); `make lock` writes both from pyproject.toml.
+LOCK := requirements/dev.txt
+RUNTIME_LOCK := requirements/main.txt
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate bench clean
+.PHONY: help install lock audit run test lint migrate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Every dependency comes from the lock, pip and setuptools included; the project itself is
+# built with that setuptools (no build isolation), so nothing is resolved anew.
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its dev tools
+install: $(STAMP) ## create .venv and install the locked versions, the project and its dev tools
+
+# The image's lock takes its pins from the dev lock, so it holds only versions the tests ran.
+lock: $(STAMP) ## re-resolve requirements/*.txt to the newest versions pyproject.toml allows
+	$(PIP_COMPILE) --upgrade --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --upgrade -c $(LOCK) -o $(RUNTIME_LOCK) pyproject.toml
+
+audit: $(STAMP) ## pip-audit of the lock against PyPI's advisories (needs PyPI's JSON API: README, Supply chain)
+	$(BIN)/pip-audit --strict --disable-pip --progress-spinner off -r $(LOCK)
 
 run: $(STAMP) ## everything in one foreground command: sandbox exchange, API on :8000, worker + beat
 	$(BIN)/botmarket run
