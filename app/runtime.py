@@ -63,9 +63,12 @@ class Runtime:
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
             authenticator=ApiKeyAuthenticator(
-                sessionmaker, ttl_s=settings.api_key_cache_ttl_s, redis=redis
+                sessionmaker,
+                ttl_s=settings.api_key_cache_ttl_s,
+                database_url=settings.database_url,
+                redis=redis,
             ),
-            catalogue=Catalogue(redis),
+            catalogue=Catalogue(redis, settings.database_url),
             assertion_verifier=AssertionVerifier(),
             rate_limiter=rate_limiter,
             renter_ids=TtlCache(ttl_s=60.0),

@@ -20,7 +20,6 @@ import pytest
 from cryptography.fernet import Fernet
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.api_keys.authenticator import CHANGE_CHANNEL
 from app.api_keys.schemas import Scope
 from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.jobs import JobQueue
@@ -134,7 +133,8 @@ async def test_rate_limits_evictions_and_readiness_use_redis_with_its_password(
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
         probe.pubsub() as listener,
     ):
-        await listener.subscribe(CHANGE_CHANNEL)
+        channel = application.state.runtime.authenticator.changes.channel
+        await listener.subscribe(channel)
         assert (await client.get("/health/ready")).json() == {"status": "ok"}
         created = await client.post(
             "/api/v1/api-keys",
@@ -152,7 +152,7 @@ async def test_rate_limits_evictions_and_readiness_use_redis_with_its_password(
         deadline = time.monotonic() + 5
         while published is None and time.monotonic() < deadline:
             published = await listener.get_message(ignore_subscribe_messages=True, timeout=0.5)
-        assert published is not None and published["channel"] == CHANGE_CHANNEL.encode()
+        assert published is not None and published["channel"] == channel.encode()
     await probe.aclose()
 
 

@@ -23,7 +23,7 @@ from app.api_keys import repository
 from app.api_keys.schemas import Scope
 from app.core.cache import TtlCache
 from app.core.db import utcnow
-from app.core.evictions import Evictions
+from app.core.evictions import Evictions, channel_of
 from app.core.key_tokens import TOKEN_PREFIX, digest_api_key, digests_match
 from app.core.principal_assertions import (
     Algorithm,
@@ -36,7 +36,6 @@ from app.models import ApiKeyAssertionKey
 log = logging.getLogger(__name__)
 
 # Revocations and assertion-key changes: every process forgets the key at once.
-CHANGE_CHANNEL = "botmarket:api-key-changed"
 _MAX_TOKEN_LENGTH = 128
 
 
@@ -61,12 +60,18 @@ class ApiKeyAuthenticator:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         ttl_s: float,
+        database_url: str,
         redis: Redis | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         # digest -> caller, or None for an unknown or revoked key
         self._cache: TtlCache[str, Caller | None] = TtlCache(ttl_s)
-        self._changes = Evictions(redis, CHANGE_CHANNEL, self._cache.forget, self._cache.clear)
+        self.changes = Evictions(
+            redis,
+            channel_of(database_url, "api-key-changed"),
+            self._cache.forget,
+            self._cache.clear,
+        )
         self._last_used: dict[str, datetime] = {}
 
     async def authenticate(self, token: str | None) -> Caller | None:
@@ -100,14 +105,14 @@ class ApiKeyAuthenticator:
         """Once `session` commits a revocation or a change of the key's assertion keys or
         mode, forget the key here and in the other processes (a rotated-out assertion key
         must stop vouching as soon as a revocation would)."""
-        self._changes.after_commit(session, digest)
+        self.changes.after_commit(session, digest)
 
     def stop(self) -> None:
-        self._changes.stop()
+        self.changes.stop()
 
     async def listen_for_changes(self, retry_s: float = 1.0) -> None:
         """Evict the keys other processes revoke or change, until stop()."""
-        await self._changes.listen(retry_s)
+        await self.changes.listen(retry_s)
 
     async def flush_last_used(self) -> None:
         if not self._last_used:

@@ -19,9 +19,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.cache import TtlCache
-from app.core.evictions import Evictions
+from app.core.evictions import Evictions, channel_of
 
-CHANGE_CHANNEL = "botmarket:catalogue-changed"
 CATALOGUE_TTL_S = 5.0
 # A page is keyed by its cursor and size: a client walking the whole catalogue in pages of
 # one could make many; past this many, the cache starts over.
@@ -29,12 +28,15 @@ _MAX_PAGES = 1_000
 
 
 class Catalogue:
-    def __init__(self, redis: Redis | None) -> None:
+    def __init__(self, redis: Redis | None, database_url: str) -> None:
         # (the id the page starts after, its size) -> the response body
         self._pages: TtlCache[tuple[str, int], bytes] = TtlCache(CATALOGUE_TTL_S, _MAX_PAGES)
         # Any change may move any page: every eviction empties the whole cache.
-        self._changes = Evictions(
-            redis, CHANGE_CHANNEL, lambda _: self._pages.clear(), self._pages.clear
+        self.changes = Evictions(
+            redis,
+            channel_of(database_url, "catalogue-changed"),
+            lambda _: self._pages.clear(),
+            self._pages.clear,
         )
 
     async def page(
@@ -44,11 +46,11 @@ class Catalogue:
 
     def changed(self, session: AsyncSession) -> None:
         """Once `session` commits a change to a bot, every process's pages are evicted."""
-        self._changes.after_commit(session, "bots")
+        self.changes.after_commit(session, "bots")
 
     def stop(self) -> None:
-        self._changes.stop()
+        self.changes.stop()
 
     async def listen_for_changes(self, retry_s: float = 1.0) -> None:
         """Evict when other processes change a bot, until stop()."""
-        await self._changes.listen(retry_s)
+        await self.changes.listen(retry_s)

@@ -12,18 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 
 # The longest the listener reads before it looks whether it should stop.
 _LISTEN_POLL_S = 1.0
+
+
+def channel_of(database_url: str, cache: str) -> str:
+    """The channel of a cache's evictions in one deployment. Pub/sub channels are global to a
+    Redis server, whatever its database index: deployments (or test runs) sharing a server
+    would otherwise evict each other's caches. A deployment is told apart by its database."""
+    url = make_url(database_url)
+    where = f"{url.drivername}://{url.host}:{url.port}/{url.database}"
+    return f"botmarket:{hashlib.sha256(where.encode()).hexdigest()[:12]}:{cache}"
 
 
 class Evictions:
@@ -35,7 +46,7 @@ class Evictions:
         clear: Callable[[], None],
     ) -> None:
         self._redis = redis
-        self._channel = channel
+        self.channel = channel
         self._forget = forget
         self._clear = clear
         self._stopping = asyncio.Event()
@@ -56,9 +67,9 @@ class Evictions:
     async def _publish(self, key: str) -> None:
         assert self._redis is not None
         try:
-            await self._redis.publish(self._channel, key)
+            await self._redis.publish(self.channel, key)
         except Exception:  # the other processes' cache TTL still bounds the delay
-            log.warning("could not publish an eviction", extra={"channel": self._channel})
+            log.warning("could not publish an eviction", extra={"channel": self.channel})
 
     def stop(self) -> None:
         self._stopping.set()
@@ -79,14 +90,14 @@ class Evictions:
             except RedisError as exc:
                 log.warning(
                     "eviction listener lost redis; retrying",
-                    extra={"channel": self._channel, "error": str(exc)},
+                    extra={"channel": self.channel, "error": str(exc)},
                 )
                 await asyncio.sleep(retry_s)
 
     async def _listen(self, redis: Redis) -> None:
         pubsub = redis.pubsub()
         try:
-            await pubsub.subscribe(self._channel)
+            await pubsub.subscribe(self.channel)
             # What was published while nobody here listened is lost: forget everything.
             self._clear()
             while not self._stopping.is_set():

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from app.api_keys.authenticator import CHANGE_CHANNEL
 from app.api_keys.schemas import Scope
 from app.api_keys.service import create_api_key, revoke_api_key
 from app.core.db import session_scope
@@ -93,7 +92,7 @@ async def test_a_revocation_is_published_once_committed(app: FastAPI, settings: 
         created = await create_api_key(session, "soon-gone", Scope.developer)
     listener = Redis.from_url(settings.redis_url)
     pubsub = listener.pubsub()
-    await pubsub.subscribe(CHANGE_CHANNEL)
+    await pubsub.subscribe(runtime.authenticator.changes.channel)
     try:
         async with session_scope(runtime.sessionmaker) as session:
             row = await revoke_api_key(session, created.row.id)

@@ -28,7 +28,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from app.api_keys.authenticator import CHANGE_CHANNEL
 from app.api_keys.schemas import Scope
 from app.core.key_tokens import digest_api_key
 from app.models import ApiKey, AuditLog, Position, Trade
@@ -384,13 +383,14 @@ async def test_the_api_hears_revocations_again_after_a_redis_restart(
             return listed.status_code
 
         assert await status() == 200
+        channel = application.state.runtime.authenticator.changes.channel
         redis.kill()
         await asyncio.sleep(2)
         redis.start()
         client = Redis.from_url(redis.url)
 
         async def listening() -> bool:
-            numsub = await asyncio.to_thread(client.pubsub_numsub, CHANGE_CHANNEL)
+            numsub = await asyncio.to_thread(client.pubsub_numsub, channel)
             return bool(numsub[0][1])
 
         await wait_for(listening, within=20)
@@ -407,6 +407,6 @@ async def test_the_api_hears_revocations_again_after_a_redis_restart(
             assert key is not None
             key.revoked_at = datetime.now(UTC)
             await session.commit()
-        await asyncio.to_thread(client.publish, CHANGE_CHANNEL, digest)
+        await asyncio.to_thread(client.publish, channel, digest)
         await asyncio.sleep(0.5)
         assert await status() == 401  # evicted at once, not when the TTL ran out
