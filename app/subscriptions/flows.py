@@ -74,7 +74,7 @@ class SubscriptionFlows:
             if sale.status not in FINAL_STATUSES:
                 return False
         async with session_scope(self._sessionmaker) as session:
-            row = await session.get(Subscription, sub_id)
+            row = await session.get(Subscription, sub_id, with_for_update=True)
             assert row is not None
             if row.status == "expiring":
                 row.status = "expired"
@@ -85,7 +85,8 @@ class SubscriptionFlows:
         """Stop an active subscription's trading because a risk `limit` was breached (a
         drawdown), saying why."""
         async with session_scope(self._sessionmaker) as session:
-            sub = await session.get(Subscription, sub_id)
+            # Locked: a renter's cancel committed meanwhile must not be turned back to paused.
+            sub = await session.get(Subscription, sub_id, with_for_update=True)
             if sub is not None and sub.status == "active":
                 sub.status, sub.status_reason = "paused", reason
                 await status_changed(session, sub, EventType.risk_paused, limit=limit)

@@ -168,6 +168,7 @@ async def subscription_ids_with(session: AsyncSession, status: tuple[str, ...]) 
 
 
 async def due_to_expire(session: AsyncSession, now: datetime) -> list[Subscription]:
+    """Locked until the transaction ends, so that a status a renter sets meanwhile is seen."""
     rows = await session.scalars(
         select(Subscription)
         .where(
@@ -176,6 +177,7 @@ async def due_to_expire(session: AsyncSession, now: datetime) -> list[Subscripti
             Subscription.ends_at <= now,
         )
         .order_by(Subscription.id)
+        .with_for_update()
     )
     return list(rows.all())
 

@@ -14,10 +14,18 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from app.integrations.binance.errors import ExchangeError
-from app.models import Decision, DecisionClaim, PerformanceLog, Position, Subscription, Trade
+from app.models import (
+    Decision,
+    DecisionClaim,
+    Event,
+    PerformanceLog,
+    Position,
+    Subscription,
+    Trade,
+)
 from app.performance.flows import PerformanceFlows
 from app.performance.service import max_drawdown_pct, sharpe
 from app.subscriptions.flows import SubscriptionFlows
@@ -417,3 +425,48 @@ def test_drawdown_and_sharpe_from_equity_points() -> None:
     # 0.176335 per hour and that times sqrt(24 * 365) a year; empyrical agrees.
     yearly = empyrical.sharpe_ratio(np.array([0.1, -0.1, 1 / 18]), annualization=24 * 365)
     assert sharpe(equity) == Decimal(f"{yearly:.4f}") == Decimal("16.5042")
+
+
+async def test_a_risk_pause_never_overwrites_a_cancel_committed_meanwhile(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    subscription_flows: SubscriptionFlows,
+    developer_key: str,
+    marketplace_key: str,
+    settings,
+) -> None:
+    if not settings.database_url.startswith("mysql"):
+        pytest.skip("row locks are MariaDB's; SQLite serialises its writers")
+    sub_id = await subscribe(client, marketplace_key, await make_bot(client, developer_key))
+    sessionmaker = app.state.runtime.sessionmaker
+    async with sessionmaker() as renter:
+        row = await renter.get(Subscription, sub_id, with_for_update=True)
+        assert row is not None
+        row.status, row.status_reason = "cancelled", "the renter cancelled"
+        await renter.flush()
+        pausing = asyncio.create_task(subscription_flows.pause(sub_id, "max_drawdown", "drawdown"))
+        # The pause has reached the renter's row and waits for its lock (its locking read, or
+        # without one its UPDATE).
+        async with sessionmaker() as probe:
+            for _ in range(200):
+                waiting = await probe.scalar(
+                    text(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                        "WHERE id <> CONNECTION_ID() AND (info LIKE 'UPDATE subscriptions%' "
+                        "OR info LIKE 'SELECT %subscriptions% FOR UPDATE')"
+                    )
+                )
+                await probe.rollback()
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the pause never waited for the renter's row"
+        await renter.commit()
+    await pausing
+    async with sessionmaker() as session:
+        final = await session.get(Subscription, sub_id)
+        assert final is not None and final.status == "cancelled"
+        paused = await session.scalar(
+            select(func.count()).select_from(Event).where(Event.type == "risk.paused")
+        )
+    assert paused == 0
