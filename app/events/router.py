@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 
-from app.api_keys.schemas import Scope
-from app.core.errors import Unprocessable, error_responses
+from app.api_keys.authenticator import Caller
+from app.api_keys.schemas import AssertionMode, Scope
+from app.core.errors import InvalidPrincipalAssertion, Unprocessable, error_responses
 from app.deps import PRINCIPAL_HEADER, CallerDep, RuntimeDep, checked_principal
 from app.events import feed
 from app.events.schemas import EventPage
@@ -67,7 +68,21 @@ async def list_events(
         principal = await checked_principal(request, caller, principal)
     else:
         principal = None
+    if caller.scope is Scope.marketplace and principal is None:
+        _refuse_unsigned_renters_feed(caller)
     viewer = feed.Viewer(caller.scope, principal, caller.owner_user_id)
     async with runtime.read_sessionmaker() as session:
         await feed.sequence_if_behind(runtime.sessionmaker, session)
         return await feed.page(session, viewer, after_seq, wanted, limit)
+
+
+def _refuse_unsigned_renters_feed(caller: Caller) -> None:
+    """Every renter's events at once are for a marketplace whose renters' requests need no
+    signature: an assertion names one renter, so where they are required the key alone (a
+    leaked copy of it) must not read them all. One renter's events, signed, are still served."""
+    if caller.assertion_mode is AssertionMode.required:
+        raise InvalidPrincipalAssertion(
+            "this key's renters' requests must be signed: read one renter's events with "
+            "X-Principal-ID and its assertion",
+            details=[{"loc": "header.X-Principal-ID", "message": "required with assertions"}],
+        )

@@ -204,3 +204,19 @@ def test_a_small_order_key_stored_before_the_refusal_verifies_nothing(raw: bytes
     verifier = load_public_key("stored", Algorithm.ed25519, raw)
     with pytest.raises(InvalidSignature):
         verifier.verify(forged, b"botmarket-principal-assertion-v1\n{}")
+
+
+async def test_a_key_whose_renters_must_sign_cannot_read_every_renters_events_unsigned(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
+    # A leaked copy of the key alone must not read the events of every renter at once; one
+    # renter's events, with that renter's assertion, still are served.
+    signed = await marketplace_with(client, admin_key, OLD)
+    refused = await client.get("/api/v1/events", headers=headers(signed["key"]))
+    assert_error(refused, 401, "INVALID_PRINCIPAL_ASSERTION")
+    renter = Renter(client, signed, OLD)
+    one = await client.get("/api/v1/events", headers=renter.read_headers())
+    assert one.status_code == 200, one.text
+    unsigned = await marketplace_with(client, admin_key, mode="off")
+    every = await client.get("/api/v1/events", headers=headers(unsigned["key"]))
+    assert every.status_code == 200, every.text
