@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
 from app.core.db import session_scope
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
 from app.events import repository
 from app.events.schemas import EventOut, EventPage
 from app.events.types import DEVELOPER_TYPES
@@ -75,8 +75,17 @@ def encode_seq(seq: int) -> str:
     return encode_cursor(f"{seq:032x}")
 
 
+# The largest value of the `seq` column (a signed 64-bit integer on every database).
+_MAX_SEQ = 2**63 - 1
+
+
 def decode_seq(cursor: str) -> int:
-    return int(decode_cursor(cursor, loc="query.after"), 16)
+    """The seq behind a feed cursor; one no seq can have (another list's cursor spells any
+    32 hex digits) is a 422, where the database would fail on it."""
+    seq = int(decode_cursor(cursor, loc="query.after"), 16)
+    if seq > _MAX_SEQ:
+        raise bad_cursor("query.after")
+    return seq
 
 
 async def page(

@@ -137,7 +137,7 @@ async def test_the_cursor_pages_and_keeps_its_place(
     page = await read(client, admin_key, after=cursor)
     assert [item["type"] for item in page["items"]] == ["decision.made"]
     # From the start with nothing to show: a cursor too, which reads on from the beginning.
-    empty = await read(client, admin_key, types="webhook.disabled")
+    empty = await read(client, admin_key, types="credentials.invalid")
     assert empty["items"] == [] and empty["next_cursor"] == feed.encode_seq(0)
 
 
@@ -167,8 +167,13 @@ async def test_filtered_by_type_and_byte_identical(
     [
         ({"after": "w6nDqcOp"}, "query.after"),
         ({"after": "\u00e9"}, "query.after"),
+        # 32 hex digits, as every cursor, but past the largest seq a database column holds.
+        ({"after": feed.encode_seq(2**63)}, "query.after"),
+        ({"after": feed.encode_seq(2**128 - 1)}, "query.after"),
         ({"types": "trade.filled,trade.exploded"}, "query.types"),
         ({"types": ""}, "query.types"),
+        # Nothing writes it until webhooks exist.
+        ({"types": "webhook.disabled"}, "query.types"),
         ({"limit": 0}, "query.limit"),
         ({"limit": 201}, "query.limit"),
     ],
