@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events.types import EventType
 from app.models import Bot, Event, EventSequence, User
 
 # The counter's one row.
@@ -72,6 +73,20 @@ async def any_unsequenced(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(exists().where(Event.seq.is_(None)))))
 
 
+async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bool:
+    """Whether the bot's `budget.exhausted` for this budget day is recorded already."""
+    told = await session.scalar(
+        select(Event.id)
+        .where(
+            Event.bot_id == bot_id,
+            Event.type == EventType.budget_exhausted.value,
+            Event.data["day"].as_string() == day,
+        )
+        .limit(1)
+    )
+    return told is not None
+
+
 def renters() -> ColumnElement[bool]:
     """Events of every renter."""
     return Event.user_id.is_not(None)
@@ -105,7 +120,8 @@ async def page(
 
 
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:
-    # Events this transaction recorded but has not flushed (an erasure's cancellations) go too.
+    # The session does not autoflush: an event the caller added but has not flushed would be
+    # inserted after this DELETE and outlive it.
     await session.flush()
     await session.execute(delete(Event).where(Event.user_id == user_id))
 
