@@ -9,6 +9,7 @@ skips an event that a slower transaction commits later, because that event gets 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,13 +26,28 @@ from app.events.types import DEVELOPER_TYPES
 from app.models import Event
 
 SEQUENCE_BATCH = 1000
+# How long one call goes on numbering a backlog, batch after batch; the next call goes on.
+SEQUENCE_BUDGET = timedelta(seconds=5)
 PURGE_BATCH = 1000
 
 
 async def sequence(
-    sessionmaker: async_sessionmaker[AsyncSession], limit: int = SEQUENCE_BATCH
+    sessionmaker: async_sessionmaker[AsyncSession],
+    limit: int = SEQUENCE_BATCH,
+    budget: timedelta = SEQUENCE_BUDGET,
 ) -> int:
-    """Number up to `limit` committed events that have no `seq` yet; returns how many."""
+    """Number committed events that have no `seq` yet, `limit` per transaction, until a batch
+    comes back short or `budget` has passed; returns how many."""
+    deadline = time.monotonic() + budget.total_seconds()
+    numbered = 0
+    while True:
+        batch = await _sequence_batch(sessionmaker, limit)
+        numbered += batch
+        if batch < limit or time.monotonic() >= deadline:
+            return numbered
+
+
+async def _sequence_batch(sessionmaker: async_sessionmaker[AsyncSession], limit: int) -> int:
     try:
         return await _sequence_once(sessionmaker, limit)
     except IntegrityError:
@@ -55,9 +71,10 @@ async def _sequence_once(sessionmaker: async_sessionmaker[AsyncSession], limit: 
 async def sequence_if_behind(
     sessionmaker: async_sessionmaker[AsyncSession], read: AsyncSession
 ) -> None:
-    """Number pending events before a read, so a feed needs no beat to be current."""
+    """Number pending events before a read, so a feed needs no beat to be current. One batch:
+    it holds more than a page, and the reader's next poll numbers on."""
     if await repository.any_unsequenced(read):
-        await sequence(sessionmaker)
+        await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
 
 
 @dataclass(frozen=True)

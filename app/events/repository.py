@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, case, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.types import EventType
@@ -58,9 +58,15 @@ async def unsequenced(session: AsyncSession, limit: int) -> Sequence[str]:
 
 
 async def assign(session: AsyncSession, ids: Sequence[str], first_seq: int) -> None:
+    """Number `ids` from `first_seq` on, in their order, and move the counter past them: one
+    UPDATE for the batch rather than a round trip per event."""
     await session.execute(
-        update(Event),
-        [{"id": event_id, "seq": first_seq + n} for n, event_id in enumerate(ids)],
+        update(Event)
+        .where(Event.id.in_(ids))
+        .values(
+            seq=case({event_id: first_seq + n for n, event_id in enumerate(ids)}, value=Event.id)
+        )
+        .execution_options(synchronize_session=False)
     )
     await session.execute(
         update(EventSequence)
