@@ -114,8 +114,10 @@ async def page(
 ) -> EventPage:
     """Events after `after_seq` that the viewer may see, oldest first.
 
-    `next_cursor` is the last event's, or on an empty page the position asked from: the
-    caller keeps its place, and identical requests get identical pages."""
+    `next_cursor` is a full page's last event's. A short page holds every event up to the
+    head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
+    head's: a filtered poll does not scan again what it found nothing in. With no event
+    numbered yet it is the position asked from."""
     if viewer.scope is Scope.admin:
         visible = None
     elif viewer.scope is Scope.marketplace:
@@ -126,9 +128,15 @@ async def page(
         )
     else:
         visible = repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)
-    rows = await repository.page(session, visible, after_seq, types, limit)
+    head = await repository.head(session)
+    rows = await repository.page(session, visible, after_seq, head, types, limit)
     items = [to_out(row, anonymous=viewer.scope is Scope.developer) for row in rows]
-    last_seq = rows[-1].seq if rows else after_seq
+    if len(rows) < limit and head is not None:
+        # Never behind the position asked from: a counter made again after a purge starts
+        # from the highest seq left.
+        last_seq = max(head, after_seq)
+    else:
+        last_seq = rows[-1].seq if rows else after_seq
     assert last_seq is not None, "the feed reads sequenced events only"
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
 

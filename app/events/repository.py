@@ -75,6 +75,12 @@ async def assign(session: AsyncSession, ids: Sequence[str], first_seq: int) -> N
     )
 
 
+async def head(session: AsyncSession) -> int | None:
+    """The last `seq` committed: every event up to it was numbered and committed with it.
+    None before the first run."""
+    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == _COUNTER))
+
+
 async def any_unsequenced(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(exists().where(Event.seq.is_(None)))))
 
@@ -113,11 +119,15 @@ async def page(
     session: AsyncSession,
     visible: ColumnElement[bool] | None,
     after_seq: int,
+    up_to_seq: int | None,
     types: Collection[str] | None,
     limit: int,
 ) -> Sequence[Event]:
-    """Sequenced events after `after_seq` that `visible` lets through, in `seq` order."""
+    """Sequenced events after `after_seq` (and up to `up_to_seq`, when given) that `visible`
+    lets through, in `seq` order."""
     query = select(Event).where(Event.seq > after_seq)
+    if up_to_seq is not None:
+        query = query.where(Event.seq <= up_to_seq)
     if visible is not None:
         query = query.where(visible)
     if types is not None:
