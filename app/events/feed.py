@@ -131,12 +131,11 @@ async def page(
     head = await repository.head(session)
     rows = await repository.page(session, visible, after_seq, head, types, limit)
     items = [to_out(row, anonymous=viewer.scope is Scope.developer) for row in rows]
+    last_seq: int | None = rows[-1].seq if rows else after_seq
     if len(rows) < limit and head is not None:
         # Never behind the position asked from: a counter made again after a purge starts
         # from the highest seq left.
         last_seq = max(head, after_seq)
-    else:
-        last_seq = rows[-1].seq if rows else after_seq
     assert last_seq is not None, "the feed reads sequenced events only"
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
 
