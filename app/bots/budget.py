@@ -16,9 +16,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import repository as events
 from app.events.service import record
 from app.events.types import EventType
-from app.models import Backtest, Bot, BotVersion, Decision, DecisionClaim, Event, LlmVote
+from app.models import Backtest, Bot, BotVersion, Decision, DecisionClaim, LlmVote
 
 USD_PLACES = Decimal("0.0001")
 
@@ -131,16 +132,7 @@ async def record_exhausted(session: AsyncSession, bot_id: str, decision: Decisio
     """Tell once per bot and budget day that its decisions fall back to indicators; the
     caller holds `lock`, so two of the bot's decisions cannot both find it untold."""
     day = decision.candle_open_at.date().isoformat()
-    told = await session.scalar(
-        select(Event.id)
-        .where(
-            Event.bot_id == bot_id,
-            Event.type == EventType.budget_exhausted.value,
-            Event.data["day"].as_string() == day,
-        )
-        .limit(1)
-    )
-    if told is None:
+    if not await events.exhausted_recorded(session, bot_id, day):
         record(
             session,
             EventType.budget_exhausted,

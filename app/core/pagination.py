@@ -45,13 +45,13 @@ def decode_cursor(cursor: str, loc: str = "query.cursor") -> str:
     try:
         after_id = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
     except (UnicodeError, binascii.Error) as exc:
-        raise _bad_cursor(loc) from exc
+        raise bad_cursor(loc) from exc
     if not _ROW_ID.fullmatch(after_id) or encode_cursor(after_id) != cursor:
-        raise _bad_cursor(loc)
+        raise bad_cursor(loc)
     return after_id
 
 
-def _bad_cursor(loc: str) -> Unprocessable:
+def bad_cursor(loc: str) -> Unprocessable:
     return Unprocessable(
         "cursor is not one this service issued",
         details=[{"loc": loc, "message": "invalid cursor"}],

@@ -9,6 +9,7 @@ skips an event that a slower transaction commits later, because that event gets 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,20 +19,35 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
 from app.core.db import session_scope
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
 from app.events import repository
 from app.events.schemas import EventOut, EventPage
 from app.events.types import DEVELOPER_TYPES
 from app.models import Event
 
 SEQUENCE_BATCH = 1000
+# How long one call goes on numbering a backlog, batch after batch; the next call goes on.
+SEQUENCE_BUDGET = timedelta(seconds=5)
 PURGE_BATCH = 1000
 
 
 async def sequence(
-    sessionmaker: async_sessionmaker[AsyncSession], limit: int = SEQUENCE_BATCH
+    sessionmaker: async_sessionmaker[AsyncSession],
+    limit: int = SEQUENCE_BATCH,
+    budget: timedelta = SEQUENCE_BUDGET,
 ) -> int:
-    """Number up to `limit` committed events that have no `seq` yet; returns how many."""
+    """Number committed events that have no `seq` yet, `limit` per transaction, until a batch
+    comes back short or `budget` has passed; returns how many."""
+    deadline = time.monotonic() + budget.total_seconds()
+    numbered = 0
+    while True:
+        batch = await _sequence_batch(sessionmaker, limit)
+        numbered += batch
+        if batch < limit or time.monotonic() >= deadline:
+            return numbered
+
+
+async def _sequence_batch(sessionmaker: async_sessionmaker[AsyncSession], limit: int) -> int:
     try:
         return await _sequence_once(sessionmaker, limit)
     except IntegrityError:
@@ -55,9 +71,10 @@ async def _sequence_once(sessionmaker: async_sessionmaker[AsyncSession], limit: 
 async def sequence_if_behind(
     sessionmaker: async_sessionmaker[AsyncSession], read: AsyncSession
 ) -> None:
-    """Number pending events before a read, so a feed needs no beat to be current."""
+    """Number pending events before a read, so a feed needs no beat to be current. One batch:
+    it holds more than a page, and the reader's next poll numbers on."""
     if await repository.any_unsequenced(read):
-        await sequence(sessionmaker)
+        await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
 
 
 @dataclass(frozen=True)
@@ -75,8 +92,17 @@ def encode_seq(seq: int) -> str:
     return encode_cursor(f"{seq:032x}")
 
 
+# The largest value of the `seq` column (a signed 64-bit integer on every database).
+_MAX_SEQ = 2**63 - 1
+
+
 def decode_seq(cursor: str) -> int:
-    return int(decode_cursor(cursor, loc="query.after"), 16)
+    """The seq behind a feed cursor; one no seq can have (another list's cursor spells any
+    32 hex digits) is a 422, where the database would fail on it."""
+    seq = int(decode_cursor(cursor, loc="query.after"), 16)
+    if seq > _MAX_SEQ:
+        raise bad_cursor("query.after")
+    return seq
 
 
 async def page(
@@ -88,8 +114,10 @@ async def page(
 ) -> EventPage:
     """Events after `after_seq` that the viewer may see, oldest first.
 
-    `next_cursor` is the last event's, or on an empty page the position asked from: the
-    caller keeps its place, and identical requests get identical pages."""
+    `next_cursor` is a full page's last event's. A short page holds every event up to the
+    head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
+    head's: a filtered poll does not scan again what it found nothing in. With no event
+    numbered yet it is the position asked from."""
     if viewer.scope is Scope.admin:
         visible = None
     elif viewer.scope is Scope.marketplace:
@@ -100,9 +128,14 @@ async def page(
         )
     else:
         visible = repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)
-    rows = await repository.page(session, visible, after_seq, types, limit)
+    head = await repository.head(session)
+    rows = await repository.page(session, visible, after_seq, head, types, limit)
     items = [to_out(row, anonymous=viewer.scope is Scope.developer) for row in rows]
-    last_seq = rows[-1].seq if rows else after_seq
+    last_seq: int | None = rows[-1].seq if rows else after_seq
+    if len(rows) < limit and head is not None:
+        # Never behind the position asked from: a counter made again after a purge starts
+        # from the highest seq left.
+        last_seq = max(head, after_seq)
     assert last_seq is not None, "the feed reads sequenced events only"
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, case, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events.types import EventType
 from app.models import Bot, Event, EventSequence, User
 
 # The counter's one row.
@@ -57,9 +58,15 @@ async def unsequenced(session: AsyncSession, limit: int) -> Sequence[str]:
 
 
 async def assign(session: AsyncSession, ids: Sequence[str], first_seq: int) -> None:
+    """Number `ids` from `first_seq` on, in their order, and move the counter past them: one
+    UPDATE for the batch rather than a round trip per event."""
     await session.execute(
-        update(Event),
-        [{"id": event_id, "seq": first_seq + n} for n, event_id in enumerate(ids)],
+        update(Event)
+        .where(Event.id.in_(ids))
+        .values(
+            seq=case({event_id: first_seq + n for n, event_id in enumerate(ids)}, value=Event.id)
+        )
+        .execution_options(synchronize_session=False)
     )
     await session.execute(
         update(EventSequence)
@@ -68,8 +75,28 @@ async def assign(session: AsyncSession, ids: Sequence[str], first_seq: int) -> N
     )
 
 
+async def head(session: AsyncSession) -> int | None:
+    """The last `seq` committed: every event up to it was numbered and committed with it.
+    None before the first run."""
+    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == _COUNTER))
+
+
 async def any_unsequenced(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(exists().where(Event.seq.is_(None)))))
+
+
+async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bool:
+    """Whether the bot's `budget.exhausted` for this budget day is recorded already."""
+    told = await session.scalar(
+        select(Event.id)
+        .where(
+            Event.bot_id == bot_id,
+            Event.type == EventType.budget_exhausted.value,
+            Event.data["day"].as_string() == day,
+        )
+        .limit(1)
+    )
+    return told is not None
 
 
 def renters() -> ColumnElement[bool]:
@@ -92,11 +119,15 @@ async def page(
     session: AsyncSession,
     visible: ColumnElement[bool] | None,
     after_seq: int,
+    up_to_seq: int | None,
     types: Collection[str] | None,
     limit: int,
 ) -> Sequence[Event]:
-    """Sequenced events after `after_seq` that `visible` lets through, in `seq` order."""
+    """Sequenced events after `after_seq` (and up to `up_to_seq`, when given) that `visible`
+    lets through, in `seq` order."""
     query = select(Event).where(Event.seq > after_seq)
+    if up_to_seq is not None:
+        query = query.where(Event.seq <= up_to_seq)
     if visible is not None:
         query = query.where(visible)
     if types is not None:
@@ -105,7 +136,8 @@ async def page(
 
 
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:
-    # Events this transaction recorded but has not flushed (an erasure's cancellations) go too.
+    # The session does not autoflush: an event the caller added but has not flushed would be
+    # inserted after this DELETE and outlive it.
     await session.flush()
     await session.execute(delete(Event).where(Event.user_id == user_id))
 

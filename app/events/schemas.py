@@ -46,9 +46,14 @@ class EventOut(BaseModel):
 
 
 class EventPage(BaseModel):
+    """Identical requests get identical bytes while the page is full. A short page reaches the
+    newest numbered event: it grows, and its `next_cursor` moves on, as events are numbered,
+    so two reads (or two replicas' reads) of it may differ until then."""
+
     items: list[EventOut]
     next_cursor: str = Field(
-        description="pass as `after` to read on; on an empty page the position you asked "
-        "from, so you keep your place",
+        description="pass as `after` to read on: a full page's last event, a short page's "
+        "newest event numbered (so the next poll starts there, filtered or not); before any "
+        "event, the position you asked from",
         examples=[_EXAMPLE_CURSOR],
     )

@@ -23,7 +23,6 @@ class EventType(StrEnum):
     credentials_invalid = "credentials.invalid"
     budget_exhausted = "budget.exhausted"
     backtest_finished = "backtest.finished"
-    webhook_disabled = "webhook.disabled"
 
 
 # Bot-level facts a bot's developer may follow; every other type concerns a renter.

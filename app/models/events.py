@@ -24,7 +24,7 @@ class Event(IdMixin, Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_user_id_seq", "user_id", "seq"),
-        Index("ix_events_bot_id_seq", "bot_id", "seq"),
+        Index("ix_events_bot_id_type_seq", "bot_id", "type", "seq"),
     )
 
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)

@@ -70,9 +70,11 @@ class PaperFills:
                     reserve = reserved.get(trade.subscription_id, Decimal(0))
                     position = positions[trade.subscription_id]
                     held_before = position.quantity
-                    self._settle(trade, position, reserve, rules, price, now)
+                    # Told before settling, as an exit's first attempt is elsewhere: with
+                    # the order, not its outcome (which the attempt's own event tells).
                     if intent.exit:
                         await events.exit_triggered(session, sub, trade, intent.exit)
+                    self._settle(trade, position, reserve, rules, price, now)
                     await settled(session, trade, position, held_before, rules, sub)
                 # Inserted resolved: a unique client order id already there stops them all.
                 session.add_all(trades)

@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("seq", name=op.f("uq_events_seq")),
     )
     op.create_index("ix_events_user_id_seq", "events", ["user_id", "seq"], unique=False)
-    op.create_index("ix_events_bot_id_seq", "events", ["bot_id", "seq"], unique=False)
+    op.create_index("ix_events_bot_id_type_seq", "events", ["bot_id", "type", "seq"], unique=False)
     op.create_index(op.f("ix_events_occurred_at"), "events", ["occurred_at"], unique=False)
     op.create_table(
         "event_sequence",

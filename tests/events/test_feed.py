@@ -136,8 +136,31 @@ async def test_the_cursor_pages_and_keeps_its_place(
         record(session, EventType.decision_made, data={}, bot_id=seeded.bot_id)
     page = await read(client, admin_key, after=cursor)
     assert [item["type"] for item in page["items"]] == ["decision.made"]
-    # From the start with nothing to show: a cursor too, which reads on from the beginning.
-    empty = await read(client, admin_key, types="webhook.disabled")
+
+
+async def test_a_short_filtered_page_moves_the_cursor_to_the_newest_event(
+    client: httpx.AsyncClient,
+    seeded: Seeded,
+    admin_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The next poll starts at the newest event, not again where the filter found nothing."""
+    head = (await read(client, admin_key))["next_cursor"]
+    nothing = await read(client, admin_key, types="credentials.invalid")
+    assert nothing["items"] == [] and nothing["next_cursor"] == head
+    async with session_scope(sessionmaker) as session:
+        record(session, EventType.decision_made, data={}, bot_id=seeded.bot_id)
+        record(session, EventType.credentials_invalid, data={}, bot_id=seeded.bot_id)
+    later = await read(
+        client, admin_key, after=head, types="credentials.invalid,decision.made", limit=10
+    )
+    assert [item["type"] for item in later["items"]] == ["decision.made", "credentials.invalid"]
+
+
+async def test_with_no_events_at_all_the_cursor_reads_from_the_beginning(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
+    empty = await read(client, admin_key, types="credentials.invalid")
     assert empty["items"] == [] and empty["next_cursor"] == feed.encode_seq(0)
 
 
@@ -167,8 +190,13 @@ async def test_filtered_by_type_and_byte_identical(
     [
         ({"after": "w6nDqcOp"}, "query.after"),
         ({"after": "\u00e9"}, "query.after"),
+        # 32 hex digits, as every cursor, but past the largest seq a database column holds.
+        ({"after": feed.encode_seq(2**63)}, "query.after"),
+        ({"after": feed.encode_seq(2**128 - 1)}, "query.after"),
         ({"types": "trade.filled,trade.exploded"}, "query.types"),
         ({"types": ""}, "query.types"),
+        # Nothing writes it until webhooks exist.
+        ({"types": "webhook.disabled"}, "query.types"),
         ({"limit": 0}, "query.limit"),
         ({"limit": 201}, "query.limit"),
     ],

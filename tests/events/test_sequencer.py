@@ -147,3 +147,17 @@ async def test_the_counter_survives_losing_its_row(
                 await session.execute(delete(EventSequence))
     async with sessionmaker() as session:
         assert (await session.scalars(select(Event.seq).order_by(Event.seq))).all() == [1, 2, 3]
+
+
+async def test_one_run_numbers_a_backlog_larger_than_its_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A tick's burst is numbered by one call, batch after batch, in the order it happened."""
+    async with session_scope(sessionmaker) as session:
+        written = [record(session, EventType.decision_made, data={"n": n}) for n in range(2500)]
+    assert await feed.sequence(sessionmaker) == 2500
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(Event.id, Event.seq).order_by(Event.seq))).all()
+    in_order = sorted(written, key=lambda event: (event.occurred_at, event.id))
+    assert [event_id for event_id, _ in rows] == [event.id for event in in_order]
+    assert [seq for _, seq in rows] == list(range(1, 2501))

@@ -13,7 +13,8 @@ from workers.tasks import now
 
 @celery_app.task(name="events.sequence")
 def sequence_events() -> int:
-    # No retry of its own: the next run, a second later, numbers what this one left.
+    # No retry of its own: a backlog is numbered batch after batch for a few seconds, and the
+    # next run, a second later, numbers what this one left.
     return runtime().run(sequence(runtime().sessionmaker))
 
 
