@@ -14,7 +14,7 @@ from app.api_keys.authenticator import Caller
 from app.api_keys.schemas import Scope
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidPrincipalError, Unauthenticated, Unprocessable
-from app.core.principals import InvalidPrincipal, validate_renter_principal
+from app.core.principals import MAX_PRINCIPAL_TEXT, InvalidPrincipal, validate_renter_principal
 from app.core.reads import RowReader
 from app.runtime import Runtime
 from app.users import repository as users
@@ -68,15 +68,16 @@ def _budget(request: Request, runtime: Runtime, caller: Caller) -> tuple[int, st
     """The key's limit a minute, and the renter a marketplace key's request also counts for.
 
     The principal is the header as sent, before it is checked: a request for a principal that
-    is then refused still spent a request of that renter's budget and of the key's.
+    is then refused still spent a request of that renter's budget and of the key's. A header
+    longer than any principal counts for the key alone, so that junk cannot make large buckets.
     """
     settings = runtime.settings
     if caller.scope is not Scope.marketplace:
         return caller.rate_limit_per_minute or settings.rate_limit_per_minute, None
-    return (
-        caller.rate_limit_per_minute or settings.marketplace_rate_limit_per_minute,
-        request.headers.get(PRINCIPAL_HEADER),
-    )
+    principal = request.headers.get(PRINCIPAL_HEADER)
+    if principal is not None and len(principal) > MAX_PRINCIPAL_TEXT:
+        principal = None
+    return caller.rate_limit_per_minute or settings.marketplace_rate_limit_per_minute, principal
 
 
 async def _caller(request: Request, api_key: str | None) -> Caller:

@@ -14,6 +14,8 @@ import re
 import zlib
 
 MAX_PRINCIPAL_BYTES = 29
+# The textual form of the longest principal: its CRC32 and bytes in base32, dashes every 5.
+MAX_PRINCIPAL_TEXT = 63
 _TEXT = re.compile(r"^[a-z2-7]{5}(-[a-z2-7]{5})*(-[a-z2-7]{1,4})?$|^[a-z2-7]{1,4}$")
 
 # Never renters: every unauthenticated ICP caller shares the anonymous principal, and the

@@ -89,8 +89,14 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if caller.scope is KeyScope.marketplace:
-            # Every marketplace write acts for a principal, so a copy without one is judged too:
-            # its verdict fails where an assertion is needed, and the route answers it.
+            if "x-principal-id" not in headers:
+                # Every marketplace write acts for a principal: without one it is refused
+                # whatever the assertion mode, and must not hold the key against the copies
+                # that name one.
+                await self.app(scope, receive, send)
+                return
+            # Judged before the key is claimed: a copy whose assertion fails is answered by
+            # the route.
             try:
                 check_principal_assertion(runtime.assertion_verifier, caller, scope)
             except InvalidPrincipalAssertion:

@@ -29,10 +29,11 @@ from tests.helpers import headers, new_principal
 PATH = "/api/v1/subscriptions"
 
 
+@pytest.mark.parametrize("mode", ["required", "optional"])
 async def test_a_copy_without_a_principal_does_not_hold_the_idempotency_key(
-    client: httpx.AsyncClient, settings: Settings, admin_key: str, developer_key: str
+    client: httpx.AsyncClient, settings: Settings, admin_key: str, developer_key: str, mode: str
 ) -> None:
-    key = await marketplace_with(client, admin_key, OLD)
+    key = await marketplace_with(client, admin_key, OLD, mode=mode)
     renter = Renter(client, key, OLD)
     bot = await listed_bot(client, developer_key)
     body = subscription_body(bot["id"])
