@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Lifespan
 
 from app.api_keys import repository as api_keys
@@ -106,8 +107,15 @@ def refuse_unsigned_marketplace_keys(settings: Settings) -> None:
     """
     if settings.environment is not Environment.production or settings.allow_unsigned_principals:
         return
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        unsigned = thread.submit(asyncio.run, _unsigned_marketplace_keys(settings)).result()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            unsigned = thread.submit(asyncio.run, _unsigned_marketplace_keys(settings)).result()
+    except SQLAlchemyError as exc:
+        raise SystemExit(
+            "botmarket cannot start: ENVIRONMENT=production checks the marketplace keys' "
+            f"assertion modes before serving, and the database could not be read "
+            f"({type(exc).__name__}): is DATABASE_URL right and migrated (`botmarket migrate`)?"
+        ) from exc
     if unsigned:
         named = ", ".join(f"{name} ({prefix})" for name, prefix in unsigned)
         raise SystemExit(

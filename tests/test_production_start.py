@@ -170,3 +170,23 @@ def test_botmarket_serve_refuses_an_unsigned_marketplace_key_plainly(
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr
     assert "trusting-canister" in refused.stderr
+
+
+def test_a_production_start_that_cannot_read_its_database_says_so_plainly(
+    tmp_path: Path,
+) -> None:
+    # A database never migrated: the check of the keys' assertion modes cannot read them, and
+    # the start refuses with one plain message rather than a traceback.
+    with fresh_mariadb_database() as unmigrated:
+        refused = run(
+            ENTRY_POINTS["serve"],
+            tmp_path,
+            ENVIRONMENT="production",
+            DATABASE_URL=unmigrated,
+            REDIS_URL="redis://127.0.0.1:6379/15",
+            FERNET_KEYS=FERNET_KEYS,
+            METRICS_PORT="9100",
+        )
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "the database could not be read" in refused.stderr

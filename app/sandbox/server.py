@@ -217,7 +217,9 @@ class Sandbox:
             raise SandboxError(-1021, "Timestamp for this request is outside of the recvWindow.")
         payload, signature = _total_params(query, body)
         expected = hmac.new(account.api_secret.encode(), payload.encode(), hashlib.sha256)
-        if signature is None or not hmac.compare_digest(expected.hexdigest(), signature):
+        # Compared as bytes: a header may carry any latin-1 character, which str compare refuses.
+        sent = (signature or "").encode("latin-1")
+        if signature is None or not hmac.compare_digest(expected.hexdigest().encode(), sent):
             raise SandboxError(-1022, "Signature for this request is not valid.")
         return account
 
@@ -485,7 +487,9 @@ def operator_only(handler: OperatorHandler, token: str | None) -> OperatorHandle
 
     async def guarded(request: Request) -> Response:
         sent = request.headers.get(OPERATOR_TOKEN_HEADER, "")
-        if _from_loopback(request) or (token and hmac.compare_digest(sent, token)):
+        if _from_loopback(request) or (
+            token and hmac.compare_digest(sent.encode("latin-1"), token.encode())
+        ):
             return await handler(request)
         return JSONResponse(
             {"msg": f"operator paths answer loopback clients, or {OPERATOR_TOKEN_HEADER}"},

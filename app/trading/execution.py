@@ -25,9 +25,7 @@ from app.trading import attempts
 from app.trading.attempts import (
     FINAL_STATUSES,
     AttemptInFlight,
-    AttemptLost,
     OrderIntent,
-    OrderRefused,
     client_order_id,
 )
 from app.trading.orders import FencedOrders
@@ -37,10 +35,8 @@ from app.trading.paper import PaperFills
 __all__ = [
     "FINAL_STATUSES",
     "AttemptInFlight",
-    "AttemptLost",
     "Executor",
     "OrderIntent",
-    "OrderRefused",
     "client_order_id",
 ]
 

@@ -48,13 +48,11 @@ EXECUTE_CONCURRENCY = 10
 # most one database connection at a time and none while its LLMs answer, so a child deciding
 # a batch opens no more connections than one executing a chunk (EXECUTE_CONCURRENCY + 1),
 # well within its pool (20, no overflow) and, over ten children, MariaDB's default
-# max_connections (151). At a close of 100 groups that is ten tasks: on the four children of
-# bench/tick.py, three turns of LLM rounds, where a task per group took 25.
+# max_connections (151).
 DECIDE_BATCH = 10
 # Paper orders filled in one transaction. Each order's attempt lives as long as its batch's
-# transaction, which holds the batch's positions locked: at a whole chunk (up to 100) that
-# was ~0.5 s on a busy machine, the per-order p99 of bench/tick.py; a commit per 25 costs
-# little next to the orders' own writes.
+# transaction, which holds the batch's positions locked: a whole chunk to a transaction makes
+# every order wait for the slowest; a commit per 25 costs little next to the orders' writes.
 PAPER_BATCH = 25
 RECONCILE_BATCH = 200
 

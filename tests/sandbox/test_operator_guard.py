@@ -133,3 +133,12 @@ def test_botmarket_sandbox_refuses_production(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr
     assert "refuses to start under ENVIRONMENT=production" in refused.stderr
+
+
+async def test_a_token_that_is_not_ascii_is_refused_not_a_server_error() -> None:
+    # Headers arrive as latin-1: any byte may be sent, and a str compare would raise on it.
+    async with _client("203.0.113.9", TOKEN) as remote:
+        odd = await remote.get(
+            "/sandbox/stats", headers={OPERATOR_TOKEN_HEADER: "jeton-\xe9".encode("latin-1")}
+        )
+    assert odd.status_code == 403
