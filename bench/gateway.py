@@ -20,10 +20,11 @@ lasts --seconds:
 
 (1)-(4) are `wrk -t2 -c<connections>` with Lua scripts that cycle through the ids,
 principals and headers; (5) is httpx. Each request, and each storm's 13 copies, carries one
-of the marketplace keys in turn, under the default rate limit (RATE_LIMIT_PER_MINUTE, 600 per
-key): as in production, the API caches, counts and rate-limits many keys, each for its
-requests only (the 1,000 keys' budget, 10,000 req/s, is beyond what this machine serves, so a
-refusal is a fault, counted as an error). Spread over many keys, each key's cache entry
+of the marketplace keys in turn, under the default rate limits (a marketplace key's ceiling,
+MARKETPLACE_RATE_LIMIT_PER_MINUTE, 60,000, and RATE_LIMIT_PER_MINUTE, 600, per renter of a
+key): as in production, the API caches, counts and rate-limits many keys and renters, each for
+its requests only (their budgets are beyond what this machine serves, so a refusal is a fault,
+counted as an error). Spread over many keys, each key's cache entry
 (API_KEY_CACHE_TTL_S) and rate-limit lease serve few requests before they are read again: the
 figures include those reads, which one key's requests would almost never make.
 
