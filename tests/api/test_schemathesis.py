@@ -85,11 +85,15 @@ def live_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _seed(url: str, keys: dict[str, str], principal: str, spare_key: str) -> dict[str, str]:
-    """A bot of the developer's, a paper subscription of the principal's, a key to revoke."""
+    """A listed bot of the developer's, a paper subscription of the principal's, a key to
+    revoke."""
+    developer = {"X-API-Key": keys["developer"]}
     with httpx.Client(base_url=url) as http:
-        bot = http.post(
-            "/api/v1/bots", json={"name": "schemathesis"}, headers={"X-API-Key": keys["developer"]}
+        bot = http.post("/api/v1/bots", json={"name": "schemathesis"}, headers=developer)
+        listing = http.post(
+            f"/api/v1/bots/{bot.json()['id']}/registrations", json={"price": "1"}, headers=developer
         )
+        assert listing.status_code == 201, listing.text
         subscription = http.post(
             "/api/v1/subscriptions",
             json={
