@@ -1,4 +1,5 @@
-"""`botmarket`: the operator's entry point (serve, migrate, api-keys, keys, sandbox, backtest)."""
+"""`botmarket`: the operator's entry point (serve, migrate, api-keys, marketplaces, keys, sandbox,
+backtest)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet
 
 from app.api_keys.schemas import Scope
 from app.core.logging import configure_logging
 from app.core.migrations import migrate
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
 from app.sandbox.run import add_arguments as add_sandbox_arguments
 from app.sandbox.run import run_sandbox
+
+T = TypeVar("T")
 
 
 async def _with_session(work):
@@ -36,16 +39,8 @@ async def _with_session(work):
         await engine.dispose()
 
 
-def create_api_key(
-    name: str,
-    scope: str,
-    assertion_keys: list[str] | None = None,
-    assertion_alg: str = "ed25519",
-    assertion_mode: str | None = None,
-    rate_limit: int | None = None,
-) -> None:
-    from app.api_keys.service import create_api_key as create
-    from app.core.errors import AppError
+def _assertion_settings(args: argparse.Namespace) -> tuple[list[tuple[Any, bytes]], Any]:
+    """The public keys and mode of `--assertion-key/--assertion-alg/--assertion-mode`."""
     from app.core.principal_assertions import (
         Algorithm,
         AssertionMode,
@@ -53,26 +48,74 @@ def create_api_key(
         decode_public_key,
     )
 
-    algorithm = Algorithm(assertion_alg)
+    algorithm = Algorithm(args.assertion_alg)
     try:
-        keys = [(algorithm, decode_public_key(algorithm, k)) for k in assertion_keys or []]
+        keys = [(algorithm, decode_public_key(algorithm, k)) for k in args.assertion_key or []]
     except InvalidPublicKey as exc:
         raise SystemExit(f"--assertion-key: {exc}") from exc
-    mode = AssertionMode(assertion_mode) if assertion_mode else None
+    return keys, AssertionMode(args.assertion_mode) if args.assertion_mode else None
 
-    async def work(session, _settings):
-        return await create(
-            session, name, Scope(scope), None, keys, mode, rate_limit_per_minute=rate_limit
-        )
+
+def _run_service(work: Callable[[Any, Settings], Awaitable[T]]) -> T:
+    """Run a service call in its own committed transaction; a refusal is the exit message."""
+    from app.core.errors import AppError
 
     try:
-        created = asyncio.run(_with_session(work))
+        return asyncio.run(_with_session(work))
     except AppError as exc:
         raise SystemExit(exc.message) from exc
-    if keys:
-        print(f"assertion mode {created.row.assertion_mode}, {len(keys)} assertion key(s)")
-    print(f"created {scope} key {created.row.id!s} ({name}); it is shown only this once:")
+
+
+def create_api_key(args: argparse.Namespace) -> None:
+    from app.api_keys.service import create_api_key as create
+
+    keys, mode = _assertion_settings(args)
+
+    async def work(session: Any, settings: Settings) -> Any:
+        return await create(
+            session,
+            args.name,
+            Scope(args.scope),
+            None,
+            keys,
+            mode,
+            marketplace=args.marketplace,
+            create_marketplace=settings.makes_missing_marketplaces,
+            rate_limit_per_minute=args.rate_limit,
+        )
+
+    created = _run_service(work)
+    if created.marketplace is not None:
+        print(
+            f"marketplace {created.marketplace.name}: assertion mode "
+            f"{created.marketplace.assertion_mode}, {len(created.assertion_keys)} assertion key(s)"
+        )
+    print(f"created {args.scope} key {created.row.id!s} ({args.name}); it is shown only this once:")
     print(created.plaintext)
+
+
+def marketplaces_command(args: argparse.Namespace) -> None:
+    from app.marketplaces import repository, service
+
+    if args.action == "create":
+        keys, mode = _assertion_settings(args)
+
+        async def create(session: Any, _settings: Settings) -> Any:
+            return await service.create(session, args.name, keys, mode)
+
+        made, held = _run_service(create)
+        print(
+            f"created marketplace {made.name}: assertion mode {made.assertion_mode}, "
+            f"{len(held)} assertion key(s)"
+        )
+        return
+
+    async def listed(session: Any, _settings: Settings) -> list[Any]:
+        rows = await repository.page(session, None, 1000)
+        return [(row.name, row.assertion_mode) for row in rows]
+
+    for name, assertion_mode in _run_service(listed):
+        print(f"{name}\tassertion mode {assertion_mode}")
 
 
 def rotate_keys() -> None:
@@ -276,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
     )
 
+    _add_marketplaces_command(commands)
     _add_backtest_command(commands)
     return parser
 
@@ -288,24 +332,48 @@ def _add_api_keys_command(commands: argparse._SubParsersAction[argparse.Argument
     create.add_argument("--name", required=True)
     create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
     create.add_argument(
-        "--assertion-key",
-        action="append",
-        metavar="BASE64",
-        help="marketplace keys: a public key of the canister that signs principal assertions "
-        "(repeatable)",
+        "--marketplace",
+        metavar="NAME",
+        help="marketplace keys: the marketplace whose renters the key acts for (default: "
+        "default); made on the fly in development, elsewhere create it first",
     )
-    create.add_argument("--assertion-alg", choices=["ed25519", "secp256k1"], default="ed25519")
-    create.add_argument(
-        "--assertion-mode",
-        choices=["off", "optional", "required"],
-        help="default: required with an assertion key, else off",
-    )
+    _add_assertion_arguments(create, "marketplace keys: ")
     create.add_argument(
         "--rate-limit",
         type=_positive_int,
         metavar="N",
         help="requests a minute for the whole key (default: MARKETPLACE_RATE_LIMIT_PER_MINUTE "
         "for a marketplace key, else RATE_LIMIT_PER_MINUTE)",
+    )
+
+
+def _add_marketplaces_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    marketplaces = commands.add_parser(
+        "marketplaces", help="the marketplaces whose keys act for their own renters"
+    ).add_subparsers(dest="action", required=True)
+    create = marketplaces.add_parser("create", help="create a marketplace")
+    create.add_argument("--name", required=True)
+    _add_assertion_arguments(create, "")
+    marketplaces.add_parser("list", help="every marketplace with its assertion mode")
+
+
+def _add_assertion_arguments(parser: argparse.ArgumentParser, scope_note: str) -> None:
+    """The marketplace's assertion keys and mode (a marketplace key's apply to its marketplace)."""
+    parser.add_argument(
+        "--assertion-key",
+        action="append",
+        metavar="BASE64",
+        help=f"{scope_note}a public key of the canister that signs principal assertions, "
+        "added to the marketplace's (repeatable)",
+    )
+    parser.add_argument("--assertion-alg", choices=["ed25519", "secp256k1"], default="ed25519")
+    parser.add_argument(
+        "--assertion-mode",
+        choices=["off", "optional", "required"],
+        help="the marketplace's; default: unchanged, or required when assertion keys come to a "
+        "marketplace whose mode is off",
     )
 
 
@@ -337,14 +405,9 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings.log_level)  # alembic's progress, as JSON lines like the rest
         migrate()
     elif args.command == "api-keys":
-        create_api_key(
-            args.name,
-            args.scope,
-            args.assertion_key,
-            args.assertion_alg,
-            args.assertion_mode,
-            args.rate_limit,
-        )
+        create_api_key(args)
+    elif args.command == "marketplaces":
+        marketplaces_command(args)
     elif args.command == "keys" and args.action == "rotate":
         rotate_keys()
     elif args.command == "keys":

@@ -16,10 +16,11 @@ from app.bots.service import create_bot, register_bot
 from app.bots.strategy import Ensemble, Strategy
 from app.core.principals import encode_principal
 from app.core.settings import Settings
-from app.models import ApiKey, Position
+from app.models import ApiKey, Position, Subscription
 from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode, SubscriptionCreate
 from app.subscriptions.service import create as create_subscription
+from app.users.renter import Renter
 from app.users.repository import get_or_create_renter
 
 DEMO_PRINCIPAL = encode_principal(b"botmarket-demo")
@@ -52,7 +53,11 @@ async def seed_demo(
     if await session.scalar(select(func.count()).select_from(ApiKey)):
         return None
     admin = await create_api_key(session, "demo admin", Scope.admin)
-    marketplace = await create_api_key(session, "demo marketplace", Scope.marketplace)
+    # The demo's own database: its one marketplace is made here whatever the environment.
+    marketplace = await create_api_key(
+        session, "demo marketplace", Scope.marketplace, create_marketplace=True
+    )
+    assert marketplace.marketplace is not None
     caller = Caller(admin.row.id, Scope.admin, admin.row.owner_user_id, admin.row.prefix)
     # A low threshold so that the demo acts on most one-minute candles.
     strategy = Strategy(ensemble=Ensemble(threshold=Decimal("0.02")))
@@ -63,11 +68,14 @@ async def seed_demo(
         settings,
     )
     # Listed, as every bot a renter subscribes to must be.
-    await register_bot(session, caller, bot.id, RegistrationCreate(price=Decimal(0)))
-    renter = await get_or_create_renter(session, DEMO_PRINCIPAL)
+    await register_bot(
+        session, caller, bot.id, RegistrationCreate(price=Decimal(0)), create_marketplace=True
+    )
+    home = marketplace.marketplace.id
+    renter = await get_or_create_renter(session, home, DEMO_PRINCIPAL)
     sub = await create_subscription(
         session,
-        renter.id,
+        Renter(renter.id, home, DEMO_PRINCIPAL),
         SubscriptionCreate(
             bot_id=bot.id,
             symbol="BTCUSDT",
@@ -78,18 +86,7 @@ async def seed_demo(
         settings,
     )
     if btc_price is not None:
-        cost = DEMO_HOLDING * btc_price
-        session.add(
-            Position(
-                subscription_id=sub.id,
-                symbol=sub.symbol,
-                quantity=DEMO_HOLDING,
-                average_cost=btc_price,
-                realized_pnl=Decimal(0),
-                quote_balance=reference_capital(sub, settings) - cost,
-            )
-        )
-        await session.flush()
+        await _hold_some_btc(session, sub, settings, btc_price)
     return DemoSeed(
         admin.plaintext,
         marketplace.plaintext,
@@ -98,3 +95,20 @@ async def seed_demo(
         sub.id,
         holds_btc=btc_price is not None,
     )
+
+
+async def _hold_some_btc(
+    session: AsyncSession, sub: Subscription, settings: Settings, btc_price: Decimal
+) -> None:
+    """The demo wallet's DEMO_HOLDING BTC, bought at `btc_price` out of its capital."""
+    session.add(
+        Position(
+            subscription_id=sub.id,
+            symbol=sub.symbol,
+            quantity=DEMO_HOLDING,
+            average_cost=btc_price,
+            realized_pnl=Decimal(0),
+            quote_balance=reference_capital(sub, settings) - DEMO_HOLDING * btc_price,
+        )
+    )
+    await session.flush()

@@ -134,6 +134,12 @@ async def checked_principal(request: Request, caller: Caller, principal: str | N
     return principal
 
 
+def marketplace_of(caller: Caller) -> str:
+    """The marketplace whose renters a marketplace key acts for."""
+    assert caller.marketplace_id is not None, "every marketplace key belongs to a marketplace"
+    return caller.marketplace_id
+
+
 # The renter dependencies authenticate the key themselves rather than through CallerDep, and
 # the read one hands over the read sessions itself: FastAPI's dependency solving costs per
 # dependency on every request, and it showed in the profile of the read path. A route
@@ -148,21 +154,23 @@ async def _renter_call(request: Request) -> tuple[Caller, str | None]:
 
 @dataclass(frozen=True)
 class RenterRead:
-    """A renter's read: the checked principal its queries are scoped by (no lookup of the
-    renter's row first), and what to run them on. `rows` serves only the statements that
-    app/core/reads.py lists (a renter's subscription and list of subscriptions, read as rows
-    straight into the response); every other read, and any read that loads an entity, takes
-    a session from `sessions`."""
+    """A renter's read: the marketplace and checked principal its queries are scoped by (no
+    lookup of the renter's row first), and what to run them on. `rows` serves only the
+    statements that app/core/reads.py lists (a renter's subscription and list of
+    subscriptions, read as rows straight into the response); every other read, and any read
+    that loads an entity, takes a session from `sessions`."""
 
+    marketplace_id: str
     principal: str
     sessions: ReadSessions
     rows: RowReader
 
 
 async def renter_read(request: Request) -> RenterRead:
-    checked = await checked_principal(request, *await _renter_call(request))
+    caller, principal = await _renter_call(request)
+    checked = await checked_principal(request, caller, principal)
     runtime: Runtime = request.app.state.runtime
-    return RenterRead(checked, runtime.read_sessionmaker, runtime.rows)
+    return RenterRead(marketplace_of(caller), checked, runtime.read_sessionmaker, runtime.rows)
 
 
 RenterReadDep = Annotated[RenterRead, Depends(renter_read)]
@@ -177,15 +185,17 @@ async def renter_of(request: Request, caller: Caller, principal: str | None) -> 
     """The renter an authenticated marketplace caller acts for, for a route that serves other
     scopes too (it takes CallerDep, so the key is not authenticated a second time)."""
     checked = await checked_principal(request, caller, principal)
+    marketplace_id = marketplace_of(caller)
     runtime: Runtime = request.app.state.runtime
 
     async def load() -> str:
         # Committed in a transaction of its own before the id is cached: a row made inside a
         # request that then fails would be rolled back, and the cache would keep its id.
         async with session_scope(runtime.sessionmaker) as session:
-            return (await users.get_or_create_renter(session, checked)).id
+            return (await users.get_or_create_renter(session, marketplace_id, checked)).id
 
-    return Renter(id=await runtime.renter_ids.get(checked, load), principal=checked)
+    renter_id = await runtime.renter_ids.get((marketplace_id, checked), load)
+    return Renter(id=renter_id, marketplace_id=marketplace_id, principal=checked)
 
 
 RenterDep = Annotated[Renter, Depends(current_renter)]

@@ -16,7 +16,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Lifespan
 
-from app.api_keys import repository as api_keys
 from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
 from app.backtests.router import router as backtests_router
@@ -36,6 +35,8 @@ from app.credentials.router import router as credentials_router
 from app.erasure.router import router as erasure_router
 from app.events.router import router as events_router
 from app.idempotency.middleware import IdempotencyMiddleware
+from app.marketplaces import repository as marketplaces
+from app.marketplaces.router import router as marketplaces_router
 from app.openapi import install_method_not_allowed, install_openapi
 from app.performance.router import router as performance_router
 from app.runtime import Runtime
@@ -73,7 +74,7 @@ def _connect_to_broker(url: str, tls: dict[str, object]) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    refuse_unsigned_marketplace_keys(settings)
+    refuse_unsigned_marketplaces(settings)
     app = FastAPI(
         title="botmarket",
         version="1.0.0",
@@ -97,8 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def refuse_unsigned_marketplace_keys(settings: Settings) -> None:
-    """Production serves no marketplace key that takes `X-Principal-ID` on trust, unless told.
+def refuse_unsigned_marketplaces(settings: Settings) -> None:
+    """Production serves no marketplace whose keys take `X-Principal-ID` on trust, unless told.
 
     Checked where every way of serving the API begins (`botmarket serve` and uvicorn both
     call this factory), before the port opens, and refused like the settings are: one plain
@@ -109,29 +110,28 @@ def refuse_unsigned_marketplace_keys(settings: Settings) -> None:
         return
     try:
         with ThreadPoolExecutor(max_workers=1) as thread:
-            unsigned = thread.submit(asyncio.run, _unsigned_marketplace_keys(settings)).result()
+            unsigned = thread.submit(asyncio.run, _unsigned_marketplaces(settings)).result()
     except SQLAlchemyError as exc:
         raise SystemExit(
-            "botmarket cannot start: ENVIRONMENT=production checks the marketplace keys' "
+            "botmarket cannot start: ENVIRONMENT=production checks the marketplaces' "
             f"assertion modes before serving, and the database could not be read "
             f"({type(exc).__name__}): is DATABASE_URL right and migrated (`botmarket migrate`)?"
         ) from exc
     if unsigned:
-        named = ", ".join(f"{name} ({prefix})" for name, prefix in unsigned)
         raise SystemExit(
-            "botmarket cannot start: ENVIRONMENT=production refuses marketplace keys whose "
-            f"assertion mode is off, since whoever holds one acts for any principal: {named}. "
-            "Register the canister's assertion key and require it (`PATCH /api/v1/api-keys/"
-            "{id}` with assertion_mode), revoke the key, or set ALLOW_UNSIGNED_PRINCIPALS=true"
+            "botmarket cannot start: ENVIRONMENT=production refuses marketplaces whose "
+            "assertion mode is off while they have a live key, since whoever holds one acts "
+            f"for any of their principals: {', '.join(unsigned)}. Register the canister's "
+            "assertion key and require it (`PATCH /api/v1/api-keys/{id}` with assertion_mode), "
+            "revoke the keys, or set ALLOW_UNSIGNED_PRINCIPALS=true"
         )
 
 
-async def _unsigned_marketplace_keys(settings: Settings) -> list[tuple[str, str]]:
+async def _unsigned_marketplaces(settings: Settings) -> list[str]:
     engine = create_engine(settings.database_url, pool=False)
     try:
         async with create_sessionmaker(engine)() as session:
-            rows = await api_keys.unsigned_marketplace_keys(session)
-            return [(row.name, row.prefix) for row in rows]
+            return [row.name for row in await marketplaces.unsigned_in_use(session)]
     finally:
         await engine.dispose()
 
@@ -192,6 +192,7 @@ def _include_routers(app: FastAPI) -> None:
         api_keys_router,
         backtests_router,
         events_router,
+        marketplaces_router,
     ):
         app.include_router(router)
 

@@ -36,9 +36,10 @@ class Runtime:
     catalogue: Catalogue
     assertion_verifier: AssertionVerifier
     rate_limiter: RateLimiter
-    # principal -> user id. A principal's row and id never change (the erasure keeps the
-    # row), so an entry cannot go wrong; the TTL only bounds the memory of renters gone quiet.
-    renter_ids: TtlCache[str, str]
+    # (marketplace id, principal) -> user id. A renter's row and id never change (the erasure
+    # keeps the row), so an entry cannot go wrong; the TTL only bounds the memory of renters
+    # gone quiet.
+    renter_ids: TtlCache[tuple[str, str], str]
     metrics: ApiMetrics
     jobs: JobQueue
 

@@ -119,8 +119,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)
 
 
-async def _empty_tables(database_url: str) -> None:
-    engine = create_engine(database_url, pool=False)
+@pytest.fixture
+async def empty_database(settings: Settings) -> None:
+    """Every table emptied, once per test and before any key of it is made: the app and the
+    key fixtures depend on it (a marketplace left by an earlier test would lend its assertion
+    rules to this test's keys)."""
+    engine = create_engine(settings.database_url, pool=False)
     async with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             await connection.execute(table.delete())
@@ -128,8 +132,7 @@ async def _empty_tables(database_url: str) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[object]:
-    await _empty_tables(settings.database_url)
+async def app(settings: Settings, empty_database: None) -> AsyncIterator[object]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
@@ -142,27 +145,33 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def make_key(settings: Settings, scope: Scope, name: str = "test") -> str:
+async def make_key(
+    settings: Settings, scope: Scope, name: str = "test", marketplace: str | None = None
+) -> str:
+    """A key; a marketplace key in `marketplace` (made when missing), by default `default`."""
     engine = create_engine(settings.database_url, pool=False)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
-            return (await create_api_key(session, name, scope)).plaintext
+            created = await create_api_key(
+                session, name, scope, marketplace=marketplace, create_marketplace=True
+            )
+            return created.plaintext
     finally:
         await engine.dispose()
 
 
 @pytest.fixture
-async def admin_key(settings: Settings) -> str:
+async def admin_key(settings: Settings, empty_database: None) -> str:
     return await make_key(settings, Scope.admin, "admin")
 
 
 @pytest.fixture
-async def developer_key(settings: Settings) -> str:
+async def developer_key(settings: Settings, empty_database: None) -> str:
     return await make_key(settings, Scope.developer, "developer")
 
 
 @pytest.fixture
-async def marketplace_key(settings: Settings) -> str:
+async def marketplace_key(settings: Settings, empty_database: None) -> str:
     return await make_key(settings, Scope.marketplace, "marketplace")
 
 

@@ -25,7 +25,7 @@ from app.core.migrations import migrate
 from app.core.principal_assertions import Algorithm, AssertionMode
 from app.core.settings import Settings
 from app.main import create_app
-from app.models import ApiKey
+from app.models import ApiKey, Marketplace
 from tests.assertion_signers import Ed25519Signer
 from tests.conftest import fresh_mariadb_database
 
@@ -107,7 +107,8 @@ def production(database_url: str, **changes: object) -> Settings:
 
 
 def replace_keys(database_url: str, *keys: str) -> None:
-    """Only these marketplace keys, each `name:assertion mode`, `+revoked` for a revoked one."""
+    """Only these marketplaces, each with one key of the same name: `name:assertion mode`,
+    `+revoked` for a marketplace whose key is revoked."""
     asyncio.run(_replace_keys(database_url, keys))
 
 
@@ -117,13 +118,21 @@ async def _replace_keys(database_url: str, keys: tuple[str, ...]) -> None:
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
             await session.execute(delete(ApiKey))
+            await session.execute(delete(Marketplace))
             for spec in keys:
                 name, _, rest = spec.partition(":")
                 mode = AssertionMode(rest.removesuffix("+revoked"))
                 signed = mode is not AssertionMode.off
                 assertion_keys = [(Algorithm.ed25519, public_key)] if signed else []
                 created = await create_api_key(
-                    session, name, Scope.marketplace, None, assertion_keys, mode
+                    session,
+                    name,
+                    Scope.marketplace,
+                    None,
+                    assertion_keys,
+                    mode,
+                    marketplace=name,
+                    create_marketplace=True,
                 )
                 if rest.endswith("+revoked"):
                     await revoke_api_key(session, created.row.id)
@@ -131,7 +140,7 @@ async def _replace_keys(database_url: str, keys: tuple[str, ...]) -> None:
         await engine.dispose()
 
 
-def test_production_refuses_a_marketplace_key_without_assertions_naming_it(
+def test_production_refuses_a_marketplace_without_assertions_naming_it(
     production_database: str,
 ) -> None:
     replace_keys(production_database, "canister-a:off", "canister-b:optional", "canister-c:off")
@@ -143,7 +152,7 @@ def test_production_refuses_a_marketplace_key_without_assertions_naming_it(
     assert "canister-b" not in message
 
 
-def test_production_serves_signed_or_revoked_keys_and_unsigned_ones_when_allowed(
+def test_production_serves_signed_or_keyless_marketplaces_and_unsigned_ones_when_allowed(
     production_database: str,
 ) -> None:
     replace_keys(production_database, "signed:required", "optional:optional", "revoked:off+revoked")
@@ -154,7 +163,7 @@ def test_production_serves_signed_or_revoked_keys_and_unsigned_ones_when_allowed
     create_app(Settings(database_url=production_database))
 
 
-def test_botmarket_serve_refuses_an_unsigned_marketplace_key_plainly(
+def test_botmarket_serve_refuses_an_unsigned_marketplace_plainly(
     production_database: str, tmp_path: Path
 ) -> None:
     replace_keys(production_database, "trusting-canister:off")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
@@ -31,7 +31,8 @@ from app.core.principal_assertions import (
     VerifyingKey,
     load_public_key,
 )
-from app.models import ApiKeyAssertionKey
+from app.marketplaces import repository as marketplaces
+from app.models import MarketplaceAssertionKey
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,14 @@ class Caller:
     scope: Scope
     owner_user_id: str | None
     prefix: str
+    # A marketplace key's marketplace: the renters it acts for, and whose assertion rules.
+    marketplace_id: str | None = None
     assertion_mode: AssertionMode = AssertionMode.off
     assertion_keys: tuple[VerifyingKey, ...] = ()
     rate_limit_per_minute: int | None = None
 
 
-def verifying_key(row: ApiKeyAssertionKey) -> VerifyingKey:
+def verifying_key(row: MarketplaceAssertionKey) -> VerifyingKey:
     return load_public_key(row.id, Algorithm(row.algorithm), row.public_key)
 
 
@@ -90,15 +93,23 @@ class ApiKeyAuthenticator:
                 return None
             if not digests_match(row.key_digest, digest):
                 return None
-            assertion_rows = await repository.assertion_keys(session, [row.id])
-        return Caller(
-            api_key_id=row.id,
-            scope=Scope(row.scope),
-            owner_user_id=row.owner_user_id,
-            prefix=row.prefix,
-            assertion_mode=AssertionMode(row.assertion_mode),
-            assertion_keys=tuple(verifying_key(r) for r in assertion_rows.get(row.id, [])),
-            rate_limit_per_minute=row.rate_limit_per_minute,
+            caller = Caller(
+                api_key_id=row.id,
+                scope=Scope(row.scope),
+                owner_user_id=row.owner_user_id,
+                prefix=row.prefix,
+                marketplace_id=row.marketplace_id,
+                rate_limit_per_minute=row.rate_limit_per_minute,
+            )
+            if row.marketplace_id is None:
+                return caller
+            marketplace = await marketplaces.get(session, row.marketplace_id)
+            assert marketplace is not None, "a marketplace is deleted with its keys"
+            keys = await marketplaces.assertion_keys(session, [marketplace.id])
+        return replace(
+            caller,
+            assertion_mode=AssertionMode(marketplace.assertion_mode),
+            assertion_keys=tuple(verifying_key(k) for k in keys.get(marketplace.id, [])),
         )
 
     def changed(self, session: AsyncSession, digest: str) -> None:
@@ -106,6 +117,12 @@ class ApiKeyAuthenticator:
         mode, forget the key here and in the other processes (a rotated-out assertion key
         must stop vouching as soon as a revocation would)."""
         self.changes.after_commit(session, digest)
+
+    async def marketplace_changed(self, session: AsyncSession, marketplace_id: str) -> None:
+        """Once `session` commits a change of the marketplace's assertion keys or mode, forget
+        every key of it, here and in the other processes."""
+        for digest in await marketplaces.key_digests(session, marketplace_id):
+            self.changed(session, digest)
 
     def stop(self) -> None:
         self.changes.stop()

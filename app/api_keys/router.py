@@ -6,25 +6,23 @@ from fastapi import APIRouter, Request, Response
 
 from app import audit
 from app.api_keys import repository, service
-from app.api_keys.schemas import (
-    ApiKeyCreate,
-    ApiKeyCreated,
-    ApiKeyOut,
-    ApiKeyUpdate,
-    AssertionKeyIn,
-    AssertionKeyOut,
-)
+from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyUpdate
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
 from app.deps import AdminDep, ReadSessionsDep, RuntimeDep, SessionDep
+from app.marketplaces import repository as marketplaces_repository
+from app.marketplaces import service as marketplaces
+from app.marketplaces.schemas import AssertionKeyIn, AssertionKeyOut
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"], responses=error_responses(403))
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)
 async def create_api_key(
-    body: ApiKeyCreate, request: Request, _: AdminDep, session: SessionDep
+    body: ApiKeyCreate, request: Request, _: AdminDep, session: SessionDep, runtime: RuntimeDep
 ) -> ApiKeyCreated:
+    """A marketplace key joins its marketplace: assertion keys or a mode given here change the
+    marketplace, so its other keys follow at once."""
     created = await service.create_api_key(
         session,
         body.name,
@@ -32,10 +30,14 @@ async def create_api_key(
         body.owner,
         [(k.algorithm, k.raw()) for k in body.assertion_keys],
         body.assertion_mode,
+        marketplace=body.marketplace,
+        create_marketplace=runtime.settings.makes_missing_marketplaces,
         rate_limit_per_minute=body.rate_limit_per_minute,
     )
     audit.record(session, request, "api_key.create", "api_key", created.row.id)
-    out = ApiKeyOut.of(created.row, created.assertion_keys)
+    if created.marketplace is not None:
+        await runtime.authenticator.marketplace_changed(session, created.marketplace.id)
+    out = ApiKeyOut.of(created.row, created.marketplace, created.assertion_keys)
     return ApiKeyCreated(**out.model_dump(), key=created.plaintext)
 
 
@@ -44,9 +46,18 @@ async def list_api_keys(_: AdminDep, sessions: ReadSessionsDep, page: PageDep) -
     async with sessions() as session:
         rows = await repository.page(session, page.after_id, page.limit + 1)
         shown = rows[: page.limit]
-        keys = await repository.assertion_keys(session, [r.id for r in shown])
+        ids = {r.marketplace_id for r in shown if r.marketplace_id is not None}
+        homes = await marketplaces_repository.by_ids(session, ids)
+        keys = await marketplaces_repository.assertion_keys(session, ids)
     return Page(
-        items=[ApiKeyOut.of(r, keys.get(r.id, [])) for r in shown],
+        items=[
+            ApiKeyOut.of(
+                r,
+                homes.get(r.marketplace_id or ""),
+                keys.get(r.marketplace_id or "", []),
+            )
+            for r in shown
+        ],
         next_cursor=next_cursor(rows, page.limit),
     )
 
@@ -60,12 +71,15 @@ async def update_api_key(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> ApiKeyOut:
-    """Change the assertion mode: `optional` while the canister starts signing, then
-    `required`."""
-    row, keys = await service.set_assertion_mode(session, key_id, body.assertion_mode)
+    """Change the assertion mode of the key's marketplace: `optional` while the canister
+    starts signing, then `required`."""
+    marketplace = await service.marketplace_of_key(session, key_id)
+    keys = await marketplaces.set_assertion_mode(session, marketplace, body.assertion_mode)
     audit.record(session, request, "api_key.assertion_mode", "api_key", key_id)
-    runtime.authenticator.changed(session, row.key_digest)
-    return ApiKeyOut.of(row, keys)
+    await runtime.authenticator.marketplace_changed(session, marketplace.id)
+    row = await repository.get(session, key_id)
+    assert row is not None, "read above in this transaction"
+    return ApiKeyOut.of(row, marketplace, keys)
 
 
 @router.post(
@@ -82,10 +96,14 @@ async def add_assertion_key(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> AssertionKeyOut:
-    """Rotation, step one: add the new public key; both verify until the old one is removed."""
-    row, added = await service.add_assertion_key(session, key_id, body.algorithm, body.raw())
+    """Rotation, step one: add the new public key to the key's marketplace; both verify until
+    the old one is removed."""
+    marketplace = await service.marketplace_of_key(session, key_id)
+    added = await marketplaces.add_assertion_key(
+        session, marketplace.id, body.algorithm, body.raw()
+    )
     audit.record(session, request, "api_key.assertion_key.add", "api_key", key_id)
-    runtime.authenticator.changed(session, row.key_digest)
+    await runtime.authenticator.marketplace_changed(session, marketplace.id)
     return AssertionKeyOut.of(added)
 
 
@@ -104,9 +122,10 @@ async def remove_assertion_key(
     runtime: RuntimeDep,
 ) -> Response:
     """Rotation, step two: remove the old public key once the canister signs with the new."""
-    row = await service.remove_assertion_key(session, key_id, assertion_id)
+    marketplace = await service.marketplace_of_key(session, key_id)
+    await marketplaces.remove_assertion_key(session, marketplace, assertion_id)
     audit.record(session, request, "api_key.assertion_key.remove", "api_key", key_id)
-    runtime.authenticator.changed(session, row.key_digest)
+    await runtime.authenticator.marketplace_changed(session, marketplace.id)
     return Response(status_code=204)
 
 

@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
-from app.core.principal_assertions import (
-    Algorithm,
-    AssertionMode,
-    InvalidPublicKey,
-    decode_public_key,
+from app.core.principal_assertions import AssertionMode
+from app.marketplaces.schemas import (
+    EXAMPLE_ASSERTION_KEY_OUT,
+    EXAMPLE_ED25519,
+    AssertionKeyIn,
+    AssertionKeyOut,
+    MarketplaceName,
 )
-from app.models import ApiKey, ApiKeyAssertionKey
+from app.models import ApiKey, Marketplace, MarketplaceAssertionKey
 
-_EXAMPLE_ED25519 = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
-_EXAMPLE_ASSERTION_KEY_OUT: JsonDict = {
-    "id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b",
-    "algorithm": "ed25519",
-    "public_key": _EXAMPLE_ED25519,
-    "created_at": "2026-01-15T09:30:00Z",
-}
 _EXAMPLE_KEY_OUT: JsonDict = {
     "id": "0193b6c8a0e1d2c3b4a5968778695a4b",
     "name": "icp-marketplace",
     "scope": "marketplace",
     "prefix": "k3v9q2xa",
     "owner": None,
+    "marketplace": "icp-main",
     "created_at": "2026-01-15T09:30:00Z",
     "last_used_at": "2026-01-16T12:00:05Z",
     "revoked_at": None,
     "assertion_mode": "required",
-    "assertion_keys": [_EXAMPLE_ASSERTION_KEY_OUT],
+    "assertion_keys": [EXAMPLE_ASSERTION_KEY_OUT],
     "rate_limit_per_minute": None,
 }
 RATE_LIMIT_DESCRIPTION = (
@@ -50,40 +45,17 @@ class Scope(StrEnum):
     marketplace = "marketplace"
 
 
-class AssertionKeyIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"public_key": _EXAMPLE_ED25519, "algorithm": "ed25519"}]},
-    )
-
-    public_key: str = Field(
-        max_length=64,
-        description="base64: Ed25519 raw 32 bytes, or secp256k1 SEC1 compressed 33 bytes",
-    )
-    algorithm: Algorithm = Algorithm.ed25519
-
-    @model_validator(mode="after")
-    def _is_a_key(self) -> AssertionKeyIn:
-        try:
-            self.raw()
-        except InvalidPublicKey as exc:
-            raise ValueError(f"public_key: {exc}") from exc
-        return self
-
-    def raw(self) -> bytes:
-        return decode_public_key(self.algorithm, self.public_key)
-
-
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"name": "icp-marketplace", "scope": "marketplace"},
+                {"name": "icp-marketplace", "scope": "marketplace", "marketplace": "icp-main"},
                 {
                     "name": "icp-marketplace",
                     "scope": "marketplace",
-                    "assertion_keys": [{"public_key": _EXAMPLE_ED25519, "algorithm": "ed25519"}],
+                    "marketplace": "icp-main",
+                    "assertion_keys": [{"public_key": EXAMPLE_ED25519, "algorithm": "ed25519"}],
                 },
             ]
         },
@@ -97,14 +69,21 @@ class ApiKeyCreate(BaseModel):
         description="id of the user this key acts as; a developer key without one gets a "
         "new developer user",
     )
+    marketplace: MarketplaceName | None = Field(
+        default=None,
+        description="marketplace keys only: the marketplace whose renters the key acts for "
+        "(default: `default`); made on the fly in development, elsewhere it must exist",
+    )
     assertion_keys: list[AssertionKeyIn] = Field(
         default_factory=list,
         max_length=8,
         description="marketplace keys only: public keys of the canister whose signed principal "
-        "assertions prove the renter (docs/principal-assertions.md)",
+        "assertions prove the renter (docs/principal-assertions.md), added to the marketplace's",
     )
     assertion_mode: AssertionMode | None = Field(
-        default=None, description="default: required when assertion_keys are given, else off"
+        default=None,
+        description="the marketplace's mode; default: unchanged, or required when assertion "
+        "keys are given to a marketplace whose mode is off",
     )
     rate_limit_per_minute: int | None = Field(
         default=None,
@@ -114,29 +93,13 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyUpdate(BaseModel):
+    """Kept for marketplaces made before keys named them: the mode is the key's marketplace's."""
+
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"assertion_mode": "required"}]}
     )
 
     assertion_mode: AssertionMode
-
-
-class AssertionKeyOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_ASSERTION_KEY_OUT]})
-
-    id: str
-    algorithm: Algorithm
-    public_key: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: ApiKeyAssertionKey) -> AssertionKeyOut:
-        return cls(
-            id=row.id,
-            algorithm=Algorithm(row.algorithm),
-            public_key=base64.b64encode(row.public_key).decode(),
-            created_at=row.created_at,
-        )
 
 
 class ApiKeyOut(BaseModel):
@@ -147,25 +110,32 @@ class ApiKeyOut(BaseModel):
     scope: Scope
     prefix: str
     owner: str | None
+    marketplace: str | None = Field(description="a marketplace key's marketplace, by name")
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
-    assertion_mode: AssertionMode
-    assertion_keys: list[AssertionKeyOut]
+    assertion_mode: AssertionMode = Field(description="the marketplace's")
+    assertion_keys: list[AssertionKeyOut] = Field(description="the marketplace's")
     rate_limit_per_minute: int | None = Field(description=RATE_LIMIT_DESCRIPTION)
 
     @classmethod
-    def of(cls, row: ApiKey, assertion_keys: list[ApiKeyAssertionKey]) -> ApiKeyOut:
+    def of(
+        cls,
+        row: ApiKey,
+        marketplace: Marketplace | None,
+        assertion_keys: list[MarketplaceAssertionKey],
+    ) -> ApiKeyOut:
         return cls(
             id=row.id,
             name=row.name,
             scope=Scope(row.scope),
             prefix=row.prefix,
             owner=row.owner_user_id,
+            marketplace=marketplace.name if marketplace else None,
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,
-            assertion_mode=AssertionMode(row.assertion_mode),
+            assertion_mode=AssertionMode(marketplace.assertion_mode if marketplace else "off"),
             assertion_keys=[AssertionKeyOut.of(k) for k in assertion_keys],
             rate_limit_per_minute=row.rate_limit_per_minute,
         )

@@ -175,10 +175,11 @@ async def latest_public_results(
     return rows.all()
 
 
-async def is_listed(session: AsyncSession, bot_id: str) -> bool:
+async def is_listed(session: AsyncSession, bot_id: str, marketplace_id: str) -> bool:
     listing = await session.scalar(
         select(BotMarketplaceRegistration.id).where(
             BotMarketplaceRegistration.bot_id == bot_id,
+            BotMarketplaceRegistration.marketplace_id == marketplace_id,
             BotMarketplaceRegistration.status == "active",
         )
     )

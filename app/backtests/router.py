@@ -31,6 +31,7 @@ class Starter:
     owner: Owner
     scope: Scope
     owner_user_id: str | None  # a developer's or admin's own user
+    renter_marketplace_id: str | None = None  # a renter's marketplace
 
 
 async def starter(
@@ -46,7 +47,7 @@ async def starter(
 ) -> Starter:
     if caller.scope is Scope.marketplace:
         renter = await renter_of(request, caller, principal)
-        return Starter(Owner(user_id=renter.id), caller.scope, None)
+        return Starter(Owner(user_id=renter.id), caller.scope, None, renter.marketplace_id)
     return Starter(Owner(api_key_id=caller.api_key_id), caller.scope, caller.owner_user_id)
 
 
@@ -75,7 +76,7 @@ async def create_backtest(
         bot_id,
         admin=who.scope is Scope.admin,
         owner_user_id=who.owner_user_id,
-        renter=who.scope is Scope.marketplace,
+        renter_marketplace_id=who.renter_marketplace_id,
     )
     backtest = await service.create(session, bot, who.owner, body, runtime.settings, utcnow())
     audit.record(session, request, "backtest.create", "backtest", backtest.id)

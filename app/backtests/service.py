@@ -21,22 +21,31 @@ from app.core.settings import Settings
 from app.models import Backtest, Bot, BotVersion
 
 
-async def rentable_bot(session: AsyncSession, bot_id: str) -> Bot:
-    """A bot a renter may backtest or subscribe to: active and listed on a marketplace. Any
-    other is not found, like a missing one."""
+async def rentable_bot(session: AsyncSession, bot_id: str, marketplace_id: str) -> Bot:
+    """A bot a renter may backtest or subscribe to: active and listed on the renter's
+    marketplace. Any other is not found, like a missing one."""
     bot = await bots.get(session, bot_id)
-    if bot is None or bot.status != "active" or not await repository.is_listed(session, bot.id):
+    if (
+        bot is None
+        or bot.status != "active"
+        or not await repository.is_listed(session, bot.id, marketplace_id)
+    ):
         raise NotFound("bot")
     return bot
 
 
 async def visible_bot(
-    session: AsyncSession, bot_id: str, *, admin: bool, owner_user_id: str | None, renter: bool
+    session: AsyncSession,
+    bot_id: str,
+    *,
+    admin: bool,
+    owner_user_id: str | None,
+    renter_marketplace_id: str | None,
 ) -> Bot:
-    """The bot the caller may backtest: an admin any, a developer their own, a renter a
-    listed one. Any other is not found, like a missing one."""
-    if renter:
-        return await rentable_bot(session, bot_id)
+    """The bot the caller may backtest: an admin any, a developer their own, a renter (of the
+    marketplace given) a bot listed there. Any other is not found, like a missing one."""
+    if renter_marketplace_id is not None:
+        return await rentable_bot(session, bot_id, renter_marketplace_id)
     bot = await bots.get(session, bot_id)
     if bot is None or (not admin and bot.owner_user_id != owner_user_id):
         raise NotFound("bot")

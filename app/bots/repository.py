@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.reads import RowReader, Rows
-from app.models import Bot, BotMarketplaceRegistration, BotVersion
+from app.models import Bot, BotMarketplaceRegistration, BotVersion, Marketplace
 
 
 async def get(session: AsyncSession, bot_id: str) -> Bot | None:
@@ -62,15 +62,20 @@ async def page_of_summaries(
 
 
 async def active_registrations(
-    session: AsyncSession, after_id: str | None, limit: int
-) -> Sequence[BotMarketplaceRegistration]:
+    session: AsyncSession, marketplace_id: str | None, after_id: str | None, limit: int
+) -> Sequence[tuple[BotMarketplaceRegistration, str]]:
+    """Active listings of active bots with their marketplace's name; one marketplace's only
+    when `marketplace_id` is given."""
     query = (
-        select(BotMarketplaceRegistration)
+        select(BotMarketplaceRegistration, Marketplace.name)
         .join(Bot, Bot.id == BotMarketplaceRegistration.bot_id)
+        .join(Marketplace, Marketplace.id == BotMarketplaceRegistration.marketplace_id)
         .where(BotMarketplaceRegistration.status == "active", Bot.status == "active")
         .order_by(BotMarketplaceRegistration.id)
         .limit(limit)
     )
+    if marketplace_id is not None:
+        query = query.where(BotMarketplaceRegistration.marketplace_id == marketplace_id)
     if after_id:
         query = query.where(BotMarketplaceRegistration.id > after_id)
-    return (await session.scalars(query)).all()
+    return [(row, name) for row, name in (await session.execute(query)).all()]

@@ -84,19 +84,29 @@ async def register_bot(
     request: Request,
     caller: DeveloperDep,
     session: SessionDep,
+    runtime: RuntimeDep,
 ) -> RegistrationOut:
-    registration = await service.register_bot(session, caller, bot_id, body)
+    registration = await service.register_bot(
+        session,
+        caller,
+        bot_id,
+        body,
+        create_marketplace=runtime.settings.makes_missing_marketplaces,
+    )
     audit.record(session, request, "registration.create", "registration", registration.id)
-    return RegistrationOut.model_validate(registration)
+    return RegistrationOut.of(registration, body.marketplace)
 
 
 @router.get("/registrations", response_model=Page[RegistrationOut], tags=["registrations"])
 async def list_registrations(
-    _: CallerDep, sessions: ReadSessionsDep, page: PageDep
+    caller: CallerDep, sessions: ReadSessionsDep, page: PageDep
 ) -> Page[RegistrationOut]:
+    """Every active listing; a marketplace key's, its own marketplace's only."""
     async with sessions() as session:
-        rows = await repository.active_registrations(session, page.after_id, page.limit + 1)
+        rows = await repository.active_registrations(
+            session, caller.marketplace_id, page.after_id, page.limit + 1
+        )
     return Page(
-        items=[RegistrationOut.model_validate(r) for r in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit),
+        items=[RegistrationOut.of(r, name) for r, name in rows[: page.limit]],
+        next_cursor=next_cursor([r for r, _ in rows], page.limit),
     )

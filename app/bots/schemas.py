@@ -10,6 +10,9 @@ from pydantic.json_schema import JsonDict
 
 from app.bots.strategy import Strategy, Voter
 from app.core.schemas import Amount
+from app.marketplaces.schemas import MarketplaceName
+from app.marketplaces.service import DEFAULT_MARKETPLACE
+from app.models import BotMarketplaceRegistration
 
 _EXAMPLE_BOT_ID = "0193b6c8a1f27c3e9d4b5a6f7e8d9c0b"
 # The default strategy with one voter, as a bot created with `{"name": ...}` stores it.
@@ -87,7 +90,15 @@ class BotOut(BotSummaryOut):
 class RegistrationCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"price": "2.5", "currency": "ICP"}]},
+        json_schema_extra={
+            "examples": [{"price": "2.5", "currency": "ICP", "marketplace": "icp-main"}]
+        },
+    )
+
+    marketplace: MarketplaceName = Field(
+        default=DEFAULT_MARKETPLACE,
+        description="the marketplace whose renters may subscribe; list a bot on several with "
+        "one registration each. Made on the fly in development, elsewhere it must exist",
     )
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
@@ -105,6 +116,7 @@ class RegistrationOut(BaseModel):
                 {
                     "id": "0193b6c8b2a3948576a5b4c3d2e1f0a9",
                     "bot_id": _EXAMPLE_BOT_ID,
+                    "marketplace": "icp-main",
                     "title": "BTC trend follower",
                     "description": "",
                     "price": "2.5",
@@ -119,6 +131,7 @@ class RegistrationOut(BaseModel):
 
     id: str
     bot_id: str
+    marketplace: str
     title: str
     description: str
     price: Amount
@@ -126,3 +139,18 @@ class RegistrationOut(BaseModel):
     billing_period: str
     status: str
     created_at: datetime
+
+    @classmethod
+    def of(cls, row: BotMarketplaceRegistration, marketplace: str) -> RegistrationOut:
+        return cls(
+            id=row.id,
+            bot_id=row.bot_id,
+            marketplace=marketplace,
+            title=row.title,
+            description=row.description,
+            price=row.price,
+            currency=row.currency,
+            billing_period=row.billing_period,
+            status=row.status,
+            created_at=row.created_at,
+        )

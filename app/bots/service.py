@@ -11,6 +11,7 @@ from app.bots.schemas import BotCreate, BotOut, BotUpdate, RegistrationCreate
 from app.bots.strategy import Strategy
 from app.core.errors import Forbidden, NotFound, Unprocessable
 from app.core.settings import Settings
+from app.marketplaces import service as marketplaces
 from app.models import Bot, BotMarketplaceRegistration, BotVersion
 
 
@@ -153,11 +154,22 @@ async def update_bot(
 
 
 async def register_bot(
-    session: AsyncSession, caller: Caller, bot_id: str, body: RegistrationCreate
+    session: AsyncSession,
+    caller: Caller,
+    bot_id: str,
+    body: RegistrationCreate,
+    *,
+    create_marketplace: bool,
 ) -> BotMarketplaceRegistration:
+    """List the bot on the marketplace the body names (made if missing when
+    `create_marketplace`, in development)."""
     bot = await _owned_bot(session, caller, bot_id)
+    marketplace = await marketplaces.resolve(
+        session, body.marketplace, create_missing=create_marketplace
+    )
     registration = BotMarketplaceRegistration(
         bot_id=bot.id,
+        marketplace_id=marketplace.id,
         title=body.title or bot.name,
         description=body.description,
         price=body.price,

@@ -301,6 +301,13 @@ class Settings(BaseSettings):
         return configured
 
     @property
+    def makes_missing_marketplaces(self) -> bool:
+        """Whether a key or listing naming an unknown marketplace makes it: in development
+        only, so a local run needs no setup step while elsewhere a typo cannot split one
+        marketplace's renters into two."""
+        return self.environment is Environment.development
+
+    @property
     def broker_url(self) -> str:
         """Celery's broker: CELERY_BROKER_URL, else Redis, else a SQLite file (embedded)."""
         return self.celery_broker_url or self.redis_url or f"sqla+sqlite:///{EMBEDDED_BROKER}"

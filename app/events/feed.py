@@ -80,11 +80,12 @@ async def sequence_if_behind(
 @dataclass(frozen=True)
 class Viewer:
     """Who reads the feed: the key's scope, the renter a marketplace key names (if any), the
-    developer's own user."""
+    developer's own user, a marketplace key's marketplace."""
 
     scope: Scope
     principal: str | None = None
     owner_user_id: str | None = None
+    marketplace_id: str | None = None
 
 
 def encode_seq(seq: int) -> str:
@@ -121,10 +122,11 @@ async def page(
     if viewer.scope is Scope.admin:
         visible = None
     elif viewer.scope is Scope.marketplace:
+        assert viewer.marketplace_id is not None, "every marketplace key has a marketplace"
         visible = (
-            repository.renter(viewer.principal)
+            repository.renter(viewer.marketplace_id, viewer.principal)
             if viewer.principal is not None
-            else repository.renters()
+            else repository.renters(viewer.marketplace_id)
         )
     else:
         visible = repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)

@@ -99,14 +99,19 @@ async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bo
     return told is not None
 
 
-def renters() -> ColumnElement[bool]:
-    """Events of every renter."""
-    return Event.user_id.is_not(None)
+def renters(marketplace_id: str) -> ColumnElement[bool]:
+    """Events of every renter of a marketplace."""
+    return Event.user_id.in_(select(User.id).where(User.marketplace_id == marketplace_id))
 
 
-def renter(principal: str) -> ColumnElement[bool]:
-    """Events of one renter, by the user row its principal names."""
-    return Event.user_id == select(User.id).where(User.principal == principal).scalar_subquery()
+def renter(marketplace_id: str, principal: str) -> ColumnElement[bool]:
+    """Events of one renter, by the user row its marketplace and principal name."""
+    return (
+        Event.user_id
+        == select(User.id)
+        .where(User.marketplace_id == marketplace_id, User.principal == principal)
+        .scalar_subquery()
+    )
 
 
 def bots_of(owner_user_id: str | None, types: Collection[str]) -> ColumnElement[bool]:

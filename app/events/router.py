@@ -70,7 +70,7 @@ async def list_events(
         principal = None
     if caller.scope is Scope.marketplace and principal is None:
         _refuse_unsigned_renters_feed(caller)
-    viewer = feed.Viewer(caller.scope, principal, caller.owner_user_id)
+    viewer = feed.Viewer(caller.scope, principal, caller.owner_user_id, caller.marketplace_id)
     async with runtime.read_sessionmaker() as session:
         await feed.sequence_if_behind(runtime.sessionmaker, session)
         return await feed.page(session, viewer, after_seq, wanted, limit)

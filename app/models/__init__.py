@@ -15,11 +15,10 @@ from app.models.trading import (
     Position,
     Trade,
 )
-from app.models.users import ApiKey, ApiKeyAssertionKey, User
+from app.models.users import ApiKey, Marketplace, MarketplaceAssertionKey, User
 
 __all__ = [
     "ApiKey",
-    "ApiKeyAssertionKey",
     "AuditLog",
     "Backtest",
     "Base",
@@ -34,6 +33,8 @@ __all__ = [
     "ExchangeCredential",
     "IdempotencyRecord",
     "LlmVote",
+    "Marketplace",
+    "MarketplaceAssertionKey",
     "PerformanceLog",
     "Position",
     "Subscription",

@@ -45,6 +45,10 @@ class BotMarketplaceRegistration(IdMixin, TimestampMixin, Base):
     bot_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("bots.id", ondelete="CASCADE"), index=True
     )
+    # The marketplace whose renters may subscribe; a bot may be listed on several.
+    marketplace_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("marketplaces.id", ondelete="CASCADE"), index=True
+    )
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     price: Mapped[Decimal] = mapped_column(Money)

@@ -1,4 +1,5 @@
-"""Users (one per ICP principal or per developer) and the API keys that act for them."""
+"""Marketplaces, users (a renter per marketplace and ICP principal, or a developer) and the API
+keys that act for them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,32 @@ from app.core.db import UTCDateTime, case_sensitive_string
 from app.models.base import ID_LENGTH, Base, CreatedMixin, IdMixin
 
 
+class Marketplace(IdMixin, CreatedMixin, Base):
+    """A marketplace whose keys act for its renters, and only for them.
+
+    Whether its renters' requests must carry the canister's signed principal assertion, and
+    the public keys that verify one, belong here rather than to each key: a new key of the
+    same marketplace (a rotation) needs no re-registration.
+    """
+
+    __tablename__ = "marketplaces"
+
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # off | optional | required (see app/core/principal_assertions.py).
+    assertion_mode: Mapped[str] = mapped_column(String(16), server_default="off")
+
+
 class User(IdMixin, CreatedMixin, Base):
     __tablename__ = "users"
+    # A renter is a principal in one marketplace: the same principal in two marketplaces is two
+    # renters whose data never meet.
+    __table_args__ = (UniqueConstraint("marketplace_id", "principal"),)
 
     # Renters are identified by their principal; developers own keys and bots, not principals.
-    principal: Mapped[str | None] = mapped_column(String(64), unique=True)
+    principal: Mapped[str | None] = mapped_column(String(64))
+    marketplace_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("marketplaces.id", ondelete="CASCADE")
+    )
     kind: Mapped[str] = mapped_column(String(16))  # renter | developer
     # Personal fields, blanked by the GDPR erasure.
     display_name: Mapped[str | None] = mapped_column(String(200))
@@ -36,26 +58,28 @@ class ApiKey(IdMixin, CreatedMixin, Base):
     owner_user_id: Mapped[str | None] = mapped_column(
         String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    # The marketplace a marketplace key acts for; NULL for admin and developer keys.
+    marketplace_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("marketplaces.id", ondelete="CASCADE"), index=True
+    )
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # off | optional | required: whether renter requests must carry the canister's signed
-    # principal assertion (see app/core/principal_assertions.py).
-    assertion_mode: Mapped[str] = mapped_column(String(16), server_default="off")
     # Requests a minute for the whole key; NULL is its scope's default (app/core/ratelimit.py).
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
 
 
-class ApiKeyAssertionKey(IdMixin, CreatedMixin, Base):
-    """A public key whose signatures prove the principal a marketplace key acts for.
+class MarketplaceAssertionKey(IdMixin, CreatedMixin, Base):
+    """A public key whose signatures prove the principal a marketplace's keys act for.
 
-    A key may hold several so the canister's signing key can be rotated without downtime.
+    A marketplace may hold several so the canister's signing key can be rotated without
+    downtime.
     """
 
-    __tablename__ = "api_key_assertion_keys"
-    __table_args__ = (UniqueConstraint("api_key_id", "public_key"),)
+    __tablename__ = "marketplace_assertion_keys"
+    __table_args__ = (UniqueConstraint("marketplace_id", "public_key"),)
 
-    api_key_id: Mapped[str] = mapped_column(
-        String(ID_LENGTH), ForeignKey("api_keys.id", ondelete="CASCADE")
+    marketplace_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("marketplaces.id", ondelete="CASCADE")
     )
     algorithm: Mapped[str] = mapped_column(String(16))  # ed25519 | secp256k1
     # Raw bytes, so equality is binary on every backend (MariaDB's default collation is not).

@@ -18,5 +18,5 @@ router = APIRouter(
 @router.get("/{sub_id}/performance", response_model=PerformanceOut, responses=error_responses(404))
 async def get_performance(sub_id: str, read: RenterReadDep, runtime: RuntimeDep) -> PerformanceOut:
     async with read.sessions() as session:
-        sub = await service.get_owned(session, read.principal, sub_id)
+        sub = await service.get_owned(session, read, sub_id)
         return await performance(session, sub, runtime.settings)

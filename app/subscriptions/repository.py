@@ -13,16 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.reads import RowReader, Rows
 from app.models import Decision, LlmVote, PerformanceLog, Position, Subscription, Trade, User
 from app.subscriptions.schemas import SubscriptionOut
+from app.users.renter import RenterRef
 
-# Scoped by the owner's principal in the query itself: another renter's row is simply not
-# found, and no lookup of the renter's user row comes first. Built once, at import: on the hot
-# path, constructing a statement costs more than running it from SQLAlchemy's compiled cache.
-_OF_PRINCIPAL = (
+# Scoped by the owner (its marketplace and principal) in the query itself: another renter's
+# row is simply not found, and no lookup of the renter's user row comes first. Built once, at
+# import: on the hot path, constructing a statement costs more than running it from
+# SQLAlchemy's compiled cache.
+_OF_RENTER = (
     select(Subscription)
     .join(User, User.id == Subscription.user_id)
-    .where(User.principal == bindparam("principal"))
+    .where(
+        User.marketplace_id == bindparam("marketplace_id"),
+        User.principal == bindparam("principal"),
+    )
 )
-_OWNED = _OF_PRINCIPAL.where(Subscription.id == bindparam("sub_id"))
+_OWNED = _OF_RENTER.where(Subscription.id == bindparam("sub_id"))
 # The renter's GETs answer with these same statements narrowed to SubscriptionOut's columns,
 # read as rows (app/core/reads.py says which reads do and why). Ids are lower-case hex: every
 # id sorts after "", the first page's bound.
@@ -30,27 +35,38 @@ _SUBSCRIPTIONS = Subscription.__table__.c
 _SHOWN_COLUMNS = [column for column in _SUBSCRIPTIONS if column.key in SubscriptionOut.model_fields]
 _OWNED_VIEW = Rows(_OWNED.with_only_columns(*_SHOWN_COLUMNS))
 _PAGE_VIEW = Rows(
-    _OF_PRINCIPAL.with_only_columns(*_SHOWN_COLUMNS)
+    _OF_RENTER.with_only_columns(*_SHOWN_COLUMNS)
     .where(_SUBSCRIPTIONS.id > bindparam("after_id"))
     .order_by(_SUBSCRIPTIONS.id)
     .limit(bindparam("limit"))
 )
 
 
-async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription | None:
-    """The principal's subscription as an entity, for a service to work on."""
-    return await session.scalar(_OWNED, {"principal": principal, "sub_id": sub_id})
+async def get_owned(session: AsyncSession, owner: RenterRef, sub_id: str) -> Subscription | None:
+    """The renter's subscription as an entity, for a service to work on."""
+    return await session.scalar(
+        _OWNED,
+        {"marketplace_id": owner.marketplace_id, "principal": owner.principal, "sub_id": sub_id},
+    )
 
 
-async def owned_view(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any] | None:
-    """The principal's subscription as SubscriptionOut's fields, None when it has none by the id."""
-    return await _OWNED_VIEW.one_or_none(reader, principal=principal, sub_id=sub_id)
+async def owned_view(reader: RowReader, owner: RenterRef, sub_id: str) -> dict[str, Any] | None:
+    """The renter's subscription as SubscriptionOut's fields, None when it has none by the id."""
+    return await _OWNED_VIEW.one_or_none(
+        reader, marketplace_id=owner.marketplace_id, principal=owner.principal, sub_id=sub_id
+    )
 
 
-async def page_of_principal(
-    reader: RowReader, principal: str, after_id: str | None, limit: int
+async def page_of_renter(
+    reader: RowReader, owner: RenterRef, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    return await _PAGE_VIEW.all(reader, principal=principal, after_id=after_id or "", limit=limit)
+    return await _PAGE_VIEW.all(
+        reader,
+        marketplace_id=owner.marketplace_id,
+        principal=owner.principal,
+        after_id=after_id or "",
+        limit=limit,
+    )
 
 
 async def trades_page(

@@ -33,7 +33,7 @@ async def create_subscription(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> SubscriptionOut:
-    sub = await service.create(session, renter.id, body, runtime.settings)
+    sub = await service.create(session, renter, body, runtime.settings)
     audit.record(session, request, "subscription.create", "subscription", sub.id)
     # A new subscription trades on its first closed candle without waiting for beat.
     runtime.jobs.send_after_commit(session, "trading.dispatch")
@@ -42,9 +42,7 @@ async def create_subscription(
 
 @router.get("", response_model=Page[SubscriptionOut])
 async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[SubscriptionOut]:
-    rows = await repository.page_of_principal(
-        read.rows, read.principal, page.after_id, page.limit + 1
-    )
+    rows = await repository.page_of_renter(read.rows, read, page.after_id, page.limit + 1)
     subscriptions = [SubscriptionOut.model_validate(row) for row in rows]
     return Page(
         items=subscriptions[: page.limit], next_cursor=next_cursor(subscriptions, page.limit)
@@ -53,7 +51,7 @@ async def list_subscriptions(read: RenterReadDep, page: PageDep) -> Page[Subscri
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, responses=error_responses(404))
 async def get_subscription(sub_id: str, read: RenterReadDep) -> SubscriptionOut:
-    shown = await service.owned_view(read.rows, read.principal, sub_id)
+    shown = await service.owned_view(read.rows, read, sub_id)
     return SubscriptionOut.model_validate(shown)
 
 
@@ -73,7 +71,7 @@ async def update_subscription(
 @router.get("/{sub_id}/trades", response_model=Page[TradeOut], responses=error_responses(404))
 async def list_trades(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[TradeOut]:
     async with read.sessions() as session:
-        sub = await service.get_owned(session, read.principal, sub_id)
+        sub = await service.get_owned(session, read, sub_id)
         rows = await repository.trades_page(session, sub.id, page.after_id, page.limit + 1)
     return Page(
         items=[TradeOut.model_validate(r) for r in rows[: page.limit]],
@@ -84,7 +82,7 @@ async def list_trades(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[T
 @router.get("/{sub_id}/decisions", response_model=Page[DecisionOut], responses=error_responses(404))
 async def list_decisions(sub_id: str, read: RenterReadDep, page: PageDep) -> Page[DecisionOut]:
     async with read.sessions() as session:
-        sub = await service.get_owned(session, read.principal, sub_id)
+        sub = await service.get_owned(session, read, sub_id)
         rows = await repository.decisions_page(session, sub, page.after_id, page.limit + 1)
         shown = rows[: page.limit]
         voted = await repository.votes_of(session, [d.id for d in shown])

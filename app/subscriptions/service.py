@@ -19,7 +19,7 @@ from app.models import Subscription
 from app.subscriptions import repository
 from app.subscriptions.events import status_changed
 from app.subscriptions.schemas import Mode, Status, SubscriptionCreate, SubscriptionUpdate
-from app.users.renter import Renter
+from app.users.renter import Renter, RenterRef
 
 # The renter's moves; `expiring` and `expired` are set only by the system when ends_at passes.
 _TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -45,20 +45,20 @@ async def _credential_for(session: AsyncSession, user_id: str, mode: Mode) -> st
 
 
 async def create(
-    session: AsyncSession, user_id: str, body: SubscriptionCreate, settings: Settings
+    session: AsyncSession, renter: Renter, body: SubscriptionCreate, settings: Settings
 ) -> Subscription:
     if body.quote_amount > settings.max_quote_amount:
         raise Unprocessable(
             f"quote_amount is above the service's cap of {settings.max_quote_amount}",
             details=[{"loc": "body.quote_amount", "message": "above the service's cap"}],
         )
-    bot = await rentable_bot(session, body.bot_id)
+    bot = await rentable_bot(session, body.bot_id, renter.marketplace_id)
     version = await bots.current_version(session, bot)
     credential_id = None
     if body.mode is not Mode.paper:
-        credential_id = await _credential_for(session, user_id, body.mode)
+        credential_id = await _credential_for(session, renter.id, body.mode)
     sub = Subscription(
-        user_id=user_id,
+        user_id=renter.id,
         bot_id=bot.id,
         bot_version_id=version.id,
         credential_id=credential_id,
@@ -76,16 +76,16 @@ async def create(
     return sub
 
 
-async def get_owned(session: AsyncSession, principal: str, sub_id: str) -> Subscription:
-    sub = await repository.get_owned(session, principal, sub_id)
+async def get_owned(session: AsyncSession, owner: RenterRef, sub_id: str) -> Subscription:
+    sub = await repository.get_owned(session, owner, sub_id)
     if sub is None:
         raise NotFound("subscription")
     return sub
 
 
-async def owned_view(reader: RowReader, principal: str, sub_id: str) -> dict[str, Any]:
+async def owned_view(reader: RowReader, owner: RenterRef, sub_id: str) -> dict[str, Any]:
     """The renter's subscription as SubscriptionOut's fields (app/core/reads.py's rows)."""
-    shown = await repository.owned_view(reader, principal, sub_id)
+    shown = await repository.owned_view(reader, owner, sub_id)
     if shown is None:
         raise NotFound("subscription")
     return shown
@@ -94,7 +94,7 @@ async def owned_view(reader: RowReader, principal: str, sub_id: str) -> dict[str
 async def update(
     session: AsyncSession, renter: Renter, sub_id: str, body: SubscriptionUpdate
 ) -> Subscription:
-    sub = await get_owned(session, renter.principal, sub_id)
+    sub = await get_owned(session, renter, sub_id)
     current = Status(sub.status)
     if body.status is not None and body.status != current:
         if body.status not in _TRANSITIONS[current]:

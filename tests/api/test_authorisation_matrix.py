@@ -1,10 +1,12 @@
 """Every /api/v1 route of the app, for every caller, on every target, on real data of two sides.
 
-The callers: no key (and two bad keys), an admin, a developer and a marketplace key acting
-for a renter on side A, and a second developer and the marketplace key acting for a second
-renter on side B. Each side has a listed bot, exchange credentials, a subscription, a
-decision, a trade and a backtest its renter started. A route's path parameters are filled with
-side A's resource, side B's and a missing id.
+The callers: no key (and two bad keys), an admin, a developer and marketplace A's key acting
+for a renter on side A, and a second developer and marketplace B's key acting for a second
+renter on side B; and each marketplace's key acting for the other side's principal, which in
+its marketplace is a renter of its own who has nothing. Each side has a bot listed on its
+marketplace, exchange credentials, a subscription, a decision, a trade and a backtest its
+renter started. A route's path parameters are filled with side A's resource, side B's and a
+missing id.
 
 Expected: 401 without a valid key; 403 for a scope the route does not admit; success on what
 the caller may reach; 404 for a missing id, and for a resource out of the caller's reach a
@@ -57,9 +59,11 @@ def own_sides(caller: Caller, side: Side) -> bool:
 
 
 def backtestable(caller: Caller, side: Side) -> bool:
-    """The bot's developer, an admin, or a renter when the bot is listed: both sides' bots
-    are (an unlisted one is tests/backtests/test_api.py's)."""
-    return caller.scope is not Scope.developer or caller.side is side
+    """The bot's developer, an admin, or a renter of a marketplace the bot is listed on: each
+    side's bot is on its own (an unlisted one is tests/backtests/test_api.py's)."""
+    if caller.scope is Scope.marketplace:
+        return caller.market is side
+    return caller.scope is Scope.admin or caller.side is side
 
 
 def started_it(caller: Caller, side: Side) -> bool:
@@ -94,13 +98,15 @@ FEED = Access(frozenset(Scope), anyones, sees_renters=frozenset({Scope.admin}))
 class Endpoint:
     access: Access
     # A valid body, so that a refusal is the route's decision and not the body's validation.
-    body: dict[str, Any] | Callable[[World], dict[str, Any]] | None = None
+    body: dict[str, Any] | Callable[[World, Caller], dict[str, Any]] | None = None
     status: int | None = None  # on success; by default 201 for POST, 204 for DELETE, else 200
 
 
 ENDPOINTS: dict[str, Endpoint] = {
     "POST /api/v1/api-keys": Endpoint(ADMIN, {"name": "matrix", "scope": "marketplace"}),
     "GET /api/v1/api-keys": Endpoint(ADMIN),
+    "POST /api/v1/marketplaces": Endpoint(ADMIN, {"name": "matrix"}),
+    "GET /api/v1/marketplaces": Endpoint(ADMIN),
     "PATCH /api/v1/api-keys/{key_id}": Endpoint(ADMIN, {"assertion_mode": "off"}),
     "POST /api/v1/api-keys/{key_id}/assertion-keys": Endpoint(
         ADMIN, {"public_key": "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="}
@@ -121,8 +127,9 @@ ENDPOINTS: dict[str, Endpoint] = {
     "DELETE /api/v1/credentials/{exchange}": Endpoint(RENTER),
     "POST /api/v1/subscriptions": Endpoint(
         RENTER,
-        lambda world: {
-            "bot_id": world.sides[0].bot_id,
+        # A bot listed on the caller's marketplace (the other's is tests/api/test_tenancy.py's).
+        lambda world, caller: {
+            "bot_id": (caller.market or world.sides[0]).bot_id,
             "symbol": "BTCUSDT",
             "timeframe": "1h",
             "mode": "paper",
@@ -151,6 +158,7 @@ class Side:
     name: str
     developer: str
     principal: str
+    marketplace_key: str
     bot_id: str = ""
     subscription_id: str = ""
     backtest_id: str = ""
@@ -178,6 +186,7 @@ class Caller:
     scope: Scope | None
     principal: str
     side: Side | None  # whose resources it owns (a developer's bot, a renter's data)
+    market: Side | None = None  # a marketplace key's: the side whose marketplace it is
 
 
 @dataclass
@@ -191,15 +200,20 @@ async def seed_side(
     client: httpx.AsyncClient,
     settings: Settings,
     trader: Executor,
-    keys: dict[Scope, str],
+    admin_key: str,
     name: str,
     symbol: str,
 ) -> Side:
-    side = Side(name, await make_key(settings, Scope.developer, f"dev-{name}"), new_principal())
-    renter = headers(keys[Scope.marketplace], side.principal)
+    side = Side(
+        name,
+        await make_key(settings, Scope.developer, f"dev-{name}"),
+        new_principal(),
+        await make_key(settings, Scope.marketplace, f"market-{name}", f"market-{name.lower()}"),
+    )
+    renter = headers(side.marketplace_key, side.principal)
     bot = await create_bot(client, side.developer)
     side.bot_id = bot["id"]
-    await list_bot(client, side.developer, bot)
+    await list_bot(client, side.developer, bot, f"market-{name.lower()}")
     # A masked key that no id, principal or symbol can contain by chance.
     api_key = fake_binance_key()[0][:60] + f"ZQ{name}{name}"
     stored = await client.put(
@@ -209,7 +223,7 @@ async def seed_side(
     )
     assert stored.status_code == 201, stored.text
     created = await subscribe(
-        client, keys[Scope.marketplace], side.principal, side.bot_id, symbol=symbol
+        client, side.marketplace_key, side.principal, side.bot_id, symbol=symbol
     )
     side.subscription_id = created.json()["id"]
     decision_id = await decision(app, side.subscription_id, "BUY")
@@ -226,10 +240,12 @@ async def seed_side(
         json={
             "name": f"spare-{name}",
             "scope": "marketplace",
+            # Its own marketplace, whose assertion keys the key routes change.
+            "marketplace": f"spare-{name.lower()}",
             "assertion_keys": [{"public_key": base64.b64encode(public_key).decode()}],
             "assertion_mode": "off",
         },
-        headers=headers(keys[Scope.admin]),
+        headers=headers(admin_key),
     )
     side.spare_key_id = spare.json()["id"]
     side.assertion_key_id = spare.json()["assertion_keys"][0]["id"]
@@ -250,17 +266,21 @@ async def seed_side(
 async def world(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings, executor: Executor
 ) -> World:
-    keys = {scope: await make_key(settings, scope, scope.value) for scope in Scope}
-    a = await seed_side(app, client, settings, executor, keys, "A", "SOLUSDT")
-    b = await seed_side(app, client, settings, executor, keys, "B", "BNBUSDT")
+    admin = await make_key(settings, Scope.admin, "admin")
+    a = await seed_side(app, client, settings, executor, admin, "A", "SOLUSDT")
+    b = await seed_side(app, client, settings, executor, admin, "B", "BNBUSDT")
+    market = Scope.marketplace
     # Callers other than the marketplace send a principal too: acting for one is refused.
     callers = [
         Caller("no key", None, None, a.principal, None),
-        Caller("admin", keys[Scope.admin], Scope.admin, a.principal, None),
+        Caller("admin", admin, Scope.admin, a.principal, None),
         Caller("developer A", a.developer, Scope.developer, a.principal, a),
         Caller("developer B", b.developer, Scope.developer, b.principal, b),
-        Caller("marketplace for A", keys[Scope.marketplace], Scope.marketplace, a.principal, a),
-        Caller("marketplace for B", keys[Scope.marketplace], Scope.marketplace, b.principal, b),
+        Caller("marketplace A for A", a.marketplace_key, market, a.principal, a, a),
+        Caller("marketplace B for B", b.marketplace_key, market, b.principal, b, b),
+        # The same principal in another marketplace is another renter, who has nothing.
+        Caller("marketplace A for B's principal", a.marketplace_key, market, b.principal, None, a),
+        Caller("marketplace B for A's principal", b.marketplace_key, market, a.principal, None, b),
     ]
     return World((a, b), callers)
 
@@ -348,11 +368,12 @@ async def test_every_route_for_every_caller_on_both_sides_and_a_missing_id(
     # What each renter was shown of their own data: the leak check looks for data that exists.
     shown: dict[str, set[str]] = {side.name: set() for side in world.sides}
     for method, template, endpoint in classified_routes(app):
-        body = endpoint.body(world) if callable(endpoint.body) else endpoint.body
         by_id = names_a_resource(template)
         for caller in world.callers:
+            body = endpoint.body(world, caller) if callable(endpoint.body) else endpoint.body
             # A renter's data is theirs to see, and no one else's.
-            own_data = caller.side.renter_data if caller.scope is Scope.marketplace else set()
+            renter = caller.side if caller.scope is Scope.marketplace else None
+            own_data = renter.renter_data if renter is not None else set()
             if caller.scope in endpoint.access.sees_renters:
                 own_data = {data for side in world.sides for data in side.renter_data}
             missing = b""
@@ -368,19 +389,20 @@ async def test_every_route_for_every_caller_on_both_sides_and_a_missing_id(
                         and response.json()["error"]["code"] != ERROR_CODES[status]
                     ):
                         failures.append(f"{where}: {status} expected, got {response.text}")
+                    text = response.text
+                    if caller.scope is Scope.marketplace and endpoint.access is FEED:
+                        # A renter's events name the principal its marketplace sent: its own.
+                        text = text.replace(caller.principal, "")
                     leaked = [
                         data
                         for side in world.sides
                         for data in side.renter_data - own_data
-                        if data in response.text
+                        if data in text
                     ]
                     if leaked:
                         failures.append(f"{where}: another's data {leaked} in {response.text}")
-                    if caller.scope is Scope.marketplace:
-                        text = response.text
-                        if endpoint.access is FEED:
-                            text = text.replace(caller.principal, "")
-                        shown[caller.side.name] |= {d for d in own_data if d in text}
+                    if renter is not None:
+                        shown[renter.name] |= {d for d in own_data if d in text}
                     if by_id and target is None:
                         missing = response.content
                     elif by_id and status == 404 and response.content != missing:

@@ -159,9 +159,11 @@ async def test_required_mode_proves_reads_and_writes(
         401,
         "INVALID_PRINCIPAL_ASSERTION",
     )
-    # Keys without assertion keys work as before.
+    # A marketplace without assertion keys works as before.
     plain = await client.post(
-        "/api/v1/api-keys", json={"name": "p", "scope": "marketplace"}, headers=headers(admin_key)
+        "/api/v1/api-keys",
+        json={"name": "p", "scope": "marketplace", "marketplace": "plain"},
+        headers=headers(admin_key),
     )
     assert plain.json()["assertion_mode"] == "off"
     unsigned_plain = headers(plain.json()["key"], new_principal())

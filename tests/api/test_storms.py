@@ -47,6 +47,8 @@ class Callers:
     admin: str
     developer: str
     marketplace: str
+    # A key of a second marketplace, whose renters are its own.
+    other_marketplace: str
     clients: list[httpx.AsyncClient]
     principal: str = field(default_factory=new_principal)
 
@@ -77,6 +79,18 @@ async def create_api_key(callers: Callers) -> Storm:
         201,
         # A developer key acts as a new developer.
         {"api_keys": 1, "users": 1, "audit_logs[api_key.create]": 1},
+    )
+
+
+async def create_marketplace(callers: Callers) -> Storm:
+    return Storm(
+        "POST",
+        "/api/v1/marketplaces",
+        headers(callers.admin),
+        {"name": "replicated"},
+        {"name": "another"},
+        201,
+        {"marketplaces": 1, "audit_logs[marketplace.create]": 1},
     )
 
 
@@ -250,7 +264,7 @@ async def add_assertion_key(callers: Callers) -> Storm:
         {"public_key": new_assertion_key()},
         {"public_key": new_assertion_key()},
         201,
-        {"api_key_assertion_keys": 1, "audit_logs[api_key.assertion_key.add]": 1},
+        {"marketplace_assertion_keys": 1, "audit_logs[api_key.assertion_key.add]": 1},
     )
 
 
@@ -268,7 +282,7 @@ async def remove_assertion_key(callers: Callers) -> Storm:
         {},
         {"reason": "another"},
         204,
-        {"api_key_assertion_keys": -1, "audit_logs[api_key.assertion_key.remove]": 1},
+        {"marketplace_assertion_keys": -1, "audit_logs[api_key.assertion_key.remove]": 1},
     )
 
 
@@ -303,6 +317,7 @@ async def cancel_backtest(callers: Callers) -> Storm:
 STORMS: dict[str, Callable[[Callers], Awaitable[Storm]]] = {
     "POST /api/v1/api-keys": create_api_key,
     "DELETE /api/v1/api-keys/{key_id}": revoke_api_key,
+    "POST /api/v1/marketplaces": create_marketplace,
     "POST /api/v1/bots": create_bot_storm,
     "PATCH /api/v1/bots/{bot_id}": change_strategy,
     "POST /api/v1/bots/{bot_id}/registrations": register_bot,
@@ -338,13 +353,18 @@ async def callers(api_replicas: ApiReplicas) -> AsyncIterator[Callers]:
     settings = api_replicas.settings
     keys = [await make_key(settings, scope, scope.value) for scope in Scope]
     by_scope = dict(zip(Scope, keys, strict=True))
+    other = await make_key(settings, Scope.marketplace, "other", "other")
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
             for url in api_replicas.urls
         ]
         yield Callers(
-            by_scope[Scope.admin], by_scope[Scope.developer], by_scope[Scope.marketplace], clients
+            by_scope[Scope.admin],
+            by_scope[Scope.developer],
+            by_scope[Scope.marketplace],
+            other,
+            clients,
         )
 
 
@@ -414,3 +434,47 @@ async def test_a_replica_storm_has_one_effect_and_one_answer(
         assert_error(response, 409, "IDEMPOTENCY_KEY_REUSED")
     assert len({r.content for r in reused}) == 1
     assert changes(after, await rows(database_url)) == {}
+
+
+@pytest.mark.mariadb
+async def test_two_marketplaces_storming_for_one_principal_have_one_effect_each(
+    api_replicas: ApiReplicas, callers: Callers
+) -> None:
+    """Both marketplaces send the same principal's subscription with the same Idempotency-Key
+    at once: two renters, so two subscriptions, and each marketplace's copies share the answer
+    of its own one."""
+    bot = await listed_bot(callers.first, callers.developer)
+    listing = await callers.first.post(
+        f"/api/v1/bots/{bot['id']}/registrations",
+        json={"price": "1", "marketplace": "other"},
+        headers=headers(callers.developer),
+    )
+    assert listing.status_code == 201, listing.text
+    body = {
+        "bot_id": bot["id"],
+        "symbol": "BTCUSDT",
+        "timeframe": "1h",
+        "mode": "paper",
+        "quote_amount": "10",
+    }
+    keys = itertools.islice(
+        itertools.cycle([callers.marketplace, callers.other_marketplace]), 2 * COPIES
+    )
+    clients = itertools.cycle(callers.clients)
+    before = await rows(api_replicas.settings.database_url)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/subscriptions",
+                json=body,
+                headers=headers(key, callers.principal, "outcall-1"),
+            )
+            for key, client in zip(keys, clients)
+        )
+    )
+    assert {r.status_code for r in responses} == {201}
+    for own in (responses[0::2], responses[1::2]):
+        assert len({r.content for r in own}) == 1
+    assert responses[0].json()["id"] != responses[1].json()["id"]
+    effect = changes(before, await rows(api_replicas.settings.database_url))
+    assert effect["subscriptions"] == 2 and effect["users"] == 2

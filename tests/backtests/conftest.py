@@ -61,10 +61,17 @@ async def make_bot(client: httpx.AsyncClient, key: str, **strategy: Any) -> dict
     return response.json()
 
 
-async def list_bot(client: httpx.AsyncClient, key: str, bot: dict) -> None:
+async def list_bot(
+    client: httpx.AsyncClient, key: str, bot: dict, marketplace: str = "default"
+) -> None:
     response = await client.post(
         f"/api/v1/bots/{bot['id']}/registrations",
-        json={"price": "10", "currency": "USD", "billing_period": "month"},
+        json={
+            "price": "10",
+            "currency": "USD",
+            "billing_period": "month",
+            "marketplace": marketplace,
+        },
         headers=headers(key),
     )
     assert response.status_code == 201, response.text

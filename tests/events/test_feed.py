@@ -16,6 +16,8 @@ from app.core.settings import Settings
 from app.events import feed
 from app.events.service import record
 from app.events.types import EventType
+from app.marketplaces import repository as marketplaces
+from app.marketplaces.service import DEFAULT_MARKETPLACE
 from app.models import Event
 from app.users import repository as users
 from tests.api.test_contract import create_bot
@@ -39,16 +41,20 @@ async def seeded(
     client: httpx.AsyncClient,
     settings: Settings,
     developer_key: str,
+    marketplace_key: str,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> Seeded:
-    """Two bots of two developers, two renters, and each kind of reader's events."""
+    """Two bots of two developers, two renters of the marketplace key's marketplace, and each
+    kind of reader's events."""
     other_developer = await make_key(settings, Scope.developer, "other developer")
     bot = (await create_bot(client, developer_key))["id"]
     other_bot = (await create_bot(client, other_developer))["id"]
     seeded = Seeded(bot, other_bot, new_principal(), new_principal())
     async with session_scope(sessionmaker) as session:
-        renter = await users.get_or_create_renter(session, seeded.renter)
-        other = await users.get_or_create_renter(session, seeded.other_renter)
+        home = await marketplaces.get_by_name(session, DEFAULT_MARKETPLACE)
+        assert home is not None, "the marketplace key's"
+        renter = await users.get_or_create_renter(session, home.id, seeded.renter)
+        other = await users.get_or_create_renter(session, home.id, seeded.other_renter)
         await session.flush()
 
         def of(user_id: str, principal: str | None, bot_id: str) -> dict[str, object]:
