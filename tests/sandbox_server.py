@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -79,11 +80,12 @@ class SandboxServer:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp, lifespan: str = "off") -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port from a background thread; yield its URL."""
+def serve_in_thread(app: ASGIApp, lifespan: str = "off", **options: Any) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port from a background thread; yield its URL.
+    `options` are uvicorn's (the sandbox's streams' keepalive)."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
