@@ -22,6 +22,7 @@ from functools import lru_cache
 
 MINUTE_MS = 60_000
 INTERVAL_MS = {
+    "1s": 1000,
     "1m": MINUTE_MS,
     "3m": 3 * MINUTE_MS,
     "5m": 5 * MINUTE_MS,
@@ -200,7 +201,8 @@ class Market:
         step = max(1, (last_ms - open_ms) // samples)
         instants = [*range(open_ms, last_ms, step), last_ms]
         prices = [self.price(symbol, t) for t in instants]
-        minutes = max(1.0, (last_ms - open_ms) / MINUTE_MS)
+        # A forming candle has at least a whole candle's volume, a minute's at most.
+        minutes = max(min(1.0, length / MINUTE_MS), (last_ms - open_ms) / MINUTE_MS)
         shake = (_lattice(self.seed, symbol, 99, open_ms // MINUTE_MS) + 1) / 2  # [0, 1)
         volume = Decimal(repr(spec.base_volume * minutes * (0.5 + shake))).quantize(spec.step_size)
         quote_volume = (volume * prices[-1]).quantize(Decimal("0.00000001"))
