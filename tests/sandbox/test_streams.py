@@ -65,10 +65,11 @@ async def request(ws: ClientConnection, method: str, request_id: int, *params: A
 
 
 async def closed_with(ws: ClientConnection) -> Close:
-    """Read until the server closes the connection; its close frame."""
+    """Read until the server closes the connection (within a bound); its close frame."""
     with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            await ws.recv()
+        async with asyncio.timeout(10):
+            while True:
+                await ws.recv()
     assert closed.value.rcvd is not None, "the server sent no close frame"
     return closed.value.rcvd
 
@@ -188,10 +189,11 @@ async def _silent_client(url: str) -> tuple[list[Frame], Close | None]:
     writer.write(b"".join(protocol.data_to_send()))
     frames: list[Frame] = []
     try:
-        while data := await reader.read(65536):
-            protocol.receive_data(data)
-            protocol.data_to_send()  # the pongs, dropped
-            frames += [e for e in protocol.events_received() if isinstance(e, Frame)]
+        async with asyncio.timeout(10):
+            while data := await reader.read(65536):
+                protocol.receive_data(data)
+                protocol.data_to_send()  # the pongs, dropped
+                frames += [e for e in protocol.events_received() if isinstance(e, Frame)]
     finally:
         writer.close()
     return frames, protocol.close_rcvd
