@@ -143,8 +143,8 @@ class Market:
     def jump(self, symbol: str, percent: Decimal, at_ms: int) -> None:
         """From `at_ms` on, the symbol's price is `percent` higher (lower when negative)."""
         factor = 1 + percent / 100
-        if factor <= 0:
-            raise ValueError("a price cannot fall by 100% or more")
+        if not factor.is_finite() or factor <= 0:
+            raise ValueError("a price moves by a finite percentage above -100%")
         self.jumps.setdefault(symbol, []).append(Jump(at_ms, factor))
 
     def _factor(self, symbol: str, ms: int) -> Decimal:

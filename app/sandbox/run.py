@@ -47,6 +47,11 @@ def run_sandbox(
     )
 
 
+def stream_rules(text: str) -> StreamRules:
+    """`--stream-rules`: a JSON object of StreamRules fields."""
+    return StreamRules(**json.loads(text))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
@@ -62,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="the market's price paths")
     parser.add_argument(
         "--stream-rules",
-        type=lambda text: StreamRules(**json.loads(text)),
+        type=stream_rules,
         default=StreamRules(),
         help="the market streams' rules, Binance's unless given, e.g. '{\"max_lifetime_s\": 5}'",
     )

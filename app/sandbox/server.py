@@ -394,7 +394,7 @@ class Sandbox:
         try:
             symbol = spec_of(body.get("symbol")).symbol
         except SandboxError as exc:
-            return JSONResponse({"code": exc.code, "msg": exc.msg}, status_code=400)
+            return _error(400, exc.code, exc.msg, {})
         paused = self.state.streams.paused
         if body.get("paused", True):
             paused.add(symbol)
@@ -410,7 +410,7 @@ class Sandbox:
             before = market.price(symbol, now)
             market.jump(symbol, Decimal(str(body.get("percent"))), now)
         except SandboxError as exc:
-            return JSONResponse({"code": exc.code, "msg": exc.msg}, status_code=400)
+            return _error(400, exc.code, exc.msg, {})
         except (ArithmeticError, ValueError) as exc:  # not a number, or -100% and below
             return JSONResponse({"msg": f"percent: {exc}"}, status_code=400)
         after = market.price(symbol, now + 1)

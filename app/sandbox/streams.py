@@ -121,6 +121,12 @@ def parse_request(raw: str) -> tuple[str, list[Any], Any]:
     return method, params, request_id
 
 
+def _check_names(streams: list[Any], request_id: Any) -> None:
+    for stream in streams:
+        if not isinstance(stream, str) or not STREAM_NAME.match(stream):
+            raise _invalid("invalid stream", request_id, closes=True)
+
+
 @dataclass(eq=False)  # each connection is its own: kept in a set
 class Connection:
     websocket: WebSocket
@@ -132,10 +138,8 @@ class Connection:
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def subscribe(self, streams: list[str], request_id: Any = None) -> None:
-        for stream in streams:
-            if not isinstance(stream, str) or not STREAM_NAME.match(stream):
-                raise _invalid("invalid stream", request_id, closes=True)
+    def subscribe(self, streams: list[Any], request_id: Any = None) -> None:
+        _check_names(streams, request_id)
         added = [s for s in dict.fromkeys(streams) if s not in self.feeds]
         if len(self.feeds) + len(added) > self.rules.max_streams:
             raise StreamLimitExceeded(f"Too many streams: at most {self.rules.max_streams}")
@@ -156,6 +160,7 @@ class Connection:
         if method == "SUBSCRIBE":
             self.subscribe(params, request_id)
         elif method == "UNSUBSCRIBE":
+            _check_names(params, request_id)
             for stream in params:
                 self.feeds.pop(stream, None)
         elif method == "LIST_SUBSCRIPTIONS":

@@ -171,9 +171,12 @@ async def test_a_bad_request_gets_binances_error(
         assert (await request(ws, "LIST_SUBSCRIPTIONS", 9))["result"] == []
 
 
-async def test_an_ill_formed_stream_is_refused_and_closes(streams: SandboxServer) -> None:
+@pytest.mark.parametrize("method", ["SUBSCRIBE", "UNSUBSCRIBE"])
+async def test_an_ill_formed_stream_is_refused_and_closes(
+    streams: SandboxServer, method: str
+) -> None:
     async with connect(ws_url(streams, "/ws")) as ws:
-        await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["btc usdt@trade"], "id": 4}))
+        await ws.send(json.dumps({"method": method, "params": ["btc usdt@trade"], "id": 4}))
         answer = json.loads(await ws.recv())
         assert answer == {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 4}
         assert (await closed_with(ws)).code == 1008
@@ -303,6 +306,7 @@ async def test_a_price_jump_moves_streams_rest_and_fills(streams: SandboxServer)
         ("/sandbox/streams/pause", {"symbol": "DOGEUSDT"}),
         ("/sandbox/market/jump", {"symbol": "BTCUSDT", "percent": "-100"}),
         ("/sandbox/market/jump", {"symbol": "BTCUSDT", "percent": "lots"}),
+        ("/sandbox/market/jump", {"symbol": "BTCUSDT", "percent": "Infinity"}),
     ],
 )
 def test_the_operator_controls_refuse_bad_input(
