@@ -17,6 +17,7 @@ from binance import AsyncClient
 from starlette.types import ASGIApp
 
 from app.sandbox.server import create_sandbox_app
+from app.sandbox.streams import StreamRules
 
 
 def free_port() -> int:
@@ -104,5 +105,6 @@ def serve_in_thread(app: ASGIApp, lifespan: str = "off", **options: Any) -> Iter
 
 @contextlib.contextmanager
 def serve_sandbox() -> Iterator[SandboxServer]:
-    with serve_in_thread(create_sandbox_app()) as url:
+    rules = StreamRules()  # Binance's
+    with serve_in_thread(create_sandbox_app(stream_rules=rules), **rules.uvicorn_options()) as url:
         yield SandboxServer(url)
