@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "keys":
         print(Fernet.generate_key().decode())
     elif args.command == "sandbox":
-        run_sandbox(args.host, args.port, args.accounts, args.seed)
+        run_sandbox(args.host, args.port, args.accounts, args.seed, args.stream_rules)
     elif args.command in ("worker", "beat"):
         celery(args.command, extra)
     elif args.command == "backtest":

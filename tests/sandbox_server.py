@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -16,6 +17,7 @@ from binance import AsyncClient
 from starlette.types import ASGIApp
 
 from app.sandbox.server import create_sandbox_app
+from app.sandbox.streams import StreamRules
 
 
 def free_port() -> int:
@@ -79,11 +81,12 @@ class SandboxServer:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp, lifespan: str = "off") -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port from a background thread; yield its URL."""
+def serve_in_thread(app: ASGIApp, lifespan: str = "off", **options: Any) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port from a background thread; yield its URL.
+    `options` are uvicorn's (the sandbox's streams' keepalive)."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -102,5 +105,6 @@ def serve_in_thread(app: ASGIApp, lifespan: str = "off") -> Iterator[str]:
 
 @contextlib.contextmanager
 def serve_sandbox() -> Iterator[SandboxServer]:
-    with serve_in_thread(create_sandbox_app()) as url:
+    rules = StreamRules()  # Binance's
+    with serve_in_thread(create_sandbox_app(stream_rules=rules), **rules.uvicorn_options()) as url:
         yield SandboxServer(url)

@@ -4,6 +4,11 @@ log(price) is a sum of smooth value-noise layers at time scales from one minute 
 45 days, with amplitudes growing like the square root of the scale, as a random walk's
 would. Any instant's price is computed directly, without replaying history, so the same
 window always yields the same candles, and candles close on real wall-clock boundaries.
+An operator's price jump (`Market.jump`) multiplies every later instant's price, so REST
+prices, fills, candles and the streams all see it from the same moment on.
+
+The trade tape behind the `@trade` stream has one synthetic trade a second, at that second's
+price; a trade's id is its epoch second.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from functools import lru_cache
 
 MINUTE_MS = 60_000
 INTERVAL_MS = {
+    "1s": 1000,
     "1m": MINUTE_MS,
     "3m": 3 * MINUTE_MS,
     "5m": 5 * MINUTE_MS,
@@ -114,9 +120,39 @@ def _noise(seed: int, symbol: str, layer: int, x: float) -> float:
     return a + (b - a) * t
 
 
+@dataclass(frozen=True)
+class Jump:
+    after_ms: int  # instants strictly after it move, so a candle closed by then never changes
+    factor: Decimal
+
+
+@dataclass(frozen=True)
+class TapeTrade:
+    trade_id: int
+    ms: int
+    price: Decimal
+    quantity: Decimal
+    buyer_is_maker: bool  # the price ticked down: a seller hit the bid
+
+
 class Market:
     def __init__(self, seed: int = 7) -> None:
         self.seed = seed
+        self.jumps: dict[str, list[Jump]] = {}
+
+    def jump(self, symbol: str, percent: Decimal, at_ms: int) -> None:
+        """From `at_ms` on, the symbol's price is `percent` higher (lower when negative)."""
+        factor = 1 + percent / 100
+        if not factor.is_finite() or factor <= 0:
+            raise ValueError("a price moves by a finite percentage above -100%")
+        self.jumps.setdefault(symbol, []).append(Jump(at_ms, factor))
+
+    def _factor(self, symbol: str, ms: int) -> Decimal:
+        factor = Decimal(1)
+        for jump in self.jumps.get(symbol, ()):
+            if ms > jump.after_ms:
+                factor *= jump.factor
+        return factor
 
     def raw_price(self, symbol: str, ms: int) -> float:
         minutes = ms / MINUTE_MS
@@ -128,7 +164,22 @@ class Market:
 
     def price(self, symbol: str, ms: int) -> Decimal:
         tick = SYMBOLS[symbol].tick_size
-        return Decimal(repr(self.raw_price(symbol, ms))).quantize(tick, rounding=ROUND_HALF_UP)
+        price = Decimal(repr(self.raw_price(symbol, ms))) * self._factor(symbol, ms)
+        return max(tick, price.quantize(tick, rounding=ROUND_HALF_UP))
+
+    def trade(self, symbol: str, second: int) -> TapeTrade:
+        """The tape's trade of that epoch second: about a sixtieth of a minute's volume."""
+        spec = SYMBOLS[symbol]
+        price = self.price(symbol, second * 1000)
+        shake = (_lattice(self.seed, symbol, 98, second) + 1) / 2  # [0, 1)
+        quantity = Decimal(repr(spec.base_volume / 60 * (0.5 + shake))).quantize(spec.step_size)
+        return TapeTrade(
+            trade_id=second,
+            ms=second * 1000,
+            price=price,
+            quantity=max(spec.min_qty, quantity),
+            buyer_is_maker=price < self.price(symbol, (second - 1) * 1000),
+        )
 
     def candle(self, symbol: str, interval: str, open_ms: int, now_ms: int) -> list[object]:
         """One 12-element kline row; a candle still forming ends at `now_ms`."""
@@ -150,7 +201,8 @@ class Market:
         step = max(1, (last_ms - open_ms) // samples)
         instants = [*range(open_ms, last_ms, step), last_ms]
         prices = [self.price(symbol, t) for t in instants]
-        minutes = max(1.0, (last_ms - open_ms) / MINUTE_MS)
+        # A forming candle has at least a whole candle's volume, a minute's at most.
+        minutes = max(min(1.0, length / MINUTE_MS), (last_ms - open_ms) / MINUTE_MS)
         shake = (_lattice(self.seed, symbol, 99, open_ms // MINUTE_MS) + 1) / 2  # [0, 1)
         volume = Decimal(repr(spec.base_volume * minutes * (0.5 + shake))).quantize(spec.step_size)
         quote_volume = (volume * prices[-1]).quantize(Decimal("0.00000001"))

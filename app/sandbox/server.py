@@ -5,8 +5,10 @@ as Binance checks them: HMAC-SHA256 over the raw query string followed by the ra
 signature parameter left out), the X-MBX-APIKEY header, and timestamp/recvWindow. Every answer
 carries X-MBX-USED-WEIGHT-1M, counted per client IP per wall-clock minute; past the limit a 429
 with Retry-After, and a 418 ban for repeat offenders.
-The /sandbox/* paths are the operator's: accounts, limits, fault injection, inspection. They
-answer loopback clients, and others only with the operator token in X-Sandbox-Operator-Token.
+The market streams (/ws, /stream) are app/sandbox/streams.py's, on the same port.
+The /sandbox/* paths are the operator's: accounts, limits, fault injection, inspection, stream
+and price control. They answer loopback clients, and others only with the operator token in
+X-Sandbox-Operator-Token.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app.sandbox.exchange import Account, Exchange, SandboxError, spec_of
 from app.sandbox.market import INTERVAL_MS, SYMBOLS, Market
 from app.sandbox.params import read_params
+from app.sandbox.streams import StreamHub, StreamRules
 
 MAX_RECV_WINDOW_MS = 60_000
 FUTURE_TOLERANCE_MS = 1_000
@@ -60,6 +63,7 @@ class _IpUsage:
 @dataclass
 class SandboxState:
     exchange: Exchange
+    streams: StreamHub
     limits: Limits = field(default_factory=Limits)
     faults: Faults = field(default_factory=Faults)
     usage: dict[str, _IpUsage] = field(default_factory=dict)
@@ -382,6 +386,38 @@ class Sandbox:
             return JSONResponse({"error": "unknown account"}, status_code=404)
         return JSONResponse(account.orders)
 
+    async def drop_streams(self, _request: Request) -> Response:
+        return JSONResponse({"dropped": await self.state.streams.drop_all()})
+
+    async def pause_stream(self, request: Request) -> Response:
+        body = await request.json()
+        try:
+            symbol = spec_of(body.get("symbol")).symbol
+        except SandboxError as exc:
+            return _error(400, exc.code, exc.msg, {})
+        paused = self.state.streams.paused
+        if body.get("paused", True):
+            paused.add(symbol)
+        else:
+            paused.discard(symbol)
+        return JSONResponse({"paused": sorted(paused)})
+
+    async def jump_price(self, request: Request) -> Response:
+        body = await request.json()
+        market, now = self.state.exchange.market, _now_ms()
+        try:
+            symbol = spec_of(body.get("symbol")).symbol
+            before = market.price(symbol, now)
+            market.jump(symbol, Decimal(str(body.get("percent"))), now)
+        except SandboxError as exc:
+            return _error(400, exc.code, exc.msg, {})
+        except (ArithmeticError, ValueError) as exc:  # not a number, or -100% and below
+            return JSONResponse({"msg": f"percent: {exc}"}, status_code=400)
+        after = market.price(symbol, now + 1)
+        return JSONResponse(
+            {"symbol": symbol, "from_ms": now + 1, "price_before": str(before), "price": str(after)}
+        )
+
     async def stats(self, _request: Request) -> Response:
         return JSONResponse(
             {"requests": dict(self.state.requests), "weight": dict(self.state.weight)}
@@ -514,12 +550,17 @@ def create_sandbox_app(
     seed: int = 7,
     limits: Limits | None = None,
     operator_token: str | None = None,
+    stream_rules: StreamRules | None = None,
 ) -> Starlette:
-    exchange = Exchange(Market(seed))
+    """The sandbox's app; serve it with `stream_rules.uvicorn_options()` (the streams' ping
+    and pong timings are the server's)."""
+    market = Market(seed)
+    exchange = Exchange(market)
     for api_key, api_secret, balances in accounts or []:
         exchange.add_account(api_key, api_secret, balances)
-    sandbox = Sandbox(SandboxState(exchange, limits or Limits()))
-    routes = [
+    streams = StreamHub(market, stream_rules or StreamRules())
+    sandbox = Sandbox(SandboxState(exchange, streams, limits or Limits()))
+    routes: list[BaseRoute] = [
         Route(path, sandbox.endpoint(handler, weight, **options), methods=[method])
         for path, method, handler, weight, options in (
             _public_endpoints(sandbox) + _signed_endpoints(sandbox)
@@ -533,7 +574,13 @@ def create_sandbox_app(
             ("/sandbox/faults", sandbox.put_faults, ["POST", "DELETE"]),
             ("/sandbox/orders", sandbox.list_orders, ["GET"]),
             ("/sandbox/stats", sandbox.stats, ["GET"]),
+            ("/sandbox/streams/drop", sandbox.drop_streams, ["POST"]),
+            ("/sandbox/streams/pause", sandbox.pause_stream, ["POST"]),
+            ("/sandbox/market/jump", sandbox.jump_price, ["POST"]),
         )
+    ]
+    routes += [
+        WebSocketRoute(path, streams.serve) for path in ("/ws", "/ws/{streams:path}", "/stream")
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox

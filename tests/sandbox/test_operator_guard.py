@@ -26,6 +26,9 @@ OPERATOR_CALLS = [
     ("DELETE", "/sandbox/faults", None),
     ("GET", "/sandbox/orders?api_key=k", None),
     ("GET", "/sandbox/stats", None),
+    ("POST", "/sandbox/streams/drop", None),
+    ("POST", "/sandbox/streams/pause", {"symbol": "BTCUSDT", "paused": False}),
+    ("POST", "/sandbox/market/jump", {"symbol": "BTCUSDT", "percent": "1"}),
 ]
 
 
