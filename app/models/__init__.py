@@ -16,6 +16,7 @@ from app.models.trading import (
     Trade,
 )
 from app.models.users import ApiKey, ApiKeyAssertionKey, User
+from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -40,4 +41,7 @@ __all__ = [
     "SymbolRulesRecord",
     "Trade",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
