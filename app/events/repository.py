@@ -35,15 +35,20 @@ async def lock_counter(session: AsyncSession, counter: int = SEQUENCER) -> int |
     return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == counter))
 
 
-async def create_counter(session: AsyncSession, counter: int = SEQUENCER) -> int:
-    """Make the counter's row at the highest `seq` already given; returns that `seq`.
+async def create_counter(
+    session: AsyncSession, counter: int = SEQUENCER, at: int | None = None
+) -> int:
+    """Make the counter's row at `at`, by default the highest `seq` already given; returns
+    where it is.
 
     Two first runs at once both insert: the second fails on the primary key and its caller
     retries, finding the row."""
-    last_seq = await session.scalar(select(func.coalesce(func.max(Event.seq), 0)))
-    assert last_seq is not None
-    await session.execute(insert(EventSequence).values(id=counter, last_seq=last_seq))
-    return int(last_seq)
+    if at is None:
+        highest = await session.scalar(select(func.coalesce(func.max(Event.seq), 0)))
+        assert highest is not None
+        at = int(highest)
+    await session.execute(insert(EventSequence).values(id=counter, last_seq=at))
+    return at
 
 
 async def move_counter(session: AsyncSession, counter: int, seq: int) -> None:

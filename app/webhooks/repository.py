@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.schemas import Scope
@@ -48,6 +48,11 @@ async def page_owned(
     if after_id is not None:
         query = query.where(WebhookEndpoint.id > after_id)
     return (await session.scalars(query.order_by(WebhookEndpoint.id).limit(limit))).all()
+
+
+async def earliest_start(session: AsyncSession) -> int | None:
+    """The lowest `after_seq` of any endpoint; None without one."""
+    return await session.scalar(select(func.min(WebhookEndpoint.after_seq)))
 
 
 async def enabled_endpoints(session: AsyncSession) -> Sequence[WebhookEndpoint]:

@@ -177,8 +177,11 @@ async def match_new_events(session: AsyncSession, now: datetime) -> tuple[list[s
     calls never match the same events."""
     cursor = await events.lock_counter(session, events.WEBHOOK_DISPATCH)
     if cursor is None:
-        # The first call starts at the newest event: endpoints start at their creation.
-        cursor = await events.create_counter(session, events.WEBHOOK_DISPATCH)
+        # The first call starts where the oldest endpoint does (at its creation), or at the
+        # newest event: no endpoint wants an event older than itself.
+        cursor = await events.create_counter(
+            session, events.WEBHOOK_DISPATCH, await repository.earliest_start(session)
+        )
     head = await events.head(session)
     if head is None or head <= cursor:
         return [], True
