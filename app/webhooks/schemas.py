@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import JsonDict
+from pydantic.json_schema import JsonDict, JsonValue
 
 from app.events.types import EventType
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -22,6 +22,24 @@ _EXAMPLE_ENDPOINT: JsonDict = {
     "created_at": "2026-11-27T10:00:00Z",
     "disabled_at": None,
     "disabled_reason": None,
+}
+_EXAMPLE_ATTEMPTS: list[JsonValue] = [
+    {
+        "attempted_at": "2026-11-27T10:00:02Z",
+        "status_code": 503,
+        "duration_ms": 41,
+        "error": "answered 503",
+    },
+    {"attempted_at": "2026-11-27T10:00:07Z", "status_code": 200, "duration_ms": 38, "error": None},
+]
+_EXAMPLE_DELIVERY: JsonDict = {
+    "id": "0193b6c8a1f27c3e9d4b5a6f7e8d9c0f",
+    "event_id": "evt_0193b6c8a1f27c3e9d4b5a6f7e8d9c0b",
+    "status": "delivered",
+    "replay": False,
+    "created_at": "2026-11-27T10:00:02Z",
+    "next_attempt_at": None,
+    "attempts": _EXAMPLE_ATTEMPTS,
 }
 _URL_DESCRIPTION = (
     f"http(s), at most {MAX_URL_LENGTH} characters; in production https to a public address"
@@ -124,6 +142,8 @@ class DeliveryStatus(StrEnum):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": _EXAMPLE_ATTEMPTS})
+
     attempted_at: datetime
     status_code: int | None = Field(description="the receiver's answer; null: none came")
     duration_ms: int
@@ -140,6 +160,8 @@ class AttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_DELIVERY]})
+
     id: str
     event_id: str = Field(description="the event's `evt_` id, sent as `webhook-id`")
     status: DeliveryStatus
@@ -171,6 +193,14 @@ class ReplayIn(BaseModel):
 
 
 class ReplayOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"deliveries": 42, "next_cursor": "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwNmE"}
+            ]
+        }
+    )
+
     deliveries: int = Field(description="events queued for delivery again")
     next_cursor: str = Field(
         description="where this replay stopped: replay again from it while `deliveries` "

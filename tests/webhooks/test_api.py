@@ -20,6 +20,8 @@ from app.webhooks.targets import is_public
 from tests.conftest import make_key
 from tests.helpers import headers
 from tests.webhooks.conftest import URL, register
+from workers.celery_app import celery_app
+from workers.schedule import beat_schedule
 
 
 async def test_the_secret_is_shown_once_and_stored_encrypted(
@@ -187,3 +189,9 @@ def test_public_means_none_of_the_internal_ranges() -> None:
     ]
     assert not any(is_public(ipaddress.ip_address(a)) for a in internal)
     assert all(is_public(ipaddress.ip_address(a)) for a in ("93.184.216.34", "2606:4700::1111"))
+
+
+def test_beat_and_the_worker_know_the_webhook_tasks(settings: Settings) -> None:
+    assert {"webhooks.dispatch", "webhooks.deliver", "webhooks.retry"} <= set(celery_app.tasks)
+    scheduled = {entry["task"] for entry in beat_schedule(settings).values()}
+    assert {"webhooks.dispatch", "webhooks.retry"} <= scheduled
