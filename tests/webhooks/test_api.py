@@ -192,6 +192,7 @@ def test_public_means_none_of_the_internal_ranges() -> None:
 
 
 def test_beat_and_the_worker_know_the_webhook_tasks(settings: Settings) -> None:
+    celery_app.loader.import_default_modules()
     assert {"webhooks.dispatch", "webhooks.deliver", "webhooks.retry"} <= set(celery_app.tasks)
     scheduled = {entry["task"] for entry in beat_schedule(settings).values()}
     assert {"webhooks.dispatch", "webhooks.retry"} <= scheduled
