@@ -34,6 +34,7 @@ from app.trading.decide import DecisionMaker
 from app.trading.execution import Executor
 from app.trading.flows import TradingFlows
 from app.trading.market_data import CandleCache, MarketData, MemoryCandleCache, RedisCandleCache
+from app.webhooks.flows import WebhookFlows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class WorkerRuntime:
     subscriptions: SubscriptionFlows
     performance: PerformanceFlows
     backtests: BacktestFlows
+    webhooks: WebhookFlows
     # Holds the collector settled (app.core.memory) until close().
     settled: contextlib.ExitStack
 
@@ -87,6 +89,7 @@ class WorkerRuntime:
         )
         performance = PerformanceFlows(sessionmaker, clients, settings)
         backtests = BacktestFlows(sessionmaker, clients, voters, settings, enqueue)
+        webhooks = WebhookFlows(sessionmaker, keyring, settings, enqueue)
         # Last: all that exists now lives as long as the process.
         settled = contextlib.ExitStack()
         settled.enter_context(settled_garbage_collector())
@@ -101,6 +104,7 @@ class WorkerRuntime:
             subscriptions,
             performance,
             backtests,
+            webhooks,
             settled,
         )
 

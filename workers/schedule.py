@@ -23,6 +23,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "events.sequence",
             "schedule": settings.event_sequence_interval_s,
         },
+        "dispatch-webhooks": {
+            "task": "webhooks.dispatch",
+            "schedule": settings.webhook_dispatch_interval_s,
+        },
+        "retry-webhooks": {"task": "webhooks.retry", "schedule": settings.webhook_retry_interval_s},
         "resume-backtests": {
             "task": "backtests.resume",
             "schedule": settings.backtest_resume_interval_s,

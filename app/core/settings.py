@@ -188,6 +188,29 @@ class Settings(BaseSettings):
     # Events older than this are purged; a feed cursor older than that resumes at what is left.
     event_retention_days: int = Field(default=30, ge=1)
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
+
+    # Webhooks. How often beat matches newly numbered events to endpoints, and how often it
+    # resends the deliveries that are due (a retry, or a job lost with its worker).
+    webhook_dispatch_interval_s: float = Field(default=1.0, gt=0)
+    webhook_retry_interval_s: float = Field(default=5.0, gt=0)
+    # One POST may take this long in all; a worker claims a delivery for the lease, then
+    # another may (the first died), so the lease outlasts the timeout.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+    # Seconds to wait after the 1st, 2nd, ... failed attempt, each stretched or shrunk by up to
+    # the jitter fraction; after the last, the delivery has failed. The default tries for
+    # about 28 hours.
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5.0, 60.0, 600.0, 3600.0, 3 * 3600.0] + [6 * 3600.0] * 4,
+        min_length=1,
+    )
+    webhook_retry_jitter: float = Field(default=0.1, ge=0, lt=1)
+    # An endpoint with nothing but failed attempts for this long is disabled.
+    webhook_disable_after_hours: float = Field(default=72.0, gt=0)
+    # After a secret rotation the old secret signs too (a second signature) for this long.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+    # Deliveries one job sends at once, concurrently.
+    webhook_batch_size: int = Field(default=100, ge=1, le=1000)
     # A worker's Prometheus listener (0: none): one per worker, summing every pool process.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
@@ -222,6 +245,23 @@ class Settings(BaseSettings):
                 f"BINANCE_RECV_WINDOW_MS / 1000 + 1 ({self.binance_recv_window_ms / 1000 + 1:g}): "
                 "a shorter lease lets a second worker resend an order the exchange may still "
                 "execute"
+            )
+        return self
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _delays_are_positive(cls, delays: list[float]) -> list[float]:
+        if min(delays) < 0:
+            raise SettingsError("WEBHOOK_RETRY_SCHEDULE_S lists seconds to wait, none negative")
+        return delays
+
+    @model_validator(mode="after")
+    def _webhook_lease_outlasts_a_post(self) -> Settings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise SettingsError(
+                f"WEBHOOK_LEASE_S ({self.webhook_lease_s:g}) must exceed WEBHOOK_TIMEOUT_S "
+                f"({self.webhook_timeout_s:g}): another worker would send a delivery whose "
+                "POST is still running"
             )
         return self
 

@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -87,6 +88,22 @@ class Viewer:
     owner_user_id: str | None = None
     marketplace_id: str | None = None
 
+    def visible(self) -> ColumnElement[bool] | None:
+        """Which events this reader may see (None: all); the feed and webhooks both ask here."""
+        if self.scope is Scope.admin:
+            return None
+        if self.scope is Scope.marketplace:
+            assert self.marketplace_id is not None, "every marketplace key has a marketplace"
+            if self.principal is not None:
+                return repository.renter(self.marketplace_id, self.principal)
+            return repository.renters(self.marketplace_id)
+        return repository.bots_of(self.owner_user_id, DEVELOPER_TYPES)
+
+    @property
+    def anonymous(self) -> bool:
+        """Whether envelopes leave out the renter (a developer's)."""
+        return self.scope is Scope.developer
+
 
 def encode_seq(seq: int) -> str:
     # The cursor spelling lists use for row ids, over a seq written as 32 hex digits.
@@ -97,12 +114,12 @@ def encode_seq(seq: int) -> str:
 _MAX_SEQ = 2**63 - 1
 
 
-def decode_seq(cursor: str) -> int:
+def decode_seq(cursor: str, loc: str = "query.after") -> int:
     """The seq behind a feed cursor; one no seq can have (another list's cursor spells any
-    32 hex digits) is a 422, where the database would fail on it."""
-    seq = int(decode_cursor(cursor, loc="query.after"), 16)
+    32 hex digits) is a 422 naming `loc`, where the database would fail on it."""
+    seq = int(decode_cursor(cursor, loc=loc), 16)
     if seq > _MAX_SEQ:
-        raise bad_cursor("query.after")
+        raise bad_cursor(loc)
     return seq
 
 
@@ -119,20 +136,9 @@ async def page(
     head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
     head's: a filtered poll does not scan again what it found nothing in. With no event
     numbered yet it is the position asked from."""
-    if viewer.scope is Scope.admin:
-        visible = None
-    elif viewer.scope is Scope.marketplace:
-        assert viewer.marketplace_id is not None, "every marketplace key has a marketplace"
-        visible = (
-            repository.renter(viewer.marketplace_id, viewer.principal)
-            if viewer.principal is not None
-            else repository.renters(viewer.marketplace_id)
-        )
-    else:
-        visible = repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)
     head = await repository.head(session)
-    rows = await repository.page(session, visible, after_seq, head, types, limit)
-    items = [to_out(row, anonymous=viewer.scope is Scope.developer) for row in rows]
+    rows = await repository.page(session, viewer.visible(), after_seq, head, types, limit)
+    items = [to_out(row, anonymous=viewer.anonymous) for row in rows]
     last_seq: int | None = rows[-1].seq if rows else after_seq
     if len(rows) < limit and head is not None:
         # Never behind the position asked from: a counter made again after a purge starts

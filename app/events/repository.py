@@ -6,19 +6,20 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.events.types import EventType
+from app.events.types import OWNER_NOTICES, EventType
 from app.models import Bot, Event, EventSequence, User
 
-# The counter's one row.
-_COUNTER = 1
+# The counters' rows: the last `seq` given, and the last one the webhooks' dispatcher read.
+SEQUENCER = 1
+WEBHOOK_DISPATCH = 2
 
 
-async def lock_counter(session: AsyncSession) -> int | None:
-    """The last `seq` given, with the counter locked until this transaction ends; None when
-    the counter has no row yet.
+async def lock_counter(session: AsyncSession, counter: int = SEQUENCER) -> int | None:
+    """The counter's `seq` (the sequencer's: the last given), with its row locked until this
+    transaction ends; None when the counter has no row yet.
 
     An UPDATE rather than SELECT ... FOR UPDATE: it takes SQLite's write lock too, and a
     transaction that starts by writing waits its turn there, where one that read first fails
@@ -26,23 +27,34 @@ async def lock_counter(session: AsyncSession) -> int | None:
     """
     touched = await session.execute(
         update(EventSequence)
-        .where(EventSequence.id == _COUNTER)
+        .where(EventSequence.id == counter)
         .values(last_seq=EventSequence.last_seq)
     )
     if touched.rowcount == 0:  # type: ignore[attr-defined]
         return None
-    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == _COUNTER))
+    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == counter))
 
 
-async def create_counter(session: AsyncSession) -> int:
-    """Make the counter's row, above every `seq` already given; returns that last `seq`.
+async def create_counter(
+    session: AsyncSession, counter: int = SEQUENCER, at: int | None = None
+) -> int:
+    """Make the counter's row at `at`, by default the highest `seq` already given; returns
+    where it is.
 
     Two first runs at once both insert: the second fails on the primary key and its caller
     retries, finding the row."""
-    last_seq = await session.scalar(select(func.coalesce(func.max(Event.seq), 0)))
-    assert last_seq is not None
-    await session.execute(insert(EventSequence).values(id=_COUNTER, last_seq=last_seq))
-    return int(last_seq)
+    if at is None:
+        highest = await session.scalar(select(func.coalesce(func.max(Event.seq), 0)))
+        assert highest is not None
+        at = int(highest)
+    await session.execute(insert(EventSequence).values(id=counter, last_seq=at))
+    return at
+
+
+async def move_counter(session: AsyncSession, counter: int, seq: int) -> None:
+    await session.execute(
+        update(EventSequence).where(EventSequence.id == counter).values(last_seq=seq)
+    )
 
 
 async def unsequenced(session: AsyncSession, limit: int) -> Sequence[str]:
@@ -68,17 +80,13 @@ async def assign(session: AsyncSession, ids: Sequence[str], first_seq: int) -> N
         )
         .execution_options(synchronize_session=False)
     )
-    await session.execute(
-        update(EventSequence)
-        .where(EventSequence.id == _COUNTER)
-        .values(last_seq=first_seq + len(ids) - 1)
-    )
+    await move_counter(session, SEQUENCER, first_seq + len(ids) - 1)
 
 
 async def head(session: AsyncSession) -> int | None:
     """The last `seq` committed: every event up to it was numbered and committed with it.
     None before the first run."""
-    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == _COUNTER))
+    return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == SEQUENCER))
 
 
 async def any_unsequenced(session: AsyncSession) -> bool:
@@ -100,7 +108,8 @@ async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bo
 
 
 def renters(marketplace_id: str) -> ColumnElement[bool]:
-    """Events of every renter of a marketplace."""
+    """Events of every renter of a marketplace (a developer's own notices are addressed to a
+    user of no marketplace)."""
     return Event.user_id.in_(select(User.id).where(User.marketplace_id == marketplace_id))
 
 
@@ -115,9 +124,12 @@ def renter(marketplace_id: str, principal: str) -> ColumnElement[bool]:
 
 
 def bots_of(owner_user_id: str | None, types: Collection[str]) -> ColumnElement[bool]:
-    """Events of these types about the bots a developer owns."""
+    """Events of these types about the bots a developer owns, and the developer's own notices
+    (a webhook of theirs disabled)."""
     owned = select(Bot.id).where(Bot.owner_user_id == owner_user_id)
-    return Event.bot_id.in_(owned) & Event.type.in_(types)
+    return (Event.bot_id.in_(owned) & Event.type.in_(types)) | (
+        Event.type.in_(OWNER_NOTICES) & (Event.user_id == owner_user_id)
+    )
 
 
 async def page(
@@ -130,14 +142,25 @@ async def page(
 ) -> Sequence[Event]:
     """Sequenced events after `after_seq` (and up to `up_to_seq`, when given) that `visible`
     lets through, in `seq` order."""
-    query = select(Event).where(Event.seq > after_seq)
-    if up_to_seq is not None:
-        query = query.where(Event.seq <= up_to_seq)
-    if visible is not None:
-        query = query.where(visible)
-    if types is not None:
-        query = query.where(Event.type.in_(types))
+    query = select(Event).where(matching(visible, after_seq, up_to_seq, types))
     return (await session.scalars(query.order_by(Event.seq).limit(limit))).all()
+
+
+def matching(
+    visible: ColumnElement[bool] | None,
+    after_seq: int,
+    up_to_seq: int | None,
+    types: Collection[str] | None,
+) -> ColumnElement[bool]:
+    """Sequenced events in (`after_seq`, `up_to_seq`] that `visible` and `types` let through."""
+    criteria = [Event.seq > after_seq]
+    if up_to_seq is not None:
+        criteria.append(Event.seq <= up_to_seq)
+    if visible is not None:
+        criteria.append(visible)
+    if types is not None:
+        criteria.append(Event.type.in_(types))
+    return and_(*criteria)
 
 
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:

@@ -23,7 +23,11 @@ class EventType(StrEnum):
     credentials_invalid = "credentials.invalid"
     budget_exhausted = "budget.exhausted"
     backtest_finished = "backtest.finished"
+    webhook_disabled = "webhook.disabled"
 
 
 # Bot-level facts a bot's developer may follow; every other type concerns a renter.
 DEVELOPER_TYPES = frozenset({EventType.decision_made, EventType.backtest_finished})
+# Facts about what a key's owner set up (not about a renter): addressed to the developer's
+# user, or to no user for a marketplace's (admin sees those), never to the renters' feed.
+OWNER_NOTICES = frozenset({EventType.webhook_disabled})

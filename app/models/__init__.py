@@ -16,6 +16,7 @@ from app.models.trading import (
     Trade,
 )
 from app.models.users import ApiKey, Marketplace, MarketplaceAssertionKey, User
+from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -41,4 +42,7 @@ __all__ = [
     "SymbolRulesRecord",
     "Trade",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -42,7 +42,8 @@ class Event(IdMixin, Base):
 
 
 class EventSequence(Base):
-    """The one row holding the last `seq` given; locking it serialises the sequencer's runs."""
+    """Positions in `seq`, one row each: the last `seq` given (locking it serialises the
+    sequencer's runs), and the last one the webhooks' dispatcher matched."""
 
     __tablename__ = "event_sequence"
 

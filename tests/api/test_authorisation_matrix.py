@@ -94,6 +94,17 @@ STARTER = Access(frozenset(Scope), started_it)  # whoever started it, key and pr
 FEED = Access(frozenset(Scope), anyones, sees_renters=frozenset({Scope.admin}))
 
 
+def own_developer_or_admins(caller: Caller, side: Side) -> bool:
+    """Each side's webhook is its developer's (the marketplace key has none here)."""
+    return caller.scope is Scope.admin or (caller.scope is Scope.developer and caller.side is side)
+
+
+WEBHOOKS = Access(frozenset(Scope), own_developer_or_admins)
+# The admin, asking first, deletes both sides' webhooks: to their developers they are gone
+# by then (an owner deleting its own is tests/webhooks/test_api.py's).
+WEBHOOK_DELETE = Access(frozenset(Scope), lambda caller, side: caller.scope is Scope.admin)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     access: Access
@@ -147,6 +158,16 @@ ENDPOINTS: dict[str, Endpoint] = {
     "GET /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
     "DELETE /api/v1/backtests/{backtest_id}": Endpoint(STARTER),
     "GET /api/v1/events": Endpoint(FEED),
+    "POST /api/v1/webhooks": Endpoint(WEBHOOKS, {"url": "https://hooks.example/in"}),
+    "GET /api/v1/webhooks": Endpoint(WEBHOOKS),
+    "GET /api/v1/webhooks/{webhook_id}": Endpoint(WEBHOOKS),
+    "PATCH /api/v1/webhooks/{webhook_id}": Endpoint(WEBHOOKS, {"enabled": True}),
+    "DELETE /api/v1/webhooks/{webhook_id}": Endpoint(WEBHOOK_DELETE),
+    "POST /api/v1/webhooks/{webhook_id}/rotate-secret": Endpoint(WEBHOOKS, status=200),
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": Endpoint(WEBHOOKS),
+    "POST /api/v1/webhooks/{webhook_id}/replay": Endpoint(
+        WEBHOOKS, {"after": "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA"}, 202
+    ),
 }
 
 
@@ -162,6 +183,7 @@ class Side:
     bot_id: str = ""
     subscription_id: str = ""
     backtest_id: str = ""
+    webhook_id: str = ""
     spare_key_id: str = ""
     assertion_key_id: str = ""
     # Whatever identifies the renter or their data: no one else may ever see it.
@@ -175,6 +197,7 @@ PATH_PARAMS: dict[str, Callable[[Side], str] | str] = {
     "bot_id": lambda side: side.bot_id,
     "sub_id": lambda side: side.subscription_id,
     "backtest_id": lambda side: side.backtest_id,
+    "webhook_id": lambda side: side.webhook_id,
     "exchange": "binance",
 }
 
@@ -234,6 +257,12 @@ async def seed_side(
     backtest = await start_backtest(client, bot, renter, symbol=symbol)
     assert backtest.status_code == 202, backtest.text
     side.backtest_id = backtest.json()["id"]
+    webhook = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "https://hooks.example/in"},
+        headers=headers(side.developer),
+    )
+    side.webhook_id = webhook.json()["id"]
     public_key = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     spare = await client.post(
         "/api/v1/api-keys",

@@ -201,8 +201,6 @@ async def test_filtered_by_type_and_byte_identical(
         ({"after": feed.encode_seq(2**128 - 1)}, "query.after"),
         ({"types": "trade.filled,trade.exploded"}, "query.types"),
         ({"types": ""}, "query.types"),
-        # Nothing writes it until webhooks exist.
-        ({"types": "webhook.disabled"}, "query.types"),
         ({"limit": 0}, "query.limit"),
         ({"limit": 201}, "query.limit"),
     ],
