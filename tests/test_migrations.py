@@ -113,6 +113,10 @@ _PUBLIC_KEY = (
 _RENTER = (
     "INSERT INTO users (id, principal, kind, created_at) VALUES ('u1', 'aaaaa-aa', 'renter', :now)"
 )
+_EVENT = (
+    "INSERT INTO events (id, type, occurred_at, user_id, data) "
+    "VALUES (:id, 'trade.filled', :now, :user_id, '{}')"
+)
 
 
 def _key(key_id: str, mode: str, revoked: str | None = None) -> tuple[str, dict[str, object]]:
@@ -137,6 +141,8 @@ def test_marketplace_data_moves_to_one_default_marketplace(fresh_url: str) -> No
         _public_key("p3", "k2", b"\x02" * 32),
         _public_key("p4", "k3", b"\x03" * 32),
         (_RENTER, {"now": _NOW}),
+        (_EVENT, {"id": "e1", "now": _NOW, "user_id": "u1"}),
+        (_EVENT, {"id": "e2", "now": _NOW, "user_id": None}),
     ]
     asyncio.run(_run(fresh_url, before))
     alembic(fresh_url, "upgrade", "head")
@@ -145,14 +151,17 @@ def test_marketplace_data_moves_to_one_default_marketplace(fresh_url: str) -> No
         ("SELECT marketplace_id, public_key FROM marketplace_assertion_keys", {}),
         ("SELECT id, marketplace_id FROM api_keys ORDER BY id", {}),
         ("SELECT id, marketplace_id FROM users", {}),
+        ("SELECT id, marketplace_id FROM events ORDER BY id", {}),
     ]
-    marketplaces, public_keys, keys, users = asyncio.run(_run(fresh_url, after))
+    marketplaces, public_keys, keys, users, events = asyncio.run(_run(fresh_url, after))
     [(marketplace_id, name, mode)] = marketplaces
     assert (name, mode) == ("default", "required")
     assert sorted(bytes(raw) for _, raw in public_keys) == [b"\x01" * 32, b"\x02" * 32]
     assert {owner for owner, _ in public_keys} == {marketplace_id}
     assert keys == [("k1", marketplace_id), ("k2", marketplace_id), ("k3", marketplace_id)]
     assert users == [("u1", marketplace_id)]
+    # A renter's event is read by the renter's marketplace; a bot's by none.
+    assert events == [("e1", marketplace_id), ("e2", None)]
 
 
 def test_no_marketplace_is_made_for_an_empty_database(fresh_url: str) -> None:

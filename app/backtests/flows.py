@@ -252,6 +252,7 @@ async def backtest_finished(
         EventType.backtest_finished,
         user_id=owner.id if owner else None,
         principal=owner.principal if owner else None,
+        marketplace_id=owner.marketplace_id if owner else None,
         bot_id=backtest.bot_id,
         data={
             "backtest_id": backtest.id,

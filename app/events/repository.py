@@ -108,9 +108,8 @@ async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bo
 
 
 def renters(marketplace_id: str) -> ColumnElement[bool]:
-    """Events of every renter of a marketplace (a developer's own notices are addressed to a
-    user of no marketplace)."""
-    return Event.user_id.in_(select(User.id).where(User.marketplace_id == marketplace_id))
+    """Events of every renter of a marketplace, and the notices addressed to it."""
+    return Event.marketplace_id == marketplace_id
 
 
 def renter(marketplace_id: str, principal: str) -> ColumnElement[bool]:

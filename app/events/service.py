@@ -29,6 +29,7 @@ def record(
     data: Mapping[str, object],
     user_id: str | None = None,
     principal: str | None = None,
+    marketplace_id: str | None = None,
     subscription_id: str | None = None,
     bot_id: str | None = None,
 ) -> Event:
@@ -42,6 +43,7 @@ def record(
         occurred_at=utcnow(),
         user_id=user_id,
         principal=principal,
+        marketplace_id=marketplace_id,
         subscription_id=subscription_id,
         bot_id=bot_id,
         data=json_safe(data),
@@ -63,6 +65,7 @@ async def record_for_subscription(
         data=data,
         user_id=subscription.user_id,
         principal=user.principal,
+        marketplace_id=user.marketplace_id,
         subscription_id=subscription.id,
         bot_id=subscription.bot_id,
     )

@@ -24,6 +24,7 @@ class Event(IdMixin, Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_user_id_seq", "user_id", "seq"),
+        Index("ix_events_marketplace_id_seq", "marketplace_id", "seq"),
         Index("ix_events_bot_id_type_seq", "bot_id", "type", "seq"),
     )
 
@@ -35,6 +36,9 @@ class Event(IdMixin, Base):
         String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE")
     )
     principal: Mapped[str | None] = mapped_column(String(64))
+    # The marketplace whose keys read it: the renter's, or the one a notice is for. A plain id
+    # like the others below: the marketplace's deletion takes its renters, and their events.
+    marketplace_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     # Plain ids, not foreign keys: an event outlives what it describes, as history.
     subscription_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     bot_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))

@@ -30,7 +30,8 @@ class WebhookEndpoint(IdMixin, TimestampMixin, Base):
     """A URL that receives the events its owner could read in the feed.
 
     The owner is the creating key's scope with, for a developer key, its user (every key of
-    that developer manages it), else the key itself."""
+    that developer manages it), for a marketplace key its marketplace (every key of it does),
+    for an admin key the key itself."""
 
     __tablename__ = "webhook_endpoints"
 
@@ -42,6 +43,9 @@ class WebhookEndpoint(IdMixin, TimestampMixin, Base):
     scope: Mapped[str] = mapped_column(String(16))
     owner_user_id: Mapped[str | None] = mapped_column(
         String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    marketplace_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("marketplaces.id", ondelete="CASCADE"), index=True
     )
     api_key_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("api_keys.id", ondelete="CASCADE"), index=True

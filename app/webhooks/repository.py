@@ -17,17 +17,19 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
 def owned_by(
-    scope: Scope, api_key_id: str, owner_user_id: str | None
+    scope: Scope, owner_user_id: str | None, marketplace_id: str | None
 ) -> ColumnElement[bool] | None:
     """The endpoints a key manages (None: all, for admin): a developer's, every one its user
-    made with any of its keys; another key's, those it made itself."""
+    made with any of its keys; a marketplace key's, every one of its marketplace."""
     if scope is Scope.admin:
         return None
     if scope is Scope.developer:
         return (WebhookEndpoint.scope == Scope.developer.value) & (
             WebhookEndpoint.owner_user_id == owner_user_id
         )
-    return WebhookEndpoint.api_key_id == api_key_id
+    return (WebhookEndpoint.scope == Scope.marketplace.value) & (
+        WebhookEndpoint.marketplace_id == marketplace_id
+    )
 
 
 async def get_owned(

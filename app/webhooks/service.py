@@ -44,12 +44,16 @@ def new_secret() -> str:
 
 
 def owner_of(caller: Caller) -> ColumnElement[bool] | None:
-    return repository.owned_by(caller.scope, caller.api_key_id, caller.owner_user_id)
+    return repository.owned_by(caller.scope, caller.owner_user_id, caller.marketplace_id)
 
 
 def viewer_of(endpoint: WebhookEndpoint) -> feed.Viewer:
     """The feed's reader an endpoint stands for: it receives what its owner could read."""
-    return feed.Viewer(Scope(endpoint.scope), owner_user_id=endpoint.owner_user_id)
+    return feed.Viewer(
+        Scope(endpoint.scope),
+        owner_user_id=endpoint.owner_user_id,
+        marketplace_id=endpoint.marketplace_id,
+    )
 
 
 async def _check_target(policy: TargetPolicy, url: str) -> None:
@@ -83,6 +87,7 @@ async def create(
         enabled=True,
         scope=caller.scope.value,
         owner_user_id=caller.owner_user_id if caller.scope is Scope.developer else None,
+        marketplace_id=caller.marketplace_id,
         api_key_id=caller.api_key_id,
         after_seq=await events.head(session) or 0,
     )
@@ -313,8 +318,8 @@ def disable(
     session: AsyncSession, endpoint: WebhookEndpoint, now: datetime, failing_for: timedelta
 ) -> None:
     """Stop sending to an endpoint that has only failed for `failing_for`, and tell its owner
-    with a `webhook.disabled` event: a developer's is addressed to their user; a marketplace
-    key's (or an admin's) to no user, which admin reads."""
+    with a `webhook.disabled` event: a developer's is addressed to their user, a marketplace
+    key's to its marketplace, an admin's to no one but admins."""
     endpoint.enabled = False
     endpoint.disabled_at = now
     endpoint.disabled_reason = (
@@ -330,6 +335,7 @@ def disable(
             "failing_since": endpoint.failing_since,
         },
         user_id=endpoint.owner_user_id,
+        marketplace_id=endpoint.marketplace_id,
     )
 
 

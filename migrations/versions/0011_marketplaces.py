@@ -1,8 +1,8 @@
 """marketplaces: a marketplace key acts only for its own renters; assertion keys and mode move
 from each key to its marketplace
 
-Existing marketplace keys, renters and listings move to one marketplace named `default`, made
-only when there is such data. Its assertion mode is the strictest of the live marketplace keys'
+Existing marketplace keys, renters (and their events) and listings move to one marketplace
+named `default`, made only when there is such data. Its assertion mode is the strictest of the live marketplace keys'
 modes, and it holds every public key any marketplace key held: no renter request that was
 refused before is accepted after.
 
@@ -64,10 +64,11 @@ def upgrade() -> None:
             name=op.f("uq_marketplace_assertion_keys_marketplace_id_public_key"),
         ),
     )
-    for table in ("api_keys", "users", "bot_marketplace_registrations"):
+    for table in ("api_keys", "users", "bot_marketplace_registrations", "events"):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column("marketplace_id", sa.String(length=32), nullable=True))
     _move_to_default_marketplace()
+    op.create_index("ix_events_marketplace_id_seq", "events", ["marketplace_id", "seq"])
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_api_keys_marketplace_id"), ["marketplace_id"])
         batch_op.create_foreign_key(
@@ -154,6 +155,9 @@ def _move_to_default_marketplace() -> None:
         "UPDATE api_keys SET marketplace_id = :id WHERE scope = 'marketplace'",
         "UPDATE users SET marketplace_id = :id WHERE kind = 'renter'",
         "UPDATE bot_marketplace_registrations SET marketplace_id = :id",
+        # A renter's events are read by the renter's marketplace.
+        "UPDATE events SET marketplace_id = :id WHERE user_id IN "
+        "(SELECT id FROM users WHERE kind = 'renter')",
     ):
         bind.execute(sa.text(statement), {"id": marketplace_id})
 
@@ -184,6 +188,9 @@ def downgrade() -> None:
             sa.Column("assertion_mode", sa.String(length=16), server_default="off", nullable=False)
         )
     _copy_back_to_keys()
+    op.drop_index("ix_events_marketplace_id_seq", table_name="events")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_column("marketplace_id")
     with op.batch_alter_table("bot_marketplace_registrations", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_bot_marketplace_registrations_marketplace_id_marketplaces"),

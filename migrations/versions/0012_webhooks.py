@@ -51,6 +51,7 @@ def _endpoints() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("owner_user_id", sa.String(length=32), nullable=True),
+        sa.Column("marketplace_id", sa.String(length=32), nullable=True),
         sa.Column("api_key_id", sa.String(length=32), nullable=False),
         sa.Column("after_seq", sa.BigInteger(), nullable=False),
         sa.Column("secret_ciphertext", sa.Text(), nullable=False),
@@ -75,10 +76,22 @@ def _endpoints() -> None:
             name=op.f("fk_webhook_endpoints_owner_user_id_users"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["marketplace_id"],
+            ["marketplaces.id"],
+            name=op.f("fk_webhook_endpoints_marketplace_id_marketplaces"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
     )
     op.create_index(
         op.f("ix_webhook_endpoints_api_key_id"), "webhook_endpoints", ["api_key_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_webhook_endpoints_marketplace_id"),
+        "webhook_endpoints",
+        ["marketplace_id"],
+        unique=False,
     )
     op.create_index(
         op.f("ix_webhook_endpoints_owner_user_id"),

@@ -61,6 +61,7 @@ async def seeded(
             return {
                 "user_id": user_id,
                 "principal": principal,
+                "marketplace_id": home.id,
                 "bot_id": bot_id,
                 "subscription_id": f"sub-{principal}"[:32],
             }

@@ -19,6 +19,8 @@ from app.core.settings import Settings
 from app.events import feed
 from app.events.service import record
 from app.events.types import EventType
+from app.marketplaces import repository as marketplaces
+from app.marketplaces.service import DEFAULT_MARKETPLACE
 from app.models import Event
 from app.users import repository as users
 from app.webhooks.flows import WebhookFlows
@@ -171,9 +173,11 @@ async def seed(
     count: int,
     event_type: EventType = EventType.trade_filled,
 ) -> list[str]:
-    """`count` events of a renter, numbered for the feed; their `evt_` ids."""
+    """`count` events of a renter of the default marketplace (the `marketplace_key` fixture's),
+    numbered for the feed; their `evt_` ids."""
     async with session_scope(sessionmaker) as session:
-        user = await users.get_or_create_renter(session, principal)
+        home = await marketplaces.get_or_create(session, DEFAULT_MARKETPLACE)
+        user = await users.get_or_create_renter(session, home.id, principal)
         await session.flush()
         made: list[Event] = [
             record(
@@ -182,6 +186,7 @@ async def seed(
                 data={"symbol": "BTCUSDT", "n": n},
                 user_id=user.id,
                 principal=principal,
+                marketplace_id=home.id,
                 subscription_id=f"sub{n}",
             )
             for n in range(count)
