@@ -10,10 +10,11 @@ skips an event that a slower transaction commits later, because that event gets 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -86,6 +87,52 @@ class Viewer:
     principal: str | None = None
     owner_user_id: str | None = None
 
+    @property
+    def anonymous(self) -> bool:
+        """A developer sees events without the renter or their subscription."""
+        return self.scope is Scope.developer
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """A sequenced event with whom it concerns, as the live hub reads it once for every
+    connection: its renter's principal and its bot's owner (None where it has none)."""
+
+    event: Event
+    renter: str | None
+    bot_owner: str | None
+
+
+# Who sees what, once in SQL (the feed's pages, a stream's replay) and once over a row in
+# memory (the hub's fan-out of each new event to thousands of connections): the same three
+# rules, side by side, so that a change to one is a change to the other.
+
+
+def _visible(viewer: Viewer) -> ColumnElement[bool] | None:
+    """The viewer's share of the outbox as a WHERE clause; None: everything."""
+    if viewer.scope is Scope.admin:
+        return None
+    if viewer.scope is Scope.marketplace:
+        if viewer.principal is not None:
+            return repository.renter(viewer.principal)
+        return repository.renters()
+    return repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)
+
+
+def sees(viewer: Viewer, addressed: Addressed) -> bool:
+    """Whether the viewer's share holds this event: `_visible` over one row."""
+    if viewer.scope is Scope.admin:
+        return True
+    if viewer.scope is Scope.marketplace:
+        if viewer.principal is not None:
+            return addressed.renter == viewer.principal
+        return addressed.event.user_id is not None
+    return (
+        addressed.bot_owner is not None
+        and addressed.bot_owner == viewer.owner_user_id
+        and addressed.event.type in DEVELOPER_TYPES
+    )
+
 
 def encode_seq(seq: int) -> str:
     # The cursor spelling lists use for row ids, over a seq written as 32 hex digits.
@@ -96,12 +143,12 @@ def encode_seq(seq: int) -> str:
 _MAX_SEQ = 2**63 - 1
 
 
-def decode_seq(cursor: str) -> int:
+def decode_seq(cursor: str, loc: str = "query.after") -> int:
     """The seq behind a feed cursor; one no seq can have (another list's cursor spells any
-    32 hex digits) is a 422, where the database would fail on it."""
-    seq = int(decode_cursor(cursor, loc="query.after"), 16)
+    32 hex digits) is a 422 naming `loc`, where the database would fail on it."""
+    seq = int(decode_cursor(cursor, loc=loc), 16)
     if seq > _MAX_SEQ:
-        raise bad_cursor("query.after")
+        raise bad_cursor(loc)
     return seq
 
 
@@ -118,19 +165,9 @@ async def page(
     head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
     head's: a filtered poll does not scan again what it found nothing in. With no event
     numbered yet it is the position asked from."""
-    if viewer.scope is Scope.admin:
-        visible = None
-    elif viewer.scope is Scope.marketplace:
-        visible = (
-            repository.renter(viewer.principal)
-            if viewer.principal is not None
-            else repository.renters()
-        )
-    else:
-        visible = repository.bots_of(viewer.owner_user_id, DEVELOPER_TYPES)
     head = await repository.head(session)
-    rows = await repository.page(session, visible, after_seq, head, types, limit)
-    items = [to_out(row, anonymous=viewer.scope is Scope.developer) for row in rows]
+    rows = await repository.page(session, _visible(viewer), after_seq, head, types, limit)
+    items = [to_out(row, anonymous=viewer.anonymous) for row in rows]
     last_seq: int | None = rows[-1].seq if rows else after_seq
     if len(rows) < limit and head is not None:
         # Never behind the position asked from: a counter made again after a purge starts
@@ -138,6 +175,24 @@ async def page(
         last_seq = max(head, after_seq)
     assert last_seq is not None, "the feed reads sequenced events only"
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
+
+
+async def visible_after(
+    session: AsyncSession,
+    viewer: Viewer,
+    after_seq: int,
+    types: Collection[str] | None,
+    limit: int,
+) -> Sequence[Event]:
+    """The sequenced events after `after_seq` that the viewer may see, oldest first: a live
+    stream's replay, which sends each with its own cursor."""
+    return await repository.page(session, _visible(viewer), after_seq, None, types, limit)
+
+
+async def addressed_after(session: AsyncSession, after_seq: int, limit: int) -> list[Addressed]:
+    """Every sequenced event after `after_seq`, oldest first, with whom it concerns."""
+    rows = await repository.addressed_after(session, after_seq, limit)
+    return [Addressed(event, renter, bot_owner) for event, renter, bot_owner in rows]
 
 
 def to_out(event: Event, *, anonymous: bool = False) -> EventOut:

@@ -1,10 +1,12 @@
-"""The event envelope (the same in the feed, webhooks and the WebSocket) and the feed's page."""
+"""The event envelope (the same in the feed, webhooks and the WebSocket), the feed's page, and
+the live stream's tickets and WebSocket messages."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from app.events.types import EventType
 
@@ -57,3 +59,42 @@ class EventPage(BaseModel):
         "event, the position you asked from",
         examples=[_EXAMPLE_CURSOR],
     )
+
+
+class StreamTicketOut(BaseModel):
+    """A single-use ticket for one renter's browser to open the live stream."""
+
+    ticket: str = Field(description="opens one stream, once, before `expires_at`")
+    expires_at: datetime
+    url: str = Field(
+        description="the WebSocket's path with the ticket; the same `?ticket=` opens "
+        "`/api/v1/events/stream` (Server-Sent Events) instead",
+        examples=["/api/v1/events/ws?ticket=Vx3p..."],
+    )
+
+
+class StreamFrame(BaseModel):
+    """An event on the WebSocket: the envelope, unchanged, with its cursor to resume after."""
+
+    type: Literal["event"] = "event"
+    cursor: str
+    event: EventOut
+
+
+class Subscribe(BaseModel):
+    """Only these event types from now on (those already queued included); null: every type."""
+
+    type: Literal["subscribe"]
+    types: list[EventType] | None
+
+
+class Resume(BaseModel):
+    """Replay every event after this cursor from the outbox, then go on live."""
+
+    type: Literal["resume"]
+    after: str
+
+
+ClientMessage: TypeAdapter[Subscribe | Resume] = TypeAdapter(
+    Annotated[Subscribe | Resume, Field(discriminator="type")]
+)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import new_id, utcnow
+from app.events.doorbell import ring_after_commit
 from app.events.types import EventType
 from app.models import Event, Subscription, User
 
@@ -35,6 +36,7 @@ def record(
     """Add one event to the caller's transaction; it is written when that transaction flushes.
 
     Not flushed here: a fan-out records many events, and the commit inserts them in one batch.
+    Once that commit is done, the live hubs are told to look (app/events/doorbell.py).
     """
     event = Event(
         id=new_id(),
@@ -47,6 +49,7 @@ def record(
         data=json_safe(data),
     )
     session.add(event)
+    ring_after_commit(session)
     return event
 
 
