@@ -40,7 +40,8 @@ async def open_viewer(connection: HTTPConnection, ticket: str | None) -> feed.Vi
     """Whose events the connection streams; Unauthenticated (401) for a ticket that is
     unknown, used, expired, of a revoked key or shown with another key, or without either."""
     runtime: Runtime = connection.app.state.runtime
-    # A key shown is checked first: a wrong one does not use the ticket up.
+    # A key shown is checked first: an unknown one does not use the ticket up (another key's
+    # does: whoever showed the ticket had it from elsewhere).
     caller = await authenticate(connection) if API_KEY_HEADER in connection.headers else None
     if ticket is None:
         if caller is None:
