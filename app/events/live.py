@@ -26,12 +26,13 @@ from app.core.errors import AppError, Forbidden, Unauthenticated, Unprocessable
 from app.deps import API_KEY_HEADER, authenticate
 from app.events import feed, tickets
 from app.events.hub import Delivery, Hub, SlowClient, Subscriber
-from app.events.schemas import ClientMessage, Subscribe
+from app.events.schemas import Resume, Subscribe
 from app.models import Event
 from app.runtime import Runtime
 
 # Events read from the outbox at a time while replaying.
 REPLAY_PAGE = 200
+_MESSAGES: dict[str, type[Subscribe | Resume]] = {"subscribe": Subscribe, "resume": Resume}
 # "Try again later": the client resumes from its last cursor.
 SLOW_CLIENT_CLOSE = 1013
 
@@ -162,22 +163,36 @@ async def _obey(websocket: WebSocket, stream: LiveStream, text: str | None) -> N
             "messages are JSON text frames",
             details=[{"loc": "message", "message": "a binary frame"}],
         )
-    try:
-        command = ClientMessage.validate_json(text)
-    except ValidationError as exc:
-        raise Unprocessable(
-            "not a message the stream understands",
-            details=[
-                {"loc": ".".join(["message", *map(str, err["loc"])]), "message": err["msg"]}
-                for err in exc.errors()
-            ],
-        ) from None
+    command = _parse(text)
     if isinstance(command, Subscribe):
         stream.want(command.types)
         await websocket.send_text(json.dumps({"type": "subscribed", "types": command.types}))
         return
     async for delivery in stream.replay(feed.decode_seq(command.after, loc="message.after")):
         await websocket.send_text(delivery.frame(stream.viewer.anonymous))
+
+
+def _parse(text: str) -> Subscribe | Resume:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        message = None
+    kind = _MESSAGES.get(message.get("type")) if isinstance(message, dict) else None
+    if kind is None:
+        raise Unprocessable(
+            f"messages are JSON objects whose type is one of {', '.join(_MESSAGES)}",
+            details=[{"loc": "message.type", "message": "unknown message type"}],
+        )
+    try:
+        return kind.model_validate(message)
+    except ValidationError as exc:
+        raise Unprocessable(
+            f"not a valid {message['type']} message",
+            details=[
+                {"loc": ".".join(["message", *map(str, err["loc"])]), "message": err["msg"]}
+                for err in exc.errors()
+            ],
+        ) from None
 
 
 def _error_frame(code: str, message: str, details: list[dict[str, Any]]) -> str:

@@ -4,9 +4,9 @@ the live stream's tickets and WebSocket messages."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.events.types import EventType
 
@@ -93,8 +93,3 @@ class Resume(BaseModel):
 
     type: Literal["resume"]
     after: str
-
-
-ClientMessage: TypeAdapter[Subscribe | Resume] = TypeAdapter(
-    Annotated[Subscribe | Resume, Field(discriminator="type")]
-)

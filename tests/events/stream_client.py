@@ -53,9 +53,7 @@ async def ticket(base: str, key: str, principal: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def socket(
-    base: str, path: str, key: str | None = None
-) -> AsyncIterator[ClientConnection]:
+async def socket(base: str, path: str, key: str | None = None) -> AsyncIterator[ClientConnection]:
     """A WebSocket on `path` (the ticket's url, or the bare path with a key)."""
     extra = {"X-API-Key": key} if key is not None else {}
     # No compression: what the server writes is what the socket carries.

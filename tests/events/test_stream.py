@@ -6,7 +6,6 @@ up from the table when no doorbell rang."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -139,3 +138,154 @@ async def test_an_expired_ticket_is_refused(
         await asyncio.sleep(0.1)
         status, body = await refused(address, issued["url"])
     assert status == 401 and "expired" in body["error"]["message"], body
+
+
+async def test_subscribe_keeps_the_types_asked_for_and_a_bad_message_is_an_error_frame(
+    base: str, admin_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+) -> None:
+    async with socket(base, "/api/v1/events/ws", admin_key) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "types": ["trade.exploded"]}))
+        error = await frame(ws)
+        assert error["type"] == "error" and error["error"]["code"] == "VALIDATION_ERROR"
+        assert error["error"]["details"][0]["loc"].startswith("message.types")
+        await ws.send(json.dumps({"type": "dance"}))
+        assert (await frame(ws))["type"] == "error"
+        await ws.send(b"\x00")
+        assert (await frame(ws))["type"] == "error"
+        # Still open, and obeying.
+        await ws.send(json.dumps({"type": "subscribe", "types": ["risk.paused"]}))
+        assert await frame(ws) == {"type": "subscribed", "types": ["risk.paused"]}
+        await write(writes, renter.user_id, renter.principal, 2)
+        (wanted,) = await write(writes, renter.user_id, renter.principal, 1, EventType.risk_paused)
+        (only,) = await events(ws, 1)
+        assert only["event"]["id"] == wanted and only["event"]["type"] == "risk.paused"
+
+
+async def feed_after(base: str, key: str, cursor: str) -> list[str]:
+    """The ids the feed holds after `cursor`, for an admin: the order a stream must keep."""
+    found: list[str] = []
+    async with httpx.AsyncClient(base_url=f"http://{base}") as http:
+        while True:
+            page = await http.get(
+                "/api/v1/events",
+                params={"after": cursor, "limit": 200},
+                headers={"X-API-Key": key},
+            )
+            items = page.json()["items"]
+            if not items:
+                return found
+            found += [item["id"] for item in items]
+            cursor = page.json()["next_cursor"]
+
+
+async def test_resume_replays_then_goes_live_without_gap_or_duplicate_under_writes(
+    base: str, admin_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+) -> None:
+    async with socket(base, "/api/v1/events/ws", admin_key) as ws:
+        await write(writes, renter.user_id, renter.principal)
+        (first,) = await events(ws, 1)
+    await write(writes, renter.user_id, renter.principal, 5)
+
+    async def writer() -> None:
+        for _ in range(15):
+            await write(writes, renter.user_id, renter.principal, 2)
+
+    async with socket(base, "/api/v1/events/ws", admin_key) as ws:
+        writing = asyncio.create_task(writer())
+        await ws.send(json.dumps({"type": "resume", "after": first["cursor"]}))
+        frames = await events(ws, 5 + 30)
+        await writing
+        # Nothing more than those: the next frame is the next event written.
+        (last,) = await write(writes, renter.user_id, renter.principal)
+        (after,) = await events(ws, 1)
+    expected = await feed_after(base, admin_key, first["cursor"])
+    assert ids([*frames, after]) == expected and expected[-1] == last
+    assert len(set(expected)) == 36
+
+
+async def sse(
+    base: str, key: str, count: int, last_event_id: str | None = None
+) -> list[tuple[str, str]]:
+    """The stream's first `count` messages: (id, data) of an event, ("comment", line) of a
+    comment."""
+    extra = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    received: list[tuple[str, str]] = []
+    async with (
+        httpx.AsyncClient(base_url=f"http://{base}", timeout=PATIENCE_S) as http,
+        http.stream(
+            "GET", "/api/v1/events/stream", headers={"X-API-Key": key, **extra}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if line.startswith(":"):
+                received.append(("comment", line))
+            elif line:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            elif fields:  # a blank line ends an event
+                received.append((fields.pop("id"), fields.pop("data")))
+            if len(received) == count:
+                return received
+    raise AssertionError(f"the stream ended after {received}")
+
+
+async def test_server_sent_events_resume_from_last_event_id(
+    base: str, admin_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+) -> None:
+    async with socket(base, "/api/v1/events/ws", admin_key) as ws:
+        written = await write(writes, renter.user_id, renter.principal, 4)
+        frames = await events(ws, 4)
+    received = await sse(base, admin_key, 3, last_event_id=frames[0]["cursor"])
+    assert [json.loads(data)["id"] for _, data in received] == written[1:]
+    # `id:` is each event's cursor, as the WebSocket's frames carry it.
+    assert [event_id for event_id, _ in received] == [f["cursor"] for f in frames[1:]]
+    # Idle, the stream speaks in comments.
+    assert (await sse(base, admin_key, 1))[0] == ("comment", ": heartbeat")
+
+    async with httpx.AsyncClient(base_url=f"http://{base}") as http:
+        bad = await http.get(
+            "/api/v1/events/stream", headers={"X-API-Key": admin_key, "Last-Event-ID": "nope"}
+        )
+        unauthenticated = await http.get("/api/v1/events/stream")
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["loc"] == (
+        "header.Last-Event-ID"
+    )
+    assert unauthenticated.status_code == 401
+
+
+async def test_a_client_too_far_behind_is_dropped_and_resumes_with_its_cursor(
+    base: str, marketplace_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+) -> None:
+    received: list[dict[str, Any]] = []
+    async with socket(base, (await ticket(base, marketplace_key, renter.principal))["url"]) as ws:
+        (start,) = await write(writes, renter.user_id, renter.principal)
+        received += await events(ws, 1)
+        # More at once than the connection may hold unsent.
+        burst = await write(writes, renter.user_id, renter.principal, QUEUE * 3)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                received.append(await frame(ws))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    assert ids(received)[0] == start and len(received) < 1 + len(burst)
+
+    resumed = (await ticket(base, marketplace_key, renter.principal))["url"]
+    async with socket(base, resumed) as ws:
+        await ws.send(json.dumps({"type": "resume", "after": received[-1]["cursor"]}))
+        rest = await events(ws, 1 + len(burst) - len(received))
+    assert ids(received) + ids(rest) == [start, *burst]
+
+
+async def test_events_nobody_rang_for_reach_the_stream_from_the_table(
+    base: str,
+    admin_key: str,
+    renter: Renter,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A writer whose ring was lost (its sessions have no doorbell here): the hub's own read
+    of the table finds its events."""
+    async with socket(base, "/api/v1/events/ws", admin_key) as ws:
+        written = await write(sessionmaker, renter.user_id, renter.principal, 2)
+        assert ids(await events(ws, 2)) == written
