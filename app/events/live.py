@@ -177,7 +177,7 @@ def _parse(text: str) -> Subscribe | Resume:
         message = json.loads(text)
     except ValueError:
         message = None
-    kind = _MESSAGES.get(message.get("type")) if isinstance(message, dict) else None
+    kind = _MESSAGES.get(str(message.get("type"))) if isinstance(message, dict) else None
     if kind is None:
         raise Unprocessable(
             f"messages are JSON objects whose type is one of {', '.join(_MESSAGES)}",
