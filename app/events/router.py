@@ -173,10 +173,26 @@ def _wanted_types(
     return _types(types)
 
 
+_SSE_EXAMPLE = (
+    ": heartbeat\n\n"
+    'data: {"id": "evt_0193b6c8a1f27c3e9d4b5a6f7e8d9c0b", "type": "trade.filled", ...}\n'
+    "id: MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMmE\n\n"
+)
+
+
 @router.get(
     "/events/stream",
     response_class=EventSourceResponse,
-    responses=error_responses(401, 403, 422),
+    responses={
+        200: {
+            "description": "an endless `text/event-stream`: each event's `data:` is its "
+            "envelope and its `id:` its cursor; comments are heartbeats",
+            "content": {
+                "text/event-stream": {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}
+            },
+        },
+        **error_responses(401, 403, 422),
+    },
 )
 async def events_stream(
     runtime: RuntimeDep,

@@ -26,6 +26,7 @@ _EXAMPLE_EVENT: dict[str, JsonValue] = {
         "quote_amount": "99.87962",
     },
 }
+_EXAMPLE_TICKET = "Vx3pQk7LrN2mZcT8yF1aWbE5hJ0uS9dG4oKiR6tYvXs"
 _EXAMPLE_CURSOR = "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMmE"
 
 
@@ -64,12 +65,23 @@ class EventPage(BaseModel):
 class StreamTicketOut(BaseModel):
     """A single-use ticket for one renter's browser to open the live stream."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ticket": _EXAMPLE_TICKET,
+                    "expires_at": "2026-11-27T10:01:00Z",
+                    "url": f"/api/v1/events/ws?ticket={_EXAMPLE_TICKET}",
+                }
+            ]
+        }
+    )
+
     ticket: str = Field(description="opens one stream, once, before `expires_at`")
     expires_at: datetime
     url: str = Field(
         description="the WebSocket's path with the ticket; the same `?ticket=` opens "
         "`/api/v1/events/stream` (Server-Sent Events) instead",
-        examples=["/api/v1/events/ws?ticket=Vx3p..."],
     )
 
 
