@@ -72,6 +72,15 @@ class Doorbell:
         except RedisError:  # the hubs' own reads of the table catch up
             log.warning("could not ring the events doorbell", extra={"channel": self.channel})
 
+    def ring_after_commit(self, session: AsyncSession) -> None:
+        """Ring once this transaction of `session` commits; a rollback rings nothing."""
+        sync = session.sync_session
+        if sync.info.get(_RECORDED):
+            return
+        sync.info[_RECORDED] = True
+        event.listen(sync, "after_commit", self._after_commit, once=True)
+        event.listen(sync, "after_rollback", _forget, once=True)
+
     def _after_commit(self, sync: Session) -> None:
         # A listener left from an earlier transaction (registered once per recording
         # transaction) rings only if this one recorded events too.
@@ -116,15 +125,11 @@ class Doorbell:
 
 
 def ring_after_commit(session: AsyncSession) -> None:
-    """Have the session's doorbell (if its sessionmaker has one) ring once this transaction
-    commits; a rollback rings nothing."""
+    """Have the session's doorbell, if its sessionmaker has one (Doorbell.serve), ring once
+    this transaction commits."""
     doorbell: Doorbell | None = session.info.get(_SESSION_INFO)
-    sync = session.sync_session
-    if doorbell is None or sync.info.get(_RECORDED):
-        return
-    sync.info[_RECORDED] = True
-    event.listen(sync, "after_commit", doorbell._after_commit, once=True)
-    event.listen(sync, "after_rollback", _forget, once=True)
+    if doorbell is not None:
+        doorbell.ring_after_commit(session)
 
 
 def _forget(sync: Session) -> None:

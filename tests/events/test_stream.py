@@ -6,21 +6,29 @@ up from the table when no doorbell rang."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.api_keys.schemas import Scope
+from app.core.db import session_scope, utcnow
 from app.core.settings import Settings
+from app.events import tickets
+from app.events.doorbell import Doorbell
+from app.events.service import record
 from app.events.types import EventType
 from app.main import create_app
+from app.models import ApiKey, StreamTicket
 from tests.conftest import make_key, make_settings
 from tests.events.stream_client import (
     PATIENCE_S,
@@ -289,3 +297,40 @@ async def test_events_nobody_rang_for_reach_the_stream_from_the_table(
     async with socket(base, "/api/v1/events/ws", admin_key) as ws:
         written = await write(sessionmaker, renter.user_id, renter.principal, 2)
         assert ids(await events(ws, 2)) == written
+
+
+async def test_a_commit_that_recorded_events_rings_and_a_rollback_does_not(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # Without Redis the ring is this process's own: `rung` is what its hub waits on.
+    doorbell = Doorbell(settings.model_copy(update={"redis_url": None}))
+    doorbell.serve(sessionmaker)
+    try:
+        with contextlib.suppress(RuntimeError):
+            async with session_scope(sessionmaker) as session:
+                record(session, EventType.decision_made, data={})
+                raise RuntimeError("the change fails")
+        assert not doorbell.rung.is_set()
+        async with session_scope(sessionmaker) as session:
+            await session.execute(select(1))
+        assert not doorbell.rung.is_set()
+        await write(sessionmaker, None, None)
+        assert doorbell.rung.is_set()
+    finally:
+        doorbell.close()
+
+
+async def test_the_purge_deletes_expired_tickets_only(
+    app: FastAPI, marketplace_key: str, renter: Renter
+) -> None:
+    runtime = app.state.runtime
+    now = utcnow()
+    async with session_scope(runtime.sessionmaker) as session:
+        key_id = await session.scalar(select(ApiKey.id).where(ApiKey.name == "marketplace"))
+        assert key_id is not None
+        for age_s in (120, 61, 30):
+            issued = now - timedelta(seconds=age_s)
+            tickets.issue(session, key_id, renter.principal, issued, timedelta(seconds=60))
+    assert await tickets.purge_expired(runtime.sessionmaker, now) == 2
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(StreamTicket)) == 1
