@@ -25,7 +25,7 @@ from app.core.db import utcnow
 from app.core.errors import AppError, Forbidden, Unauthenticated, Unprocessable
 from app.deps import API_KEY_HEADER, authenticate
 from app.events import feed, tickets
-from app.events.hub import Delivery, Hub, SlowClient, Subscriber
+from app.events.hub import Delivery, SlowClient, Subscriber
 from app.events.schemas import Resume, Subscribe
 from app.models import Event
 from app.runtime import Runtime
@@ -64,14 +64,14 @@ async def open_viewer(connection: HTTPConnection, ticket: str | None) -> feed.Vi
 class LiveStream:
     """A connection's events: a replay after a cursor, the hub's live ones, each sent once."""
 
-    def __init__(self, runtime: Runtime, hub: Hub, viewer: feed.Viewer) -> None:
+    def __init__(self, runtime: Runtime, viewer: feed.Viewer) -> None:
         self._reads = runtime.read_sessionmaker
-        self._hub = hub
+        self._hub = runtime.hub
         self.viewer = viewer
         self.types: frozenset[str] | None = None
-        self.subscriber: Subscriber = hub.subscribe(viewer)
+        self.subscriber: Subscriber = self._hub.subscribe(viewer)
         # From now on, unless the client resumes from elsewhere.
-        self.last_seq = hub.last_seq
+        self.last_seq = self._hub.last_seq
         self.sending = asyncio.Lock()
 
     def close(self) -> None:

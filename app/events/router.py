@@ -134,7 +134,7 @@ async def events_websocket(websocket: WebSocket, ticket: str | None = None) -> N
         )
         return
     runtime = websocket.app.state.runtime
-    stream = live.LiveStream(runtime, runtime.hub, viewer)
+    stream = live.LiveStream(runtime, viewer)
     try:
         await websocket.accept()
         await live.serve_websocket(websocket, stream)
@@ -204,7 +204,7 @@ async def events_stream(
     envelope; idle, a comment every STREAM_HEARTBEAT_S."""
     # Everything that can refuse the request is a dependency: this body runs once the
     # response has begun.
-    stream = live.LiveStream(runtime, runtime.hub, viewer)
+    stream = live.LiveStream(runtime, viewer)
     stream.want(types)
     async for event in live.sse_events(stream, after_seq, runtime.settings.stream_heartbeat_s):
         yield event
