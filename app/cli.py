@@ -178,8 +178,19 @@ def serve(host: str, port: int, certfile: str | None = None, keyfile: str | None
         if certfile
         else {}
     )
+    # WebSocket pings keep idle live streams open through proxies (and find dead peers).
+    heartbeat = get_settings().stream_heartbeat_s
     # Logging is the app's own (JSON, one access line per request by our middleware).
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None, **tls)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        ws_ping_interval=heartbeat,
+        ws_ping_timeout=heartbeat,
+        **tls,
+    )
 
 
 def tls_context(_config: object, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:

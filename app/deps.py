@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
 from app.api_keys.assertions import check_principal_assertion
 from app.api_keys.authenticator import Caller
@@ -64,7 +65,7 @@ async def read_sessions(request: Request) -> ReadSessions:
 ReadSessionsDep = Annotated[ReadSessions, Depends(read_sessions)]
 
 
-def _budget(request: Request, runtime: Runtime, caller: Caller) -> tuple[int, str | None]:
+def _budget(request: HTTPConnection, runtime: Runtime, caller: Caller) -> tuple[int, str | None]:
     """The key's limit a minute, and the renter a marketplace key's request also counts for.
 
     The principal is the header as sent, before it is checked: a request for a principal that
@@ -80,7 +81,7 @@ def _budget(request: Request, runtime: Runtime, caller: Caller) -> tuple[int, st
     return caller.rate_limit_per_minute or settings.marketplace_rate_limit_per_minute, principal
 
 
-async def _caller(request: Request, api_key: str | None) -> Caller:
+async def _caller(request: HTTPConnection, api_key: str | None) -> Caller:
     runtime: Runtime = request.app.state.runtime
     caller = await runtime.authenticator.authenticate(api_key)
     if caller is None:
@@ -90,8 +91,9 @@ async def _caller(request: Request, api_key: str | None) -> Caller:
     return caller
 
 
-async def authenticate(request: Request) -> Caller:
-    return await _caller(request, request.headers.get(API_KEY_HEADER))
+async def authenticate(connection: HTTPConnection) -> Caller:
+    """The caller of an HTTP request or a WebSocket, by its X-API-Key."""
+    return await _caller(connection, connection.headers.get(API_KEY_HEADER))
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]

@@ -155,7 +155,9 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
             asyncio.create_task(runtime.catalogue.listen_for_changes()),
+            asyncio.create_task(runtime.doorbell.listen(runtime.redis)),
         ]
+        hub = asyncio.create_task(runtime.hub.run())
         try:
             with settled_garbage_collector():
                 yield
@@ -163,6 +165,7 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
             if metrics_server is not None:
                 await asyncio.to_thread(metrics_server.shutdown)  # waits out its poll loop
                 metrics_server.server_close()
+            await _stop_hub(runtime, hub)
             await _stop_background(runtime, background)
             await runtime.close()
 
@@ -172,12 +175,23 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
 async def _stop_background(runtime: Runtime, background: list[asyncio.Task[None]]) -> None:
     runtime.authenticator.stop()
     runtime.catalogue.stop()
+    runtime.doorbell.stop()
     for task in background:
         task.cancel()
     # Bounded: a task that swallows its cancellation must not hold shutdown forever.
     _, stuck = await asyncio.wait(background, timeout=SHUTDOWN_WAIT_S)
     if stuck:
         log.error("background tasks did not stop within %s s: %s", SHUTDOWN_WAIT_S, stuck)
+
+
+async def _stop_hub(runtime: Runtime, hub: asyncio.Task[None]) -> None:
+    """Asked to stop rather than cancelled: a cancellation in the middle of its numbering of
+    events could leave that transaction open (on SQLite, the write lock held)."""
+    runtime.hub.stop()
+    try:
+        await asyncio.wait_for(hub, SHUTDOWN_WAIT_S)
+    except TimeoutError:
+        log.error("the live hub did not stop within %s s", SHUTDOWN_WAIT_S)
 
 
 def _include_routers(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""What one API process holds for its lifetime: engine, Redis, keyring, caches, metrics."""
+"""What one API process holds for its lifetime: engine, Redis, keyring, caches, metrics, and
+the live events' doorbell and hub."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimit
 from app.core.reads import RowReader, create_read_sessionmaker
 from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
+from app.events.doorbell import Doorbell
+from app.events.hub import Hub
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Runtime:
     renter_ids: TtlCache[tuple[str, str], str]
     metrics: ApiMetrics
     jobs: JobQueue
+    doorbell: Doorbell
+    hub: Hub
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -49,6 +54,20 @@ class Runtime:
         sessionmaker = create_sessionmaker(engine)
         read_engine = create_engine(settings.database_url, autocommit=True)
         redis = open_redis(settings)
+        read_sessionmaker = create_read_sessionmaker(read_engine)
+        metrics = ApiMetrics()
+        doorbell = Doorbell(settings)
+        doorbell.serve(sessionmaker)
+        hub = Hub(
+            sessionmaker,
+            read_sessionmaker,
+            doorbell,
+            # With Redis every process hears the rings and reads the table now and then in
+            # case it missed one; without, the timer is how it learns of a worker's events.
+            poll_s=settings.stream_safety_poll_s if redis is not None else settings.stream_poll_s,
+            capacity=settings.stream_queue_size,
+            metrics=metrics,
+        )
         rate_limiter: RateLimiter = (
             RedisRateLimiter(redis, settings.rate_limit_per_minute)
             if redis is not None
@@ -59,7 +78,7 @@ class Runtime:
             engine=engine,
             sessionmaker=sessionmaker,
             read_engine=read_engine,
-            read_sessionmaker=create_read_sessionmaker(read_engine),
+            read_sessionmaker=read_sessionmaker,
             rows=RowReader(read_engine),
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
@@ -73,13 +92,16 @@ class Runtime:
             assertion_verifier=AssertionVerifier(),
             rate_limiter=rate_limiter,
             renter_ids=TtlCache(ttl_s=60.0),
-            metrics=ApiMetrics(),
+            metrics=metrics,
             jobs=JobQueue(settings.broker_url, broker_tls(settings)),
+            doorbell=doorbell,
+            hub=hub,
         )
 
     async def close(self) -> None:
         await self.jobs.drain()
         self.jobs.close()
+        self.doorbell.close()
         await self.authenticator.flush_last_used()
         if self.redis is not None:
             await self.redis.aclose()

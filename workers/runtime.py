@@ -26,6 +26,7 @@ from app.core.memory import settled_garbage_collector
 from app.core.redis_clients import open_redis
 from app.core.settings import Settings, get_settings
 from app.credentials.service import close_stale_clients
+from app.events.doorbell import Doorbell
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.llm.registry import VoterPool
 from app.performance.flows import PerformanceFlows
@@ -46,6 +47,7 @@ class WorkerRuntime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
+    doorbell: Doorbell
     clients: BinanceClients
     voters: VoterPool
     trading: TradingFlows
@@ -64,6 +66,9 @@ class WorkerRuntime:
         asyncio.set_event_loop(loop)
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
+        # The events a task's transaction records ring the API processes' live hubs.
+        doorbell = Doorbell(settings)
+        doorbell.serve(sessionmaker)
         redis = open_redis(settings)
         clients = BinanceClients.from_settings(settings, redis)
         cache: CandleCache = RedisCandleCache(redis) if redis is not None else MemoryCandleCache()
@@ -98,6 +103,7 @@ class WorkerRuntime:
             engine,
             sessionmaker,
             redis,
+            doorbell,
             clients,
             voters,
             trading,
@@ -131,6 +137,7 @@ class WorkerRuntime:
             await self.engine.dispose()
 
         self.loop.run_until_complete(dispose())
+        self.doorbell.close()
         self.loop.close()
         self.settled.close()
 

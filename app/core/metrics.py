@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ApiMetrics:
@@ -20,6 +20,16 @@ class ApiMetrics:
             ["method", "route"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.stream_connections = Gauge(
+            "event_stream_connections",
+            "Open live event streams (WebSocket and SSE) of this process",
+            registry=self.registry,
+        )
+        self.stream_dropped = Counter(
+            "event_stream_dropped",
+            "Live event streams dropped for falling more than STREAM_QUEUE_SIZE events behind",
+            registry=self.registry,
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -187,6 +187,18 @@ class Settings(BaseSettings):
     event_sequence_interval_s: float = Field(default=1.0, gt=0)
     # Events older than this are purged; a feed cursor older than that resumes at what is left.
     event_retention_days: int = Field(default=30, ge=1)
+    # The live stream (WebSocket and SSE). A ticket opens one renter's stream once, this soon.
+    stream_ticket_ttl_s: float = Field(default=60.0, gt=0)
+    # WebSocket pings (`botmarket serve` gives them to uvicorn) and SSE comment heartbeats:
+    # an idle connection still speaks this often, so proxies keep it open.
+    stream_heartbeat_s: float = Field(default=20.0, gt=0)
+    # Events waiting for one connection; a client that falls further behind is dropped and
+    # resumes with its cursor, rather than growing the server's memory. At least a hub read.
+    stream_queue_size: int = Field(default=1000, ge=1)
+    # How often each API process's hub reads new events from the outbox unasked: without
+    # Redis the only way it learns of them; with Redis a safety net for a missed doorbell.
+    stream_poll_s: float = Field(default=0.25, gt=0)
+    stream_safety_poll_s: float = Field(default=5.0, gt=0)
     execute_chunk_size: int = Field(default=100, ge=1, le=1000)
 
     # Webhooks. How often beat matches newly numbered events to endpoints, and how often it

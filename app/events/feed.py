@@ -10,7 +10,7 @@ skips an event that a slower transaction commits later, because that event gets 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +23,7 @@ from app.core.db import session_scope
 from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
 from app.events import repository
 from app.events.schemas import EventOut, EventPage
-from app.events.types import DEVELOPER_TYPES
+from app.events.types import DEVELOPER_TYPES, OWNER_NOTICES
 from app.models import Event
 
 SEQUENCE_BATCH = 1000
@@ -105,6 +105,39 @@ class Viewer:
         return self.scope is Scope.developer
 
 
+@dataclass(frozen=True)
+class Addressed:
+    """A sequenced event with whom it concerns, as the live hub reads it once for every
+    connection: its renter's principal and its bot's owner (None where it has none)."""
+
+    event: Event
+    renter: str | None
+    bot_owner: str | None
+
+
+# Who sees what, once in SQL (Viewer.visible: the feed's pages, webhooks, a stream's replay)
+# and once over a row in memory (`sees`: the hub's fan-out of each new event to thousands of
+# connections): the same rules, so that a change to one is a change to the other.
+
+
+def sees(viewer: Viewer, addressed: Addressed) -> bool:
+    """Whether the viewer's share holds this event: Viewer.visible over one row."""
+    event = addressed.event
+    if viewer.scope is Scope.admin:
+        return True
+    if viewer.scope is Scope.marketplace:
+        if event.marketplace_id != viewer.marketplace_id:
+            return False
+        return viewer.principal is None or addressed.renter == viewer.principal
+    if event.type in OWNER_NOTICES:
+        return event.user_id == viewer.owner_user_id
+    return (
+        addressed.bot_owner is not None
+        and addressed.bot_owner == viewer.owner_user_id
+        and event.type in DEVELOPER_TYPES
+    )
+
+
 def encode_seq(seq: int) -> str:
     # The cursor spelling lists use for row ids, over a seq written as 32 hex digits.
     return encode_cursor(f"{seq:032x}")
@@ -146,6 +179,24 @@ async def page(
         last_seq = max(head, after_seq)
     assert last_seq is not None, "the feed reads sequenced events only"
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
+
+
+async def visible_after(
+    session: AsyncSession,
+    viewer: Viewer,
+    after_seq: int,
+    types: Collection[str] | None,
+    limit: int,
+) -> Sequence[Event]:
+    """The sequenced events after `after_seq` that the viewer may see, oldest first: a live
+    stream's replay, which sends each with its own cursor."""
+    return await repository.page(session, viewer.visible(), after_seq, None, types, limit)
+
+
+async def addressed_after(session: AsyncSession, after_seq: int, limit: int) -> list[Addressed]:
+    """Every sequenced event after `after_seq`, oldest first, with whom it concerns."""
+    rows = await repository.addressed_after(session, after_seq, limit)
+    return [Addressed(event, renter, bot_owner) for event, renter, bot_owner in rows]
 
 
 def to_out(event: Event, *, anonymous: bool = False) -> EventOut:

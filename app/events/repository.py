@@ -1,5 +1,5 @@
-"""SQL of the event outbox: the sequencer's counter and numbering, the feed's reads, erasure
-and purge."""
+"""SQL of the event outbox: the sequencer's counter and numbering, the feed's and the live
+hub's reads, erasure and purge; the live stream's tickets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.types import OWNER_NOTICES, EventType
-from app.models import Bot, Event, EventSequence, User
+from app.models import ApiKey, Bot, Event, EventSequence, StreamTicket, User
 
 # The counters' rows: the last `seq` given, and the last one the webhooks' dispatcher read.
 SEQUENCER = 1
@@ -162,6 +162,25 @@ def matching(
     return and_(*criteria)
 
 
+async def addressed_after(
+    session: AsyncSession, after_seq: int, limit: int
+) -> list[tuple[Event, str | None, str | None]]:
+    """Sequenced events after `after_seq` in `seq` order, each with its renter's principal
+    and its bot's owner (None where the event has none): all the live hub needs to tell who
+    may see it, in one read."""
+    rows = (
+        await session.execute(
+            select(Event, User.principal, Bot.owner_user_id)
+            .outerjoin(User, User.id == Event.user_id)
+            .outerjoin(Bot, Bot.id == Event.bot_id)
+            .where(Event.seq > after_seq)
+            .order_by(Event.seq)
+            .limit(limit)
+        )
+    ).all()
+    return [(event, renter, bot_owner) for event, renter, bot_owner in rows]
+
+
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:
     # The session does not autoflush: an event the caller added but has not flushed would be
     # inserted after this DELETE and outlive it.
@@ -184,4 +203,40 @@ async def delete_older_than(session: AsyncSession, before: datetime, limit: int)
     if not ids:
         return 0
     result = await session.execute(delete(Event).where(Event.id.in_(ids)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def use_ticket(session: AsyncSession, digest: str, now: datetime) -> bool:
+    """Mark the ticket used, if it is unused and unexpired: one conditional UPDATE, so of two
+    connections racing with one ticket exactly one wins."""
+    result = await session.execute(
+        update(StreamTicket)
+        .where(
+            StreamTicket.token_digest == digest,
+            StreamTicket.used_at.is_(None),
+            StreamTicket.expires_at > now,
+        )
+        .values(used_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def ticket_holder(session: AsyncSession, digest: str) -> tuple[str, str, str] | None:
+    """The issuing key, the principal and the key's marketplace of a ticket, while that key
+    is not revoked."""
+    row = (
+        await session.execute(
+            select(StreamTicket.api_key_id, StreamTicket.principal, ApiKey.marketplace_id)
+            .join(ApiKey, ApiKey.id == StreamTicket.api_key_id)
+            .where(StreamTicket.token_digest == digest, ApiKey.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    assert row.marketplace_id is not None, "only a marketplace key is issued tickets"
+    return row.api_key_id, row.principal, row.marketplace_id
+
+
+async def delete_expired_tickets(session: AsyncSession, now: datetime) -> int:
+    result = await session.execute(delete(StreamTicket).where(StreamTicket.expires_at <= now))
     return int(result.rowcount)  # type: ignore[attr-defined]

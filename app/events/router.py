@@ -1,22 +1,35 @@
-"""The event feed: one call returns everything since the caller's cursor.
+"""The event feed (one call returns everything since the caller's cursor) and the live stream
+of it (a WebSocket and Server-Sent Events, opened with a ticket or a key).
 
 A marketplace key reads its renters' events (one renter's with X-Principal-ID, under the same
 assertion rules as every renter call); a developer key the decisions and backtests of its own
-bots, without the renter; an admin everything.
+bots, without the renter; an admin everything. A renter's browser streams that renter's
+events with a single-use ticket the marketplace asks for.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api_keys.authenticator import Caller
 from app.api_keys.schemas import AssertionMode, Scope
-from app.core.errors import InvalidPrincipalAssertion, Unprocessable, error_responses
-from app.deps import PRINCIPAL_HEADER, CallerDep, RuntimeDep, checked_principal
-from app.events import feed
-from app.events.schemas import EventPage
+from app.core.db import utcnow
+from app.core.errors import (
+    AppError,
+    InvalidPrincipalAssertion,
+    Unprocessable,
+    error_response,
+    error_responses,
+)
+from app.deps import PRINCIPAL_HEADER, CallerDep, RuntimeDep, SessionDep, checked_principal
+from app.events import feed, live, tickets
+from app.events.schemas import EventPage, StreamTicketOut
 from app.events.types import EventType
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -86,3 +99,112 @@ def _refuse_unsigned_renters_feed(caller: Caller) -> None:
             "X-Principal-ID and its assertion",
             details=[{"loc": "header.X-Principal-ID", "message": "required with assertions"}],
         )
+
+
+@router.post(
+    "/stream-tickets",
+    status_code=201,
+    response_model=StreamTicketOut,
+    responses=error_responses(401, 403, 422),
+)
+async def create_stream_ticket(
+    request: Request, caller: CallerDep, runtime: RuntimeDep, session: SessionDep
+) -> StreamTicketOut:
+    """A single-use ticket for the renter named by X-Principal-ID (with its assertion where
+    the key requires one) to open the live stream from a browser, which holds no key."""
+    principal = await checked_principal(request, caller, request.headers.get(PRINCIPAL_HEADER))
+    ttl = timedelta(seconds=runtime.settings.stream_ticket_ttl_s)
+    ticket = tickets.issue(session, caller.api_key_id, principal, utcnow(), ttl)
+    return StreamTicketOut(
+        ticket=ticket.text,
+        expires_at=ticket.expires_at,
+        url=f"/api/v1/events/ws?ticket={quote(ticket.text)}",
+    )
+
+
+@router.websocket("/events/ws")
+async def events_websocket(websocket: WebSocket, ticket: str | None = None) -> None:
+    """Live events as text frames `{"type": "event", "cursor", "event": <envelope>}`
+    (docs/events.md); refused before the upgrade with the contract's error body."""
+    try:
+        viewer = await live.open_viewer(websocket, ticket)
+    except AppError as exc:
+        await websocket.send_denial_response(
+            error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+        )
+        return
+    runtime = websocket.app.state.runtime
+    stream = live.LiveStream(runtime, viewer)
+    try:
+        await websocket.accept()
+        await live.serve_websocket(websocket, stream)
+    finally:
+        stream.close()
+
+
+async def _stream_viewer(
+    request: Request,
+    ticket: Annotated[
+        str | None, Query(description="from POST /api/v1/stream-tickets; else X-API-Key")
+    ] = None,
+) -> feed.Viewer:
+    return await live.open_viewer(request, ticket)
+
+
+def _resume_after(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="the `id:` of the last event received: replay every later one first",
+        ),
+    ] = None,
+) -> int | None:
+    if last_event_id is None:
+        return None
+    return feed.decode_seq(last_event_id, loc="header.Last-Event-ID")
+
+
+def _wanted_types(
+    types: Annotated[
+        str | None, Query(description="comma-separated event types to keep; absent: all")
+    ] = None,
+) -> frozenset[str] | None:
+    return _types(types)
+
+
+_SSE_EXAMPLE = (
+    ": heartbeat\n\n"
+    'data: {"id": "evt_0193b6c8a1f27c3e9d4b5a6f7e8d9c0b", "type": "trade.filled", ...}\n'
+    "id: MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMmE\n\n"
+)
+
+
+@router.get(
+    "/events/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "an endless `text/event-stream`: each event's `data:` is its "
+            "envelope and its `id:` its cursor; comments are heartbeats",
+            "content": {
+                "text/event-stream": {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}
+            },
+        },
+        **error_responses(401, 403, 422),
+    },
+)
+async def events_stream(
+    runtime: RuntimeDep,
+    viewer: Annotated[feed.Viewer, Depends(_stream_viewer)],
+    after_seq: Annotated[int | None, Depends(_resume_after)],
+    types: Annotated[frozenset[str] | None, Depends(_wanted_types)],
+) -> AsyncIterator[ServerSentEvent]:
+    """The live stream as Server-Sent Events: `id:` is the event's cursor, the data its
+    envelope; idle, a comment every STREAM_HEARTBEAT_S."""
+    # Everything that can refuse the request is a dependency: this body runs once the
+    # response has begun.
+    stream = live.LiveStream(runtime, viewer)
+    stream.want(types)
+    async for event in live.sse_events(stream, after_seq, runtime.settings.stream_heartbeat_s):
+        yield event

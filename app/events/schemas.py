@@ -1,8 +1,10 @@
-"""The event envelope (the same in the feed, webhooks and the WebSocket) and the feed's page."""
+"""The event envelope (the same in the feed, webhooks and the WebSocket), the feed's page, and
+the live stream's tickets and WebSocket messages."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -24,6 +26,7 @@ _EXAMPLE_EVENT: dict[str, JsonValue] = {
         "quote_amount": "99.87962",
     },
 }
+_EXAMPLE_TICKET = "Vx3pQk7LrN2mZcT8yF1aWbE5hJ0uS9dG4oKiR6tYvXs"
 _EXAMPLE_CURSOR = "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMmE"
 
 
@@ -57,3 +60,48 @@ class EventPage(BaseModel):
         "event, the position you asked from",
         examples=[_EXAMPLE_CURSOR],
     )
+
+
+class StreamTicketOut(BaseModel):
+    """A single-use ticket for one renter's browser to open the live stream."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ticket": _EXAMPLE_TICKET,
+                    "expires_at": "2026-11-27T10:01:00Z",
+                    "url": f"/api/v1/events/ws?ticket={_EXAMPLE_TICKET}",
+                }
+            ]
+        }
+    )
+
+    ticket: str = Field(description="opens one stream, once, before `expires_at`")
+    expires_at: datetime
+    url: str = Field(
+        description="the WebSocket's path with the ticket; the same `?ticket=` opens "
+        "`/api/v1/events/stream` (Server-Sent Events) instead",
+    )
+
+
+class StreamFrame(BaseModel):
+    """An event on the WebSocket: the envelope, unchanged, with its cursor to resume after."""
+
+    type: Literal["event"] = "event"
+    cursor: str
+    event: EventOut
+
+
+class Subscribe(BaseModel):
+    """Only these event types from now on (those already queued included); null: every type."""
+
+    type: Literal["subscribe"]
+    types: list[EventType] | None
+
+
+class Resume(BaseModel):
+    """Replay every event after this cursor from the outbox, then go on live."""
+
+    type: Literal["resume"]
+    after: str

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import new_id, utcnow
+from app.events.doorbell import ring_after_commit
 from app.events.types import EventType
 from app.models import Event, Subscription, User
 
@@ -36,6 +37,7 @@ def record(
     """Add one event to the caller's transaction; it is written when that transaction flushes.
 
     Not flushed here: a fan-out records many events, and the commit inserts them in one batch.
+    Once that commit is done, the live hubs are told to look (app/events/doorbell.py).
     """
     event = Event(
         id=new_id(),
@@ -49,7 +51,30 @@ def record(
         data=json_safe(data),
     )
     session.add(event)
+    ring_after_commit(session)
     return event
+
+
+def record_for_renter(
+    session: AsyncSession,
+    type: EventType,
+    renter: User,
+    data: Mapping[str, object],
+    *,
+    subscription_id: str | None = None,
+    bot_id: str | None = None,
+) -> Event:
+    """An event addressed to a renter: read by the renter's marketplace, naming its principal."""
+    return record(
+        session,
+        type,
+        data=data,
+        user_id=renter.id,
+        principal=renter.principal,
+        marketplace_id=renter.marketplace_id,
+        subscription_id=subscription_id,
+        bot_id=bot_id,
+    )
 
 
 async def record_for_subscription(
@@ -59,15 +84,8 @@ async def record_for_subscription(
     # From the identity map when the caller has loaded the renter (no query then).
     user = await session.get(User, subscription.user_id)
     assert user is not None, "a subscription's user is deleted with it"
-    return record(
-        session,
-        type,
-        data=data,
-        user_id=subscription.user_id,
-        principal=user.principal,
-        marketplace_id=user.marketplace_id,
-        subscription_id=subscription.id,
-        bot_id=subscription.bot_id,
+    return record_for_renter(
+        session, type, user, data, subscription_id=subscription.id, bot_id=subscription.bot_id
     )
 
 

@@ -4,7 +4,7 @@ from app.models.backtests import Backtest, Candle, SymbolRulesRecord
 from app.models.base import Base
 from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
 from app.models.credentials import ExchangeCredential
-from app.models.events import Event, EventSequence
+from app.models.events import Event, EventSequence, StreamTicket
 from app.models.ops import AuditLog, IdempotencyRecord
 from app.models.subscriptions import Subscription
 from app.models.trading import (
@@ -38,6 +38,7 @@ __all__ = [
     "MarketplaceAssertionKey",
     "PerformanceLog",
     "Position",
+    "StreamTicket",
     "Subscription",
     "SymbolRulesRecord",
     "Trade",

@@ -1,5 +1,6 @@
-"""The event outbox: one row per fact, written in the transaction that made it happen, and the
-counter that gives committed events their place in the feed."""
+"""The event outbox: one row per fact, written in the transaction that made it happen, the
+counter that gives committed events their place in the feed, and the tickets that open a live
+stream of them."""
 
 from __future__ import annotations
 
@@ -53,3 +54,18 @@ class EventSequence(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class StreamTicket(IdMixin, Base):
+    """A single-use ticket a marketplace key gets for one renter's browser to open the live
+    stream. Only the ticket's SHA-256 is kept: a copy of this table opens no stream."""
+
+    __tablename__ = "stream_tickets"
+
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("api_keys.id", ondelete="CASCADE")
+    )
+    principal: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

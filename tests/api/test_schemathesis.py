@@ -133,7 +133,9 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
-@schema.parametrize()
+# The live stream never ends a response that is let in: its own tests read it
+# (tests/events/test_stream.py), its refusals included.
+@schema.exclude(path="/api/v1/events/stream").parametrize()
 @settings(
     max_examples=8,
     deadline=None,
