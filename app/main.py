@@ -41,6 +41,7 @@ from app.performance.router import router as performance_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
 from app.track_records.router import router as track_records_router
+from app.verification.router import router as verification_router
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ def _include_routers(app: FastAPI) -> None:
         api_keys_router,
         backtests_router,
         events_router,
+        verification_router,
     ):
         app.include_router(router)
 

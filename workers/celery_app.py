@@ -44,6 +44,7 @@ celery_app = Celery(
         "workers.tasks.idempotency",
         "workers.tasks.backtests",
         "workers.tasks.events",
+        "workers.tasks.verification",
     ],
 )
 celery_app.conf.update(

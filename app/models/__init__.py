@@ -10,12 +10,14 @@ from app.models.subscriptions import Subscription
 from app.models.trading import (
     Decision,
     DecisionClaim,
+    DecisionPrompt,
     LlmVote,
     PerformanceLog,
     Position,
     Trade,
 )
 from app.models.users import ApiKey, ApiKeyAssertionKey, User
+from app.models.verification import ChainHead, ChainLink
 
 __all__ = [
     "ApiKey",
@@ -27,8 +29,11 @@ __all__ = [
     "BotMarketplaceRegistration",
     "BotVersion",
     "Candle",
+    "ChainHead",
+    "ChainLink",
     "Decision",
     "DecisionClaim",
+    "DecisionPrompt",
     "Event",
     "EventSequence",
     "ExchangeCredential",
