@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import ChainHead, ChainLink, Decision, DecisionPrompt, LlmVote
+from app.models import ChainHead, ChainLink, Decision, DecisionPrompt
 
 
 async def locked_head(session: AsyncSession, bot_id: str) -> ChainHead | None:
@@ -33,19 +33,6 @@ async def links_page(
         .limit(limit)
     )
     return [(link, decision) for link, decision in rows.tuples().all()]
-
-
-async def votes_of(session: AsyncSession, decision_ids: Sequence[str]) -> Sequence[LlmVote]:
-    """The votes of these decisions, each decision's in seat order."""
-    if not decision_ids:
-        return []
-    return (
-        await session.scalars(
-            select(LlmVote)
-            .where(LlmVote.decision_id.in_(decision_ids))
-            .order_by(LlmVote.decision_id, LlmVote.seat, LlmVote.id)
-        )
-    ).all()
 
 
 async def delete_prompts_before(session: AsyncSession, before: datetime, limit: int) -> int:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.db import session_scope
 from app.core.signing import SigningKeyring
 from app.models import ChainHead, ChainLink, Decision, LlmVote
+from app.subscriptions import repository as subscriptions
 from app.verification import repository
 from app.verification.canonical import (
     GENESIS_HASH,
@@ -54,7 +55,8 @@ def _vote_record(vote: LlmVote) -> dict[str, Any]:
     }
 
 
-def _candles(decision: Decision) -> dict[str, Any] | None:
+def candle_window(decision: Decision) -> dict[str, Any] | None:
+    """The decision's candle window as served; None when it was not recorded."""
     if decision.candle_count is None or decision.candles_first_open_at is None:
         return None
     return {
@@ -78,7 +80,7 @@ def record_of(link: ChainLink, decision: Decision, votes: Sequence[LlmVote]) -> 
         "timeframe": decision.timeframe,
         "candle_open_at": time_text(decision.candle_open_at),
         "decided_at": time_text(decision.created_at),
-        "candles": _candles(decision),
+        "candles": candle_window(decision),
         "indicators": decision.indicators,
         "indicator_score": decimal_text(decision.indicator_score),
         "combined_score": decimal_text(decision.combined_score),
@@ -126,7 +128,7 @@ async def chain_page(
     """The bot's chained decisions after `after_seq`, in order, each with its hash."""
     rows = await repository.links_page(session, bot_id, after_seq, limit)
     votes: dict[str, list[LlmVote]] = {decision.id: [] for _, decision in rows}
-    for vote in await repository.votes_of(session, list(votes)):
+    for vote in await subscriptions.votes_of(session, list(votes)):
         votes[vote.decision_id].append(vote)
     return [
         {**record_of(link, decision, votes[decision.id]), "hash": link.hash}
