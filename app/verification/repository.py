@@ -32,7 +32,7 @@ async def links_page(
         .order_by(ChainLink.seq)
         .limit(limit)
     )
-    return [(link, decision) for link, decision in rows.tuples().all()]
+    return [(link, decision) for link, decision in rows.all()]
 
 
 async def delete_prompts_before(session: AsyncSession, before: datetime, limit: int) -> int:
