@@ -101,4 +101,4 @@ def test_times_are_utc_with_microseconds_only_when_there_are_any() -> None:
     assert time_text(datetime(2026, 1, 15, 10, tzinfo=UTC)) == "2026-01-15T10:00:00Z"
     assert time_text(SIGNED_AT) == "2026-01-15T11:00:01.210004Z"
     with pytest.raises(ValueError, match="timezone-aware"):
-        time_text(datetime(2026, 1, 15, 10))  # noqa: DTZ001 - the naive time it refuses
+        time_text(datetime(2026, 1, 15, 10))  # a naive time
