@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.core.settings import Settings
 from app.models import DecisionPrompt, LlmVote, Subscription
 from app.trading.candles import Candle
 from app.trading.decide import DecisionMaker
@@ -21,6 +22,8 @@ from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import ALWAYS_BUY
 from tests.trading.test_decide import NOW, bot_version
 from tests.verification.independent import ZEROS, check_chain, check_head
+from workers.celery_app import celery_app
+from workers.schedule import beat_schedule
 
 
 async def served(client: httpx.AsyncClient, key: str, path: str) -> dict:
@@ -171,3 +174,10 @@ async def test_votes_keep_the_prompt_digest_after_its_text_is_purged(
             select(LlmVote.prompt_sha256).where(LlmVote.decision_id == old.id)
         )
         assert all(d == stored.sha256 for d in digests.all())
+
+
+def test_beat_purges_prompts_every_hour(settings: Settings) -> None:
+    celery_app.loader.import_default_modules()
+    entry = beat_schedule(settings)["purge-prompts"]
+    assert entry["task"] == "verification.purge_prompts" and entry["task"] in celery_app.tasks
+    assert settings.prompt_retention_days == 90
