@@ -317,11 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_api_keys_command(commands)
 
-    keys = commands.add_parser("keys", help="the Fernet keyring").add_subparsers(
+    keys = commands.add_parser("keys", help="the Fernet and chain-signing keyrings").add_subparsers(
         dest="action", required=True
     )
     keys.add_parser("rotate", help="re-encrypt every encrypted value under the newest key")
     keys.add_parser("generate", help="print a new Fernet key for FERNET_KEYS")
+    keys.add_parser(
+        "generate-signing",
+        help="print a new Ed25519 seed for SIGNING_KEYS (write it as <id>:<seed>)",
+    )
 
     add_sandbox_arguments(commands.add_parser("sandbox", help="the Binance-compatible sandbox"))
     commands.add_parser("worker", help="a Celery worker (extra arguments go to celery)")
@@ -421,6 +425,10 @@ def main(argv: list[str] | None = None) -> None:
         marketplaces_command(args)
     elif args.command == "keys" and args.action == "rotate":
         rotate_keys()
+    elif args.command == "keys" and args.action == "generate-signing":
+        from app.core.signing import generate_seed
+
+        print(generate_seed())
     elif args.command == "keys":
         print(Fernet.generate_key().decode())
     elif args.command == "sandbox":

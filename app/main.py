@@ -42,6 +42,7 @@ from app.performance.router import router as performance_router
 from app.runtime import Runtime
 from app.subscriptions.router import router as subscriptions_router
 from app.track_records.router import router as track_records_router
+from app.verification.router import router as verification_router
 from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def _include_routers(app: FastAPI) -> None:
         events_router,
         marketplaces_router,
         webhooks_router,
+        verification_router,
     ):
         app.include_router(router)
 

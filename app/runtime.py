@@ -20,6 +20,7 @@ from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimit
 from app.core.reads import RowReader, create_read_sessionmaker
 from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
+from app.core.signing import SigningKeyring
 from app.events.doorbell import Doorbell
 from app.events.hub import Hub
 
@@ -35,6 +36,8 @@ class Runtime:
     rows: RowReader
     redis: Redis | None
     keyring: Keyring
+    # Signs decision-chain heads in the workers; the API publishes its public keys.
+    signing: SigningKeyring
     authenticator: ApiKeyAuthenticator
     catalogue: Catalogue
     assertion_verifier: AssertionVerifier
@@ -82,6 +85,7 @@ class Runtime:
             rows=RowReader(read_engine),
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
+            signing=SigningKeyring.parse(settings.signing_keyring_text()),
             authenticator=ApiKeyAuthenticator(
                 sessionmaker,
                 ttl_s=settings.api_key_cache_ttl_s,

@@ -24,6 +24,7 @@ from app.api_keys.service import create_api_key
 from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.migrations import migrate
 from app.core.settings import Settings
+from app.core.signing import generate_seed
 from app.main import create_app
 from app.models import Base
 from tests.fakes import RunningFakes, serve_fakes
@@ -109,6 +110,7 @@ def make_settings(database_url: str, broker_dir: Path) -> Settings:
         database_url=database_url,
         redis_url=redis_url,
         fernet_keys=f"test:{Fernet.generate_key().decode()}",
+        signing_keys=f"test:{generate_seed()}",
         # Each test's jobs go to a broker of its own, where a test can read them.
         celery_broker_url=f"sqla+sqlite:///{broker_dir / 'broker.sqlite'}",
     )

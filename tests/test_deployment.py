@@ -67,7 +67,14 @@ def test_every_command_is_a_real_entry_point(name: str) -> None:
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_every_service_has_the_settings_it_needs(name: str) -> None:
     env = {k: substituted(str(v)) for k, v in SERVICES[name]["environment"].items()}
-    for needed in ("ENVIRONMENT", "DATABASE_URL", "FERNET_KEYS", "REDIS_URL", "CELERY_BROKER_URL"):
+    for needed in (
+        "ENVIRONMENT",
+        "DATABASE_URL",
+        "FERNET_KEYS",
+        "SIGNING_KEYS",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+    ):
         assert env.get(needed), f"{name} lacks {needed}"
     assert env["DATABASE_URL"].startswith("mysql+asyncmy://")
     # The stand-in key is not a Fernet key; everything else must satisfy production settings.

@@ -24,6 +24,7 @@ from app.core.db import create_engine, create_sessionmaker, session_scope
 from app.core.migrations import migrate
 from app.core.principal_assertions import Algorithm, AssertionMode
 from app.core.settings import Settings
+from app.core.signing import generate_seed
 from app.main import create_app
 from app.models import ApiKey, Marketplace
 from tests.assertion_signers import Ed25519Signer
@@ -32,6 +33,7 @@ from tests.conftest import fresh_mariadb_database
 ROOT = Path(__file__).resolve().parent.parent
 A_SECRET = "sk-never-echo-this-secret"
 FERNET_KEYS = f"k1:{Fernet.generate_key().decode()}"
+SIGNING_KEYS = f"k1:{generate_seed()}"
 
 
 def run(args: list[str], cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -70,6 +72,7 @@ def test_a_refused_production_start_is_one_plain_message(entry_point: str, tmp_p
     # Every wrong setting, each on its own line with why.
     for named, why in [
         ("FERNET_KEYS is missing", "botmarket keys generate"),
+        ("SIGNING_KEYS is missing", "botmarket keys generate-signing"),
         ("DATABASE_URL is SQLite", "one writer at a time"),
         ("REDIS_URL is not set", "rate-limit governor"),
         ("CELERY_BROKER_URL is a SQLite broker", "production needs Redis"),
@@ -101,6 +104,7 @@ def production(database_url: str, **changes: object) -> Settings:
         database_url=database_url,
         redis_url="redis://127.0.0.1:6379/15",
         fernet_keys=FERNET_KEYS,
+        signing_keys=SIGNING_KEYS,
         metrics_port=9100,
         **changes,
     )
@@ -174,6 +178,7 @@ def test_botmarket_serve_refuses_an_unsigned_marketplace_plainly(
         DATABASE_URL=production_database,
         REDIS_URL="redis://127.0.0.1:6379/15",
         FERNET_KEYS=FERNET_KEYS,
+        SIGNING_KEYS=SIGNING_KEYS,
         METRICS_PORT="9100",
     )
     assert refused.returncode != 0
@@ -194,6 +199,7 @@ def test_a_production_start_that_cannot_read_its_database_says_so_plainly(
             DATABASE_URL=unmigrated,
             REDIS_URL="redis://127.0.0.1:6379/15",
             FERNET_KEYS=FERNET_KEYS,
+            SIGNING_KEYS=SIGNING_KEYS,
             METRICS_PORT="9100",
         )
     assert refused.returncode != 0

@@ -45,6 +45,7 @@ celery_app = Celery(
         "workers.tasks.backtests",
         "workers.tasks.events",
         "workers.tasks.webhooks",
+        "workers.tasks.verification",
     ],
 )
 celery_app.conf.update(

@@ -19,6 +19,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         # Off the hour, away from the snapshot.
         "purge-idempotency": {"task": "idempotency.purge", "schedule": crontab(minute=30)},
         "purge-events": {"task": "events.purge", "schedule": crontab(minute=40)},
+        "purge-prompts": {"task": "verification.purge_prompts", "schedule": crontab(minute=50)},
         "sequence-events": {
             "task": "events.sequence",
             "schedule": settings.event_sequence_interval_s,

@@ -10,6 +10,7 @@ machine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -27,10 +28,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.signing import generate_seed
+
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "xxx"})
 DEV_FERNET_KEY_FILE = Path("var/fernet.key")
+DEV_SIGNING_KEY_FILE = Path("var/signing.key")
 EMBEDDED_BROKER = Path("var/celery-broker.sqlite")
 
 
@@ -56,6 +60,11 @@ class Settings(BaseSettings):
     # Comma-separated keyring, newest first: `<key_id>:<fernet key>` (or a bare key, whose id is
     # derived from it). The first key encrypts; all of them decrypt.
     fernet_keys: Annotated[SecretStr, NoDecode] = SecretStr("")
+    # Comma-separated Ed25519 keyring, newest first: `<key_id>:<base64 32-byte seed>`. The
+    # first signs each bot's decision-chain head; all of them are published for verifying.
+    signing_keys: Annotated[SecretStr, NoDecode] = SecretStr("")
+    # The prompt text a decision's voters were sent is kept this long (its SHA-256 forever).
+    prompt_retention_days: int = Field(default=90, ge=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -313,6 +322,12 @@ class Settings(BaseSettings):
                 "FERNET_KEYS is missing or a placeholder: production needs a real key "
                 "(generate one with `botmarket keys generate`)"
             )
+        if self.signing_keys.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            problems.append(
+                "SIGNING_KEYS is missing or a placeholder: production signs every bot's "
+                "decision chain with a key of its own, the same in every process "
+                "(generate one with `botmarket keys generate-signing`)"
+            )
         if _is_sqlite(self.database_url):
             problems.append(
                 "DATABASE_URL is SQLite: it allows one writer at a time on one host's disk; "
@@ -369,16 +384,37 @@ class Settings(BaseSettings):
         configured = self.fernet_keys.get_secret_value().strip()
         if configured:
             return configured
-        if not DEV_FERNET_KEY_FILE.exists():
-            DEV_FERNET_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-            DEV_FERNET_KEY_FILE.write_bytes(Fernet.generate_key())
-            DEV_FERNET_KEY_FILE.chmod(0o600)
-            log.warning(
-                "FERNET_KEYS is not set: created a development key in %s. "
-                "Set FERNET_KEYS before storing real credentials.",
-                DEV_FERNET_KEY_FILE,
-            )
-        return DEV_FERNET_KEY_FILE.read_text().strip()
+        return _dev_secret(
+            DEV_FERNET_KEY_FILE,
+            lambda: Fernet.generate_key().decode(),
+            "FERNET_KEYS",
+            "before storing real credentials",
+        )
+
+    def signing_keyring_text(self) -> str:
+        """The configured signing keyring, or in development a key created once under ./var."""
+        configured = self.signing_keys.get_secret_value().strip()
+        if configured:
+            return configured
+        return _dev_secret(
+            DEV_SIGNING_KEY_FILE, generate_seed, "SIGNING_KEYS", "before publishing decision chains"
+        )
+
+
+def _dev_secret(path: Path, generate: Callable[[], str], variable: str, before: str) -> str:
+    """A development secret made once under ./var, readable by its owner only."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate())
+        path.chmod(0o600)
+        log.warning(
+            "%s is not set: created a development key in %s. Set %s %s.",
+            variable,
+            path,
+            variable,
+            before,
+        )
+    return path.read_text().strip()
 
 
 def _is_sqlite(url: str) -> bool:

@@ -10,12 +10,14 @@ from app.models.subscriptions import Subscription
 from app.models.trading import (
     Decision,
     DecisionClaim,
+    DecisionPrompt,
     LlmVote,
     PerformanceLog,
     Position,
     Trade,
 )
 from app.models.users import ApiKey, Marketplace, MarketplaceAssertionKey, User
+from app.models.verification import ChainHead, ChainLink
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -27,8 +29,11 @@ __all__ = [
     "BotMarketplaceRegistration",
     "BotVersion",
     "Candle",
+    "ChainHead",
+    "ChainLink",
     "Decision",
     "DecisionClaim",
+    "DecisionPrompt",
     "Event",
     "EventSequence",
     "ExchangeCredential",

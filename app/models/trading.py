@@ -37,6 +37,27 @@ class Decision(IdMixin, CreatedMixin, Base):
     rule_params: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Why the LLM panel did not decide, when it did not (budget spent, quorum missed, ...).
     fallback_reason: Mapped[str | None] = mapped_column(String(500))
+    # The candle window it saw: `candle_count` consecutive candles from the first's open time
+    # to the decided one, and the SHA-256 of their canonical form
+    # (app/verification/canonical.py). None on decisions made before windows were recorded.
+    candle_count: Mapped[int | None] = mapped_column(Integer)
+    candles_first_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    candles_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class DecisionPrompt(Base):
+    """The prompt a decision's voters were sent, kept PROMPT_RETENTION_DAYS; each vote keeps
+    its SHA-256 for good."""
+
+    __tablename__ = "decision_prompts"
+
+    decision_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    system: Mapped[str] = mapped_column(Text)
+    user: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class DecisionClaim(IdMixin, CreatedMixin, Base):
@@ -73,6 +94,8 @@ class LlmVote(IdMixin, Base):
     decision_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("decisions.id", ondelete="CASCADE"), index=True
     )
+    # The voter's place on the bot's panel: the order a decision lists its votes in.
+    seat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     provider: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(100))
     weight: Mapped[Decimal] = mapped_column(Money)
@@ -85,6 +108,9 @@ class LlmVote(IdMixin, Base):
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # SHA-256 of the prompt it was sent (None: not asked), and what the model answered, as text.
+    prompt_sha256: Mapped[str | None] = mapped_column(String(64))
+    response_text: Mapped[str | None] = mapped_column(Text)
 
 
 class Trade(IdMixin, TimestampMixin, Base):

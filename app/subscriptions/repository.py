@@ -105,8 +105,9 @@ async def votes_of(session: AsyncSession, decision_ids: Sequence[str]) -> Sequen
         await session.scalars(
             select(LlmVote)
             .where(LlmVote.decision_id.in_(decision_ids))
-            # Ids made in the same millisecond sort at random; provider and model do not.
-            .order_by(LlmVote.decision_id, LlmVote.provider, LlmVote.model)
+            # Ids made in the same millisecond sort at random; seats do not (votes of
+            # decisions made before seats were recorded all sit at 0: provider and model).
+            .order_by(LlmVote.decision_id, LlmVote.seat, LlmVote.provider, LlmVote.model)
         )
     ).all()
 

@@ -19,6 +19,7 @@ from app.subscriptions.schemas import (
     TradeOut,
     VoteOut,
 )
+from app.verification.service import candle_window
 
 router = APIRouter(
     prefix="/api/v1/subscriptions", tags=["subscriptions"], responses=error_responses(403)
@@ -102,6 +103,8 @@ async def list_decisions(sub_id: str, read: RenterReadDep, page: PageDep) -> Pag
             rule_version=d.rule_version,
             rule_params=d.rule_params,
             fallback_reason=d.fallback_reason,
+            decided_at=d.created_at,
+            candles=candle_window(d),
             votes=votes[d.id],
         )
         for d in shown

@@ -19,6 +19,7 @@ from app.core.schemas import (
     PositivePercent,
     PositiveQuote,
 )
+from app.verification.schemas import CandleWindow
 
 # The intervals a decision can run on: Binance's, from one minute to one day.
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
@@ -67,6 +68,14 @@ _EXAMPLE_VOTE: JsonDict = {
     "reasoning": "RSI recovering from oversold while price holds above the 50 EMA.",
     "cited_indicators": ["rsi", "ema_cross"],
     "abstain_reason": None,
+    "seat": 0,
+    "prompt_sha256": "5d1f" + "0" * 60,
+    "response_text": '{"action":"BUY","confidence":0.7,"reasoning":"RSI recovering from '
+    'oversold while price holds above the 50 EMA.","cited_indicators":["rsi","ema_cross"]}',
+    "tokens_in": 512,
+    "tokens_out": 40,
+    "cost_usd": "0.0001008",
+    "latency_ms": 830,
 }
 
 # Far enough for any rental, and far from datetime's end: 9999-12-31 at UTC-12 overflows
@@ -233,6 +242,13 @@ class VoteOut(BaseModel):
     reasoning: str | None
     cited_indicators: list[str]
     abstain_reason: str | None
+    seat: int
+    prompt_sha256: str | None
+    response_text: str | None
+    tokens_in: int
+    tokens_out: int
+    cost_usd: Amount
+    latency_ms: int
 
 
 class DecisionOut(BaseModel):
@@ -259,6 +275,13 @@ class DecisionOut(BaseModel):
                     "rule_version": "ensemble-v1",
                     "rule_params": {"threshold": "0.25", "quorum": None, "fallback": "hold"},
                     "fallback_reason": None,
+                    "decided_at": "2026-01-15T11:00:01.204512Z",
+                    "candles": {
+                        "count": 100,
+                        "first_open_at": "2026-01-11T07:00:00Z",
+                        "last_open_at": "2026-01-15T10:00:00Z",
+                        "sha256": "77ab" + "0" * 60,
+                    },
                     "votes": [_EXAMPLE_VOTE],
                 }
             ]
@@ -276,4 +299,7 @@ class DecisionOut(BaseModel):
     rule_version: str
     rule_params: dict[str, Any]
     fallback_reason: str | None
+    decided_at: datetime
+    # None on decisions made before their candle window was recorded.
+    candles: CandleWindow | None
     votes: list[VoteOut]

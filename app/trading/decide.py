@@ -12,9 +12,11 @@ reserved, plus this reservation stays within its daily budget. The transaction t
 the decision and its votes (with their real cost) deletes the claim, so a round is counted
 once at every moment: reserved, or spent.
 
-A decision holds everything a renter needs to see why their bot traded: the indicator
-snapshot, every vote or abstention with its reason, the rule version and parameters, the
-combined score and the action.
+A decision holds everything needed to recompute it: the candle window it saw (its open times
+and their SHA-256), the indicator snapshot, every vote or abstention with its reason, the
+prompt's SHA-256 and the model's raw answer, the rule version and parameters, the combined
+score and the action. The transaction that stores it also appends it to its bot's hash chain
+(app/verification/service.py), so it never changes afterwards.
 """
 
 from __future__ import annotations
@@ -36,16 +38,19 @@ from app.bots.strategy import Voter as VoterConfig
 from app.core.db import session_scope, utcnow
 from app.core.errors import NotFound
 from app.core.settings import Settings
+from app.core.signing import SigningKeyring
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.llm.base import ModelPrice, Vote, VotePrompt, Voter, VoteResult
 from app.integrations.llm.prompt import PROMPT_VERSION, render
 from app.integrations.llm.registry import VoterPool
-from app.models import BotVersion, Decision, LlmVote
+from app.models import BotVersion, Decision, DecisionPrompt, LlmVote
 from app.trading import events, metrics, repository
 from app.trading.candles import Candle
 from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
 from app.trading.indicators import MIN_CANDLES, indicator_score
 from app.trading.market_data import MarketData, interval_ms, last_closed_open_ms
+from app.verification import service as chain
+from app.verification.canonical import candles_digest, prompt_digest
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +162,7 @@ class DecisionMaker:
         self._prices = settings.llm_prices
         self._lease = timedelta(seconds=settings.decision_lease_s)
         self._wait_s = settings.decision_wait_s
+        self._signer = SigningKeyring.parse(settings.signing_keyring_text())
 
     async def decide(
         self, bot_version_id: str, symbol: str, timeframe: str, now: datetime | None = None
@@ -234,6 +240,7 @@ class DecisionMaker:
             indicators = indicator_score(candles, strategy.indicators)
             panel = panel_of(strategy, self._voters, self._prices)
             reason, over_budget = None, False
+            prompt: VotePrompt | None = None
             if not panel:
                 reason = "no LLM voter configured for this bot: indicators only"
             else:
@@ -250,7 +257,8 @@ class DecisionMaker:
             # Nothing was asked yet: the next attempt may start now rather than after the lease.
             await self._release(claim)
             raise
-        results = await ask_panel(panel, prompt) if panel and reason is None else []
+        asked = prompt if panel and reason is None else None
+        results = await ask_panel(panel, asked) if asked else []
         outcome = combine(indicators.score, ballots(results), strategy.ensemble, len(results))
         decision = Decision(
             bot_version_id=key.bot_version_id,
@@ -268,8 +276,13 @@ class DecisionMaker:
                 "voters_configured": len(panel),
             },
             fallback_reason="; ".join(r for r in (reason, outcome.reason) if r) or None,
+            candle_count=len(candles),
+            candles_first_open_at=candles[0].open_time,
+            candles_sha256=candles_digest(candles),
         )
-        return await self._store(decision, results, version.bot_id, claim, over_budget)
+        return await self._store(
+            decision, _Round(asked, results), version.bot_id, claim, over_budget
+        )
 
     async def _reserve(
         self, bot_id: str, key: DecisionKey, claim: Claim, daily_usd: Decimal, most: Decimal
@@ -301,15 +314,11 @@ class DecisionMaker:
         return None
 
     async def _store(
-        self,
-        decision: Decision,
-        results: list[tuple[Decimal, VoteResult]],
-        bot_id: str,
-        claim: Claim,
-        over_budget: bool,
+        self, decision: Decision, round_: _Round, bot_id: str, claim: Claim, over_budget: bool
     ) -> Decision:
-        """Store the decision with its votes and delete the claim, in one transaction; the
-        decision stored first when another process stored one without claiming it."""
+        """Store the decision with its votes and prompt, chain it and delete the claim, in one
+        transaction; the decision stored first when another process stored one without
+        claiming it."""
         try:
             async with session_scope(self._sessionmaker) as session:
                 await budget.lock(session, bot_id)
@@ -318,14 +327,18 @@ class DecisionMaker:
                     raise _ClaimLost
                 session.add(decision)
                 await session.flush()
-                votes = _vote_rows(decision.id, results)
+                votes = _vote_rows(decision.id, round_)
                 session.add_all(votes)
+                if round_.prompt is not None:
+                    session.add(_prompt_row(decision, round_.prompt))
+                await session.flush()
+                await chain.append(session, self._signer, bot_id, decision, votes, utcnow())
                 events.decision_made(session, bot_id, decision, votes)
                 if over_budget:
                     await budget.record_exhausted(session, bot_id, decision)
         except IntegrityError:
             return await self._stored_elsewhere(decision, claim)
-        _log_and_count(decision, results)
+        _log_and_count(decision, round_.results)
         return decision
 
     async def _stored_elsewhere(self, decision: Decision, claim: Claim) -> Decision:
@@ -345,11 +358,34 @@ class DecisionMaker:
         return existing
 
 
-def _vote_rows(decision_id: str, results: list[tuple[Decimal, VoteResult]]) -> list[LlmVote]:
-    """Every seat's vote or abstention as the decision stores it, with what asking cost."""
+@dataclass(frozen=True)
+class _Round:
+    """The panel's round: the prompt it was asked (None: not asked) and every seat's result."""
+
+    prompt: VotePrompt | None
+    results: list[tuple[Decimal, VoteResult]]
+
+
+def _prompt_row(decision: Decision, prompt: VotePrompt) -> DecisionPrompt:
+    return DecisionPrompt(
+        decision_id=decision.id,
+        sha256=prompt_digest(prompt.system, prompt.user),
+        system=prompt.system,
+        user=prompt.user,
+        created_at=decision.created_at,
+    )
+
+
+def _vote_rows(decision_id: str, round_: _Round) -> list[LlmVote]:
+    """Every seat's vote or abstention as the decision stores it, in seat order, with the
+    prompt's digest, the raw answer and what asking cost."""
+    digest = prompt_digest(round_.prompt.system, round_.prompt.user) if round_.prompt else None
     return [
         LlmVote(
             decision_id=decision_id,
+            seat=seat,
+            prompt_sha256=digest,
+            response_text=r.response_text,
             provider=r.provider,
             model=r.model,
             weight=weight,
@@ -363,7 +399,7 @@ def _vote_rows(decision_id: str, results: list[tuple[Decimal, VoteResult]]) -> l
             latency_ms=r.latency_ms,
             cost_usd=r.cost_usd,
         )
-        for weight, r in results
+        for seat, (weight, r) in enumerate(round_.results)
     ]
 
 

@@ -136,6 +136,9 @@ ENDPOINTS: dict[str, Endpoint] = {
     "POST /api/v1/bots/{bot_id}/registrations": Endpoint(OWNER, {"price": "1"}),
     "GET /api/v1/registrations": Endpoint(ANY_KEY),
     "GET /api/v1/bots/{bot_id}/track-record": Endpoint(ANY_KEY),
+    "GET /api/v1/bots/{bot_id}/decisions": Endpoint(ANY_KEY),
+    "GET /api/v1/bots/{bot_id}/chain": Endpoint(ANY_KEY),
+    "GET /api/v1/signing-keys": Endpoint(ANY_KEY),
     "PUT /api/v1/credentials/{exchange}": Endpoint(
         RENTER, {"api_key": "L" * 64, "api_secret": "S" * 64, "testnet": False}, 201
     ),

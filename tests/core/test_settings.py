@@ -9,12 +9,32 @@ from pydantic import ValidationError
 
 from app.core import settings as settings_module
 from app.core.settings import Settings
+from app.core.signing import SigningKeyring, generate_seed
 
 
 @pytest.mark.parametrize("value", ["", "changeme", "CHANGEME"])
 def test_production_refuses_missing_or_placeholder_fernet_keys(value: str) -> None:
     with pytest.raises(ValidationError, match="FERNET_KEYS"):
         Settings(environment="production", fernet_keys=value)
+
+
+@pytest.mark.parametrize("value", ["", "changeme"])
+def test_production_refuses_missing_or_placeholder_signing_keys(value: str) -> None:
+    with pytest.raises(ValidationError, match="SIGNING_KEYS is missing"):
+        Settings(**{**PRODUCTION, "signing_keys": value})
+
+
+def test_development_creates_a_signing_key_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key_file = tmp_path / "var" / "signing.key"
+    monkeypatch.setattr(settings_module, "DEV_SIGNING_KEY_FILE", key_file)
+    first = Settings(signing_keys="").signing_keyring_text()
+    assert Settings(signing_keys="").signing_keyring_text() == first
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    (key,) = SigningKeyring.parse(first).public_keys()
+    assert key.current and len(key.public_key) == 32
+    assert sum("SIGNING_KEYS is not set" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_development_creates_a_key_once_and_warns(
@@ -49,6 +69,7 @@ PRODUCTION = {
     "redis_url": "redis://redis:6379/0",
     "celery_broker_url": "redis://redis:6379/1",
     "fernet_keys": f"k1:{Fernet.generate_key().decode()}",
+    "signing_keys": f"k1:{generate_seed()}",
     "metrics_port": 9100,
 }
 

@@ -127,6 +127,7 @@ def test_botmarket_sandbox_refuses_production(tmp_path: Path) -> None:
             DATABASE_URL="mysql+asyncmy://u:p@db/botmarket",
             REDIS_URL="redis://redis:6379/0",
             FERNET_KEYS="k1:" + "A" * 43 + "=",
+            SIGNING_KEYS="k1:" + "A" * 43 + "=",
             METRICS_PORT="9100",
         ),
         capture_output=True,

@@ -420,7 +420,9 @@ async def test_renters_see_the_decision_with_every_vote(
     (shown,) = page.json()["items"]
     assert shown["id"] == decision.id and shown["action"] == decision.action
     assert shown["indicators"]["rsi"]["signal"] == decision.indicators["rsi"]["signal"]
-    assert [v["provider"] for v in shown["votes"]] == ["anthropic", "gemini", "openai"]
+    # In the panel's seat order, as the chain records them.
+    assert [v["provider"] for v in shown["votes"]] == ["openai", "anthropic", "gemini"]
+    assert [v["seat"] for v in shown["votes"]] == [0, 1, 2]
     votes = {v["provider"]: v for v in shown["votes"]}
     assert votes["openai"]["reasoning"] == "RSI oversold while the trend turns up."
     assert votes["gemini"]["action"] is None

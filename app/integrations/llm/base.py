@@ -102,6 +102,8 @@ class VoteResult:
     tokens_out: int = 0
     latency_ms: int = 0
     cost_usd: Decimal = field(default=Decimal(0))
+    # What the model answered, as text (a provider's parsed object as JSON); None: no answer.
+    response_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,15 @@ class Answer:
     tokens_in: int
     tokens_out: int
     refusal: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The answer as the decision records it: the refusal, the text, or the object's JSON."""
+        if self.refusal is not None:
+            return self.refusal
+        if self.content is None or isinstance(self.content, str):
+            return self.content
+        return json.dumps(self.content, ensure_ascii=False)
 
 
 class ProviderHTTPError(Exception):
@@ -178,6 +189,7 @@ class Voter(ABC):
                 tokens_out=answer.tokens_out if answer else 0,
                 latency_ms=int((time.monotonic() - started) * 1000),
                 cost_usd=price.cost(answer.tokens_in, answer.tokens_out) if answer else Decimal(0),
+                response_text=answer.text if answer else None,
             )
 
         try:
