@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     # an idle connection still speaks this often, so proxies keep it open.
     stream_heartbeat_s: float = Field(default=20.0, gt=0)
     # Events waiting for one connection; a client that falls further behind is dropped and
-    # resumes with its cursor, rather than growing the server's memory. At least a hub read.
+    # resumes with its cursor, rather than growing the server's memory. Keep it above the
+    # hub's read (500 events), which reaches a connection all at once.
     stream_queue_size: int = Field(default=1000, ge=1)
     # How often each API process's hub reads new events from the outbox unasked: without
     # Redis the only way it learns of them; with Redis a safety net for a missed doorbell.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -116,7 +117,12 @@ class Hub:
         self._poll_s = poll_s
         self._capacity = capacity
         self._metrics = metrics
-        self._subscribers: set[Subscriber] = set()
+        # Connections that follow one renter, by principal, and the others (developers',
+        # admins'): an event is offered to its renter's and to the others only, so a batch
+        # costs its events times the connections that might see them, not times them all.
+        # Whether each may see it is still feed.sees's to say.
+        self._renters: dict[str, set[Subscriber]] = {}
+        self._others: set[Subscriber] = set()
         self._stopping = asyncio.Event()
         # The last event handed on: every later one will be, in order.
         self.last_seq = 0
@@ -124,14 +130,22 @@ class Hub:
     def subscribe(self, viewer: feed.Viewer) -> Subscriber:
         """A connection's place, taking every event after `last_seq` that the viewer sees."""
         subscriber = Subscriber(viewer, self._capacity)
-        self._subscribers.add(subscriber)
+        if viewer.principal is None:
+            self._others.add(subscriber)
+        else:
+            self._renters.setdefault(viewer.principal, set()).add(subscriber)
         self._metrics.stream_connections.inc()
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        if subscriber in self._subscribers:
-            self._subscribers.discard(subscriber)
-            self._metrics.stream_connections.dec()
+        principal = subscriber.viewer.principal
+        followers = self._others if principal is None else self._renters.get(principal, set())
+        if subscriber not in followers:
+            return
+        followers.discard(subscriber)
+        if principal is not None and not followers:
+            del self._renters[principal]
+        self._metrics.stream_connections.dec()
 
     async def run(self) -> None:
         """Hand on new events whenever the doorbell rings or the timer runs out, until stop().
@@ -166,7 +180,8 @@ class Hub:
     def _fan_out(self, batch: list[feed.Addressed]) -> None:
         for addressed in batch:
             delivery = Delivery(addressed.event)
-            for subscriber in self._subscribers:
+            renters = self._renters.get(addressed.renter, ()) if addressed.renter else ()
+            for subscriber in itertools.chain(self._others, renters):
                 if subscriber.offer(addressed, delivery):
                     self._metrics.stream_dropped.inc()
             self.last_seq = delivery.seq

@@ -43,14 +43,14 @@ from tests.events.stream_client import (
 )
 from tests.helpers import new_principal
 
-QUEUE = 8
+# Events a connection may hold unsent, where a test drops a slow client.
+SMALL_QUEUE = 8
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path).model_copy(
         update={
-            "stream_queue_size": QUEUE,
             "stream_heartbeat_s": 0.3,
             # The table read that finds events nobody rang for, soon.
             "stream_safety_poll_s": 0.3,
@@ -79,6 +79,15 @@ class Renter:
 async def renter(writes: async_sessionmaker[AsyncSession]) -> Renter:
     principal = new_principal()
     return Renter(principal, await renter_id(writes, principal))
+
+
+@contextlib.asynccontextmanager
+async def another_api(settings: Settings, **update: Any) -> AsyncIterator[tuple[FastAPI, str]]:
+    """A second API on the app's database with some settings of its own, behind its own
+    uvicorn: the app and its address."""
+    other = create_app(settings.model_copy(update=update))
+    async with other.router.lifespan_context(other), served(other) as address:
+        yield other, address
 
 
 async def refused(base: str, path: str, key: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -140,8 +149,7 @@ async def test_an_expired_ticket_is_refused(
     app: FastAPI, settings: Settings, marketplace_key: str, renter: Renter
 ) -> None:
     # A second API on the app's database, whose tickets expire at once.
-    short = create_app(settings.model_copy(update={"stream_ticket_ttl_s": 0.05}))
-    async with short.router.lifespan_context(short), served(short) as address:
+    async with another_api(settings, stream_ticket_ttl_s=0.05) as (_, address):
         issued = await ticket(address, marketplace_key, renter.principal)
         await asyncio.sleep(0.1)
         status, body = await refused(address, issued["url"])
@@ -265,24 +273,27 @@ async def test_server_sent_events_resume_from_last_event_id(
 
 
 async def test_a_client_too_far_behind_is_dropped_and_resumes_with_its_cursor(
-    base: str, marketplace_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+    app: FastAPI, settings: Settings, marketplace_key: str, renter: Renter
 ) -> None:
     received: list[dict[str, Any]] = []
-    async with socket(base, (await ticket(base, marketplace_key, renter.principal))["url"]) as ws:
-        (start,) = await write(writes, renter.user_id, renter.principal)
-        received += await events(ws, 1)
-        # More at once than the connection may hold unsent.
-        burst = await write(writes, renter.user_id, renter.principal, QUEUE * 3)
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                received.append(await frame(ws))
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
-    assert ids(received)[0] == start and len(received) < 1 + len(burst)
+    async with another_api(settings, stream_queue_size=SMALL_QUEUE) as (small, base):
+        writes = small.state.runtime.sessionmaker
+        url = (await ticket(base, marketplace_key, renter.principal))["url"]
+        async with socket(base, url) as ws:
+            (start,) = await write(writes, renter.user_id, renter.principal)
+            received += await events(ws, 1)
+            # More at once than the connection may hold unsent.
+            burst = await write(writes, renter.user_id, renter.principal, SMALL_QUEUE * 3)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    received.append(await frame(ws))
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        assert ids(received)[0] == start and len(received) < 1 + len(burst)
 
-    resumed = (await ticket(base, marketplace_key, renter.principal))["url"]
-    async with socket(base, resumed) as ws:
-        await ws.send(json.dumps({"type": "resume", "after": received[-1]["cursor"]}))
-        rest = await events(ws, 1 + len(burst) - len(received))
+        resumed = (await ticket(base, marketplace_key, renter.principal))["url"]
+        async with socket(base, resumed) as ws:
+            await ws.send(json.dumps({"type": "resume", "after": received[-1]["cursor"]}))
+            rest = await events(ws, 1 + len(burst) - len(received))
     assert ids(received) + ids(rest) == [start, *burst]
 
 
