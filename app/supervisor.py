@@ -88,20 +88,27 @@ def run(settings: Settings) -> int:
     btc_price = Market().price("BTCUSDT", int(time.time() * 1000)) if on_sandbox else None
     print(_banner(settings, seed_in_development(settings, btc_price)), flush=True)
     env = dict(os.environ)
-    # Beside the database rather than a new temporary directory on every start.
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path("var/worker-metrics").resolve()))
     python = sys.executable
-    commands: list[tuple[str, list[str]]] = []
+    commands: list[tuple[str, list[str], dict[str, str]]] = []
     if on_sandbox:
         env["BINANCE_API_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
-        commands.append(("sandbox", [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]))
+        sandbox = [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]
+        commands.append(("sandbox", sandbox, env))
     worker = ["worker", "--beat", "--concurrency", "2", "--schedule", "var/celerybeat-schedule"]
+    # The worker's pool processes share their metrics through files, beside the database
+    # rather than in a new temporary directory on every start. The worker's alone: the API
+    # keeps its metrics in memory, and would otherwise write files in a directory the worker
+    # empties as it starts.
+    worker_env = {"PROMETHEUS_MULTIPROC_DIR": str(Path("var/worker-metrics").resolve()), **env}
     commands += [
-        ("api", [python, "-m", "app.cli", "serve"]),
-        ("worker", [python, "-m", "app.cli", *worker]),
+        ("api", [python, "-m", "app.cli", "serve"], env),
+        ("worker", [python, "-m", "app.cli", *worker], worker_env),
     ]
     # Fixed argument lists of our own programs; no shell, nothing from outside.
-    children = [Child(name, subprocess.Popen(argv, env=env)) for name, argv in commands]  # noqa: S603
+    children = [
+        Child(name, subprocess.Popen(argv, env=child_env))  # noqa: S603
+        for name, argv, child_env in commands
+    ]
     try:
         while True:
             for child in children:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.core.db import create_engine
 from app.core.migrations import migrate
+from app.core.signing import generate_seed
 from app.models import ApiKey, Marketplace, MarketplaceAssertionKey
 from tests.assertion_signers import Secp256k1Signer
 from tests.conftest import fresh_mariadb_database
@@ -26,6 +27,7 @@ PRODUCTION = {
     "ENVIRONMENT": "production",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "METRICS_PORT": "9100",
+    "SIGNING_KEYS": f"cli:{generate_seed()}",
 }
 
 

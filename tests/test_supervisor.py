@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from app.core.db import create_engine
 from app.core.migrations import migrate
 from app.core.settings import Settings
+from app.core.signing import generate_seed
 from app.models import ApiKey
 from app.supervisor import seed_in_development
 from tests.conftest import REDIS_URL, fresh_mariadb_database
@@ -135,6 +136,7 @@ def production_settings(database_url: str) -> Settings:
         database_url=database_url,
         redis_url=REDIS_URL,
         fernet_keys=f"k1:{Fernet.generate_key().decode()}",
+        signing_keys=f"k1:{generate_seed()}",
         metrics_port=free_port(),
     )
 

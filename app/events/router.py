@@ -17,6 +17,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from app import audit
 from app.api_keys.authenticator import Caller
 from app.api_keys.schemas import AssertionMode, Scope
 from app.core.db import utcnow
@@ -115,6 +116,7 @@ async def create_stream_ticket(
     principal = await checked_principal(request, caller, request.headers.get(PRINCIPAL_HEADER))
     ttl = timedelta(seconds=runtime.settings.stream_ticket_ttl_s)
     ticket = tickets.issue(session, caller.api_key_id, principal, utcnow(), ttl)
+    audit.record(session, request, "stream_ticket.create", "stream_ticket", ticket.id)
     return StreamTicketOut(
         ticket=ticket.text,
         expires_at=ticket.expires_at,

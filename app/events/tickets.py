@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.db import session_scope
+from app.core.db import new_id, session_scope
 from app.events import repository
 from app.models import StreamTicket
 
@@ -24,6 +24,7 @@ _TICKET_BYTES = 32
 
 @dataclass(frozen=True)
 class Ticket:
+    id: str
     text: str
     expires_at: datetime
 
@@ -47,16 +48,15 @@ def issue(
 ) -> Ticket:
     """A new ticket for the renter, added to the caller's transaction."""
     text = secrets.token_urlsafe(_TICKET_BYTES)
-    expires_at = now + ttl
-    session.add(
-        StreamTicket(
-            token_digest=_digest(text),
-            api_key_id=api_key_id,
-            principal=principal,
-            expires_at=expires_at,
-        )
+    row = StreamTicket(
+        id=new_id(),
+        token_digest=_digest(text),
+        api_key_id=api_key_id,
+        principal=principal,
+        expires_at=now + ttl,
     )
-    return Ticket(text, expires_at)
+    session.add(row)
+    return Ticket(row.id, text, row.expires_at)
 
 
 async def redeem(

@@ -33,7 +33,10 @@ async def test_purge_deletes_expired_records_only(settings: Settings) -> None:
 
     try:
         async with session_scope(sessionmaker) as session:
-            api_key_id = (await create_api_key(session, "purge", Scope.marketplace)).row.id
+            created = await create_api_key(
+                session, "purge", Scope.marketplace, create_marketplace=True
+            )
+            api_key_id = created.row.id
         # Five completed longer ago than the lifetime: more than one batch of two.
         expired = [
             await record(f"old-{n}", now - ttl - timedelta(hours=2), now - ttl - timedelta(hours=1))
