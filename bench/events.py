@@ -234,14 +234,14 @@ def _record(session: Any, type: EventType, marketplace_id: str, renter: tuple[st
 # -- clients ---------------------------------------------------------------------------------
 
 
-def client_process(pipe: Connection, url: str, tickets: list[str]) -> None:
+def client_process(pipe: Connection, url: str, tickets: list[str], deflate: bool) -> None:
     """A client process: open a WebSocket per ticket, then answer the bench's commands."""
     import uvloop
 
-    uvloop.run(_client(pipe, url, tickets))
+    uvloop.run(_client(pipe, url, tickets, deflate))
 
 
-async def _client(pipe: Connection, url: str, tickets: list[str]) -> None:
+async def _client(pipe: Connection, url: str, tickets: list[str], deflate: bool) -> None:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed
 
@@ -268,6 +268,8 @@ async def _client(pipe: Connection, url: str, tickets: list[str]) -> None:
                     ping_interval=None,
                     open_timeout=120,
                     max_queue=None,
+                    # Browsers offer permessage-deflate; the server's share of it is memory.
+                    compression="deflate" if deflate else None,
                 )
             except Exception as exc:
                 errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
@@ -293,14 +295,16 @@ async def _client(pipe: Connection, url: str, tickets: list[str]) -> None:
 class Clients:
     """The client processes, each holding its share of the connections."""
 
-    def __init__(self, url: str, tickets: list[str], processes: int) -> None:
+    def __init__(self, url: str, tickets: list[str], processes: int, deflate: bool) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipes: list[Connection] = []
         self._processes = []
         for n in range(processes):
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=client_process, args=(theirs, url, tickets[n::processes]), daemon=True
+                target=client_process,
+                args=(theirs, url, tickets[n::processes], deflate),
+                daemon=True,
             )
             process.start()
             self._pipes.append(ours)
@@ -528,7 +532,10 @@ def live_phases(
         baseline_rss = rss_mb(pid)
         started = time.monotonic()
         clients = Clients(
-            f"ws://{base}/api/v1/events/ws", [t for t, _ in bench.tickets], args.clients
+            f"ws://{base}/api/v1/events/ws",
+            [t for t, _ in bench.tickets],
+            args.clients,
+            args.deflate,
         )
         try:
             opened, errors = clients.opened()
@@ -600,7 +607,11 @@ def feed_phase(
         rounds: dict[str, list[dict[str, float]]] = {"baseline": [], "feed": []}
         for n in range(args.rounds):
             for name in ("baseline", "feed") if n % 2 == 0 else ("feed", "baseline"):
-                result = wrk(servers[name], scripts[name], args.seconds, args.wrk_connections)
+                server = baseline if name == "baseline" else api
+                cpu_before, started = server.cpu_s(), time.monotonic()
+                result = wrk(server.url, scripts[name], args.seconds, args.wrk_connections)
+                served = result["req_s"] * (time.monotonic() - started)
+                result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / served, 3)
                 print(f"  round {n + 1}: {name} {result}", file=sys.stderr)
                 rounds[name].append(result)
         registered = httpx.post(
@@ -613,7 +624,7 @@ def feed_phase(
     for name, runs in rounds.items():
         figures[name] = {
             field: round(statistics.median(r[field] for r in runs), 2)
-            for field in ("req_s", "p50_ms", "p99_ms")
+            for field in ("req_s", "p50_ms", "p99_ms", "cpu_ms")
         }
         figures[name]["errors"] = sum(int(r["errors"]) for r in runs)
         figures[name]["rounds_req_s"] = [r["req_s"] for r in runs]
@@ -650,6 +661,7 @@ def webhooks_phase(
     with celery_worker(env, workdir / "worker.log") as pid:
         asyncio.run(write_backlog(env["DATABASE_URL"], bench, args.deliveries))
         producer = Celery(broker=env["REDIS_URL"])
+        cpu_before = cpu_s(_children(pid))
         started = time.time()
         deadline = started + args.webhook_timeout_s
         next_dispatch = started
@@ -660,6 +672,7 @@ def webhooks_phase(
                 next_dispatch += 1.0
             time.sleep(0.1)
             stats = httpx.get(stats_url).json()
+        worker_cpu_s = cpu_s(_children(pid)) - cpu_before
         worker_rss = {str(p): rss_mb(p)["VmHWM"] for p in _children(pid)}
     delivered = stats["unique"] - before["unique"]
     elapsed = (stats["last_new_at"] or time.time()) - started
@@ -669,10 +682,23 @@ def webhooks_phase(
         "requests": stats["requests"] - before["requests"],
         "seconds": round(elapsed, 2),
         "per_s": round(delivered / elapsed, 1),
+        # The worker's own CPU per delivery: the cost, whatever else the machine runs.
+        "worker_cpu_ms_per_delivery": round(1000 * worker_cpu_s / max(delivered, 1), 2),
         "worker_peak_rss_mb": worker_rss,
     }
     figures["met"] = delivered == args.deliveries and figures["per_s"] >= 500
     return figures
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) these processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(stat[11]) + int(stat[12])) / tick
+    return total
 
 
 def _children(pid: int) -> list[int]:
@@ -706,11 +732,14 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"    {met('broadcast')}",
             f"(4) feed: {f['feed']['req_s']:.0f} req/s (p50 {f['feed']['p50_ms']} ms, p99 "
             f"{f['feed']['p99_ms']} ms, {f['feed']['errors']} errors, {f['page_items']} events "
-            f"a page) vs bare app {f['baseline']['req_s']:.0f} req/s: ratio {f['ratio']}\n"
+            f"a page, {f['feed']['cpu_ms']} ms of CPU each) vs bare app "
+            f"{f['baseline']['req_s']:.0f} req/s ({f['baseline']['cpu_ms']} ms of CPU each): "
+            f"ratio {f['ratio']}\n"
             f"    req/s per round: feed {f['feed']['rounds_req_s']}, bare "
             f"{f['baseline']['rounds_req_s']}\n    {met('feed')}",
             f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
-            f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; worker peak RSS "
+            f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
+            f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
             f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}",
         ]
     )
@@ -726,6 +755,12 @@ def parse_args() -> argparse.Namespace:
         "--per-renter", type=int, default=2, help="connections of each spread renter"
     )
     parser.add_argument("--broadcast", type=int, default=1000, help="connections of one renter")
+    parser.add_argument(
+        "--deflate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="clients offer permessage-deflate, as browsers do",
+    )
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle before RSS is read")
     parser.add_argument("--events", type=int, default=500, help="(2): events to spread renters")
     parser.add_argument("--rate", type=float, default=50.0, help="(2): events a second")
