@@ -510,7 +510,7 @@ def broadcast_phase(
     reached = [
         round(1000 * max(received, default=float("nan")), 1) for received in by_event.values()
     ]
-    figures = {
+    figures: dict[str, Any] = {
         "connections": sockets,
         "events": len(ids),
         "received_each": sorted({len(received) for received in by_event.values()}),
