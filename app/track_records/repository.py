@@ -52,14 +52,15 @@ async def equity_paths(
         yield current, path
 
 
-async def filled_trades_by_mode(session: AsyncSession, bot_id: str) -> dict[str, int]:
+async def fills_per_subscription(session: AsyncSession, bot_id: str) -> dict[str, int]:
+    """Filled orders per subscription of the bot, for those with any."""
     rows = await session.execute(
-        select(Subscription.mode, func.count(Trade.id))
-        .join(Trade, Trade.subscription_id == Subscription.id)
+        select(Trade.subscription_id, func.count(Trade.id))
+        .join(Subscription, Subscription.id == Trade.subscription_id)
         .where(Subscription.bot_id == bot_id, Trade.status == "filled")
-        .group_by(Subscription.mode)
+        .group_by(Trade.subscription_id)
     )
-    return {mode: count for mode, count in rows}
+    return {sub_id: count for sub_id, count in rows}
 
 
 async def decisions_by_action(session: AsyncSession, bot_id: str) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""The public track record's body: per-mode aggregates of renters' results, decisions, LLM
-spend and backtests, with small groups suppressed."""
+"""The public track record's body: renters' results per mode as banded counts (small groups
+suppressed), decisions, LLM spend and backtests."""
 
 from __future__ import annotations
 
@@ -14,42 +14,55 @@ _SUPPRESSED: dict[str, JsonValue] = {
     "suppressed": True,
     "renters": None,
     "return_pct": None,
-    "max_drawdown_pct_median": None,
-    "trade_count": None,
+    "max_drawdown_pct": None,
+    "fills": None,
 }
 
 
-class ReturnQuartiles(BaseModel):
-    """Quartiles of the returns of the mode's subscriptions (a renter with two counts twice),
-    in %, by linear interpolation between the closest ranks (Python's
-    `statistics.quantiles(method="inclusive")`, numpy's default)."""
+class PercentBand(BaseModel):
+    """How many renters' figure falls in [low, high), in %."""
 
-    p25: Amount
-    median: Amount
-    p75: Amount
+    low: Amount | None = Field(description="inclusive; null: no lower bound")
+    high: Amount | None = Field(description="exclusive; null: no upper bound")
+    renters: int = Field(description="at least 3: a band with fewer is merged with the next")
+
+
+class CountBand(BaseModel):
+    """How many renters made a number of fills in [low, high)."""
+
+    low: int = Field(description="inclusive")
+    high: int | None = Field(description="exclusive; null: no upper bound")
+    renters: int = Field(description="at least 3: a band with fewer is merged with the next")
 
 
 class ModeRecord(BaseModel):
-    """What the bot's subscriptions in one execution mode achieved. A mode with fewer than 3
-    renters (none included) is suppressed: `suppressed` is true and every figure is null, so
-    no single renter's result can be read from it."""
+    """What the renters of the bot in one execution mode achieved, as counts of renters per
+    band of fixed edges, never a value computed from one renter's figure: the body depends on
+    each renter only through the band their figure falls in (docs/track-records.md). A renter
+    counts once with at least one fill in the mode; their figures sum their subscriptions in
+    it that have a fill. A mode with fewer than TRACK_RECORD_MIN_RENTERS such renters is
+    suppressed: `suppressed` is true and every figure is null."""
 
-    suppressed: bool = Field(description="true when fewer than 3 renters use this mode")
+    suppressed: bool = Field(
+        description="true when fewer than TRACK_RECORD_MIN_RENTERS renters have a fill in this mode"
+    )
     renters: int | None = Field(
-        description="distinct principals with a subscription to the bot in this mode, "
-        "whatever its status"
+        description="distinct principals with at least one fill in this mode, whatever their "
+        "subscriptions' status"
     )
-    return_pct: ReturnQuartiles | None = Field(
-        description="per subscription: (latest hourly equity - starting capital) / starting "
-        "capital x 100, the starting capital being the one its equity is recorded from "
-        "(quote_amount x the service's paper wallet multiple); a subscription without an "
-        "equity point yet counts as 0"
+    return_pct: list[PercentBand] | None = Field(
+        description="per renter: (latest hourly equity - starting capital) / starting capital "
+        "x 100 over their subscriptions with a fill, the starting capital being the one equity "
+        "is recorded from (quote_amount x the service's paper wallet multiple); a subscription "
+        "without an equity point yet counts as its capital. Edges -25, -10, -5, 0, 5, 10, 25"
     )
-    max_drawdown_pct_median: Amount | None = Field(
-        description="median over the subscriptions of each one's largest fall from a peak of "
-        "its equity since it started (starting capital, then its hourly equity points), in %"
+    max_drawdown_pct: list[PercentBand] | None = Field(
+        description="per renter: the largest fall from a peak of the equity of any of their "
+        "subscriptions with a fill since it started, in %. Edges 0, 5, 10, 25, 50"
     )
-    trade_count: int | None = Field(description="filled orders of these subscriptions")
+    fills: list[CountBand] | None = Field(
+        description="per renter: their filled orders in this mode. Edges 1, 5, 10, 25, 100"
+    )
 
 
 class ModeRecords(BaseModel):
@@ -107,10 +120,21 @@ class TrackRecordOut(BaseModel):
                     "modes": {
                         "paper": {
                             "suppressed": False,
-                            "renters": 5,
-                            "return_pct": {"p25": "-1.5", "median": "2", "p75": "4.25"},
-                            "max_drawdown_pct_median": "3.1",
-                            "trade_count": 42,
+                            "renters": 12,
+                            "return_pct": [
+                                {"low": None, "high": "-5", "renters": 3},
+                                {"low": "-5", "high": "5", "renters": 6},
+                                {"low": "5", "high": None, "renters": 3},
+                            ],
+                            "max_drawdown_pct": [
+                                {"low": "0", "high": "5", "renters": 5},
+                                {"low": "5", "high": "10", "renters": 4},
+                                {"low": "10", "high": None, "renters": 3},
+                            ],
+                            "fills": [
+                                {"low": 1, "high": 10, "renters": 7},
+                                {"low": 10, "high": None, "renters": 5},
+                            ],
                         },
                         "testnet": _SUPPRESSED,
                         "live": _SUPPRESSED,

@@ -1,9 +1,9 @@
-"""A bot's track record: what its renters' subscriptions achieved per mode, its decisions, its
-LLM spend, aggregated so that no renter can be picked out, and its latest backtest per version."""
+"""A bot's track record: what its renters achieved per mode, as counts per band so that no
+renter's figure can be derived (docs/track-records.md), its decisions, its LLM spend, and its
+latest backtest per version."""
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,66 +16,101 @@ from app.backtests import repository as backtests
 from app.bots import repository as bots
 from app.core.errors import NotFound
 from app.core.settings import Settings
-from app.models import Bot, Subscription
+from app.models import Bot
 from app.performance.figures import max_drawdown_pct
 from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode
 from app.track_records import repository
+from app.track_records.bands import DRAWDOWN_PCT, FILLS, RETURN_PCT, Scale, bands
 from app.track_records.schemas import (
     BacktestSummary,
+    CountBand,
     DailyLlmCost,
     DecisionCounts,
     ModeRecord,
     ModeRecords,
-    ReturnQuartiles,
+    PercentBand,
     TrackRecordOut,
 )
 
-# Fewer renters than this and their figures would come close to describing each one.
-MIN_RENTERS = 3
 LLM_COST_DAYS = 30
-_PERCENT = Decimal("0.0001")
 
 
-@dataclass(frozen=True)
-class _Result:
-    return_pct: Decimal
-    max_drawdown_pct: Decimal
+@dataclass
+class _Renter:
+    """One renter's results in one mode, over their subscriptions in it that have a fill."""
+
+    capital: Decimal = Decimal(0)
+    latest: Decimal = Decimal(0)
+    max_drawdown_pct: Decimal = Decimal(0)
+    fills: int = 0
+
+    def add(self, capital: Decimal, equity: Sequence[Decimal], fills: int) -> None:
+        self.capital += capital
+        self.latest += equity[-1] if equity else capital
+        self.max_drawdown_pct = max(self.max_drawdown_pct, max_drawdown_pct([capital, *equity]))
+        self.fills += fills
+
+    @property
+    def return_pct(self) -> Decimal:
+        return (self.latest - self.capital) / self.capital * 100
 
 
-def _result(capital: Decimal, equity: Sequence[Decimal]) -> _Result:
-    """One subscription's return and drawdown since it started with `capital`."""
-    latest = equity[-1] if equity else capital
-    return _Result(
-        return_pct=(latest - capital) / capital * 100,
-        max_drawdown_pct=max_drawdown_pct([capital, *equity]),
-    )
+def _percent_bands(values: Sequence[Decimal], scale: Scale) -> list[PercentBand]:
+    return [
+        PercentBand(low=band.low, high=band.high, renters=band.renters)
+        for band in bands(values, scale)
+    ]
 
 
-def _mode_record(
-    subs: Sequence[Subscription], results: dict[str, _Result], trade_count: int
-) -> ModeRecord:
-    renters = len({sub.user_id for sub in subs})
-    if renters < MIN_RENTERS:
-        return ModeRecord(
-            suppressed=True,
-            renters=None,
-            return_pct=None,
-            max_drawdown_pct_median=None,
-            trade_count=None,
+def _count_bands(values: Sequence[int], scale: Scale) -> list[CountBand]:
+    return [
+        CountBand(
+            low=int(band.low or 0),
+            high=None if band.high is None else int(band.high),
+            renters=band.renters,
         )
-    returns = [results[sub.id].return_pct for sub in subs]
-    p25, median, p75 = statistics.quantiles(returns, n=4, method="inclusive")
-    drawdowns = [results[sub.id].max_drawdown_pct for sub in subs]
+        for band in bands([Decimal(value) for value in values], scale)
+    ]
+
+
+def _mode_record(renters: Sequence[_Renter], minimum: int) -> ModeRecord:
+    if len(renters) < minimum:
+        return ModeRecord(
+            suppressed=True, renters=None, return_pct=None, max_drawdown_pct=None, fills=None
+        )
     return ModeRecord(
         suppressed=False,
-        renters=renters,
-        return_pct=ReturnQuartiles(
-            p25=p25.quantize(_PERCENT), median=median.quantize(_PERCENT), p75=p75.quantize(_PERCENT)
-        ),
-        max_drawdown_pct_median=statistics.median(drawdowns).quantize(_PERCENT),
-        trade_count=trade_count,
+        renters=len(renters),
+        return_pct=_percent_bands([r.return_pct for r in renters], RETURN_PCT),
+        max_drawdown_pct=_percent_bands([r.max_drawdown_pct for r in renters], DRAWDOWN_PCT),
+        fills=_count_bands([r.fills for r in renters], FILLS),
     )
+
+
+async def _renters_by_mode(
+    session: AsyncSession, bot_id: str, settings: Settings
+) -> dict[str, list[_Renter]]:
+    """Each mode's renters with a fill in it, with their results."""
+    fills = await repository.fills_per_subscription(session, bot_id)
+    traded = {sub.id: sub for sub in await repository.subscriptions_of(session, bot_id)}
+    traded = {sub_id: sub for sub_id, sub in traded.items() if fills.get(sub_id)}
+    renters: dict[tuple[str, str], _Renter] = defaultdict(_Renter)
+    charted: set[str] = set()
+    async for sub_id, equity in repository.equity_paths(session, bot_id):
+        if sub_id in traded:
+            sub = traded[sub_id]
+            renters[sub.mode, sub.user_id].add(
+                reference_capital(sub, settings), equity, fills[sub_id]
+            )
+            charted.add(sub_id)
+    for sub_id, sub in traded.items():
+        if sub_id not in charted:
+            renters[sub.mode, sub.user_id].add(reference_capital(sub, settings), [], fills[sub_id])
+    by_mode: dict[str, list[_Renter]] = defaultdict(list)
+    for (mode, _), renter in renters.items():
+        by_mode[mode].append(renter)
+    return by_mode
 
 
 async def _daily_llm_cost(session: AsyncSession, bot_id: str) -> list[DailyLlmCost]:
@@ -117,21 +152,13 @@ async def track_record(session: AsyncSession, bot_id: str, settings: Settings) -
     bot = await bots.get(session, bot_id)
     if bot is None:
         raise NotFound("bot")
-    subs = await repository.subscriptions_of(session, bot_id)
-    capitals = {sub.id: reference_capital(sub, settings) for sub in subs}
-    results = {sub_id: _result(capital, []) for sub_id, capital in capitals.items()}
-    async for sub_id, equity in repository.equity_paths(session, bot_id):
-        results[sub_id] = _result(capitals[sub_id], equity)
-    trades = await repository.filled_trades_by_mode(session, bot_id)
-    by_mode: dict[str, list[Subscription]] = defaultdict(list)
-    for sub in subs:
-        by_mode[sub.mode].append(sub)
+    renters = await _renters_by_mode(session, bot_id, settings)
     decisions = await repository.decisions_by_action(session, bot_id)
     return TrackRecordOut(
         bot_id=bot_id,
         modes=ModeRecords(
             **{
-                mode.value: _mode_record(by_mode[mode.value], results, trades.get(mode.value, 0))
+                mode.value: _mode_record(renters[mode.value], settings.track_record_min_renters)
                 for mode in Mode
             }
         ),
