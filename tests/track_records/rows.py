@@ -60,7 +60,9 @@ async def set_results(
 ) -> None:
     """Replace the subscription's equity and orders: its results become these."""
     async with app.state.runtime.sessionmaker() as session:
-        await session.execute(delete(PerformanceLog).where(PerformanceLog.subscription_id == sub.id))
+        await session.execute(
+            delete(PerformanceLog).where(PerformanceLog.subscription_id == sub.id)
+        )
         await session.execute(delete(Trade).where(Trade.subscription_id == sub.id))
         session.add_all(equity_points(sub, capital, multiples))
         session.add_all(trade(sub) for _ in range(fills))
