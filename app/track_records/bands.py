@@ -25,16 +25,16 @@ class Scale:
     edges: tuple[Decimal, ...]
 
 
-def _scale(floor: int | None, *edges: int) -> Scale:
+def scale(floor: int | None, *edges: int) -> Scale:
     return Scale(None if floor is None else Decimal(floor), tuple(Decimal(e) for e in edges))
 
 
 # Wide on purpose: what an attacker who controls every other renter can learn of the last one
 # is the band its figure falls in.
-RETURN_PCT = _scale(None, -25, -10, -5, 0, 5, 10, 25)
-DRAWDOWN_PCT = _scale(0, 5, 10, 25, 50)
+RETURN_PCT = scale(None, -25, -10, -5, 0, 5, 10, 25)
+DRAWDOWN_PCT = scale(0, 5, 10, 25, 50)
 # A counted renter has at least one fill.
-FILLS = _scale(1, 5, 10, 25, 100)
+FILLS = scale(1, 5, 10, 25, 100)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,100 @@ class BacktestSummary(BaseModel):
     trades: int = Field(description="fills, buys and sells")
 
 
+class Calls(BaseModel):
+    """A signal's calls scored against the next candle's close: a BUY is right when it is
+    higher than the decided candle's close, a SELL when lower; a HOLD is counted apart, and a
+    call whose next candle is not stored is not scored."""
+
+    scored: int = Field(description="BUY and SELL calls whose next candle is stored")
+    hit_rate: Amount | None = Field(description="right calls / scored, 0 to 1; null: none")
+    holds: int = Field(description="HOLD calls")
+    directional_return_pct: Amount = Field(
+        description="the next candle's return summed over the scored calls, + for a BUY and "
+        "- for a SELL, in %"
+    )
+
+
+class VersionWindow(BaseModel):
+    decisions: int
+    abstention_rate: Amount | None = Field(
+        description="abstained LLM votes / votes asked, 0 to 1; null: no vote asked"
+    )
+    agreement_rate: Amount | None = Field(
+        description="LLM votes equal to the ensemble's action / votes answered; null: none"
+    )
+    ensemble: Calls = Field(description="the decisions' actions")
+    indicators_only: Calls = Field(
+        description="what the decision's ensemble rule makes of its recorded indicator score "
+        "with no LLM vote, over the same candles"
+    )
+    buy_and_hold_return_pct: Amount = Field(
+        description="the next candle's return summed over the same candles (those whose next "
+        "candle is stored), in %"
+    )
+
+
+class VoterWindow(BaseModel):
+    decisions: int = Field(description="decisions the voter was asked on")
+    abstention_rate: Amount | None
+    agreement_rate: Amount | None = Field(
+        description="its answers equal to the ensemble's action / its answers"
+    )
+    calls: Calls = Field(description="its own answers")
+
+
+class VersionQuality(BaseModel):
+    version: int
+    last_30_days: VersionWindow
+    since_listing: VersionWindow
+
+
+class VoterQuality(BaseModel):
+    provider: str
+    model: str
+    last_30_days: VoterWindow
+    since_listing: VoterWindow
+
+
+class DecisionQuality(BaseModel):
+    """How good the bot's calls were. `last_30_days`: decisions on candles of the 30 UTC days
+    that end on the day of its latest decision; `since_listing`: on candles from its first
+    listing on (every decision, for a bot never listed)."""
+
+    versions: list[VersionQuality] = Field(description="by version")
+    voters: list[VoterQuality] = Field(description="by provider, then model, over all versions")
+
+
+class QuantileBand(BaseModel):
+    """The band of fixed edges a quantile (nearest rank) falls in: low inclusive, high
+    exclusive, null unbounded."""
+
+    low: Amount | None
+    high: Amount | None
+
+
+class GapFigure(BaseModel):
+    median: QuantileBand
+    p90: QuantileBand
+
+
+class PaperToLiveGap(BaseModel):
+    """For decisions filled both in paper and in testnet or live: each testnet or live fill
+    against the median paper fill of the same decision. Built from renters' fills, so shown
+    only with TRACK_RECORD_MIN_RENTERS distinct testnet or live renters among them, and only as
+    the band each quantile falls in (docs/track-records.md)."""
+
+    suppressed: bool
+    price_bps: GapFigure | None = Field(
+        description="how much worse the fill price was than paper, in basis points (higher "
+        "for a BUY, lower for a SELL is positive). Edges -50, -25, -10, -5, 0, 5, 10, 25, 50"
+    )
+    fee_bps: GapFigure | None = Field(
+        description="the fee in basis points of the fill's value, minus paper's; fills whose "
+        "fee is in neither of the symbol's assets are left out. Edges -10, -5, 0, 5, 10, 25"
+    )
+
+
 class TrackRecordOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -167,6 +261,8 @@ class TrackRecordOut(BaseModel):
     bot_id: str
     modes: ModeRecords
     decisions: DecisionCounts
+    quality: DecisionQuality
+    paper_to_live: PaperToLiveGap
     llm_cost_per_day: list[DailyLlmCost] = Field(
         description="the bot's LLM spend per day, oldest first, over the 30 days that end on "
         "the day of its latest decision; days without a decision are left out"

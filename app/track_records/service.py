@@ -17,23 +17,34 @@ from app.bots import repository as bots
 from app.core.errors import NotFound
 from app.core.settings import Settings
 from app.models import Bot
-from app.performance.figures import max_drawdown_pct
+from app.performance.figures import FIGURE_PLACES, max_drawdown_pct
 from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode
-from app.track_records import repository
+from app.track_records import gap, quality, repository
 from app.track_records.bands import DRAWDOWN_PCT, FILLS, RETURN_PCT, Scale, bands
 from app.track_records.schemas import (
     BacktestSummary,
     CountBand,
     DailyLlmCost,
     DecisionCounts,
+    DecisionQuality,
+    GapFigure,
     ModeRecord,
     ModeRecords,
+    PaperToLiveGap,
     PercentBand,
+    QuantileBand,
     TrackRecordOut,
+    VersionQuality,
+    VersionWindow,
+    VoterQuality,
+    VoterWindow,
 )
+from app.track_records.schemas import Calls as CallsOut
+from app.trading.market_data import interval_ms
 
-LLM_COST_DAYS = 30
+# The recent window of LLM spend and decision quality.
+RECENT_DAYS = 30
 
 
 @dataclass
@@ -113,14 +124,161 @@ async def _renters_by_mode(
     return by_mode
 
 
+async def _recent_since(session: AsyncSession, bot_id: str) -> datetime | None:
+    """The start of the 30 UTC days that end on the day of the bot's latest decision: the
+    window ends there, not at the time of the request, so two identical requests get the same
+    body."""
+    latest = await repository.latest_candle(session, bot_id)
+    if latest is None:
+        return None
+    first_day = latest.date() - timedelta(days=RECENT_DAYS - 1)
+    return datetime.combine(first_day, time(), tzinfo=UTC)
+
+
+async def _decided(session: AsyncSession, bot_id: str) -> list[tuple[datetime, quality.Decided]]:
+    """The bot's decisions by candle, each with its votes and the stored closes of its candle
+    and the next."""
+    votes: dict[str, list[quality.Vote]] = defaultdict(list)
+    for decision_id, provider, model, action in await repository.votes_of(session, bot_id):
+        votes[decision_id].append(quality.Vote(provider, model, action))
+    rows = await repository.decisions_of(session, bot_id)
+    spans: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for row in rows:
+        spans[row.symbol, row.timeframe].append(row.candle_open_at)
+    closes = {
+        (symbol, timeframe): await repository.closes(
+            session, symbol, timeframe, min(candles), max(candles) + _interval(timeframe)
+        )
+        for (symbol, timeframe), candles in spans.items()
+    }
+    decided = []
+    for row in rows:
+        stored = closes[row.symbol, row.timeframe]
+        decided.append(
+            (
+                row.candle_open_at,
+                quality.Decided(
+                    version=row.version,
+                    action=row.action,
+                    indicators_action=quality.indicators_action(
+                        row.rule_version, row.rule_params, row.indicator_score
+                    ),
+                    votes=tuple(votes[row.id]),
+                    close=stored.get(row.candle_open_at),
+                    next_close=stored.get(row.candle_open_at + _interval(row.timeframe)),
+                ),
+            )
+        )
+    return decided
+
+
+def _interval(timeframe: str) -> timedelta:
+    return timedelta(milliseconds=interval_ms(timeframe))
+
+
+def _percent(fraction: Decimal) -> Decimal:
+    return (fraction * 100).quantize(FIGURE_PLACES)
+
+
+def _calls(calls: quality.Calls) -> CallsOut:
+    return CallsOut(
+        scored=calls.scored,
+        hit_rate=calls.hit_rate,
+        holds=calls.holds,
+        directional_return_pct=_percent(calls.directional_return),
+    )
+
+
+def _version_window(figures: quality.VersionFigures | None) -> VersionWindow:
+    figures = figures or quality.VersionFigures()
+    return VersionWindow(
+        decisions=figures.decisions,
+        abstention_rate=figures.panel.abstention_rate,
+        agreement_rate=figures.panel.agreement_rate,
+        ensemble=_calls(figures.ensemble),
+        indicators_only=_calls(figures.indicators_only),
+        buy_and_hold_return_pct=_percent(figures.buy_and_hold_return),
+    )
+
+
+def _voter_window(figures: quality.VoterFigures | None) -> VoterWindow:
+    figures = figures or quality.VoterFigures()
+    return VoterWindow(
+        decisions=figures.decisions,
+        abstention_rate=figures.panel.abstention_rate,
+        agreement_rate=figures.panel.agreement_rate,
+        calls=_calls(figures.calls),
+    )
+
+
+async def _quality(session: AsyncSession, bot_id: str) -> DecisionQuality:
+    decided = await _decided(session, bot_id)
+    recent_since = await _recent_since(session, bot_id)
+    listed = await repository.listed_at(session, bot_id)
+    recent = [d for candle, d in decided if recent_since and candle >= recent_since]
+    listed_on = [d for candle, d in decided if listed is None or candle >= listed]
+    versions = (quality.by_version(recent), quality.by_version(listed_on))
+    voters = (quality.by_voter(recent), quality.by_voter(listed_on))
+    return DecisionQuality(
+        versions=[
+            VersionQuality(
+                version=version,
+                last_30_days=_version_window(versions[0].get(version)),
+                since_listing=_version_window(versions[1].get(version)),
+            )
+            for version in sorted(versions[0].keys() | versions[1].keys())
+        ],
+        voters=[
+            VoterQuality(
+                provider=provider,
+                model=model,
+                last_30_days=_voter_window(voters[0].get((provider, model))),
+                since_listing=_voter_window(voters[1].get((provider, model))),
+            )
+            for provider, model in sorted(voters[0].keys() | voters[1].keys())
+        ],
+    )
+
+
+def _gap_figure(values: list[Decimal], scale: Scale) -> GapFigure:
+    median, p90 = (gap.quantile_band(values, q, scale) for q in (Decimal("0.5"), Decimal("0.9")))
+    return GapFigure(
+        median=QuantileBand(low=median[0], high=median[1]),
+        p90=QuantileBand(low=p90[0], high=p90[1]),
+    )
+
+
+async def _paper_to_live(session: AsyncSession, bot_id: str, minimum: int) -> PaperToLiveGap:
+    fills = [
+        gap.Fill(
+            decision_id=row.decision_id,
+            renter=row.user_id,
+            live=row.mode != Mode.paper,
+            side=row.side,
+            symbol=row.symbol,
+            price=row.price,
+            quote_quantity=row.quote_quantity or Decimal(0),
+            fee=row.fee or Decimal(0),
+            fee_asset=row.fee_asset,
+        )
+        for row in await repository.decision_fills(session, bot_id)
+    ]
+    gaps = gap.gaps(fills)
+    if gaps.renters < minimum:
+        return PaperToLiveGap(suppressed=True, price_bps=None, fee_bps=None)
+    return PaperToLiveGap(
+        suppressed=False,
+        price_bps=_gap_figure(gaps.price_bps, gap.PRICE_BPS),
+        fee_bps=_gap_figure(gaps.fee_bps, gap.FEE_BPS) if gaps.fee_bps else None,
+    )
+
+
 async def _daily_llm_cost(session: AsyncSession, bot_id: str) -> list[DailyLlmCost]:
     # The window ends at the latest decision, not at the time of the request: two identical
     # requests get the same body.
-    latest = await repository.latest_candle(session, bot_id)
-    if latest is None:
+    since = await _recent_since(session, bot_id)
+    if since is None:
         return []
-    first_day = latest.date() - timedelta(days=LLM_COST_DAYS - 1)
-    since = datetime.combine(first_day, time(), tzinfo=UTC)
     per_day: dict[date, Decimal] = defaultdict(Decimal)
     for candle, cost in await repository.llm_costs_since(session, bot_id, since):
         per_day[candle.date()] += cost or 0
@@ -167,6 +325,8 @@ async def track_record(session: AsyncSession, bot_id: str, settings: Settings) -
             SELL=decisions.get("SELL", 0),
             HOLD=decisions.get("HOLD", 0),
         ),
+        quality=await _quality(session, bot_id),
+        paper_to_live=await _paper_to_live(session, bot_id, settings.track_record_min_renters),
         llm_cost_per_day=await _daily_llm_cost(session, bot_id),
         backtests=await _backtest_summaries(session, bot),
     )
