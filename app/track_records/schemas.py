@@ -18,6 +18,27 @@ _SUPPRESSED: dict[str, JsonValue] = {
     "fills": None,
 }
 
+_CALLS: dict[str, JsonValue] = {
+    "scored": 21,
+    "hit_rate": "0.5714",
+    "holds": 147,
+    "directional_return_pct": "1.82",
+}
+_VERSION_WINDOW: dict[str, JsonValue] = {
+    "decisions": 168,
+    "abstention_rate": "0.0417",
+    "agreement_rate": "0.8125",
+    "ensemble": _CALLS,
+    "indicators_only": {**_CALLS, "scored": 40, "hit_rate": "0.5", "holds": 128},
+    "buy_and_hold_return_pct": "0.95",
+}
+_VOTER_WINDOW: dict[str, JsonValue] = {
+    "decisions": 168,
+    "abstention_rate": "0.0417",
+    "agreement_rate": "0.8125",
+    "calls": _CALLS,
+}
+
 
 class PercentBand(BaseModel):
     """How many renters' figure falls in [low, high), in %."""
@@ -234,6 +255,34 @@ class TrackRecordOut(BaseModel):
                         "live": _SUPPRESSED,
                     },
                     "decisions": {"BUY": 12, "SELL": 9, "HOLD": 147},
+                    "quality": {
+                        "versions": [
+                            {
+                                "version": 1,
+                                "last_30_days": _VERSION_WINDOW,
+                                "since_listing": _VERSION_WINDOW,
+                            }
+                        ],
+                        "voters": [
+                            {
+                                "provider": "openai",
+                                "model": "gpt-4o-mini",
+                                "last_30_days": _VOTER_WINDOW,
+                                "since_listing": _VOTER_WINDOW,
+                            }
+                        ],
+                    },
+                    "paper_to_live": {
+                        "suppressed": False,
+                        "price_bps": {
+                            "median": {"low": "0", "high": "5"},
+                            "p90": {"low": "10", "high": "25"},
+                        },
+                        "fee_bps": {
+                            "median": {"low": "0", "high": "5"},
+                            "p90": {"low": "0", "high": "5"},
+                        },
+                    },
                     "llm_cost_per_day": [
                         {"day": "2026-11-19", "cost_usd": "0.0421"},
                         {"day": "2026-11-20", "cost_usd": "0.0388"},
