@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     signing_keys: Annotated[SecretStr, NoDecode] = SecretStr("")
     # The prompt text a decision's voters were sent is kept this long (its SHA-256 forever).
     prompt_retention_days: int = Field(default=90, ge=1)
+    # A track record shows a mode's renters' results only when at least this many distinct
+    # renters have a fill in it (docs/track-records.md); below 5 a band would come close to
+    # describing one renter.
+    track_record_min_renters: int = Field(default=10, ge=5)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -6,11 +6,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import BotVersion, Decision, LlmVote, PerformanceLog, Subscription, Trade
+from app.models import (
+    BotMarketplaceRegistration,
+    BotVersion,
+    Candle,
+    Decision,
+    LlmVote,
+    PerformanceLog,
+    Subscription,
+    Trade,
+)
 
 # Rows fetched from the server per round trip while an equity history streams.
 _EQUITY_BATCH = 1000
@@ -52,14 +62,15 @@ async def equity_paths(
         yield current, path
 
 
-async def filled_trades_by_mode(session: AsyncSession, bot_id: str) -> dict[str, int]:
+async def fills_per_subscription(session: AsyncSession, bot_id: str) -> dict[str, int]:
+    """Filled orders per subscription of the bot, for those with any."""
     rows = await session.execute(
-        select(Subscription.mode, func.count(Trade.id))
-        .join(Trade, Trade.subscription_id == Subscription.id)
+        select(Trade.subscription_id, func.count(Trade.id))
+        .join(Subscription, Subscription.id == Trade.subscription_id)
         .where(Subscription.bot_id == bot_id, Trade.status == "filled")
-        .group_by(Subscription.mode)
+        .group_by(Trade.subscription_id)
     )
-    return {mode: count for mode, count in rows}
+    return {sub_id: count for sub_id, count in rows}
 
 
 async def decisions_by_action(session: AsyncSession, bot_id: str) -> dict[str, int]:
@@ -92,3 +103,87 @@ async def llm_costs_since(
         .where(BotVersion.bot_id == bot_id, Decision.candle_open_at >= since)
     )
     return [(candle, cost) for candle, cost in rows]
+
+
+async def listed_at(session: AsyncSession, bot_id: str) -> datetime | None:
+    """When the bot was first listed on a marketplace."""
+    return await session.scalar(
+        select(func.min(BotMarketplaceRegistration.created_at)).where(
+            BotMarketplaceRegistration.bot_id == bot_id
+        )
+    )
+
+
+async def decisions_of(session: AsyncSession, bot_id: str) -> Sequence[Any]:
+    """(id, version, symbol, timeframe, candle, action, indicator score, rule version, rule
+    parameters) of every decision of the bot, in candle order."""
+    rows = await session.execute(
+        select(
+            Decision.id,
+            BotVersion.version,
+            Decision.symbol,
+            Decision.timeframe,
+            Decision.candle_open_at,
+            Decision.action,
+            Decision.indicator_score,
+            Decision.rule_version,
+            Decision.rule_params,
+        )
+        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
+        .where(BotVersion.bot_id == bot_id)
+        .order_by(Decision.candle_open_at, Decision.id)
+    )
+    return rows.all()
+
+
+async def votes_of(session: AsyncSession, bot_id: str) -> Sequence[Any]:
+    """(decision id, provider, model, action) of every vote on the bot's decisions."""
+    rows = await session.execute(
+        select(LlmVote.decision_id, LlmVote.provider, LlmVote.model, LlmVote.action)
+        .join(Decision, Decision.id == LlmVote.decision_id)
+        .join(BotVersion, BotVersion.id == Decision.bot_version_id)
+        .where(BotVersion.bot_id == bot_id)
+        .order_by(LlmVote.decision_id, LlmVote.seat)
+    )
+    return rows.all()
+
+
+async def closes(
+    session: AsyncSession, symbol: str, timeframe: str, first: datetime, last: datetime
+) -> dict[datetime, Decimal]:
+    """Stored candles' closes by open time, from `first` to `last` included."""
+    rows = await session.execute(
+        select(Candle.open_time, Candle.close).where(
+            Candle.symbol == symbol,
+            Candle.timeframe == timeframe,
+            Candle.open_time >= first,
+            Candle.open_time <= last,
+        )
+    )
+    return {open_time: close for open_time, close in rows}
+
+
+async def decision_fills(session: AsyncSession, bot_id: str) -> Sequence[Any]:
+    """(decision id, renter, mode, side, symbol, price, quote quantity, fee, fee asset) of the
+    filled orders of the bot's decisions."""
+    rows = await session.execute(
+        select(
+            Trade.decision_id,
+            Subscription.user_id,
+            Trade.mode,
+            Trade.side,
+            Trade.symbol,
+            Trade.price,
+            Trade.quote_quantity,
+            Trade.fee,
+            Trade.fee_asset,
+        )
+        .join(Subscription, Subscription.id == Trade.subscription_id)
+        .where(
+            Subscription.bot_id == bot_id,
+            Trade.status == "filled",
+            Trade.decision_id.is_not(None),
+            Trade.price.is_not(None),
+        )
+    )
+    return rows.all()

@@ -19,8 +19,9 @@ async def get_track_record(
     bot_id: str, _: CallerDep, sessions: ReadSessionsDep, runtime: RuntimeDep
 ) -> TrackRecordOut:
     """What the bot's renters achieved per execution mode, its decisions, its LLM spend and
-    the latest backtest of each version by its developer or an admin. Public to every key;
-    aggregates only, a mode with fewer than 3 renters is suppressed, and no renter's backtest
-    is shown."""
+    the latest backtest of each version by its developer or an admin. Public to every key.
+    Renters' results appear only as counts of renters per band, in a mode with at least
+    TRACK_RECORD_MIN_RENTERS renters with a fill: no renter's figure can be derived from them
+    (docs/track-records.md); no renter's backtest is shown."""
     async with sessions() as session:
         return await service.track_record(session, bot_id, runtime.settings)

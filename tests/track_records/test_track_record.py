@@ -1,12 +1,12 @@
-"""GET /api/v1/bots/{id}/track-record: per-mode aggregates of a bot's renters (a mode with
-fewer than 3 renters suppressed), its decisions by action and its LLM cost per day (its
-backtests are test_backtest_summaries.py's)."""
+"""GET /api/v1/bots/{id}/track-record: renters' results per mode as banded counts (a mode
+with fewer than TRACK_RECORD_MIN_RENTERS renters with a fill suppressed), the bot's decisions
+by action and its LLM cost per day (its backtests are test_backtest_summaries.py's, what an
+attacker can learn of a renter test_privacy.py's)."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
@@ -14,22 +14,23 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
-from app.models import Decision, LlmVote, PerformanceLog, Subscription, Trade
 from app.track_records import repository
 from tests.api.test_contract import assert_error, create_bot, listed_bot, subscribe
 from tests.helpers import fake_binance_key, headers, new_principal
+from tests.track_records.rows import DAY, add, decision, equity_points, subscription, trade
 
-DAY = datetime(2026, 11, 20, tzinfo=UTC)
 QUOTE = Decimal(100)
-# Each paper subscription's hourly equity as a multiple of its starting capital, and what it
-# gives: its return and its largest fall from a peak (from the capital on), in %.
-PAPER_PATHS = [
-    ["0.9"],  # -10 %, drawdown 10
-    [],  # no equity point yet: 0 %, drawdown 0
-    ["1.25", "1.04"],  # 4 %, drawdown 16.8
-    ["1.08"],  # 8 %, drawdown 0
-    ["0.8", "1.2"],  # 20 %, drawdown 20
-    ["1.4"],  # 40 %, drawdown 0 (the same renter as the one before)
+# Each paper subscription's hourly equity as a multiple of its starting capital, and its fills.
+# Renter by renter (the fifth has two subscriptions, on two symbols): return, drawdown, fills.
+PAPER = [
+    (["0.9"], 1),  # -10 %, drawdown 10, 1 fill
+    ([], 1),  # no equity point yet: 0 %, drawdown 0, 1 fill
+    (["1.25", "1.04"], 2),  # 4 %, drawdown 16.8, 2 fills
+    (["1.08"], 1),  # 8 %, drawdown 0, 1 fill
+    (["0.8", "1.2"], 1),  # the fifth: (20 + 40) / 2 = 30 %, drawdown 20, 1 + 3 fills
+    (["1.4"], 3),
+    (["1.3"], 1),  # 30 %, drawdown 0, 1 fill
+    (["0.5"], 0),  # no fill: not counted, whatever its equity
 ]
 
 
@@ -38,73 +39,6 @@ class Scenario:
     bot: dict
     # Everything that points at a renter and must never appear in a track record.
     private: list[str] = field(default_factory=list)
-
-
-async def _add(app: FastAPI, *rows: object) -> None:
-    async with app.state.runtime.sessionmaker() as session:
-        session.add_all(rows)
-        await session.commit()
-
-
-async def _subscription(app: FastAPI, sub_id: str) -> Subscription:
-    async with app.state.runtime.sessionmaker() as session:
-        sub = await session.get(Subscription, sub_id)
-        assert sub is not None
-        return sub
-
-
-def _equity_points(sub: Subscription, capital: Decimal, multiples: list[str]) -> list[object]:
-    return [
-        PerformanceLog(
-            subscription_id=sub.id,
-            recorded_at=DAY + timedelta(hours=hour),
-            equity=capital * Decimal(multiple),
-            realized_pnl=Decimal(0),
-            unrealized_pnl=Decimal(0),
-        )
-        for hour, multiple in enumerate(multiples)
-    ]
-
-
-def _trade(sub: Subscription, status: str) -> Trade:
-    return Trade(
-        subscription_id=sub.id,
-        client_order_id=f"t{secrets.token_hex(8)}",
-        mode=sub.mode,
-        symbol=sub.symbol,
-        side="BUY",
-        status=status,
-        quantity=Decimal("0.001"),
-        price=Decimal(50000),
-    )
-
-
-def _decision(version_id: str, candle: datetime, action: str, *costs: str) -> list[object]:
-    decision = Decision(
-        bot_version_id=version_id,
-        symbol="BTCUSDT",
-        timeframe="1h",
-        candle_open_at=candle,
-        indicators={},
-        indicator_score=Decimal(0),
-        combined_score=Decimal(0),
-        action=action,
-        rule_version="test",
-        rule_params={},
-    )
-    decision.id = secrets.token_hex(16)
-    votes = [
-        LlmVote(
-            decision_id=decision.id,
-            provider=f"provider{i}",
-            model="m",
-            weight=Decimal(1),
-            action=action,
-            cost_usd=Decimal(cost),
-        )
-        for i, cost in enumerate(costs)
-    ]
-    return [decision, *votes]
 
 
 @pytest.fixture
@@ -118,32 +52,26 @@ async def scenario(
     capital = QUOTE * settings.paper_wallet_multiple
     bot = await listed_bot(client, developer_key)
     scenario = Scenario(bot=bot)
-    renters = [new_principal() for _ in range(5)]
-    # Five paper renters, the last with two subscriptions (on two symbols).
-    owners = [*renters, renters[-1]]
-    symbols = ["BTCUSDT"] * 5 + ["ETHUSDT"]
-    paper: list[Subscription] = []
-    for principal, symbol, path in zip(owners, symbols, PAPER_PATHS, strict=True):
+    renters = [new_principal() for _ in range(7)]
+    owners = [*renters[:5], renters[4], *renters[5:]]
+    symbols = ["BTCUSDT"] * 5 + ["ETHUSDT"] + ["BTCUSDT"] * 2
+    paper = []
+    for principal, symbol, (path, fills) in zip(owners, symbols, PAPER, strict=True):
         response = await subscribe(
             client, marketplace_key, principal, bot["id"], symbol=symbol, quote_amount=str(QUOTE)
         )
-        sub = await _subscription(app, response.json()["id"])
+        sub = await subscription(app, response.json()["id"])
         paper.append(sub)
-        await _add(app, *_equity_points(sub, capital, path))
-    # A renter who left after a loss stays in the record.
+        await add(app, *equity_points(sub, capital, path), *(trade(sub) for _ in range(fills)))
+    # A renter who left after a loss stays in the record; orders that did not fill count for
+    # nothing.
     cancelled = await client.patch(
         f"/api/v1/subscriptions/{paper[0].id}",
         json={"status": "cancelled"},
         headers=headers(marketplace_key, renters[0]),
     )
     assert cancelled.status_code == 200, cancelled.text
-    await _add(
-        app,
-        _trade(paper[0], "filled"),
-        _trade(paper[2], "filled"),
-        _trade(paper[2], "filled"),
-        _trade(paper[3], "rejected"),
-    )
+    await add(app, trade(paper[3], "rejected"), trade(paper[-1], "rejected"))
 
     # Two testnet renters: too few to be shown.
     for _ in range(2):
@@ -158,8 +86,8 @@ async def scenario(
         response = await subscribe(
             client, marketplace_key, principal, bot["id"], mode="testnet", quote_amount="50"
         )
-        sub = await _subscription(app, response.json()["id"])
-        await _add(app, *_equity_points(sub, capital / 2, ["1.3"]), _trade(sub, "filled"))
+        sub = await subscription(app, response.json()["id"])
+        await add(app, *equity_points(sub, capital / 2, ["1.3"]), trade(sub))
         scenario.private += [
             principal,
             sub.id,
@@ -180,25 +108,25 @@ async def scenario(
     assert changed.json()["version"] == 2
     v1, v2 = bot["version_id"], changed.json()["version_id"]
     yesterday = DAY - timedelta(days=1)
-    await _add(
+    await add(
         app,
         # Outside the 30-day window of costs, inside the counts.
-        *_decision(v1, DAY - timedelta(days=40), "BUY", "1"),
-        *_decision(v1, yesterday, "BUY", "0.001", "0.0025"),
-        *_decision(v1, yesterday + timedelta(hours=1), "HOLD"),
-        *_decision(v1, yesterday + timedelta(hours=2), "HOLD", "0"),
-        *_decision(v1, yesterday + timedelta(hours=3), "HOLD"),
-        *_decision(v2, DAY, "SELL", "0.01"),
-        *_decision(v2, DAY + timedelta(hours=1), "HOLD"),
+        *decision(v1, DAY - timedelta(days=40), "BUY", "1"),
+        *decision(v1, yesterday, "BUY", "0.001", "0.0025"),
+        *decision(v1, yesterday + timedelta(hours=1), "HOLD"),
+        *decision(v1, yesterday + timedelta(hours=2), "HOLD", "0"),
+        *decision(v1, yesterday + timedelta(hours=3), "HOLD"),
+        *decision(v2, DAY, "SELL", "0.01"),
+        *decision(v2, DAY + timedelta(hours=1), "HOLD"),
     )
     # Another bot's decisions and renters count for that bot only.
     other = await listed_bot(client, developer_key)
-    await _add(app, *_decision(other["version_id"], DAY, "BUY", "5"))
+    await add(app, *decision(other["version_id"], DAY, "BUY", "5"))
     await subscribe(client, marketplace_key, renters[0], other["id"])
     return scenario
 
 
-async def test_the_track_record_aggregates_per_mode_and_suppresses_small_groups(
+async def test_the_track_record_counts_renters_per_band_and_suppresses_small_groups(
     client: httpx.AsyncClient, marketplace_key: str, scenario: Scenario
 ) -> None:
     response = await client.get(
@@ -209,20 +137,30 @@ async def test_the_track_record_aggregates_per_mode_and_suppresses_small_groups(
         "suppressed": True,
         "renters": None,
         "return_pct": None,
-        "max_drawdown_pct_median": None,
-        "trade_count": None,
+        "max_drawdown_pct": None,
+        "fills": None,
     }
-    assert response.json() == {
+    body = response.json()
+    # Decision quality and the paper-to-live gap are test_decision_quality.py's.
+    del body["quality"], body["paper_to_live"]
+    assert body == {
         "bot_id": scenario.bot["id"],
         "modes": {
             "paper": {
                 "suppressed": False,
-                "renters": 5,
-                # Returns -10, 0, 4, 8, 20, 40, interpolated between the closest ranks.
-                "return_pct": {"p25": "1", "median": "6", "p75": "17"},
-                # Drawdowns 0, 0, 0, 10, 16.8, 20.
-                "max_drawdown_pct_median": "5",
-                "trade_count": 3,
+                "renters": 6,
+                # Returns -10, 0, 4 | 8, 30, 30: bands of fewer than 3 merged upwards.
+                "return_pct": [
+                    {"low": None, "high": "5", "renters": 3},
+                    {"low": "5", "high": None, "renters": 3},
+                ],
+                # Drawdowns 0, 0, 0 | 10, 16.8, 20.
+                "max_drawdown_pct": [
+                    {"low": "0", "high": "5", "renters": 3},
+                    {"low": "5", "high": "25", "renters": 3},
+                ],
+                # Fills 1, 1, 2, 1, 4, 1.
+                "fills": [{"low": 1, "high": 5, "renters": 6}],
             },
             "testnet": suppressed,
             "live": suppressed,
@@ -239,6 +177,8 @@ async def test_the_track_record_aggregates_per_mode_and_suppresses_small_groups(
         "bot_id",
         "modes",
         "decisions",
+        "quality",
+        "paper_to_live",
         "llm_cost_per_day",
         "backtests",
     ]
@@ -253,7 +193,7 @@ async def test_no_renter_can_be_found_in_the_body(
             f"/api/v1/bots/{scenario.bot['id']}/track-record", headers=headers(marketplace_key)
         )
     ).text
-    assert len(scenario.private) == 12 + 5 + 12 + 2
+    assert len(scenario.private) == 12 + 7 + 16 + 2
     leaked = [value for value in scenario.private if value in body]
     assert leaked == []
 
