@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import functools
 import os
+import re
 import ssl
 import sys
 import tempfile
@@ -206,6 +207,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _chain_hash(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError("must be a SHA-256 in hex (64 characters)")
+    return text.lower()
 
 
 def _utc(text: str) -> datetime:
@@ -463,6 +470,7 @@ def _add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     check.add_argument("--from-seq", type=_positive_int, default=1, metavar="N")
     check.add_argument(
         "--head-hash",
+        type=_chain_hash,
         metavar="H",
         help="the hash of a head recorded earlier: fail unless the chain still holds it",
     )

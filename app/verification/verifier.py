@@ -86,11 +86,13 @@ async def _get(http: httpx.AsyncClient, path: str, **params: Any) -> Any:
 
 
 class Klines:
-    """The exchange's public klines, each candle fetched once per run: consecutive decisions'
-    windows overlap all but one candle."""
+    """The exchange's public klines, each candle fetched once per run: a request reads up to
+    KLINES_LIMIT candles ahead (consecutive decisions' windows overlap all but one candle),
+    but only candles closed by `until` (the head's signing time: no window can reach later)."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, until: datetime | None) -> None:
         self._http = http
+        self._until_ms = int(until.timestamp() * 1000) if until else None
         self._rows: dict[tuple[str, str], dict[int, list[Any]]] = defaultdict(dict)
 
     async def window(self, symbol: str, interval: str, opens: list[datetime]) -> list[Candle] | str:
@@ -100,18 +102,20 @@ class Klines:
         missing = [t for t in wanted if t not in rows]
         while missing:
             start = missing[0]
+            end = start + KLINES_LIMIT * step - 1
+            if self._until_ms is not None:
+                end = min(end, max(wanted[-1] + step, self._until_ms // step * step) - 1)
             fetched = await _get(
                 self._http,
                 "/api/v3/klines",
                 symbol=symbol,
                 interval=interval,
                 startTime=start,
-                endTime=wanted[-1] + step - 1,
+                endTime=end,
                 limit=KLINES_LIMIT,
             )
             rows.update({int(row[0]): row for row in fetched})
-            covered = start + (KLINES_LIMIT - 1) * step
-            missing = [t for t in missing if t > covered and t not in rows]
+            missing = [t for t in missing if t > end and t not in rows]
         absent = [t for t in wanted if t not in rows]
         if absent:
             return f"the exchange has no {interval} kline of {symbol} opening at {absent[0]} ms"
@@ -265,7 +269,8 @@ async def verify(
     if reason := head_signature_problem(head, keys):
         report.failure = Failure(head["seq"], reason)
         return report
-    walk = _Walk(bot_id, from_seq, Klines(exchange))
+    signed_at = recompute.parse_time(head["signed_at"]) if head["signed_at"] else None
+    walk = _Walk(bot_id, from_seq, Klines(exchange, signed_at))
     total = max(0, head["seq"] - from_seq + 1)
     found_head = head_hash is None or head_hash == head["hash"]
     async for record in _records(api, bot_id, from_seq, head["seq"]):
