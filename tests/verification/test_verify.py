@@ -182,7 +182,10 @@ async def test_an_edit_fails_at_its_seq(
     reason: str,
 ) -> None:
     bot_id = await bot_of(app, chain[0])
+    klines_before = sandbox.requests().get("GET /api/v3/klines", 0)
     assert (await verified(api, sandbox, bot_id)).ok
+    # The three windows overlap: one request reads them all.
+    assert sandbox.requests().get("GET /api/v3/klines", 0) - klines_before == 1
     await tampered(app, chain[TAMPERED_SEQ - 1], edit, rechain)
     report = await verified(api, sandbox, bot_id)
     assert report.failure is not None and report.failure.seq == TAMPERED_SEQ, report.summary()
