@@ -52,7 +52,6 @@ class Failure:
 class Report:
     bot_id: str
     from_seq: int
-    head_seq: int
     checked: int = 0
     failure: Failure | None = None
     checks: list[str] = field(default_factory=list)  # what held, for the summary
@@ -260,7 +259,7 @@ async def verify(
     service's URL and carries an API key; `exchange` at a Binance-compatible REST API."""
     keys = (await _get(api, "/api/v1/signing-keys"))["keys"]
     head, track_record = await _head_and_track_record(api, bot_id)
-    report = Report(bot_id, from_seq, head["seq"])
+    report = Report(bot_id, from_seq)
     if from_seq > max(1, head["seq"]):
         report.failure = Failure(
             None, f"the chain has no seq {from_seq}: its head is seq {head['seq']}"
