@@ -1,11 +1,13 @@
 """`botmarket`: the operator's entry point (serve, migrate, api-keys, marketplaces, keys, sandbox,
-backtest)."""
+backtest, verify)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
+import re
 import ssl
 import sys
 import tempfile
@@ -207,16 +209,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _chain_hash(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError("must be a SHA-256 in hex (64 characters)")
+    return text.lower()
+
+
 def _utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _progress_line(done: int, total: int) -> None:
+def _progress_line(done: int, total: int, unit: str = "candles") -> None:
     filled = 30 * done // total if total else 30
     percent = 100 * done // total if total else 100
     bar = "#" * filled + "." * (30 - filled)
-    print(f"\r[{bar}] {percent:3d}% {done}/{total} candles", end="", file=sys.stderr, flush=True)
+    print(f"\r[{bar}] {percent:3d}% {done}/{total} {unit}", end="", file=sys.stderr, flush=True)
 
 
 def backtest(args: argparse.Namespace) -> None:
@@ -255,6 +263,46 @@ def backtest(args: argparse.Namespace) -> None:
     if args.report:
         Path(args.report).write_text(render_html(f"Backtest {row.id}", row.result))
         print(f"report written to {args.report}")
+
+
+def verify(args: argparse.Namespace) -> None:
+    """Check a bot's chain from the public endpoints and klines (docs/verification.md); exit 0
+    only when every check holds."""
+    from app.verification.verifier import VerifyError
+
+    key = args.api_key or os.environ.get("BOTMARKET_API_KEY")
+    if not key:
+        raise SystemExit("verify needs an API key of any scope: --api-key or BOTMARKET_API_KEY")
+    started = time.monotonic()
+    try:
+        report = asyncio.run(_verify(args, key))
+    except VerifyError as exc:
+        raise SystemExit(f"\ncould not verify: {exc}") from exc
+    print(file=sys.stderr)
+    for line in report.summary():
+        print(line)
+    print(f"in {time.monotonic() - started:.1f} s")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+async def _verify(args: argparse.Namespace, key: str) -> Any:
+    import httpx
+
+    from app.verification.verifier import verify as verify_chain
+
+    async with (
+        httpx.AsyncClient(base_url=args.url, headers={"X-API-Key": key}, timeout=30) as api,
+        httpx.AsyncClient(base_url=args.klines_url, timeout=30) as exchange,
+    ):
+        return await verify_chain(
+            api,
+            exchange,
+            args.bot,
+            args.from_seq,
+            args.head_hash,
+            progress=functools.partial(_progress_line, unit="decisions"),
+        )
 
 
 async def _run_backtest(bot_id: str, body):
@@ -336,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_marketplaces_command(commands)
     _add_backtest_command(commands)
+    _add_verify_command(commands)
     return parser
 
 
@@ -406,6 +455,27 @@ def _add_backtest_command(commands: argparse._SubParsersAction[argparse.Argument
     bt.add_argument("--report", help="write an HTML report with the equity chart here")
 
 
+def _add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "verify", help="check a bot's decision chain from its public endpoints and klines"
+    )
+    check.add_argument("--url", required=True, help="the service's base URL, e.g. https://...")
+    check.add_argument("--bot", required=True, help="bot id")
+    check.add_argument("--api-key", help="any scope (default: BOTMARKET_API_KEY)")
+    check.add_argument(
+        "--klines-url",
+        default="https://api.binance.com",
+        help="a Binance-compatible REST API serving /api/v3/klines (default: Binance's)",
+    )
+    check.add_argument("--from-seq", type=_positive_int, default=1, metavar="N")
+    check.add_argument(
+        "--head-hash",
+        type=_chain_hash,
+        metavar="H",
+        help="the hash of a head recorded earlier: fail unless the chain still holds it",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     settings = get_settings()
@@ -437,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
         celery(args.command, extra)
     elif args.command == "backtest":
         backtest(args)
+    elif args.command == "verify":
+        verify(args)
     elif args.command == "run":
         from app.supervisor import run
 

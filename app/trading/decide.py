@@ -46,7 +46,7 @@ from app.integrations.llm.registry import VoterPool
 from app.models import BotVersion, Decision, DecisionPrompt, LlmVote
 from app.trading import events, metrics, repository
 from app.trading.candles import Candle
-from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
+from app.trading.ensemble import RULE_VERSION, Action, Ballot, apply_rule
 from app.trading.indicators import MIN_CANDLES, indicator_score
 from app.trading.market_data import MarketData, interval_ms, last_closed_open_ms
 from app.verification import service as chain
@@ -259,7 +259,7 @@ class DecisionMaker:
             raise
         asked = prompt if panel and reason is None else None
         results = await ask_panel(panel, asked) if asked else []
-        outcome = combine(indicators.score, ballots(results), strategy.ensemble, len(results))
+        outcome = apply_rule(RULE_VERSION, strategy.ensemble, indicators.score, ballots(results))
         decision = Decision(
             bot_version_id=key.bot_version_id,
             symbol=key.symbol,

@@ -1,7 +1,8 @@
 """The ensemble rule: how the indicator score and the LLM votes make one action.
 
-A pure function, versioned: a decision records RULE_VERSION and the parameters it ran with,
-so a renter can recompute it.
+Pure functions, versioned: a decision records its rule's version and the parameters it ran
+with, and `apply_rule` gives the outcome of any recorded version, so the live decision and
+anyone recomputing it (app/verification/verifier.py) run the same code.
 
     conviction(vote) = +confidence for BUY, -confidence for SELL, 0 for HOLD
     score = (w_ind * indicator_score + sum(w_i * conviction_i)) / (w_ind + sum(w_i))
@@ -13,10 +14,11 @@ so a renter can recompute it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from app.bots.strategy import Ensemble
 
@@ -85,3 +87,33 @@ def combine(
     if score <= -params.threshold:
         return Outcome(Action.SELL, score, reason)
     return Outcome(Action.HOLD, score, reason)
+
+
+Rule = Callable[[Decimal, Sequence[Ballot], Ensemble, int], Outcome]
+
+# Every rule a chained decision may name, by the version it records. A changed rule is a new
+# version added here; an old one stays, so old decisions still recompute.
+RULES: dict[str, Rule] = {RULE_VERSION: combine}
+
+
+class UnknownRule(LookupError):
+    pass
+
+
+def ensemble_of(rule_params: Mapping[str, Any]) -> Ensemble:
+    """The ensemble parameters among a decision's recorded `rule_params` (which also note the
+    prompt version and how many voters were configured)."""
+    return Ensemble.model_validate(
+        {k: v for k, v in rule_params.items() if k in Ensemble.model_fields}
+    )
+
+
+def apply_rule(
+    rule_version: str, params: Ensemble, indicator: Decimal, ballots: Sequence[Ballot]
+) -> Outcome:
+    """The outcome under the rule `rule_version` of the indicator score and every seat's
+    ballot, abstentions included (a round not asked has none)."""
+    rule = RULES.get(rule_version)
+    if rule is None:
+        raise UnknownRule(f"unknown ensemble rule {rule_version!r}")
+    return rule(indicator, ballots, params, len(ballots))

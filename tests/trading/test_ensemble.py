@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.bots.strategy import Ensemble
-from app.trading.ensemble import Action, Ballot, combine
+from app.trading.ensemble import (
+    RULE_VERSION,
+    Action,
+    Ballot,
+    UnknownRule,
+    apply_rule,
+    combine,
+    ensemble_of,
+)
 
 D = Decimal
 unit = st.decimals(min_value=-1, max_value=1, places=4)
@@ -81,3 +90,19 @@ def test_an_abstainer_changes_nothing(
     before = combine(indicator, ballots, p, voters_configured=6)
     after = combine(indicator, [*ballots, Ballot(w, None)], p, voters_configured=6)
     assert after == before
+
+
+@given(unit, st.lists(ballot, max_size=6), params)
+def test_the_recorded_parameters_give_back_the_outcome(
+    indicator: Decimal, ballots: list[Ballot], p: Ensemble
+) -> None:
+    # As a decision records them (app/trading/decide.py) and a verifier reads them back.
+    recorded = {**p.model_dump(mode="json"), "prompt_version": "vote-v1", "voters_configured": 3}
+    live = apply_rule(RULE_VERSION, p, indicator, ballots)
+    assert apply_rule(RULE_VERSION, ensemble_of(recorded), indicator, ballots) == live
+    assert live == combine(indicator, ballots, p, voters_configured=len(ballots))
+
+
+def test_an_unknown_rule_version_is_refused() -> None:
+    with pytest.raises(UnknownRule, match="ensemble-v0"):
+        apply_rule("ensemble-v0", Ensemble(), D(0), [])
