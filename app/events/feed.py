@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
 from app.core.db import session_scope
+from app.core.errors import Unprocessable
 from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
 from app.events import repository
 from app.events.schemas import EventOut, EventPage
 from app.events.types import DEVELOPER_TYPES, OWNER_NOTICES
 from app.models import Event
+from app.models.base import ID_LENGTH
 
 SEQUENCE_BATCH = 1000
 # How long one call goes on numbering a backlog, batch after batch; the next call goes on.
@@ -199,10 +201,33 @@ async def addressed_after(session: AsyncSession, after_seq: int, limit: int) -> 
     return [Addressed(event, renter, bot_owner) for event, renter, bot_owner in rows]
 
 
+_ENVELOPE_ID_PREFIX = "evt_"
+
+
+def envelope_id(event_id: str) -> str:
+    """An event's id as envelopes, webhooks and Server-Sent Events name it."""
+    return f"{_ENVELOPE_ID_PREFIX}{event_id}"
+
+
+async def seq_of_event_id(session: AsyncSession, text: str, loc: str) -> int:
+    """The feed position of the event an envelope id names (an SSE client's Last-Event-ID); a
+    422 naming `loc` for one that names no event kept, so the client resumes from the feed."""
+    event_id = text.removeprefix(_ENVELOPE_ID_PREFIX)
+    seq = None
+    if text.startswith(_ENVELOPE_ID_PREFIX) and len(event_id) == ID_LENGTH:
+        seq = await repository.seq_of(session, event_id)
+    if seq is None:
+        raise Unprocessable(
+            "Last-Event-ID names no event kept: resume from the feed's cursor instead",
+            details=[{"loc": loc, "message": "not the id of an event kept"}],
+        )
+    return seq
+
+
 def to_out(event: Event, *, anonymous: bool = False) -> EventOut:
     """The envelope; `anonymous` (a developer's view) without the renter or their subscription."""
     return EventOut(
-        id=f"evt_{event.id}",
+        id=envelope_id(event.id),
         type=event.type,
         occurred_at=event.occurred_at,
         principal=None if anonymous else event.principal,

@@ -38,7 +38,7 @@ class Delivery:
     """One event as every connection sends it, rendered once per kind of view (with or
     without the renter) however many connections send it."""
 
-    __slots__ = ("_event", "_rendered", "cursor", "seq", "type")
+    __slots__ = ("_event", "_rendered", "cursor", "event_id", "seq", "type")
 
     def __init__(self, event: Event) -> None:
         assert event.seq is not None, "the hub hands on sequenced events only"
@@ -46,6 +46,7 @@ class Delivery:
         self.seq: int = event.seq
         self.type = event.type
         self.cursor = feed.encode_seq(event.seq)
+        self.event_id = feed.envelope_id(event.id)
         self._rendered: dict[tuple[str, bool], str] = {}
 
     def envelope(self, anonymous: bool) -> str:

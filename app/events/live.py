@@ -202,17 +202,21 @@ def _error_frame(code: str, message: str, details: list[dict[str, Any]]) -> str:
     return json.dumps({"type": "error", "error": error})
 
 
+def _sse(delivery: Delivery, anonymous: bool) -> ServerSentEvent:
+    return ServerSentEvent(raw_data=delivery.envelope(anonymous), id=delivery.event_id)
+
+
 async def sse_events(
     stream: LiveStream, after_seq: int | None, heartbeat_s: float
 ) -> AsyncIterator[ServerSentEvent]:
-    """The stream as Server-Sent Events: `id:` is the cursor (a reconnecting browser sends it
-    back as Last-Event-ID), the data the envelope; a comment when idle for `heartbeat_s`. A
+    """The stream as Server-Sent Events: `id:` is the event's id (a reconnecting browser sends
+    it back as Last-Event-ID), the data the envelope; a comment when idle for `heartbeat_s`. A
     client dropped for falling behind sees the stream end, and reconnects."""
     anonymous = stream.viewer.anonymous
     try:
         if after_seq is not None:
             async for delivery in stream.replay(after_seq):
-                yield ServerSentEvent(raw_data=delivery.envelope(anonymous), id=delivery.cursor)
+                yield _sse(delivery, anonymous)
         while True:
             try:
                 delivery = await asyncio.wait_for(stream.next_live(), heartbeat_s)
@@ -222,6 +226,6 @@ async def sse_events(
             except SlowClient:
                 return
             if stream.take(delivery):
-                yield ServerSentEvent(raw_data=delivery.envelope(anonymous), id=delivery.cursor)
+                yield _sse(delivery, anonymous)
     finally:
         stream.close()

@@ -240,3 +240,11 @@ async def ticket_holder(session: AsyncSession, digest: str) -> tuple[str, str, s
 async def delete_expired_tickets(session: AsyncSession, now: datetime) -> int:
     result = await session.execute(delete(StreamTicket).where(StreamTicket.expires_at <= now))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def seq_of(session: AsyncSession, event_id: str) -> int | None:
+    """The feed position of a sequenced event; None when there is none by the id (never
+    numbered, or purged or erased since)."""
+    return await session.scalar(
+        select(Event.seq).where(Event.id == event_id, Event.seq.is_not(None))
+    )

@@ -153,18 +153,21 @@ async def _stream_viewer(
     return await live.open_viewer(request, ticket)
 
 
-def _resume_after(
+async def _resume_after(
+    runtime: RuntimeDep,
     last_event_id: Annotated[
         str | None,
         Header(
             alias="Last-Event-ID",
-            description="the `id:` of the last event received: replay every later one first",
+            description="the `id:` (event id) of the last event received: replay every later "
+            "one first",
         ),
     ] = None,
 ) -> int | None:
     if last_event_id is None:
         return None
-    return feed.decode_seq(last_event_id, loc="header.Last-Event-ID")
+    async with runtime.read_sessionmaker() as session:
+        return await feed.seq_of_event_id(session, last_event_id, loc="header.Last-Event-ID")
 
 
 def _wanted_types(
@@ -178,7 +181,7 @@ def _wanted_types(
 _SSE_EXAMPLE = (
     ": heartbeat\n\n"
     'data: {"id": "evt_0193b6c8a1f27c3e9d4b5a6f7e8d9c0b", "type": "trade.filled", ...}\n'
-    "id: MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMmE\n\n"
+    "id: evt_0193b6c8a1f27c3e9d4b5a6f7e8d9c0b\n\n"
 )
 
 
@@ -188,7 +191,7 @@ _SSE_EXAMPLE = (
     responses={
         200: {
             "description": "an endless `text/event-stream`: each event's `data:` is its "
-            "envelope and its `id:` its cursor; comments are heartbeats",
+            "envelope and its `id:` the event's id; comments are heartbeats",
             "content": {
                 "text/event-stream": {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}
             },
@@ -202,7 +205,7 @@ async def events_stream(
     after_seq: Annotated[int | None, Depends(_resume_after)],
     types: Annotated[frozenset[str] | None, Depends(_wanted_types)],
 ) -> AsyncIterator[ServerSentEvent]:
-    """The live stream as Server-Sent Events: `id:` is the event's cursor, the data its
+    """The live stream as Server-Sent Events: `id:` is the event's id, the data its
     envelope; idle, a comment every STREAM_HEARTBEAT_S."""
     # Everything that can refuse the request is a dependency: this body runs once the
     # response has begun.

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import JsonDict, JsonValue
 
+from app.events.feed import envelope_id
 from app.events.types import EventType
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.webhooks import DISPATCHED, MAX_URL_LENGTH
@@ -174,7 +175,7 @@ class DeliveryOut(BaseModel):
     def of(cls, row: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:
         return cls(
             id=row.id,
-            event_id=f"evt_{row.event_id}",
+            event_id=envelope_id(row.event_id),
             status=DeliveryStatus(row.status),
             replay=row.source != DISPATCHED,
             created_at=row.created_at,
