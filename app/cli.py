@@ -191,6 +191,10 @@ def serve(host: str, port: int, certfile: str | None = None, keyfile: str | None
         log_config=None,
         ws_ping_interval=heartbeat,
         ws_ping_timeout=heartbeat,
+        # A live stream's frames are small and each is sent to many sockets: per-message
+        # compression would keep a compressor per connection, about half of an idle one's
+        # memory (bench/events.py), for little saved on the wire.
+        ws_per_message_deflate=False,
         **tls,
     )
 
