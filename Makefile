@@ -42,8 +42,10 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# One pytest process per core (at most 4), each test file whole on one of them: its module's
+# fixtures (API replicas, worker stacks) start once.
 test: lint ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
-	$(BIN)/pytest --cov --cov-report=term --cov-report=xml --cov-report=html
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-report=html
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
 	$(BIN)/botmarket migrate

@@ -31,7 +31,17 @@ from tests.fakes import RunningFakes, serve_fakes
 from tests.sandbox_server import SandboxServer, serve_sandbox
 
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
-REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def redis_db(slot: int) -> int:
+    """The Redis database of one use (0: the general one, 1: the worker stack's, 2: the
+    backtest worker's), each pytest-xdist worker with three of its own: one worker's queues,
+    flushes and locks never reach another's tests."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    return 15 - 3 * worker - slot
+
+
+REDIS_URL = f"redis://127.0.0.1:6379/{redis_db(0)}"
 
 
 def services_required(environ: Mapping[str, str]) -> bool:

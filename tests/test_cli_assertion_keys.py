@@ -17,7 +17,7 @@ from app.core.migrations import migrate
 from app.core.signing import generate_seed
 from app.models import ApiKey, Marketplace, MarketplaceAssertionKey
 from tests.assertion_signers import Secp256k1Signer
-from tests.conftest import fresh_mariadb_database
+from tests.conftest import REDIS_URL, fresh_mariadb_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # What a production start needs besides the database (app/core/settings.py refuses less).
 PRODUCTION = {
     "ENVIRONMENT": "production",
-    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "REDIS_URL": REDIS_URL,
     "METRICS_PORT": "9100",
     "SIGNING_KEYS": f"cli:{generate_seed()}",
 }

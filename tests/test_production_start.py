@@ -28,7 +28,7 @@ from app.core.signing import generate_seed
 from app.main import create_app
 from app.models import ApiKey, Marketplace
 from tests.assertion_signers import Ed25519Signer
-from tests.conftest import fresh_mariadb_database
+from tests.conftest import REDIS_URL, fresh_mariadb_database
 
 ROOT = Path(__file__).resolve().parent.parent
 A_SECRET = "sk-never-echo-this-secret"
@@ -102,7 +102,7 @@ def production(database_url: str, **changes: object) -> Settings:
     return Settings(
         environment="production",
         database_url=database_url,
-        redis_url="redis://127.0.0.1:6379/15",
+        redis_url=REDIS_URL,
         fernet_keys=FERNET_KEYS,
         signing_keys=SIGNING_KEYS,
         metrics_port=9100,
@@ -176,7 +176,7 @@ def test_botmarket_serve_refuses_an_unsigned_marketplace_plainly(
         tmp_path,
         ENVIRONMENT="production",
         DATABASE_URL=production_database,
-        REDIS_URL="redis://127.0.0.1:6379/15",
+        REDIS_URL=REDIS_URL,
         FERNET_KEYS=FERNET_KEYS,
         SIGNING_KEYS=SIGNING_KEYS,
         METRICS_PORT="9100",
@@ -197,7 +197,7 @@ def test_a_production_start_that_cannot_read_its_database_says_so_plainly(
             tmp_path,
             ENVIRONMENT="production",
             DATABASE_URL=unmigrated,
-            REDIS_URL="redis://127.0.0.1:6379/15",
+            REDIS_URL=REDIS_URL,
             FERNET_KEYS=FERNET_KEYS,
             SIGNING_KEYS=SIGNING_KEYS,
             METRICS_PORT="9100",

@@ -24,7 +24,7 @@ from app.api_keys.schemas import Scope
 from app.backtests.flows import CHUNK
 from app.models import Backtest
 from tests.backtests.conftest import make_bot, start
-from tests.conftest import make_key
+from tests.conftest import make_key, redis_db
 from tests.fakes import RunningFakes
 from tests.helpers import headers
 from tests.sandbox_server import SandboxServer
@@ -33,7 +33,7 @@ from tests.workers.test_celery_e2e import Stack, api, redis_mariadb_stack, wait_
 pytestmark = pytest.mark.slow
 
 LEASE_S, SWEEP_S = 3, 1
-REDIS_DB = 13  # not the other worker suites' database: this one may run beside them
+REDIS_DB = redis_db(2)  # not the other worker suites' database: this one may run beside them
 # A year of 1h candles: 18 chunks, enough to watch the progress rise and to kill mid-run.
 YEAR = {"start": "2025-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
 CANDLES = 8760

@@ -32,13 +32,13 @@ from app.core.settings import Settings
 from app.main import create_app
 from app.models import Decision, PerformanceLog, Position, Trade
 from tests.api.test_contract import listed_bot
-from tests.conftest import fresh_mariadb_database, make_key, require_service
+from tests.conftest import fresh_mariadb_database, make_key, redis_db, require_service
 from tests.fakes import RunningFakes
 from tests.helpers import headers, new_principal
 from tests.sandbox_server import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_DB = 14
+REDIS_DB = redis_db(1)
 ALWAYS_BUY = {
     "voters": [{"provider": "openai", "model": "gpt-4o-mini"}],
     "ensemble": {"indicator_weight": "0", "quorum": 1},
