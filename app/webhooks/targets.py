@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -75,8 +76,8 @@ class TargetPolicy:
         if self.public_only:
             await public_address(httpx.URL(url))
 
-    def transport(self) -> httpx.AsyncBaseTransport:
-        inner = httpx.AsyncHTTPTransport()
+    def transport(self, tls: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+        inner = httpx.AsyncHTTPTransport(verify=tls)
         return PublicAddressTransport(inner) if self.public_only else inner
 
 
