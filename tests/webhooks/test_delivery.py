@@ -28,8 +28,8 @@ from tests.helpers import headers, new_principal
 from tests.webhooks.conftest import (
     URL,
     Harness,
+    HarnessFor,
     Receiver,
-    make_harness,
     register,
     seed,
     seed_bot_event,
@@ -209,12 +209,12 @@ async def test_a_delivery_fails_after_its_schedule_and_the_endpoint_is_disabled(
     admin_key: str,
     sessionmaker: async_sessionmaker[AsyncSession],
     receiver: Receiver,
+    harness_for: HarnessFor,
 ) -> None:
-    harness = make_harness(
+    harness = harness_for(
         webhook_settings(
             settings, webhook_retry_schedule_s=[1.0, 1.0], webhook_disable_after_hours=2.5 / 3600
-        ),
-        sessionmaker,
+        )
     )
     hook = await register(client, developer_key, receiver.url)
     bot = (await create_bot(client, developer_key))["id"]
@@ -317,6 +317,7 @@ async def test_production_refuses_an_internal_address_at_delivery(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     receiver: Receiver,
+    harness_for: HarnessFor,
 ) -> None:
     """Registered while allowed (here: in development; in production, a name that resolved
     to a public address then), refused at the address it resolves to when delivering."""
@@ -325,9 +326,8 @@ async def test_production_refuses_an_internal_address_at_delivery(
         await register(client, marketplace_key, f"https://localhost:{port}/hook"),
         await register(client, marketplace_key, receiver.url),
     ]
-    production = make_harness(
-        webhook_settings(settings).model_copy(update={"environment": Environment.production}),
-        sessionmaker,
+    production = harness_for(
+        webhook_settings(settings).model_copy(update={"environment": Environment.production})
     )
     await seed(sessionmaker, new_principal(), 1)
     assert await production.dispatch() == 0
