@@ -38,10 +38,14 @@ Then, in order:
 The bench raises its open-file limit (RLIMIT_NOFILE) to the hard limit; the server and the
 clients inherit it. With a hard limit too low for --connections, it says so and opens fewer.
 
-The last line printed is one JSON object with every figure, also written to
-bench/results/events.json. The exit status is 1 when a target is missed.
+--only webhooks runs (5) alone: the keys and renters seeded, no feed events, tickets,
+WebSockets or wrk; under a minute, to measure a change to the delivery flows.
 
-Usage: python bench/events.py [--connections 10000] [--clients 2]
+The last line printed is one JSON object with every figure, also written to
+bench/results/events.json (bench/results/events-webhooks.json for --only webhooks). The exit
+status is 1 when a target is missed.
+
+Usage: python bench/events.py [--connections 10000] [--clients 2] [--only webhooks]
 Needs wrk (apt-get install -y wrk), MariaDB (root@127.0.0.1:3306) and Redis (127.0.0.1:6379).
 """
 
@@ -614,12 +618,7 @@ def feed_phase(
                 result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / served, 3)
                 print(f"  round {n + 1}: {name} {result}", file=sys.stderr)
                 rounds[name].append(result)
-        registered = httpx.post(
-            f"{api.url}/api/v1/webhooks",
-            json={"url": receiver_url, "types": [WEBHOOK_TYPE.value], "description": "bench"},
-            headers={"X-API-Key": bench.keys[0]},
-        )
-        registered.raise_for_status()
+        endpoint_id = register_endpoint(api.url, bench, receiver_url)
     figures: dict[str, Any] = {"page_items": page_size}
     for name, runs in rounds.items():
         figures[name] = {
@@ -630,7 +629,26 @@ def feed_phase(
         figures[name]["rounds_req_s"] = [r["req_s"] for r in runs]
     figures["ratio"] = round(figures["feed"]["req_s"] / figures["baseline"]["req_s"], 3)
     figures["met"] = figures["ratio"] >= 0.20 and figures["feed"]["errors"] == 0
-    return figures, str(registered.json()["id"])
+    return figures, endpoint_id
+
+
+def register_endpoint(api_url: str, bench: Seed, receiver_url: str) -> str:
+    """The webhook endpoint of (5), registered through the API for the local receiver."""
+    registered = httpx.post(
+        f"{api_url}/api/v1/webhooks",
+        json={"url": receiver_url, "types": [WEBHOOK_TYPE.value], "description": "bench"},
+        headers={"X-API-Key": bench.keys[0]},
+    )
+    registered.raise_for_status()
+    return str(registered.json()["id"])
+
+
+def webhooks_only_endpoint(
+    bench: Seed, env: dict[str, str], workdir: Path, receiver_url: str
+) -> None:
+    """For `--only webhooks`: the API up just long enough to register (5)'s endpoint."""
+    with uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api:
+        register_endpoint(api.url, bench, receiver_url)
 
 
 # -- (5): webhooks ---------------------------------------------------------------------------
@@ -711,12 +729,20 @@ def _children(pid: int) -> list[int]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    c, r, b = results["connections"], results["renters"], results["broadcast"]
-    f, w = results["feed"], results["webhooks"]
-
     def met(name: str) -> str:
         return f"{TARGETS[name]} — " + ("met" if results[name]["met"] else "MISSED")
 
+    w = results["webhooks"]
+    webhooks = (
+        f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
+        f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
+        f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
+        f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}"
+    )
+    if "connections" not in results:  # --only webhooks
+        return webhooks
+    c, r, b = results["connections"], results["renters"], results["broadcast"]
+    f = results["feed"]
     return "\n".join(
         [
             f"(1) connections: {c['opened']} of {c['wanted']} open in {c['open_s']} s "
@@ -737,10 +763,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"ratio {f['ratio']}\n"
             f"    req/s per round: feed {f['feed']['rounds_req_s']}, bare "
             f"{f['baseline']['rounds_req_s']}\n    {met('feed')}",
-            f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
-            f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
-            f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
-            f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}",
+            webhooks,
         ]
     )
 
@@ -773,6 +796,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--wrk-connections", type=int, default=64)
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--webhook-timeout-s", type=float, default=120.0)
+    parser.add_argument(
+        "--only",
+        choices=["webhooks"],
+        help="run only (5), seeding no feed events and opening no sockets",
+    )
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
     args = parser.parse_args()
@@ -784,14 +812,17 @@ def parse_args() -> argparse.Namespace:
             file=sys.stderr,
         )
     args.broadcast = min(args.broadcast, args.connections // 2)
+    if args.only == "webhooks":
+        args.feed_events = args.connections = args.broadcast = 0
     return args
 
 
 def main() -> None:
     args = parse_args()
-    if shutil.which("wrk") is None:
+    if args.only is None and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    spread = -(-(args.connections - args.broadcast) // args.per_renter)
+    # --only webhooks: the renters (5)'s events are written for, and no connection.
+    spread = -(-(args.connections - args.broadcast) // args.per_renter) or args.feed_renters
     args.feed_renters = min(args.feed_renters, spread)
     redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
     Redis.from_url(redis_url).flushdb()
@@ -830,10 +861,14 @@ def main() -> None:
         ]
         receiver_url = f"http://127.0.0.1:{port}/hook"
         with serving(receiver_cmd, env, workdir / "receiver.log", f"http://127.0.0.1:{port}/stats"):
-            print("(1)-(3) live stream ...", file=sys.stderr)
-            results = live_phases(args, bench, env, workdir)
-            print("(4) feed ...", file=sys.stderr)
-            results["feed"], _ = feed_phase(args, bench, env, workdir, receiver_url)
+            if args.only == "webhooks":
+                results: dict[str, dict[str, Any]] = {}
+                webhooks_only_endpoint(bench, env, workdir, receiver_url)
+            else:
+                print("(1)-(3) live stream ...", file=sys.stderr)
+                results = live_phases(args, bench, env, workdir)
+                print("(4) feed ...", file=sys.stderr)
+                results["feed"], _ = feed_phase(args, bench, env, workdir, receiver_url)
             print("(5) webhooks ...", file=sys.stderr)
             results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
     Redis.from_url(redis_url).flushdb()
@@ -861,9 +896,11 @@ def report(
         "targets": TARGETS,
         "results": results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    # A part alone leaves the whole run's figures be: bench/results/events-webhooks.json.
+    results_file = RESULTS.with_stem(f"events-{args.only}") if args.only else RESULTS
+    results_file.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(summary, sort_keys=True)
-    RESULTS.write_text(line + "\n")
+    results_file.write_text(line + "\n")
     print(line)
     if missed := [name for name, figures in results.items() if not figures["met"]]:
         raise SystemExit(f"targets missed: {', '.join(missed)}")

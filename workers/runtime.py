@@ -132,6 +132,7 @@ class WorkerRuntime:
         async def dispose() -> None:
             await self.clients.close()
             await self.voters.aclose()
+            await self.webhooks.aclose()
             if self.redis is not None:
                 await self.redis.aclose()
             await self.engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.schemas import Scope
@@ -146,34 +146,64 @@ async def claim(
     ).all()
 
 
-async def settle(
-    session: AsyncSession,
-    delivery_id: str,
-    lease_id: str,
-    status: str,
-    next_attempt_at: datetime | None,
-) -> None:
-    """Count an attempt and set what follows, if the claim is still this worker's (a lease
-    that ran out may have been taken over: the new holder settles it then)."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.lease_id == lease_id)
-        .values(
-            attempts=WebhookDelivery.attempts + 1,
-            status=status,
-            next_attempt_at=next_attempt_at,
-            lease_id=None,
-            leased_until=None,
+async def add_attempts(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    """Insert the attempts in one statement, through Core: no ORM object is wanted back."""
+    await (await session.connection()).execute(insert(WebhookAttempt), rows)
+
+
+def _settled(**values: object) -> dict[str, object]:
+    """What settling sets: one attempt more, and the claim released."""
+    return {
+        "attempts": WebhookDelivery.attempts + 1,
+        "lease_id": None,
+        "leased_until": None,
+        **values,
+    }
+
+
+async def settle_delivered(session: AsyncSession, lease_id: str, ids: Sequence[str]) -> None:
+    """Mark these deliveries delivered, those still claimed under `lease_id` (a lease that ran
+    out may have been taken over: the new holder settles it then)."""
+    if ids:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids), WebhookDelivery.lease_id == lease_id)
+            .values(_settled(status=DELIVERED, next_attempt_at=None))
+            .execution_options(synchronize_session=False)
         )
-    )
 
 
-async def endpoint_answered(session: AsyncSession, endpoint_id: str) -> None:
-    await session.execute(
-        update(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_not(None))
-        .values(failing_since=None)
-    )
+async def settle_undelivered(
+    session: AsyncSession, lease_id: str, retries: Sequence[tuple[str, str, datetime | None]]
+) -> None:
+    """Set each (delivery id, status, next attempt) still claimed under `lease_id`: one
+    statement run for all, through Core (the next attempts differ, jittered)."""
+    if retries:
+        statement = (
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == bindparam("delivery_id"),
+                WebhookDelivery.lease_id == lease_id,
+            )
+            .values(_settled(status=bindparam("new_status"), next_attempt_at=bindparam("retry_at")))
+        )
+        await (await session.connection()).execute(
+            statement,
+            [
+                {"delivery_id": delivery_id, "new_status": status, "retry_at": retry_at}
+                for delivery_id, status, retry_at in retries
+            ],
+        )
+
+
+async def endpoints_answered(session: AsyncSession, endpoint_ids: Sequence[str]) -> None:
+    if endpoint_ids:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(endpoint_ids), WebhookEndpoint.failing_since.is_not(None))
+            .values(failing_since=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def endpoint_failed(

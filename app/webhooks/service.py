@@ -27,7 +27,7 @@ from app.events.types import EventType
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.webhooks import DISPATCHED
 from app.webhooks import repository
-from app.webhooks.repository import DELIVERED, FAILED, PENDING
+from app.webhooks.repository import FAILED, PENDING
 from app.webhooks.schemas import WebhookCreate, WebhookUpdate
 from app.webhooks.targets import TargetPolicy, TargetRefused
 
@@ -213,45 +213,63 @@ class Outbound:
 
     delivery_id: str
     endpoint_id: str
-    lease_id: str
+    # Failed attempts before this one: where the retry schedule stands.
+    attempts_before: int
     url: str
     body: bytes
     headers: dict[str, str] = field(repr=False)
 
 
-def outbound(
-    delivery: WebhookDelivery,
-    endpoint: WebhookEndpoint,
-    event: Event,
+def outbounds(
+    claimed: Sequence[tuple[WebhookDelivery, WebhookEndpoint, Event]],
     keyring: Keyring,
     sent_at: datetime,
-) -> Outbound:
-    """The envelope, the same bytes as in the owner's feed, with the Standard Webhooks
-    headers: the event's id, the time of sending, and a signature by each live secret."""
-    envelope = feed.to_out(event, anonymous=viewer_of(endpoint).anonymous)
-    body = envelope.model_dump_json().encode()
-    signing = [endpoint.secret_ciphertext]
+) -> list[Outbound]:
+    """Each claimed delivery's envelope, the same bytes as in the owner's feed, with the
+    Standard Webhooks headers: the event's id, the time of sending, and a signature by each
+    live secret. An event's envelope is rendered once for all its endpoints, an endpoint's
+    secrets decrypted once for all its deliveries."""
+    bodies: dict[tuple[str, bool], tuple[str, bytes]] = {}
+    signers: dict[str, list[Webhook]] = {}
+    made = []
+    for delivery, endpoint, event in claimed:
+        anonymous = viewer_of(endpoint).anonymous
+        if (event.id, anonymous) not in bodies:
+            envelope = feed.to_out(event, anonymous=anonymous)
+            bodies[event.id, anonymous] = envelope.id, envelope.model_dump_json().encode()
+        envelope_id, body = bodies[event.id, anonymous]
+        if endpoint.id not in signers:
+            signers[endpoint.id] = [
+                Webhook(keyring.decrypt(ciphertext))
+                for ciphertext in _live_secrets(endpoint, sent_at)
+            ]
+        signatures = [signer.sign(envelope_id, sent_at, body) for signer in signers[endpoint.id]]
+        made.append(
+            Outbound(
+                delivery_id=delivery.id,
+                endpoint_id=endpoint.id,
+                attempts_before=delivery.attempts,
+                url=endpoint.url,
+                body=body,
+                headers={
+                    "content-type": "application/json",
+                    "webhook-id": envelope_id,
+                    "webhook-timestamp": str(int(sent_at.timestamp())),
+                    "webhook-signature": " ".join(signatures),
+                },
+            )
+        )
+    return made
+
+
+def _live_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    """The ciphertexts of the secrets that sign now: the current one, and the previous one
+    until it expires."""
+    live = [endpoint.secret_ciphertext]
     expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret_ciphertext is not None and expires and expires > sent_at:
-        signing.append(endpoint.previous_secret_ciphertext)
-    signatures = [
-        Webhook(keyring.decrypt(ciphertext)).sign(envelope.id, sent_at, body)
-        for ciphertext in signing
-    ]
-    assert delivery.lease_id is not None, "only a claimed delivery is sent"
-    return Outbound(
-        delivery_id=delivery.id,
-        endpoint_id=endpoint.id,
-        lease_id=delivery.lease_id,
-        url=endpoint.url,
-        body=body,
-        headers={
-            "content-type": "application/json",
-            "webhook-id": envelope.id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": " ".join(signatures),
-        },
-    )
+    if endpoint.previous_secret_ciphertext is not None and expires and expires > now:
+        live.append(endpoint.previous_secret_ciphertext)
+    return live
 
 
 @dataclass(frozen=True)
@@ -268,38 +286,58 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-async def record_attempt(
+async def record_attempts(
     session: AsyncSession,
-    sent: Outbound,
-    outcome: Outcome,
-    attempts_before: int,
+    lease_id: str,
+    results: Sequence[tuple[Outbound, Outcome]],
     settings: Settings,
 ) -> None:
-    """Keep the attempt, settle the delivery (delivered, retried later, or failed once the
-    schedule is spent) and the endpoint (answering, or failing long enough to disable)."""
-    session.add(
-        WebhookAttempt(
-            delivery_id=sent.delivery_id,
-            attempted_at=outcome.attempted_at,
-            status_code=outcome.status_code,
-            duration_ms=outcome.duration_ms,
-            error=outcome.error,
-        )
+    """Keep the attempts, settle their deliveries (delivered, retried later, or failed once
+    the schedule is spent) if `lease_id` still holds them, and note each endpoint's health
+    once: answering if any of its attempts here got a 2xx, else failing (long enough, and it
+    is disabled)."""
+    await repository.add_attempts(
+        session,
+        [
+            {
+                "id": new_id(),
+                "delivery_id": sent.delivery_id,
+                "attempted_at": outcome.attempted_at,
+                "status_code": outcome.status_code,
+                "duration_ms": outcome.duration_ms,
+                "error": outcome.error,
+            }
+            for sent, outcome in results
+        ],
     )
-    if outcome.delivered:
-        await repository.settle(session, sent.delivery_id, sent.lease_id, DELIVERED, None)
-        await repository.endpoint_answered(session, sent.endpoint_id)
-        return
-    retry_at = next_attempt_at(outcome.attempted_at, attempts_before + 1, settings)
-    await repository.settle(
-        session, sent.delivery_id, sent.lease_id, PENDING if retry_at else FAILED, retry_at
+    await repository.settle_delivered(
+        session, lease_id, [sent.delivery_id for sent, outcome in results if outcome.delivered]
     )
+    retries = []
+    for sent, outcome in results:
+        if not outcome.delivered:
+            retry_at = next_attempt_at(outcome.attempted_at, sent.attempts_before + 1, settings)
+            retries.append((sent.delivery_id, PENDING if retry_at else FAILED, retry_at))
+    await repository.settle_undelivered(session, lease_id, retries)
+    await _note_endpoints(session, results, settings)
+
+
+async def _note_endpoints(
+    session: AsyncSession, results: Sequence[tuple[Outbound, Outcome]], settings: Settings
+) -> None:
+    answered = {sent.endpoint_id for sent, outcome in results if outcome.delivered}
+    await repository.endpoints_answered(session, sorted(answered))
+    failures: dict[str, list[datetime]] = {}
+    for sent, outcome in results:
+        if sent.endpoint_id not in answered:
+            failures.setdefault(sent.endpoint_id, []).append(outcome.attempted_at)
     failing_for = timedelta(hours=settings.webhook_disable_after_hours)
-    endpoint = await repository.endpoint_failed(
-        session, sent.endpoint_id, outcome.attempted_at, outcome.attempted_at - failing_for
-    )
-    if endpoint is not None:
-        disable(session, endpoint, outcome.attempted_at, failing_for)
+    # In id order, as answered above: two jobs lock the endpoints they share in one order.
+    for endpoint_id, failed_at in sorted(failures.items()):
+        first, last = min(failed_at), max(failed_at)
+        endpoint = await repository.endpoint_failed(session, endpoint_id, first, last - failing_for)
+        if endpoint is not None:
+            disable(session, endpoint, last, failing_for)
 
 
 def next_attempt_at(failed_at: datetime, attempts: int, settings: Settings) -> datetime | None:

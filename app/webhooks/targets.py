@@ -19,6 +19,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # IPv6 prefix that carries an IPv4 address in its last 32 bits (RFC 6052's NAT64).
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# httpx's default of 100 connections at once, every one of them kept open after its answer
+# (httpx keeps 20) for the next job's deliveries; closed after 5 s unused.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0)
 
 
 class TargetRefused(httpx.TransportError):
@@ -76,7 +79,7 @@ class TargetPolicy:
             await public_address(httpx.URL(url))
 
     def transport(self) -> httpx.AsyncBaseTransport:
-        inner = httpx.AsyncHTTPTransport()
+        inner = httpx.AsyncHTTPTransport(limits=LIMITS)
         return PublicAddressTransport(inner) if self.public_only else inner
 
 

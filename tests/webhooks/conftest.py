@@ -4,7 +4,7 @@ test moves, and events seeded straight through the writer."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -155,9 +155,28 @@ def make_harness(settings: Settings, sessionmaker: async_sessionmaker[AsyncSessi
     return Harness(WebhookFlows(sessionmaker, keyring, settings, enqueue, clock), clock, jobs)
 
 
+HarnessFor = Callable[[Settings], Harness]
+
+
 @pytest.fixture
-def harness(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Harness:
-    return make_harness(webhook_settings(settings), sessionmaker)
+async def harness_for(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[HarnessFor]:
+    """Makes harnesses under other settings; their clients are closed after the test."""
+    made: list[Harness] = []
+
+    def harness_for(settings: Settings) -> Harness:
+        made.append(make_harness(settings, sessionmaker))
+        return made[-1]
+
+    yield harness_for
+    for harness in made:
+        await harness.flows.aclose()
+
+
+@pytest.fixture
+def harness(settings: Settings, harness_for: HarnessFor) -> Harness:
+    return harness_for(webhook_settings(settings))
 
 
 async def register(client: httpx.AsyncClient, key: str, url: str, **body: object) -> dict[str, Any]:

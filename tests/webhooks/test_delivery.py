@@ -20,7 +20,7 @@ from app.core.db import new_id, session_scope, utcnow
 from app.core.settings import Environment, Settings
 from app.events import feed
 from app.events.types import EventType
-from app.models import WebhookAttempt, WebhookDelivery
+from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks import repository
 from tests.api.test_contract import create_bot
 from tests.conftest import make_key
@@ -28,8 +28,8 @@ from tests.helpers import headers, new_principal
 from tests.webhooks.conftest import (
     URL,
     Harness,
+    HarnessFor,
     Receiver,
-    make_harness,
     register,
     seed,
     seed_bot_event,
@@ -134,6 +134,51 @@ async def test_a_receiver_down_for_a_while_gets_every_event_once_back(
         assert [a["error"] for a in item["attempts"]] == ["answered 503"] * 2 + [None]
 
 
+async def test_one_job_of_sends_that_succeed_and_fail_records_each(
+    client: httpx.AsyncClient,
+    marketplace_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    harness: Harness,
+    receiver: Receiver,
+    other_receiver: Receiver,
+) -> None:
+    down = await register(client, marketplace_key, receiver.url)
+    up = await register(client, marketplace_key, other_receiver.url)
+    receiver.status = 500
+    events = await seed(sessionmaker, new_principal(), 3)
+    await harness.flows.dispatch()
+    assert len(harness.jobs) == 1  # all six deliveries in one job, recorded together
+    assert await harness.run_jobs() == 3
+
+    async def deliveries(hook: dict) -> list[dict]:
+        page = await client.get(f"{URL}/{hook['id']}/deliveries", headers=headers(marketplace_key))
+        items: list[dict] = page.json()["items"]
+        assert sorted(item["event_id"] for item in items) == sorted(events)
+        return items
+
+    for item in await deliveries(up):
+        assert item["status"] == "delivered" and item["next_attempt_at"] is None
+        assert [(a["status_code"], a["error"]) for a in item["attempts"]] == [(200, None)]
+    for item in await deliveries(down):
+        assert item["status"] == "pending" and item["next_attempt_at"] is not None
+        assert [(a["status_code"], a["error"]) for a in item["attempts"]] == [(500, "answered 500")]
+    async with sessionmaker() as session:
+        rows = await session.execute(select(WebhookEndpoint.id, WebhookEndpoint.failing_since))
+        failing = {endpoint_id: since for endpoint_id, since in rows}
+    assert failing[up["id"]] is None and failing[down["id"]] is not None
+    # Back up: the retries are delivered, and the endpoint answers again.
+    receiver.status = 200
+    assert await harness.retry_after(1) == 3
+    assert sorted(receiver.ids()) == sorted(events)
+    async with sessionmaker() as session:
+        assert (
+            await session.scalar(
+                select(WebhookEndpoint.failing_since).where(WebhookEndpoint.id == down["id"])
+            )
+            is None
+        )
+
+
 async def test_a_refused_connection_is_retried(
     client: httpx.AsyncClient,
     marketplace_key: str,
@@ -164,12 +209,12 @@ async def test_a_delivery_fails_after_its_schedule_and_the_endpoint_is_disabled(
     admin_key: str,
     sessionmaker: async_sessionmaker[AsyncSession],
     receiver: Receiver,
+    harness_for: HarnessFor,
 ) -> None:
-    harness = make_harness(
+    harness = harness_for(
         webhook_settings(
             settings, webhook_retry_schedule_s=[1.0, 1.0], webhook_disable_after_hours=2.5 / 3600
-        ),
-        sessionmaker,
+        )
     )
     hook = await register(client, developer_key, receiver.url)
     bot = (await create_bot(client, developer_key))["id"]
@@ -272,6 +317,7 @@ async def test_production_refuses_an_internal_address_at_delivery(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     receiver: Receiver,
+    harness_for: HarnessFor,
 ) -> None:
     """Registered while allowed (here: in development; in production, a name that resolved
     to a public address then), refused at the address it resolves to when delivering."""
@@ -280,9 +326,8 @@ async def test_production_refuses_an_internal_address_at_delivery(
         await register(client, marketplace_key, f"https://localhost:{port}/hook"),
         await register(client, marketplace_key, receiver.url),
     ]
-    production = make_harness(
-        webhook_settings(settings).model_copy(update={"environment": Environment.production}),
-        sessionmaker,
+    production = harness_for(
+        webhook_settings(settings).model_copy(update={"environment": Environment.production})
     )
     await seed(sessionmaker, new_principal(), 1)
     assert await production.dispatch() == 0
