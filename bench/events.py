@@ -35,6 +35,9 @@ Then, in order:
                    the first dispatch to the receiver's last new webhook-id; every event must
                    arrive.
 
+--only feed runs (4) alone: no tickets, WebSockets, worker or receiver; a minute or two, to
+measure a change to the feed's GET.
+
 The bench raises its open-file limit (RLIMIT_NOFILE) to the hard limit; the server and the
 clients inherit it. With a hard limit too low for --connections, it says so and opens fewer.
 
@@ -196,7 +199,7 @@ async def seed(database_url: str, args: argparse.Namespace, spread: int) -> Seed
     owners = [0] * args.broadcast + [
         1 + n // args.per_renter for n in range(spread * args.per_renter)
     ]
-    owners = owners[: args.connections]
+    owners = [] if args.only == "feed" else owners[: args.connections]
     issued: list[tuple[str, int]] = []
     async with session_scope(sessionmaker) as session:
         for owner in owners:
@@ -570,10 +573,14 @@ def live_phases(
 
 
 def feed_phase(
-    args: argparse.Namespace, bench: Seed, env: dict[str, str], workdir: Path, receiver_url: str
-) -> tuple[dict[str, Any], str]:
+    args: argparse.Namespace,
+    bench: Seed,
+    env: dict[str, str],
+    workdir: Path,
+    receiver_url: str | None,
+) -> dict[str, Any]:
     """wrk on the feed and on the bare app, alternating; then, while the API is up, the
-    webhook endpoint registered for (5). Returns the figures and the endpoint's id."""
+    webhook endpoint registered for (5) when there is a receiver. Returns the figures."""
     principals = [p for _, p in bench.renters[1 : 1 + args.feed_renters]]
     scripts = {
         "baseline": lua_script(
@@ -614,12 +621,13 @@ def feed_phase(
                 result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / served, 3)
                 print(f"  round {n + 1}: {name} {result}", file=sys.stderr)
                 rounds[name].append(result)
-        registered = httpx.post(
-            f"{api.url}/api/v1/webhooks",
-            json={"url": receiver_url, "types": [WEBHOOK_TYPE.value], "description": "bench"},
-            headers={"X-API-Key": bench.keys[0]},
-        )
-        registered.raise_for_status()
+        if receiver_url is not None:
+            registered = httpx.post(
+                f"{api.url}/api/v1/webhooks",
+                json={"url": receiver_url, "types": [WEBHOOK_TYPE.value], "description": "bench"},
+                headers={"X-API-Key": bench.keys[0]},
+            )
+            registered.raise_for_status()
     figures: dict[str, Any] = {"page_items": page_size}
     for name, runs in rounds.items():
         figures[name] = {
@@ -630,7 +638,7 @@ def feed_phase(
         figures[name]["rounds_req_s"] = [r["req_s"] for r in runs]
     figures["ratio"] = round(figures["feed"]["req_s"] / figures["baseline"]["req_s"], 3)
     figures["met"] = figures["ratio"] >= 0.20 and figures["feed"]["errors"] == 0
-    return figures, str(registered.json()["id"])
+    return figures
 
 
 # -- (5): webhooks ---------------------------------------------------------------------------
@@ -711,37 +719,45 @@ def _children(pid: int) -> list[int]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    c, r, b = results["connections"], results["renters"], results["broadcast"]
-    f, w = results["feed"], results["webhooks"]
-
-    def met(name: str) -> str:
-        return f"{TARGETS[name]} — " + ("met" if results[name]["met"] else "MISSED")
-
-    return "\n".join(
-        [
+    """A paragraph for each phase that ran."""
+    lines = {
+        "connections": lambda c: (
             f"(1) connections: {c['opened']} of {c['wanted']} open in {c['open_s']} s "
             f"(errors {c['errors'] or 0}); API RSS {c['api_rss_mb_before']} MB before, "
             f"{c['api_rss_mb_idle']} MB with all idle, {c['api_rss_mb_after']} MB after (2)-(3), "
-            f"peak {c['api_rss_mb_peak']} MB\n    {met('connections')}",
+            f"peak {c['api_rss_mb_peak']} MB"
+        ),
+        "renters": lambda r: (
             f"(2) renters: {r['events']} events at {r['rate_per_s']}/s, {r['frames_received']} of "
             f"{r['frames_expected']} frames; commit to receipt p50 {r['p50_ms']} ms, p99 "
-            f"{r['p99_ms']} ms, max {r['max_ms']} ms\n    {met('renters')}",
+            f"{r['p99_ms']} ms, max {r['max_ms']} ms"
+        ),
+        "broadcast": lambda b: (
             f"(3) broadcast: {b['events']} events to {b['connections']} connections, each "
             f"received by {b['received_each']}; all reached after median "
-            f"{b['all_reached_ms_median']} ms, worst {b['all_reached_ms_max']} ms\n"
-            f"    {met('broadcast')}",
+            f"{b['all_reached_ms_median']} ms, worst {b['all_reached_ms_max']} ms"
+        ),
+        "feed": lambda f: (
             f"(4) feed: {f['feed']['req_s']:.0f} req/s (p50 {f['feed']['p50_ms']} ms, p99 "
             f"{f['feed']['p99_ms']} ms, {f['feed']['errors']} errors, {f['page_items']} events "
             f"a page, {f['feed']['cpu_ms']} ms of CPU each) vs bare app "
             f"{f['baseline']['req_s']:.0f} req/s ({f['baseline']['cpu_ms']} ms of CPU each): "
             f"ratio {f['ratio']}\n"
             f"    req/s per round: feed {f['feed']['rounds_req_s']}, bare "
-            f"{f['baseline']['rounds_req_s']}\n    {met('feed')}",
+            f"{f['baseline']['rounds_req_s']}"
+        ),
+        "webhooks": lambda w: (
             f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
             f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
             f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
-            f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}",
-        ]
+            f"{w['worker_peak_rss_mb']} MB"
+        ),
+    }
+    return "\n".join(
+        f"{line(results[name])}\n    {TARGETS[name]} — "
+        + ("met" if results[name]["met"] else "MISSED")
+        for name, line in lines.items()
+        if name in results
     )
 
 
@@ -775,6 +791,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--webhook-timeout-s", type=float, default=120.0)
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
+    parser.add_argument("--only", choices=["feed"], help="run this phase alone: (4)")
     args = parser.parse_args()
     limit = raise_open_files(args.connections + SPARE_FDS)
     if limit < args.connections + SPARE_FDS:
@@ -829,13 +846,19 @@ def main() -> None:
             "off",
         ]
         receiver_url = f"http://127.0.0.1:{port}/hook"
-        with serving(receiver_cmd, env, workdir / "receiver.log", f"http://127.0.0.1:{port}/stats"):
-            print("(1)-(3) live stream ...", file=sys.stderr)
-            results = live_phases(args, bench, env, workdir)
+        if args.only == "feed":
             print("(4) feed ...", file=sys.stderr)
-            results["feed"], _ = feed_phase(args, bench, env, workdir, receiver_url)
-            print("(5) webhooks ...", file=sys.stderr)
-            results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
+            results = {"feed": feed_phase(args, bench, env, workdir, None)}
+        else:
+            with serving(
+                receiver_cmd, env, workdir / "receiver.log", f"http://127.0.0.1:{port}/stats"
+            ):
+                print("(1)-(3) live stream ...", file=sys.stderr)
+                results = live_phases(args, bench, env, workdir)
+                print("(4) feed ...", file=sys.stderr)
+                results["feed"] = feed_phase(args, bench, env, workdir, receiver_url)
+                print("(5) webhooks ...", file=sys.stderr)
+                results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
     Redis.from_url(redis_url).flushdb()
     report(args, results, seed_s, load_before)
 
