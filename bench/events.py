@@ -36,7 +36,7 @@ Then, in order:
                    arrive.
 
 --only feed runs (4) alone: no tickets, WebSockets, worker or receiver; a minute or two, to
-measure a change to the feed's GET.
+measure a change to the feed's GET. Its figures go to bench/results/events_feed.json.
 
 The bench raises its open-file limit (RLIMIT_NOFILE) to the hard limit; the server and the
 clients inherit it. With a hard limit too low for --connections, it says so and opens fewer.
@@ -866,9 +866,11 @@ def main() -> None:
 def report(
     args: argparse.Namespace, results: dict[str, dict[str, Any]], seed_s: float, load_before: str
 ) -> None:
+    sharing = "MariaDB, Redis and wrk"
+    if args.only is None:
+        sharing = f"{args.clients} client processes, {sharing}, the worker and the receiver"
     print(
-        f"\n{os.cpu_count()} CPUs shared by the API, {args.clients} client processes, MariaDB, "
-        f"Redis, wrk, the worker and the receiver; open-file limit "
+        f"\n{os.cpu_count()} CPUs shared by the API, {sharing}; open-file limit "
         f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; load average before / after: "
         f"{load_before} / {load_average()}\n"
     )
@@ -884,9 +886,11 @@ def report(
         "targets": TARGETS,
         "results": results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    # A run of one phase leaves the whole run's figures where they are.
+    results_file = RESULTS.with_name(f"events_{args.only}.json") if args.only else RESULTS
+    results_file.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(summary, sort_keys=True)
-    RESULTS.write_text(line + "\n")
+    results_file.write_text(line + "\n")
     print(line)
     if missed := [name for name, figures in results.items() if not figures["met"]]:
         raise SystemExit(f"targets missed: {', '.join(missed)}")
