@@ -76,8 +76,9 @@ async def _sequence_once(sessionmaker: async_sessionmaker[AsyncSession], limit: 
 async def sequence_if_behind(
     sessionmaker: async_sessionmaker[AsyncSession], read: AsyncSession
 ) -> None:
-    """Number pending events before a read, so a feed needs no beat to be current. One batch:
-    it holds more than a page, and the reader's next poll numbers on."""
+    """Number pending events before the live hub's read, so a stream needs no beat to be
+    current (the feed's `page` does the same from its own read). One batch: the next read
+    numbers on."""
     if await repository.any_unsequenced(read):
         await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
 
@@ -93,9 +94,8 @@ class Viewer:
     marketplace_id: str | None = None
 
     def visible(self) -> ColumnElement[bool] | None:
-        """Which events this reader may see (None: all); the feed and webhooks both ask here."""
-        if self.scope is Scope.marketplace:
-            assert self.marketplace_id is not None, "every marketplace key has a marketplace"
+        """Which events this reader may see (None: all): webhooks and a stream's replay ask
+        here, the feed's statement is built from the same rule (`_visible`)."""
         return _visible(
             self.scope,
             self.principal is not None,
@@ -130,9 +130,9 @@ def _visible(
     if scope is Scope.admin:
         return None
     if scope is Scope.marketplace:
-        assert marketplace_id is not None
+        assert marketplace_id is not None, "every marketplace key has a marketplace"
         if one_renter:
-            assert principal is not None
+            assert principal is not None, "a renter's share is named by its principal"
             return repository.renter(marketplace_id, principal)
         return repository.renters(marketplace_id)
     return repository.bots_of(owner_user_id, DEVELOPER_TYPES)
@@ -190,7 +190,7 @@ def decode_seq(cursor: str, loc: str = "query.after") -> int:
 
 
 @functools.cache
-def _head_and_page(scope: Scope, one_renter: bool, types: int | None) -> Rows:
+def _head_and_page(scope: Scope, one_renter: bool, owned: bool, types: int | None) -> Rows:
     """The feed's statement for a kind of viewer and a number of types (app/core/reads.py
     says why the feed is read as rows), built and compiled once."""
     visible = _visible(
@@ -198,7 +198,9 @@ def _head_and_page(scope: Scope, one_renter: bool, types: int | None) -> Rows:
         one_renter,
         bindparam("marketplace_id"),
         bindparam("principal"),
-        bindparam("owner_user_id"),
+        # A parameter is never NULL in SQL's sense (`= NULL` holds for no row): a viewer
+        # without an owner has a statement of its own, saying IS NULL as Viewer.visible does.
+        bindparam("owner_user_id") if owned else None,
     )
     return Rows(repository.head_and_page(visible, types))
 
@@ -212,7 +214,10 @@ async def _read_page(
 ) -> list[dict[str, Any]]:
     wanted = None if types is None else sorted(types)
     statement = _head_and_page(
-        viewer.scope, viewer.principal is not None, None if wanted is None else len(wanted)
+        viewer.scope,
+        viewer.principal is not None,
+        viewer.owner_user_id is not None,
+        None if wanted is None else len(wanted),
     )
     listed = {f"type_{n}": name for n, name in enumerate(wanted or ())}
     return await statement.all(
