@@ -190,7 +190,7 @@ def decode_seq(cursor: str, loc: str = "query.after") -> int:
 
 
 @functools.cache
-def _head_and_page(scope: Scope, one_renter: bool, owned: bool, types: int | None) -> Rows:
+def _page_with_head(scope: Scope, one_renter: bool, owned: bool, types: int | None) -> Rows:
     """The feed's statement for a kind of viewer and a number of types (app/core/reads.py
     says why the feed is read as rows), built and compiled once."""
     visible = _visible(
@@ -202,7 +202,10 @@ def _head_and_page(scope: Scope, one_renter: bool, owned: bool, types: int | Non
         # without an owner has a statement of its own, saying IS NULL as Viewer.visible does.
         bindparam("owner_user_id") if owned else None,
     )
-    return Rows(repository.head_and_page(visible, types))
+    return Rows(repository.page_with_head(visible, types))
+
+
+_HEAD_STATE = Rows(repository.HEAD_STATE)
 
 
 async def _read_page(
@@ -211,18 +214,21 @@ async def _read_page(
     after_seq: int,
     types: Collection[str] | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The head's state (None before the sequencer's first run) and the page's rows: one
+    statement, and the head's own when the page is empty (a poller that is caught up)."""
     wanted = None if types is None else sorted(types)
-    statement = _head_and_page(
+    statement = _page_with_head(
         viewer.scope,
         viewer.principal is not None,
         viewer.owner_user_id is not None,
         None if wanted is None else len(wanted),
     )
     listed = {f"type_{n}": name for n, name in enumerate(wanted or ())}
-    return await statement.all(
+    rows = await statement.all(
         reader, after_seq=after_seq, limit=limit, **viewer.parameters(), **listed
     )
+    return rows[0] if rows else await _HEAD_STATE.one_or_none(reader), rows
 
 
 async def page(
@@ -242,12 +248,12 @@ async def page(
 
     Events committed but not numbered yet are numbered first, one batch (more than a page;
     the reader's next poll numbers on), so a feed needs no beat to be current."""
-    rows = await _read_page(reader, viewer, after_seq, types, limit)
-    if not rows or rows[0]["behind"]:
+    state, rows = await _read_page(reader, viewer, after_seq, types, limit)
+    if state is None or state["behind"]:
         await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
-        rows = await _read_page(reader, viewer, after_seq, types, limit)
-    head: int | None = rows[0]["head"] if rows else None
-    events = [EventRow(**row) for row in rows if row["id"] is not None]
+        state, rows = await _read_page(reader, viewer, after_seq, types, limit)
+    head: int | None = state["head"] if state else None
+    events = [EventRow(**row) for row in rows]
     items = [to_out(event, anonymous=viewer.anonymous) for event in events]
     last_seq = events[-1].seq if events else after_seq
     if len(events) < limit and head is not None:
@@ -295,7 +301,7 @@ class Envelope(Protocol):
 
 
 class EventRow(NamedTuple):
-    """A row of the feed's read (repository.head_and_page)."""
+    """A row of the feed's page (repository.page_with_head)."""
 
     head: int
     behind: bool
