@@ -151,8 +151,15 @@ async def seed(
         marketplace_id = made[0].marketplace.id
     strategy = Strategy.model_validate(STRATEGY)
     developer_id = new_id()
+    # Every row names every column: a multi-row INSERT takes its columns from the first row.
     users: list[dict[str, Any]] = [
-        {"id": developer_id, "principal": None, "kind": "developer", "display_name": "bench"}
+        {
+            "id": developer_id,
+            "principal": None,
+            "marketplace_id": None,
+            "kind": "developer",
+            "display_name": "bench",
+        }
     ]
     renters = [principal_of(n) for n in range(principals + STORM_PRINCIPALS)]
     renter_ids = [new_id() for _ in renters]
