@@ -35,18 +35,17 @@ Then, in order:
                    the first dispatch to the receiver's last new webhook-id; every event must
                    arrive.
 
---only feed runs (4) alone: no tickets, WebSockets, worker or receiver; a minute or two, to
-measure a change to the feed's GET. --only webhooks runs (5) alone: the keys and renters
-seeded, no feed events, tickets, WebSockets or wrk; under a minute, to measure a change to the
-delivery flows. A phase run alone writes its figures to bench/results/events_<phase>.json.
-
 The bench raises its open-file limit (RLIMIT_NOFILE) to the hard limit; the server and the
 clients inherit it. With a hard limit too low for --connections, it says so and opens fewer.
 
-The last line printed is one JSON object with every figure, also written to
-bench/results/events.json. The exit status is 1 when a target is missed.
+--only webhooks runs (5) alone: the keys and renters seeded, no feed events, tickets,
+WebSockets or wrk; under a minute, to measure a change to the delivery flows.
 
-Usage: python bench/events.py [--connections 10000] [--clients 2] [--only feed|webhooks]
+The last line printed is one JSON object with every figure, also written to
+bench/results/events.json (bench/results/events-webhooks.json for --only webhooks). The exit
+status is 1 when a target is missed.
+
+Usage: python bench/events.py [--connections 10000] [--clients 2] [--only webhooks]
 Needs wrk (apt-get install -y wrk), MariaDB (root@127.0.0.1:3306) and Redis (127.0.0.1:6379).
 """
 
@@ -201,7 +200,7 @@ async def seed(database_url: str, args: argparse.Namespace, spread: int) -> Seed
     owners = [0] * args.broadcast + [
         1 + n // args.per_renter for n in range(spread * args.per_renter)
     ]
-    owners = [] if args.only == "feed" else owners[: args.connections]
+    owners = owners[: args.connections]
     issued: list[tuple[str, int]] = []
     async with session_scope(sessionmaker) as session:
         for owner in owners:
@@ -574,33 +573,11 @@ def live_phases(
 # -- (4): the feed ---------------------------------------------------------------------------
 
 
-def register_endpoint(api_url: str, bench: Seed, receiver_url: str) -> None:
-    """The webhook endpoint of (5), registered through the API for the local receiver."""
-    registered = httpx.post(
-        f"{api_url}/api/v1/webhooks",
-        json={"url": receiver_url, "types": [WEBHOOK_TYPE.value], "description": "bench"},
-        headers={"X-API-Key": bench.keys[0]},
-    )
-    registered.raise_for_status()
-
-
-def webhooks_only_endpoint(
-    bench: Seed, env: dict[str, str], workdir: Path, receiver_url: str
-) -> None:
-    """For `--only webhooks`: the API up just long enough to register (5)'s endpoint."""
-    with uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api:
-        register_endpoint(api.url, bench, receiver_url)
-
-
 def feed_phase(
-    args: argparse.Namespace,
-    bench: Seed,
-    env: dict[str, str],
-    workdir: Path,
-    receiver_url: str | None,
-) -> dict[str, Any]:
+    args: argparse.Namespace, bench: Seed, env: dict[str, str], workdir: Path, receiver_url: str
+) -> tuple[dict[str, Any], str]:
     """wrk on the feed and on the bare app, alternating; then, while the API is up, the
-    webhook endpoint registered for (5) when there is a receiver. Returns the figures."""
+    webhook endpoint registered for (5). Returns the figures and the endpoint's id."""
     principals = [p for _, p in bench.renters[1 : 1 + args.feed_renters]]
     scripts = {
         "baseline": lua_script(
@@ -641,8 +618,7 @@ def feed_phase(
                 result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / served, 3)
                 print(f"  round {n + 1}: {name} {result}", file=sys.stderr)
                 rounds[name].append(result)
-        if receiver_url is not None:
-            register_endpoint(api.url, bench, receiver_url)
+        endpoint_id = register_endpoint(api.url, bench, receiver_url)
     figures: dict[str, Any] = {"page_items": page_size}
     for name, runs in rounds.items():
         figures[name] = {
@@ -653,7 +629,26 @@ def feed_phase(
         figures[name]["rounds_req_s"] = [r["req_s"] for r in runs]
     figures["ratio"] = round(figures["feed"]["req_s"] / figures["baseline"]["req_s"], 3)
     figures["met"] = figures["ratio"] >= 0.20 and figures["feed"]["errors"] == 0
-    return figures
+    return figures, endpoint_id
+
+
+def register_endpoint(api_url: str, bench: Seed, receiver_url: str) -> str:
+    """The webhook endpoint of (5), registered through the API for the local receiver."""
+    registered = httpx.post(
+        f"{api_url}/api/v1/webhooks",
+        json={"url": receiver_url, "types": [WEBHOOK_TYPE.value], "description": "bench"},
+        headers={"X-API-Key": bench.keys[0]},
+    )
+    registered.raise_for_status()
+    return str(registered.json()["id"])
+
+
+def webhooks_only_endpoint(
+    bench: Seed, env: dict[str, str], workdir: Path, receiver_url: str
+) -> None:
+    """For `--only webhooks`: the API up just long enough to register (5)'s endpoint."""
+    with uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api:
+        register_endpoint(api.url, bench, receiver_url)
 
 
 # -- (5): webhooks ---------------------------------------------------------------------------
@@ -734,45 +729,42 @@ def _children(pid: int) -> list[int]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    """A paragraph for each phase that ran."""
-    lines = {
-        "connections": lambda c: (
+    def met(name: str) -> str:
+        return f"{TARGETS[name]} — " + ("met" if results[name]["met"] else "MISSED")
+
+    w = results["webhooks"]
+    webhooks = (
+        f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
+        f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
+        f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
+        f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}"
+    )
+    if "connections" not in results:  # --only webhooks
+        return webhooks
+    c, r, b = results["connections"], results["renters"], results["broadcast"]
+    f = results["feed"]
+    return "\n".join(
+        [
             f"(1) connections: {c['opened']} of {c['wanted']} open in {c['open_s']} s "
             f"(errors {c['errors'] or 0}); API RSS {c['api_rss_mb_before']} MB before, "
             f"{c['api_rss_mb_idle']} MB with all idle, {c['api_rss_mb_after']} MB after (2)-(3), "
-            f"peak {c['api_rss_mb_peak']} MB"
-        ),
-        "renters": lambda r: (
+            f"peak {c['api_rss_mb_peak']} MB\n    {met('connections')}",
             f"(2) renters: {r['events']} events at {r['rate_per_s']}/s, {r['frames_received']} of "
             f"{r['frames_expected']} frames; commit to receipt p50 {r['p50_ms']} ms, p99 "
-            f"{r['p99_ms']} ms, max {r['max_ms']} ms"
-        ),
-        "broadcast": lambda b: (
+            f"{r['p99_ms']} ms, max {r['max_ms']} ms\n    {met('renters')}",
             f"(3) broadcast: {b['events']} events to {b['connections']} connections, each "
             f"received by {b['received_each']}; all reached after median "
-            f"{b['all_reached_ms_median']} ms, worst {b['all_reached_ms_max']} ms"
-        ),
-        "feed": lambda f: (
+            f"{b['all_reached_ms_median']} ms, worst {b['all_reached_ms_max']} ms\n"
+            f"    {met('broadcast')}",
             f"(4) feed: {f['feed']['req_s']:.0f} req/s (p50 {f['feed']['p50_ms']} ms, p99 "
             f"{f['feed']['p99_ms']} ms, {f['feed']['errors']} errors, {f['page_items']} events "
             f"a page, {f['feed']['cpu_ms']} ms of CPU each) vs bare app "
             f"{f['baseline']['req_s']:.0f} req/s ({f['baseline']['cpu_ms']} ms of CPU each): "
             f"ratio {f['ratio']}\n"
             f"    req/s per round: feed {f['feed']['rounds_req_s']}, bare "
-            f"{f['baseline']['rounds_req_s']}"
-        ),
-        "webhooks": lambda w: (
-            f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
-            f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
-            f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
-            f"{w['worker_peak_rss_mb']} MB"
-        ),
-    }
-    return "\n".join(
-        f"{line(results[name])}\n    {TARGETS[name]} — "
-        + ("met" if results[name]["met"] else "MISSED")
-        for name, line in lines.items()
-        if name in results
+            f"{f['baseline']['rounds_req_s']}\n    {met('feed')}",
+            webhooks,
+        ]
     )
 
 
@@ -804,11 +796,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--wrk-connections", type=int, default=64)
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--webhook-timeout-s", type=float, default=120.0)
+    parser.add_argument(
+        "--only",
+        choices=["webhooks"],
+        help="run only (5), seeding no feed events and opening no sockets",
+    )
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
-    parser.add_argument(
-        "--only", choices=["feed", "webhooks"], help="run this phase alone: (4) or (5)"
-    )
     args = parser.parse_args()
     limit = raise_open_files(args.connections + SPARE_FDS)
     if limit < args.connections + SPARE_FDS:
@@ -825,7 +819,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.only != "webhooks" and shutil.which("wrk") is None:
+    if args.only is None and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     # --only webhooks: the renters (5)'s events are written for, and no connection.
     spread = -(-(args.connections - args.broadcast) // args.per_renter) or args.feed_renters
@@ -866,23 +860,17 @@ def main() -> None:
             "off",
         ]
         receiver_url = f"http://127.0.0.1:{port}/hook"
-        if args.only == "feed":
-            print("(4) feed ...", file=sys.stderr)
-            results = {"feed": feed_phase(args, bench, env, workdir, None)}
-        else:
-            with serving(
-                receiver_cmd, env, workdir / "receiver.log", f"http://127.0.0.1:{port}/stats"
-            ):
-                if args.only == "webhooks":
-                    results = {}
-                    webhooks_only_endpoint(bench, env, workdir, receiver_url)
-                else:
-                    print("(1)-(3) live stream ...", file=sys.stderr)
-                    results = live_phases(args, bench, env, workdir)
-                    print("(4) feed ...", file=sys.stderr)
-                    results["feed"] = feed_phase(args, bench, env, workdir, receiver_url)
-                print("(5) webhooks ...", file=sys.stderr)
-                results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
+        with serving(receiver_cmd, env, workdir / "receiver.log", f"http://127.0.0.1:{port}/stats"):
+            if args.only == "webhooks":
+                results: dict[str, dict[str, Any]] = {}
+                webhooks_only_endpoint(bench, env, workdir, receiver_url)
+            else:
+                print("(1)-(3) live stream ...", file=sys.stderr)
+                results = live_phases(args, bench, env, workdir)
+                print("(4) feed ...", file=sys.stderr)
+                results["feed"], _ = feed_phase(args, bench, env, workdir, receiver_url)
+            print("(5) webhooks ...", file=sys.stderr)
+            results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
     Redis.from_url(redis_url).flushdb()
     report(args, results, seed_s, load_before)
 
@@ -890,11 +878,9 @@ def main() -> None:
 def report(
     args: argparse.Namespace, results: dict[str, dict[str, Any]], seed_s: float, load_before: str
 ) -> None:
-    sharing = "MariaDB, Redis and wrk"
-    if args.only is None:
-        sharing = f"{args.clients} client processes, {sharing}, the worker and the receiver"
     print(
-        f"\n{os.cpu_count()} CPUs shared by the API, {sharing}; open-file limit "
+        f"\n{os.cpu_count()} CPUs shared by the API, {args.clients} client processes, MariaDB, "
+        f"Redis, wrk, the worker and the receiver; open-file limit "
         f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; load average before / after: "
         f"{load_before} / {load_average()}\n"
     )
@@ -910,8 +896,8 @@ def report(
         "targets": TARGETS,
         "results": results,
     }
-    # A run of one phase leaves the whole run's figures where they are.
-    results_file = RESULTS.with_name(f"events_{args.only}.json") if args.only else RESULTS
+    # A part alone leaves the whole run's figures be: bench/results/events-webhooks.json.
+    results_file = RESULTS.with_stem(f"events-{args.only}") if args.only else RESULTS
     results_file.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(summary, sort_keys=True)
     results_file.write_text(line + "\n")

@@ -9,14 +9,12 @@ skips an event that a slower transaction commits later, because that event gets 
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import ColumnElement, bindparam
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,9 +22,7 @@ from app.api_keys.schemas import Scope
 from app.core.db import session_scope
 from app.core.errors import Unprocessable
 from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
-from app.core.reads import RowReader, Rows
 from app.events import repository
-from app.events.repository import Value
 from app.events.schemas import EventOut, EventPage
 from app.events.types import DEVELOPER_TYPES, OWNER_NOTICES
 from app.models import Event
@@ -78,9 +74,8 @@ async def _sequence_once(sessionmaker: async_sessionmaker[AsyncSession], limit: 
 async def sequence_if_behind(
     sessionmaker: async_sessionmaker[AsyncSession], read: AsyncSession
 ) -> None:
-    """Number pending events before the live hub's read, so a stream needs no beat to be
-    current (the feed's `page` does the same from its own read). One batch: the next read
-    numbers on."""
+    """Number pending events before a read, so a feed needs no beat to be current. One batch:
+    it holds more than a page, and the reader's next poll numbers on."""
     if await repository.any_unsequenced(read):
         await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
 
@@ -96,48 +91,20 @@ class Viewer:
     marketplace_id: str | None = None
 
     def visible(self) -> ColumnElement[bool] | None:
-        """Which events this reader may see (None: all): webhooks and a stream's replay ask
-        here, the feed's statement is built from the same rule (`_visible`)."""
-        return _visible(
-            self.scope,
-            self.principal is not None,
-            self.marketplace_id,
-            self.principal,
-            self.owner_user_id,
-        )
-
-    def parameters(self) -> dict[str, str | None]:
-        """The values of `_visible`'s parameters, for the feed's statement of this viewer's kind."""
-        return {
-            "marketplace_id": self.marketplace_id,
-            "principal": self.principal,
-            "owner_user_id": self.owner_user_id,
-        }
+        """Which events this reader may see (None: all); the feed and webhooks both ask here."""
+        if self.scope is Scope.admin:
+            return None
+        if self.scope is Scope.marketplace:
+            assert self.marketplace_id is not None, "every marketplace key has a marketplace"
+            if self.principal is not None:
+                return repository.renter(self.marketplace_id, self.principal)
+            return repository.renters(self.marketplace_id)
+        return repository.bots_of(self.owner_user_id, DEVELOPER_TYPES)
 
     @property
     def anonymous(self) -> bool:
         """Whether envelopes leave out the renter (a developer's)."""
         return self.scope is Scope.developer
-
-
-def _visible(
-    scope: Scope,
-    one_renter: bool,
-    marketplace_id: Value | None,
-    principal: Value | None,
-    owner_user_id: Value | None,
-) -> ColumnElement[bool] | None:
-    """Viewer.visible, over values or over parameters (the feed's statement, built once for
-    each kind of viewer)."""
-    if scope is Scope.admin:
-        return None
-    if scope is Scope.marketplace:
-        assert marketplace_id is not None, "every marketplace key has a marketplace"
-        if one_renter:
-            assert principal is not None, "a renter's share is named by its principal"
-            return repository.renter(marketplace_id, principal)
-        return repository.renters(marketplace_id)
-    return repository.bots_of(owner_user_id, DEVELOPER_TYPES)
 
 
 @dataclass(frozen=True)
@@ -191,51 +158,8 @@ def decode_seq(cursor: str, loc: str = "query.after") -> int:
     return seq
 
 
-@functools.cache
-def _page_with_head(scope: Scope, one_renter: bool, owned: bool, types: int | None) -> Rows:
-    """The feed's statement for a kind of viewer and a number of types (app/core/reads.py
-    says why the feed is read as rows), built and compiled once."""
-    visible = _visible(
-        scope,
-        one_renter,
-        bindparam("marketplace_id"),
-        bindparam("principal"),
-        # A parameter is never NULL in SQL's sense (`= NULL` holds for no row): a viewer
-        # without an owner has a statement of its own, saying IS NULL as Viewer.visible does.
-        bindparam("owner_user_id") if owned else None,
-    )
-    return Rows(repository.page_with_head(visible, types))
-
-
-_HEAD_STATE = Rows(repository.HEAD_STATE)
-
-
-async def _read_page(
-    reader: RowReader,
-    viewer: Viewer,
-    after_seq: int,
-    types: Collection[str] | None,
-    limit: int,
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The head's state (None before the sequencer's first run) and the page's rows: one
-    statement, and the head's own when the page is empty (a poller that is caught up)."""
-    wanted = None if types is None else sorted(types)
-    statement = _page_with_head(
-        viewer.scope,
-        viewer.principal is not None,
-        viewer.owner_user_id is not None,
-        None if wanted is None else len(wanted),
-    )
-    listed = {f"type_{n}": name for n, name in enumerate(wanted or ())}
-    rows = await statement.all(
-        reader, after_seq=after_seq, limit=limit, **viewer.parameters(), **listed
-    )
-    return rows[0] if rows else await _HEAD_STATE.one_or_none(reader), rows
-
-
 async def page(
-    reader: RowReader,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
     viewer: Viewer,
     after_seq: int,
     types: Collection[str] | None,
@@ -244,24 +168,18 @@ async def page(
     """Events after `after_seq` that the viewer may see, oldest first.
 
     `next_cursor` is a full page's last event's. A short page holds every event up to the
-    head (the last `seq` committed, read with it) that the viewer may see, so its cursor is
-    the head's: a filtered poll does not scan again what it found nothing in. With no event
-    numbered yet it is the position asked from.
-
-    Events committed but not numbered yet are numbered first, one batch (more than a page;
-    the reader's next poll numbers on), so a feed needs no beat to be current."""
-    state, rows = await _read_page(reader, viewer, after_seq, types, limit)
-    if state is None or state["behind"]:
-        await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
-        state, rows = await _read_page(reader, viewer, after_seq, types, limit)
-    head: int | None = state["head"] if state else None
-    events = [EventRow(**row) for row in rows]
-    items = [to_out(event, anonymous=viewer.anonymous) for event in events]
-    last_seq = events[-1].seq if events else after_seq
-    if len(events) < limit and head is not None:
+    head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
+    head's: a filtered poll does not scan again what it found nothing in. With no event
+    numbered yet it is the position asked from."""
+    head = await repository.head(session)
+    rows = await repository.page(session, viewer.visible(), after_seq, head, types, limit)
+    items = [to_out(row, anonymous=viewer.anonymous) for row in rows]
+    last_seq: int | None = rows[-1].seq if rows else after_seq
+    if len(rows) < limit and head is not None:
         # Never behind the position asked from: a counter made again after a purge starts
         # from the highest seq left.
         last_seq = max(head, after_seq)
+    assert last_seq is not None, "the feed reads sequenced events only"
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
 
 
@@ -306,41 +224,7 @@ async def seq_of_event_id(session: AsyncSession, text: str, loc: str) -> int:
     return seq
 
 
-class Envelope(Protocol):
-    """What an envelope is made of: an Event, or an EventRow of the feed's read."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def principal(self) -> str | None: ...
-    @property
-    def subscription_id(self) -> str | None: ...
-    @property
-    def bot_id(self) -> str | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-
-
-class EventRow(NamedTuple):
-    """A row of the feed's page (repository.page_with_head)."""
-
-    head: int
-    behind: bool
-    id: str
-    seq: int
-    type: str
-    occurred_at: datetime
-    principal: str | None
-    subscription_id: str | None
-    bot_id: str | None
-    data: dict[str, Any]
-
-
-def to_out(event: Envelope, *, anonymous: bool = False) -> EventOut:
+def to_out(event: Event, *, anonymous: bool = False) -> EventOut:
     """The envelope; `anonymous` (a developer's view) without the renter or their subscription."""
     return EventOut(
         id=envelope_id(event.id),

@@ -5,23 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
-    Select,
-    and_,
-    bindparam,
-    case,
-    delete,
-    exists,
-    func,
-    insert,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.types import OWNER_NOTICES, EventType
@@ -122,17 +107,12 @@ async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bo
     return told is not None
 
 
-# A value, or a parameter of a statement read as rows (app/core/reads.py), whose value comes
-# with each run.
-Value = str | BindParameter[str]
-
-
-def renters(marketplace_id: Value) -> ColumnElement[bool]:
+def renters(marketplace_id: str) -> ColumnElement[bool]:
     """Events of every renter of a marketplace, and the notices addressed to it."""
     return Event.marketplace_id == marketplace_id
 
 
-def renter(marketplace_id: Value, principal: Value) -> ColumnElement[bool]:
+def renter(marketplace_id: str, principal: str) -> ColumnElement[bool]:
     """Events of one renter, by the user row its marketplace and principal name."""
     return (
         Event.user_id
@@ -142,19 +122,13 @@ def renter(marketplace_id: Value, principal: Value) -> ColumnElement[bool]:
     )
 
 
-def bots_of(owner_user_id: Value | None, types: Collection[str]) -> ColumnElement[bool]:
+def bots_of(owner_user_id: str | None, types: Collection[str]) -> ColumnElement[bool]:
     """Events of these types about the bots a developer owns, and the developer's own notices
     (a webhook of theirs disabled)."""
     owned = select(Bot.id).where(Bot.owner_user_id == owner_user_id)
-    return (Event.bot_id.in_(owned) & Event.type.in_(_constants(types))) | (
-        Event.type.in_(_constants(OWNER_NOTICES)) & (Event.user_id == owner_user_id)
+    return (Event.bot_id.in_(owned) & Event.type.in_(types)) | (
+        Event.type.in_(OWNER_NOTICES) & (Event.user_id == owner_user_id)
     )
-
-
-def _constants(values: Collection[str]) -> list[ColumnElement[str]]:
-    # One parameter each, rather than the list SQLAlchemy expands when the statement runs:
-    # a statement read as rows is compiled once, and `Rows` takes its parameters as they are.
-    return [literal(value) for value in sorted(values)]
 
 
 async def page(
@@ -173,9 +147,9 @@ async def page(
 
 def matching(
     visible: ColumnElement[bool] | None,
-    after_seq: int | BindParameter[int],
-    up_to_seq: int | ColumnElement[int] | None,
-    types: Collection[Value] | None,
+    after_seq: int,
+    up_to_seq: int | None,
+    types: Collection[str] | None,
 ) -> ColumnElement[bool]:
     """Sequenced events in (`after_seq`, `up_to_seq`] that `visible` and `types` let through."""
     criteria = [Event.seq > after_seq]
@@ -186,44 +160,6 @@ def matching(
     if types is not None:
         criteria.append(Event.type.in_(types))
     return and_(*criteria)
-
-
-_COUNTER = EventSequence.__table__.c
-_EVENTS = Event.__table__.c
-_HEAD = select(_COUNTER.last_seq).where(_COUNTER.id == SEQUENCER).scalar_subquery()
-_BEHIND = exists().where(_EVENTS.seq.is_(None))
-# The feed's position, for `Rows`: the head (the last `seq` committed) and whether any
-# committed event still waits for its number; no row before the sequencer's first run.
-HEAD_STATE = select(_HEAD.label("head"), _BEHIND.label("behind")).where(_COUNTER.id == SEQUENCER)
-
-
-def page_with_head(visible: ColumnElement[bool] | None, types: int | None) -> Select[Any]:
-    """The feed's page, for `Rows`: up to the head, the events after :after_seq that
-    `visible` and :type_0 .. :type_<types - 1> (when `types` is not None) let through, :limit
-    at most, in `seq` order, each with HEAD_STATE's columns. One statement reads one snapshot:
-    the page never holds an event numbered after the head it is read with. (Not the page
-    outer-joined to the counter's row, which would give the head of an empty page too:
-    MariaDB takes three times as long over that, materialising and sorting the page.)"""
-    wanted: list[BindParameter[str]] | None = None
-    if types is not None:
-        wanted = [bindparam(f"type_{n}") for n in range(types)]
-    return (
-        select(
-            _HEAD.label("head"),
-            _BEHIND.label("behind"),
-            _EVENTS.id,
-            _EVENTS.seq,
-            _EVENTS.type,
-            _EVENTS.occurred_at,
-            _EVENTS.principal,
-            _EVENTS.subscription_id,
-            _EVENTS.bot_id,
-            _EVENTS.data,
-        )
-        .where(matching(visible, bindparam("after_seq"), _HEAD, wanted))
-        .order_by(_EVENTS.seq)
-        .limit(bindparam("limit"))
-    )
 
 
 async def addressed_after(

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import Field, TypeAdapter, ValidationError
 
 from app import audit
 from app.api_keys.authenticator import Caller
@@ -34,7 +32,6 @@ from app.deps import PRINCIPAL_HEADER, CallerDep, RuntimeDep, SessionDep, checke
 from app.events import feed, live, tickets
 from app.events.schemas import EventPage, StreamTicketOut
 from app.events.types import EventType
-from app.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -55,65 +52,31 @@ def _types(listed: str | None) -> frozenset[str] | None:
     return frozenset(named)
 
 
-# The feed's query and X-Principal-ID are read from the raw request, not declared as FastAPI
-# parameters: parsing them costs FastAPI's dependency solving on every poll, which showed in
-# the feed's profile (docs/performance.md, "Events"). Documented here instead, as FastAPI
-# would document them; the limit is validated by pydantic as a declared one would be.
-_LIMIT = TypeAdapter(Annotated[int, Field(ge=1, le=200)])
-_DEFAULT_LIMIT = 50
-
-
-def _documented(name: str, where: str, description: str, **schema: Any) -> dict[str, Any]:
-    title = name.title() if where == "query" else "X-Principal-Id"
-    return {
-        "name": name,
-        "in": where,
-        "required": False,
-        "schema": {"type": "string", "description": description, "title": title, **schema},
-        "description": description,
-    }
-
-
-_FEED_PARAMETERS = [
-    _documented("after", "query", "`next_cursor` of the previous page; absent: from the oldest"),
-    _documented(
-        "types",
-        "query",
-        "comma-separated event types to keep, e.g. `trade.filled,position.closed`",
-    ),
-    _documented("limit", "query", "page size", type="integer", minimum=1, maximum=200, default=50),
-    _documented(
-        PRINCIPAL_HEADER,
-        "header",
-        "marketplace keys: only this renter's events; other keys' is ignored",
-    ),
-]
-
-
-def _limit(listed: str | None) -> int:
-    if listed is None:
-        return _DEFAULT_LIMIT
-    try:
-        return _LIMIT.validate_python(listed)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("query", "limit")} for error in exc.errors()]
-        ) from exc
-
-
-@router.get(
-    "/events",
-    response_model=EventPage,
-    responses=error_responses(403),
-    openapi_extra={"parameters": _FEED_PARAMETERS},
-)
-async def list_events(request: Request, caller: CallerDep) -> EventPage:
-    query = request.query_params
-    after = query.get("after")
+@router.get("/events", response_model=EventPage, responses=error_responses(403))
+async def list_events(
+    request: Request,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    after: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page; absent: from the oldest")
+    ] = None,
+    types: Annotated[
+        str | None,
+        Query(
+            description="comma-separated event types to keep, e.g. `trade.filled,position.closed`"
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    principal: Annotated[
+        str | None,
+        Header(
+            alias=PRINCIPAL_HEADER,
+            description="marketplace keys: only this renter's events; other keys' is ignored",
+        ),
+    ] = None,
+) -> EventPage:
     after_seq = feed.decode_seq(after) if after is not None else 0
-    wanted = _types(query.get("types"))
-    limit = _limit(query.get("limit"))
-    principal = request.headers.get(PRINCIPAL_HEADER)
+    wanted = _types(types)
     # Other keys do not act for renters: their share of the feed is their scope's.
     if principal is not None and caller.scope is Scope.marketplace:
         principal = await checked_principal(request, caller, principal)
@@ -122,8 +85,9 @@ async def list_events(request: Request, caller: CallerDep) -> EventPage:
     if caller.scope is Scope.marketplace and principal is None:
         _refuse_unsigned_renters_feed(caller)
     viewer = feed.Viewer(caller.scope, principal, caller.owner_user_id, caller.marketplace_id)
-    runtime: Runtime = request.app.state.runtime
-    return await feed.page(runtime.rows, runtime.sessionmaker, viewer, after_seq, wanted, limit)
+    async with runtime.read_sessionmaker() as session:
+        await feed.sequence_if_behind(runtime.sessionmaker, session)
+        return await feed.page(session, viewer, after_seq, wanted, limit)
 
 
 def _refuse_unsigned_renters_feed(caller: Caller) -> None:

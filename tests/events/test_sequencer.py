@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
 from app.core.db import create_engine, session_scope
-from app.core.reads import RowReader
+from app.core.reads import create_read_sessionmaker
 from app.core.settings import Settings
 from app.events import feed
 from app.events.service import record
@@ -25,12 +25,10 @@ ADMIN = feed.Viewer(Scope.admin)
 
 
 @pytest.fixture
-async def rows(settings: Settings) -> AsyncIterator[RowReader]:
+async def reads(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     # Reads as the API makes them: each statement on its own, outside a transaction.
     engine = create_engine(settings.database_url, pool=False, autocommit=True)
-    reader = RowReader(engine)
-    yield reader
-    await reader.close()
+    yield create_read_sessionmaker(engine)
     await engine.dispose()
 
 
@@ -47,15 +45,17 @@ class Reader:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        rows: RowReader,
+        reads: async_sessionmaker[AsyncSession],
     ) -> None:
-        self.sessionmaker, self.rows = sessionmaker, rows
+        self.sessionmaker, self.reads = sessionmaker, reads
         self.cursor: str | None = None
         self.seen: list[str] = []
 
     async def poll(self, limit: int = 7) -> list[str]:
         after_seq = feed.decode_seq(self.cursor) if self.cursor else 0
-        page = await feed.page(self.rows, self.sessionmaker, ADMIN, after_seq, None, limit)
+        async with self.reads() as session:
+            await feed.sequence_if_behind(self.sessionmaker, session)
+            page = await feed.page(session, ADMIN, after_seq, None, limit)
         self.cursor = page.next_cursor
         ids = [item.id.removeprefix("evt_") for item in page.items]
         self.seen += ids
@@ -64,10 +64,10 @@ class Reader:
 
 async def test_an_event_committed_late_is_read_after_the_cursor(
     sessionmaker: async_sessionmaker[AsyncSession],
-    rows: RowReader,
+    reads: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> None:
-    reader = Reader(sessionmaker, rows)
+    reader = Reader(sessionmaker, reads)
     async with sessionmaker() as slow:
         early = record(slow, EventType.trade_filled, data={"n": 1})
         if not settings.database_url.startswith("sqlite"):
@@ -86,7 +86,7 @@ async def test_an_event_committed_late_is_read_after_the_cursor(
 
 async def test_concurrent_writers_never_make_a_reader_skip(
     sessionmaker: async_sessionmaker[AsyncSession],
-    rows: RowReader,
+    reads: async_sessionmaker[AsyncSession],
 ) -> None:
     committed: list[str] = []
     rolled_back: list[str] = []
@@ -112,7 +112,7 @@ async def test_concurrent_writers_never_make_a_reader_skip(
             else:
                 committed.extend(ids)
 
-    reader = Reader(sessionmaker, rows)
+    reader = Reader(sessionmaker, reads)
 
     async def read() -> None:
         while writing:

@@ -4,7 +4,6 @@ pick the same events for every kind of viewer."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -13,7 +12,6 @@ from app.events import feed
 from app.marketplaces import repository as marketplaces
 from app.marketplaces.service import DEFAULT_MARKETPLACE
 from app.models import ApiKey
-from app.runtime import Runtime
 from tests.events.test_feed import Seeded, seeded  # noqa: F401
 from tests.helpers import new_principal
 
@@ -26,9 +24,7 @@ async def owner_of_key(sessionmaker: async_sessionmaker[AsyncSession], name: str
 async def test_the_hub_and_the_feed_show_each_viewer_the_same_events(
     seeded: Seeded,  # noqa: F811
     sessionmaker: async_sessionmaker[AsyncSession],
-    app: FastAPI,
 ) -> None:
-    runtime: Runtime = app.state.runtime
     await feed.sequence(sessionmaker)
     developer = await owner_of_key(sessionmaker, "developer")
     other_developer = await owner_of_key(sessionmaker, "other developer")
@@ -53,7 +49,7 @@ async def test_the_hub_and_the_feed_show_each_viewer_the_same_events(
     async with sessionmaker() as session:
         everything = await feed.addressed_after(session, 0, 100)
         for viewer in viewers:
-            page = await feed.page(runtime.rows, sessionmaker, viewer, 0, None, 100)
+            page = await feed.page(session, viewer, 0, None, 100)
             by_sql = [item.id for item in page.items]
             in_memory = [f"evt_{a.event.id}" for a in everything if feed.sees(viewer, a)]
             assert in_memory == by_sql, viewer
