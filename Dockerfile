@@ -7,7 +7,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY requirements ./requirements
-RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements/main.txt
+RUN pip wheel --no-cache-dir --require-hashes --no-deps --wheel-dir /wheels -r requirements/main.txt
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY workers ./workers

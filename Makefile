@@ -16,12 +16,14 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-# Every dependency comes from the lock, pip and setuptools included; the project itself is
-# built with that setuptools (no build isolation), so nothing is resolved anew.
+# Every dependency comes from the lock, pip and setuptools included, without resolving (the lock
+# is complete: `pip check` proves it; an old pip resolving it refuses an extra it cannot see
+# pinned); the project itself is built with that setuptools (no build isolation).
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the locked versions, the project and its dev tools
