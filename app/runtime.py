@@ -76,18 +76,20 @@ class Runtime:
             if redis is not None
             else InProcessRateLimiter(settings.rate_limit_per_minute)
         )
+        rows = RowReader(read_engine)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             read_engine=read_engine,
             read_sessionmaker=read_sessionmaker,
-            rows=RowReader(read_engine),
+            rows=rows,
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
             signing=SigningKeyring.parse(settings.signing_keyring_text()),
             authenticator=ApiKeyAuthenticator(
                 sessionmaker,
+                rows,
                 ttl_s=settings.api_key_cache_ttl_s,
                 database_url=settings.database_url,
                 redis=redis,

@@ -36,7 +36,7 @@ async def create_api_key(
     )
     audit.record(session, request, "api_key.create", "api_key", created.row.id)
     if created.marketplace is not None:
-        await runtime.authenticator.marketplace_changed(session, created.marketplace.id)
+        runtime.authenticator.marketplace_changed(session, created.marketplace.id)
     out = ApiKeyOut.of(created.row, created.marketplace, created.assertion_keys)
     return ApiKeyCreated(**out.model_dump(), key=created.plaintext)
 
@@ -76,7 +76,7 @@ async def update_api_key(
     marketplace = await service.marketplace_of_key(session, key_id)
     keys = await marketplaces.set_assertion_mode(session, marketplace, body.assertion_mode)
     audit.record(session, request, "api_key.assertion_mode", "api_key", key_id)
-    await runtime.authenticator.marketplace_changed(session, marketplace.id)
+    runtime.authenticator.marketplace_changed(session, marketplace.id)
     row = await repository.get(session, key_id)
     assert row is not None, "read above in this transaction"
     return ApiKeyOut.of(row, marketplace, keys)
@@ -103,7 +103,7 @@ async def add_assertion_key(
         session, marketplace.id, body.algorithm, body.raw()
     )
     audit.record(session, request, "api_key.assertion_key.add", "api_key", key_id)
-    await runtime.authenticator.marketplace_changed(session, marketplace.id)
+    runtime.authenticator.marketplace_changed(session, marketplace.id)
     return AssertionKeyOut.of(added)
 
 
@@ -125,7 +125,7 @@ async def remove_assertion_key(
     marketplace = await service.marketplace_of_key(session, key_id)
     await marketplaces.remove_assertion_key(session, marketplace, assertion_id)
     audit.record(session, request, "api_key.assertion_key.remove", "api_key", key_id)
-    await runtime.authenticator.marketplace_changed(session, marketplace.id)
+    runtime.authenticator.marketplace_changed(session, marketplace.id)
     return Response(status_code=204)
 
 

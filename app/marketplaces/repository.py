@@ -76,14 +76,6 @@ async def remove_assertion_key(session: AsyncSession, marketplace_id: str, key_i
     )
 
 
-async def key_digests(session: AsyncSession, marketplace_id: str) -> Sequence[str]:
-    """The digests of the marketplace's keys, revoked ones included (they are cached too)."""
-    rows = await session.scalars(
-        select(ApiKey.key_digest).where(ApiKey.marketplace_id == marketplace_id)
-    )
-    return rows.all()
-
-
 async def unsigned_in_use(session: AsyncSession) -> Sequence[Marketplace]:
     """The marketplaces whose assertion mode is off and that have a live key: whoever holds
     one acts for any of their principals."""

@@ -1,5 +1,5 @@
-"""Revocation reaches every API process at once through Redis, else within 5 s; last use is
-recorded without a write per request."""
+"""Revocation, and a change of a marketplace's assertion rules, reach every API process at once
+through Redis, else within 5 s; last use is recorded without a write per request."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from app.api_keys.service import create_api_key, revoke_api_key
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.main import create_app
-from tests.helpers import headers
+from tests.assertion_signers import Ed25519Signer
+from tests.helpers import headers, new_principal
 
 
 async def test_revocation_reaches_another_process_at_once_with_redis_else_within_5_seconds(
@@ -45,14 +46,66 @@ async def test_revocation_reaches_another_process_at_once_with_redis_else_within
         await asyncio.sleep(0.05)
 
 
+async def test_a_marketplace_rule_change_reaches_its_other_keys_in_another_process(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, admin_key: str, settings: Settings
+) -> None:
+    """The rules are cached once per marketplace, not per key: a change made through one key
+    of the marketplace must reach a key of it that the other process has cached."""
+    within_s = 0.5 if settings.redis_url else 5.5
+
+    async def marketplace_key(**body: object) -> str:
+        created = await client.post(
+            "/api/v1/api-keys",
+            json={"name": "canister", "scope": "marketplace", "marketplace": "evictions", **body},
+            headers=headers(admin_key),
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["key"])
+
+    cached = await marketplace_key()
+    unsigned = headers(cached, new_principal())
+    # The other process has the key cached with its marketplace's rules: unsigned is fine.
+    assert (await second_process.get("/api/v1/subscriptions", headers=unsigned)).status_code == 200
+    changed_at = time.monotonic()
+    signer = Ed25519Signer(bytes(range(32)))
+    await marketplace_key(
+        assertion_keys=[{"public_key": signer.public_key_b64, "algorithm": signer.algorithm}],
+        assertion_mode="required",
+    )
+    while (await second_process.get("/api/v1/subscriptions", headers=unsigned)).status_code != 401:
+        assert time.monotonic() - changed_at < within_s, f"the change took over {within_s} s"
+        await asyncio.sleep(0.05)
+
+
 async def test_last_used_at_is_recorded_in_batches(
     app: FastAPI, client: httpx.AsyncClient, admin_key: str
 ) -> None:
-    before = (await client.get("/api/v1/api-keys", headers=headers(admin_key))).json()
-    assert before["items"][0]["last_used_at"] is None  # not written on the request itself
+    made = [
+        (
+            await client.post(
+                "/api/v1/api-keys",
+                json={"name": f"dev-{n}", "scope": "developer"},
+                headers=headers(admin_key),
+            )
+        ).json()
+        for n in range(3)
+    ]
+    await app.state.runtime.authenticator.flush_last_used()  # the admin's own requests
+    for key in made[:2]:
+        assert (await client.get("/api/v1/bots", headers=headers(key["key"]))).status_code == 200
+
+    def last_used(listing: httpx.Response) -> dict[str, str | None]:
+        return {item["id"]: item["last_used_at"] for item in listing.json()["items"]}
+
+    before = last_used(await client.get("/api/v1/api-keys", headers=headers(admin_key)))
+    # Not written on the request itself.
+    assert [before[key["id"]] for key in made] == [None, None, None]
     await app.state.runtime.authenticator.flush_last_used()
-    after = (await client.get("/api/v1/api-keys", headers=headers(admin_key))).json()
-    assert after["items"][0]["last_used_at"] is not None
+    after = last_used(await client.get("/api/v1/api-keys", headers=headers(admin_key)))
+    # One statement records each key's own time, and only the keys that were used.
+    first, second, unused = (after[key["id"]] for key in made)
+    assert first is not None and second is not None and first <= second
+    assert unused is None
 
 
 async def test_shutdown_is_bounded_wherever_it_catches_the_revocation_listener(
