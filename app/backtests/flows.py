@@ -276,8 +276,15 @@ def _warnings(llm: str, outcome: dict[str, Any]) -> list[str]:
         return [ASK_WARNING]
     if llm == "recorded":
         coverage = outcome["llm"]["coverage"]
-        return [
+        warnings = [
             f"LLM votes were recorded for a share of {coverage} of the decisions (live "
             "decisions of this bot version); the others are indicator-only"
         ]
+        if mismatches := outcome["llm"]["window_mismatches"]:
+            warnings.append(
+                f"{mismatches} live decision(s) saw other candles than this backtest replays "
+                "(their candle digest differs): their votes were left out, those decisions "
+                "are indicator-only"
+            )
+        return warnings
     return []

@@ -29,16 +29,17 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from app.backtests import metrics
-from app.bots.strategy import Strategy
+from app.bots.strategy import Ensemble, Strategy
 from app.integrations.binance.errors import ExchangeError
 from app.integrations.binance.filters import SymbolRules
 from app.trading import risk
 from app.trading.candles import Candle
 from app.trading.decide import history_needed
-from app.trading.ensemble import RULE_VERSION, Action, Ballot, combine
+from app.trading.ensemble import RULE_VERSION, Action, Ballot, apply_rule
 from app.trading.fills import Fill, Side, apply_fill, buy_quantity, paper_fill
 from app.trading.indicators import Series, series_score
 from app.trading.market_data import interval_ms
+from app.verification.canonical import decimal_text
 
 LlmMode = Literal["recorded", "indicators", "ask"]
 VoteOrigin = Literal["recorded", "asked", "none"]
@@ -48,11 +49,21 @@ _DECIMALS = ("quote_balance", "quantity", "average_cost", "realized_pnl", "equit
 
 @dataclass(frozen=True)
 class CandleVotes:
-    ballots: list[Ballot]  # as the live decision combines them
-    voters_asked: int  # what `combine` gets as the number of results
+    ballots: list[Ballot]  # every seat's, abstentions included, as the live decision has them
     cost_usd: Decimal  # LLM cost of these votes (0 for recorded or none)
     source: VoteOrigin
     reason: str | None = None  # why there are no votes, as a live decision's fallback reason
+    # The ensemble rule that combines them, by version, and its parameters (None: the bot
+    # version's): a recorded decision's own.
+    rule_version: str = RULE_VERSION
+    ensemble: Ensemble | None = None
+    # Per ballot, where it came from (a recorded vote's seat, provider, model, prompt digest,
+    # cost), shown with it; None when the source keeps none.
+    provenance: list[dict[str, Any]] | None = None
+    live_decision_id: str | None = None  # the recorded live decision
+    # A live decision was recorded for the candle, but on other candles than the replay's:
+    # its votes are left out.
+    other_candles: bool = False
 
 
 class VoteSource(Protocol):
@@ -65,7 +76,7 @@ class VoteSource(Protocol):
         ...
 
 
-NO_VOTES = CandleVotes([], 0, Decimal(0), "none", "indicators only: no LLM asked in this backtest")
+NO_VOTES = CandleVotes([], Decimal(0), "none", "indicators only: no LLM asked in this backtest")
 
 
 class IndicatorsOnly:
@@ -113,6 +124,7 @@ class ReplayState:
     trades: list[dict[str, Any]]  # every order attempt, filled or refused, oldest first
     llm_cost_usd: Decimal
     vote_sources: dict[str, int]  # decisions per vote source: recorded, asked, none
+    window_mismatches: int  # recorded live decisions left out: they saw other candles
 
     def to_json(self) -> dict[str, Any]:
         """Only str/int/list/dict/None (and the floats of indicator snapshots, which JSON
@@ -125,6 +137,8 @@ class ReplayState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReplayState:
+        # A run saved before the count existed resumes with the count at 0.
+        data = {"window_mismatches": 0, **data}
         values = {f.name: copy.deepcopy(data[f.name]) for f in fields(cls)}
         for name in (*_DECIMALS, "llm_cost_usd"):
             values[name] = Decimal(values[name])
@@ -159,6 +173,7 @@ class ReplayState:
             trades=[],
             llm_cost_usd=Decimal(0),
             vote_sources={"recorded": 0, "asked": 0, "none": 0},
+            window_mismatches=0,
         )
 
 
@@ -314,9 +329,12 @@ class _Replay:
             strategy.indicators,
         )
         panel = await votes.votes(candle_open, indicators.snapshot, window)
-        outcome = combine(indicators.score, panel.ballots, strategy.ensemble, panel.voters_asked)
+        outcome = apply_rule(
+            panel.rule_version, panel.ensemble or strategy.ensemble, indicators.score, panel.ballots
+        )
         state.llm_cost_usd += panel.cost_usd
         state.vote_sources[panel.source] += 1
+        state.window_mismatches += panel.other_candles
         if outcome.action is Action.HOLD:
             state.holds += 1
             return
@@ -328,16 +346,10 @@ class _Replay:
                 "indicators": indicators.snapshot,
                 "indicator_score": str(indicators.score),
                 "score": str(outcome.score),
-                "votes": [
-                    {
-                        "weight": str(b.weight),
-                        "action": b.action.value if b.action else None,
-                        "confidence": str(b.confidence),
-                    }
-                    for b in panel.ballots
-                ],
+                "votes": _votes_shown(panel),
                 "votes_source": panel.source,
-                "rule_version": RULE_VERSION,
+                "live_decision_id": panel.live_decision_id,
+                "rule_version": panel.rule_version,
                 "reason": "; ".join(r for r in (panel.reason, outcome.reason) if r) or None,
                 "outcome": None,
                 "trade": None,
@@ -408,6 +420,21 @@ class _Replay:
         return len(self.state.trades) - 1
 
 
+def _votes_shown(panel: CandleVotes) -> list[dict[str, Any]]:
+    provenance = panel.provenance or [{} for _ in panel.ballots]
+    return [
+        {
+            **source,
+            # One spelling whatever the database gave back (votes recorded on MariaDB or
+            # SQLite), as the chain spells them.
+            "weight": decimal_text(b.weight),
+            "action": b.action.value if b.action else None,
+            "confidence": decimal_text(b.confidence) if b.action else None,
+        }
+        for b, source in zip(panel.ballots, provenance, strict=True)
+    ]
+
+
 def _fee_in_quote(fill: Fill, rules: SymbolRules) -> Decimal:
     """A buy's fee is taken in the base asset: valued at the fill's price."""
     if fill.fee_asset == rules.base_asset:
@@ -458,6 +485,7 @@ def result(spec: ReplaySpec, candles: Sequence[Candle], state: ReplayState) -> d
             "cost_usd": metrics.text(state.llm_cost_usd),
             "decisions": decided,
             "by_source": dict(sorted(state.vote_sources.items())),
+            "window_mismatches": state.window_mismatches,
             # The share of decisions that had LLM votes, recorded or asked.
             "coverage": metrics.text(
                 metrics.ratio(

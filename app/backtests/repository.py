@@ -269,12 +269,12 @@ async def recorded_rounds(
     timeframe: str,
     start: datetime,
     end: datetime,
-) -> dict[datetime, list[LlmVote]]:
+) -> dict[datetime, tuple[Decision, list[LlmVote]]]:
     """The live decisions of a bot version for candles opening in [start, end), each with
-    its stored votes (none when the decision asked nobody)."""
+    its stored votes in seat order (none when the decision asked nobody)."""
     decisions = (
-        await session.execute(
-            select(Decision.id, Decision.candle_open_at).where(
+        await session.scalars(
+            select(Decision).where(
                 Decision.bot_version_id == bot_version_id,
                 Decision.symbol == symbol,
                 Decision.timeframe == timeframe,
@@ -283,23 +283,22 @@ async def recorded_rounds(
             )
         )
     ).all()
-    rounds: dict[datetime, list[LlmVote]] = {opened: [] for _, opened in decisions}
-    by_id = {decision_id: opened for decision_id, opened in decisions}
-    if not by_id:
-        return rounds
-    votes = await session.scalars(
-        select(LlmVote)
-        .join(Decision, Decision.id == LlmVote.decision_id)
-        .where(
-            Decision.bot_version_id == bot_version_id,
-            Decision.symbol == symbol,
-            Decision.timeframe == timeframe,
-            Decision.candle_open_at >= start,
-            Decision.candle_open_at < end,
+    rounds = {decision.id: (decision, list[LlmVote]()) for decision in decisions}
+    if rounds:
+        votes = await session.scalars(
+            select(LlmVote)
+            .join(Decision, Decision.id == LlmVote.decision_id)
+            .where(
+                Decision.bot_version_id == bot_version_id,
+                Decision.symbol == symbol,
+                Decision.timeframe == timeframe,
+                Decision.candle_open_at >= start,
+                Decision.candle_open_at < end,
+            )
+            # The order the live decision combined and chained them; votes of decisions made
+            # before seats were recorded all sit at 0: provider and model.
+            .order_by(LlmVote.decision_id, LlmVote.seat, LlmVote.provider, LlmVote.model)
         )
-        # Ids made in the same millisecond sort at random; provider and model do not.
-        .order_by(LlmVote.decision_id, LlmVote.provider, LlmVote.model)
-    )
-    for vote in votes.all():
-        rounds[by_id[vote.decision_id]].append(vote)
-    return rounds
+        for vote in votes.all():
+            rounds[vote.decision_id][1].append(vote)
+    return {decision.candle_open_at: (decision, votes) for decision, votes in rounds.values()}

@@ -1,10 +1,15 @@
 """Where a backtest's LLM votes come from: `recorded`, `indicators` or `ask`.
 
-`recorded` reuses the votes a live decision of the same bot version stored for that candle,
-and asks nobody where there was none. `indicators` asks nobody. `ask` puts each candle's
-prompt to the bot's voters now, through the same panel as live, within a cost the request
-capped up front: the estimate is the most the widest prompt the strategy can render costs,
-per candle and voter, so the real cost never passes it.
+`recorded` replays what the live decision of the same bot version stored for that candle:
+its votes in seat order, abstentions as abstentions, combined by the decision's own ensemble
+rule version and parameters. It asks nobody where there was no live decision, nor where the
+live decision saw other candles than the replay reads (its candle digest differs): those votes
+answered other data, so they are left out and counted.
+
+`indicators` asks nobody. `ask` puts each candle's prompt to the bot's voters now, through the
+same panel as live, within a cost the request capped up front: the estimate is the most the
+widest prompt the strategy can render costs, per candle and voter, so the real cost never
+passes it.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from app.backtests import repository
 from app.backtests.replay import CandleVotes, IndicatorsOnly
 from app.bots.strategy import Strategy
 from app.core.settings import Settings
-from app.models import LlmVote
+from app.models import Decision, LlmVote
 from app.trading.candles import Candle
 from app.trading.decide import PanelSeat, ask_panel, ballots, most_for, prompt_for
-from app.trading.ensemble import Action, Ballot
+from app.trading.ensemble import Action, Ballot, ensemble_of
 from app.trading.indicators import MIN_CANDLES
+from app.verification.canonical import candles_digest, decimal_text
 
 ASK_WARNING = (
     "LLM votes were asked now about past candles: a model may know what happened after its "
@@ -43,10 +49,22 @@ def _ballot(vote: LlmVote) -> Ballot:
     )
 
 
-class RecordedVotes:
-    """The live decision's stored votes for the candle; none where no live decision was made."""
+def _provenance(vote: LlmVote) -> dict[str, Any]:
+    return {
+        "seat": vote.seat,
+        "provider": vote.provider,
+        "model": vote.model,
+        "prompt_sha256": vote.prompt_sha256,
+        "abstain_reason": vote.abstain_reason,
+        "cost_usd": decimal_text(vote.cost_usd),
+    }
 
-    def __init__(self, rounds: dict[datetime, list[LlmVote]]) -> None:
+
+class RecordedVotes:
+    """The live decision's stored round for the candle; none where no live decision was made
+    or where it saw other candles."""
+
+    def __init__(self, rounds: dict[datetime, tuple[Decision, list[LlmVote]]]) -> None:
         self._rounds = rounds
         self._elsewhere = IndicatorsOnly()
 
@@ -70,13 +88,27 @@ class RecordedVotes:
         recorded = self._rounds.get(candle_open)
         if recorded is None:
             return await self._elsewhere.votes(candle_open, snapshot, closes)
+        decision, votes = recorded
+        # Decisions made before windows were recorded have no digest to compare.
+        if decision.candles_sha256 not in (None, candles_digest(closes)):
+            return CandleVotes(
+                [],
+                Decimal(0),
+                "none",
+                f"the live decision {decision.id} saw other candles than this backtest "
+                "(its candle digest differs): indicators only",
+                other_candles=True,
+            )
         # As live combined them: every stored result, abstentions included (none when that
-        # decision asked nobody, e.g. its budget was spent).
+        # decision asked nobody, e.g. its budget was spent), by its own rule.
         return CandleVotes(
-            ballots=[_ballot(v) for v in recorded],
-            voters_asked=len(recorded),
+            ballots=[_ballot(v) for v in votes],
             cost_usd=Decimal(0),
             source="recorded",
+            rule_version=decision.rule_version,
+            ensemble=ensemble_of(decision.rule_params),
+            provenance=[_provenance(v) for v in votes],
+            live_decision_id=decision.id,
         )
 
 
@@ -97,14 +129,13 @@ class AskedVotes:
     ) -> CandleVotes:
         if not self._panel:
             return CandleVotes(
-                [], 0, Decimal(0), "none", "no LLM voter configured for this bot: indicators only"
+                [], Decimal(0), "none", "no LLM voter configured for this bot: indicators only"
             )
         prompt = prompt_for(self._symbol, self._timeframe, candle_open, snapshot, closes)
         most = most_for(self._panel, prompt)
         if most is not None and self.spent + most > self._cap:
             return CandleVotes(
                 [],
-                0,
                 Decimal(0),
                 "none",
                 f"the backtest's LLM cost cap of {self._cap} USD is reached: indicators only",
@@ -112,7 +143,7 @@ class AskedVotes:
         results = await ask_panel(self._panel, prompt)
         cost = sum((r.cost_usd for _, r in results), Decimal(0))
         self.spent += cost
-        return CandleVotes(ballots(results), len(results), cost, "asked")
+        return CandleVotes(ballots(results), cost, "asked")
 
 
 def _widest_prompt_snapshot(strategy: Strategy) -> dict[str, dict[str, object]]:

@@ -101,7 +101,7 @@ class Scripted:
         self, candle_open: datetime, snapshot: dict[str, Any], closes: Sequence[Candle]
     ) -> CandleVotes:
         action = self.actions.get(candle_open, Action.HOLD)
-        return CandleVotes([Ballot(Decimal(1), action, Decimal(1))], 1, Decimal(0), "recorded")
+        return CandleVotes([Ballot(Decimal(1), action, Decimal(1))], Decimal(0), "recorded")
 
 
 def scripted_strategy(**risk: Any) -> Strategy:

@@ -118,7 +118,7 @@ async def test_a_replayed_decision_equals_the_live_decide_on_the_same_candles(
             Ballot(v.weight, Action(v.action) if v.action else None, v.confidence or Decimal(0))
             for v in rows
         ]
-        votes[decision.candle_open_at] = CandleVotes(ballots, len(rows), Decimal(0), "recorded")
+        votes[decision.candle_open_at] = CandleVotes(ballots, Decimal(0), "recorded")
 
     replay = spec(
         Strategy.model_validate(version.strategy),
