@@ -121,18 +121,27 @@ def marketplaces_command(args: argparse.Namespace) -> None:
 
 
 def rotate_keys() -> None:
-    """Every Fernet-encrypted value: exchange credentials and stored idempotent responses."""
+    """Every Fernet-encrypted value: exchange credentials, stored idempotent responses and
+    webhook secrets."""
     from app.core.crypto import Keyring
-    from app.credentials.service import rotate_all
+    from app.credentials import service as credentials
     from app.idempotency.service import rotate_bodies
+    from app.webhooks import service as webhooks
 
     async def work(session, settings):
         keyring = Keyring.parse(settings.fernet_keyring_text())
-        credentials = await rotate_all(session, keyring)
-        return keyring.primary_key_id, credentials, await rotate_bodies(session, keyring)
+        return (
+            keyring.primary_key_id,
+            await credentials.rotate_all(session, keyring),
+            await rotate_bodies(session, keyring),
+            await webhooks.rotate_all(session, keyring),
+        )
 
-    key_id, credentials, bodies = asyncio.run(_with_session(work))
-    print(f"rotated {credentials} credential(s) and {bodies} stored response(s) to key {key_id}")
+    key_id, rotated, bodies, secrets = asyncio.run(_with_session(work))
+    print(
+        f"rotated {rotated} credential(s), {bodies} stored response(s) and {secrets} webhook "
+        f"secret(s) to key {key_id}"
+    )
 
 
 def celery(command: str, extra: list[str]) -> None:

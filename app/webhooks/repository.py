@@ -52,6 +52,19 @@ async def page_owned(
     return (await session.scalars(query.order_by(WebhookEndpoint.id).limit(limit))).all()
 
 
+async def not_under_key(
+    session: AsyncSession, key_id: str, limit: int
+) -> Sequence[WebhookEndpoint]:
+    return (
+        await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.fernet_key_id != key_id)
+            .order_by(WebhookEndpoint.id)
+            .limit(limit)
+        )
+    ).all()
+
+
 async def earliest_start(session: AsyncSession) -> int | None:
     """The lowest `after_seq` of any endpoint; None without one."""
     return await session.scalar(select(func.min(WebhookEndpoint.after_seq)))

@@ -71,6 +71,23 @@ def _set_secret(endpoint: WebhookEndpoint, keyring: Keyring, secret: str) -> Non
     endpoint.fernet_key_id = keyring.primary_key_id
 
 
+async def rotate_all(session: AsyncSession, keyring: Keyring, batch: int = 500) -> int:
+    """Re-encrypt the secrets (current and previous) of every endpoint not yet under the
+    newest key; returns how many endpoints were rotated."""
+    rotated = 0
+    while rows := await repository.not_under_key(session, keyring.primary_key_id, batch):
+        for endpoint in rows:
+            endpoint.secret_ciphertext = keyring.rotate(endpoint.secret_ciphertext)
+            if endpoint.previous_secret_ciphertext is not None:
+                endpoint.previous_secret_ciphertext = keyring.rotate(
+                    endpoint.previous_secret_ciphertext
+                )
+            endpoint.fernet_key_id = keyring.primary_key_id
+        await session.flush()
+        rotated += len(rows)
+    return rotated
+
+
 async def create(
     session: AsyncSession,
     keyring: Keyring,
@@ -140,7 +157,9 @@ async def rotate_secret(
 ) -> tuple[WebhookEndpoint, str]:
     """A new secret; the current one goes on signing too until `now + overlap`."""
     endpoint = await get(session, caller, endpoint_id)
-    endpoint.previous_secret_ciphertext = endpoint.secret_ciphertext
+    # Under the newest key like the new one: the row names one key for both secrets, and
+    # `keys rotate` must not leave the previous one under a key about to be retired.
+    endpoint.previous_secret_ciphertext = keyring.rotate(endpoint.secret_ciphertext)
     endpoint.previous_secret_expires_at = now + overlap
     secret = new_secret()
     _set_secret(endpoint, keyring, secret)

@@ -16,7 +16,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings
 from app.credentials.service import decrypt_for_execution
 from app.main import create_app
-from app.models import ExchangeCredential
+from app.models import ExchangeCredential, WebhookEndpoint
 from tests.helpers import fake_binance_key, headers, new_principal
 
 
@@ -63,9 +63,13 @@ async def test_rotation_re_encrypts_every_row_under_the_newest_key(
                 assert (plain.api_key, plain.api_secret) == stored[row.testnet]
 
         output = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
-        assert output.strip() == "rotated 2 credential(s) and 0 stored response(s) to key new"
+        assert output.strip() == (
+            "rotated 2 credential(s), 0 stored response(s) and 0 webhook secret(s) to key new"
+        )
         again = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
-        assert again.strip() == "rotated 0 credential(s) and 0 stored response(s) to key new"
+        assert again.strip() == (
+            "rotated 0 credential(s), 0 stored response(s) and 0 webhook secret(s) to key new"
+        )
 
         async with sessions() as session:
             rows = (await session.scalars(select(ExchangeCredential))).all()
@@ -110,7 +114,9 @@ async def test_rotation_covers_stored_idempotent_responses(
     new_key = Fernet.generate_key().decode()
     old_keyring = settings.fernet_keys.get_secret_value()
     output = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
-    assert output.strip() == "rotated 0 credential(s) and 1 stored response(s) to key new"
+    assert output.strip() == (
+        "rotated 0 credential(s), 1 stored response(s) and 0 webhook secret(s) to key new"
+    )
 
     restarted = create_app(settings.model_copy(update={"fernet_keys": SecretStr(f"new:{new_key}")}))
     async with restarted.router.lifespan_context(restarted):
@@ -120,3 +126,47 @@ async def test_rotation_covers_stored_idempotent_responses(
     assert replay.status_code == 201, replay.text
     assert replay.content == first.content
     assert replay.headers["idempotent-replayed"] == "true"
+
+
+async def test_rotation_covers_webhook_secrets(
+    client: httpx.AsyncClient, settings: Settings, marketplace_key: str
+) -> None:
+    """Were left under the old key: once it was retired, no delivery could be signed."""
+    created = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hooks", "types": ["trade.filled"]},
+        headers=headers(marketplace_key),
+    )
+    assert created.status_code == 201, created.text
+    endpoint_id = created.json()["id"]
+    # A rotated endpoint holds two secrets, the previous one signing for a day more.
+    rotated = await client.post(
+        f"/api/v1/webhooks/{endpoint_id}/rotate-secret", headers=headers(marketplace_key)
+    )
+    assert rotated.status_code == 200, rotated.text
+    secrets = {created.json()["secret"], rotated.json()["secret"]}
+
+    new_key = Fernet.generate_key().decode()
+    old_keyring = settings.fernet_keys.get_secret_value()
+    output = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
+    assert output.strip() == (
+        "rotated 0 credential(s), 0 stored response(s) and 1 webhook secret(s) to key new"
+    )
+    again = run_cli(settings, f"new:{new_key},{old_keyring}", "keys", "rotate")
+    assert again.strip() == (
+        "rotated 0 credential(s), 0 stored response(s) and 0 webhook secret(s) to key new"
+    )
+
+    only_new = Keyring.parse(f"new:{new_key}")
+    engine = create_engine(settings.database_url, pool=False)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            endpoint = await session.get(WebhookEndpoint, endpoint_id)
+            assert endpoint is not None and endpoint.fernet_key_id == "new"
+            assert endpoint.previous_secret_ciphertext is not None
+            assert {
+                only_new.decrypt(endpoint.secret_ciphertext),
+                only_new.decrypt(endpoint.previous_secret_ciphertext),
+            } == secrets
+    finally:
+        await engine.dispose()
