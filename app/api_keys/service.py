@@ -17,6 +17,7 @@ from app.marketplaces import service as marketplaces
 from app.marketplaces.service import DEFAULT_MARKETPLACE
 from app.models import ApiKey, Marketplace, MarketplaceAssertionKey
 from app.users import repository as users
+from app.webhooks import service as webhooks
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,11 @@ async def _get(session: AsyncSession, key_id: str) -> ApiKey:
 
 
 async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
+    """Revoke the key, and with it the webhook endpoints it registered."""
     row = await _get(session, key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        await webhooks.disable_registered_by(session, row.id, row.revoked_at)
         await session.flush()
     return row
 

@@ -52,6 +52,16 @@ async def page_owned(
     return (await session.scalars(query.order_by(WebhookEndpoint.id).limit(limit))).all()
 
 
+async def enabled_of_key(session: AsyncSession, api_key_id: str) -> Sequence[WebhookEndpoint]:
+    return (
+        await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.api_key_id == api_key_id, WebhookEndpoint.enabled)
+            .order_by(WebhookEndpoint.id)
+        )
+    ).all()
+
+
 async def not_under_key(
     session: AsyncSession, key_id: str, limit: int
 ) -> Sequence[WebhookEndpoint]:

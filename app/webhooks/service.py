@@ -141,8 +141,10 @@ async def update(
     if body.enabled is not None:
         endpoint.enabled = body.enabled
         if body.enabled:
-            # Enabled again: its failures so far no longer count towards disabling it.
+            # Enabled again: its failures so far no longer count towards disabling it, and it
+            # answers to the key that enabled it (the one that registered it may be revoked).
             endpoint.failing_since = endpoint.disabled_at = endpoint.disabled_reason = None
+            endpoint.api_key_id = caller.api_key_id
     await session.flush()
     return endpoint
 
@@ -356,7 +358,8 @@ async def _note_endpoints(
         first, last = min(failed_at), max(failed_at)
         endpoint = await repository.endpoint_failed(session, endpoint_id, first, last - failing_for)
         if endpoint is not None:
-            disable(session, endpoint, last, failing_for)
+            hours = failing_for.total_seconds() / 3600
+            disable(session, endpoint, last, f"every attempt failed for {hours:g} hours")
 
 
 def next_attempt_at(failed_at: datetime, attempts: int, settings: Settings) -> datetime | None:
@@ -371,17 +374,25 @@ def next_attempt_at(failed_at: datetime, attempts: int, settings: Settings) -> d
     return failed_at + timedelta(seconds=delay)
 
 
-def disable(
-    session: AsyncSession, endpoint: WebhookEndpoint, now: datetime, failing_for: timedelta
-) -> None:
-    """Stop sending to an endpoint that has only failed for `failing_for`, and tell its owner
-    with a `webhook.disabled` event: a developer's is addressed to their user, a marketplace
-    key's to its marketplace, an admin's to no one but admins."""
+async def disable_registered_by(session: AsyncSession, api_key_id: str, now: datetime) -> None:
+    """A revoked key's endpoints stop with it: a leaked key's thief may have registered their
+    own receiver. A live key of the owner may enable one again (it then answers to that key)."""
+    for endpoint in await repository.enabled_of_key(session, api_key_id):
+        disable(
+            session,
+            endpoint,
+            now,
+            "the API key that registered it was revoked: a live key of its owner may enable it",
+        )
+
+
+def disable(session: AsyncSession, endpoint: WebhookEndpoint, now: datetime, reason: str) -> None:
+    """Stop sending to an endpoint, and tell its owner with a `webhook.disabled` event: a
+    developer's is addressed to their user, a marketplace key's to its marketplace, an
+    admin's to no one but admins."""
     endpoint.enabled = False
     endpoint.disabled_at = now
-    endpoint.disabled_reason = (
-        f"every attempt failed for {failing_for.total_seconds() / 3600:g} hours"
-    )
+    endpoint.disabled_reason = reason
     record(
         session,
         EventType.webhook_disabled,

@@ -252,6 +252,48 @@ async def test_a_delivery_fails_after_its_schedule_and_the_endpoint_is_disabled(
     assert await harness.retry_after(0) == 1
 
 
+async def test_revoking_a_leaked_key_stops_the_endpoints_it_registered(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    marketplace_key: str,
+    admin_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    harness: Harness,
+    receiver: Receiver,
+    other_receiver: Receiver,
+) -> None:
+    """A thief with a marketplace's key registered their own receiver; the key revoked, it
+    went on getting every renter's events. Its endpoints stop with it, and the owner hears."""
+    leaked = await make_key(settings, Scope.marketplace, "leaked")
+    stolen = await register(client, leaked, other_receiver.url)
+    kept = await register(client, marketplace_key, receiver.url)
+    key_id = next(
+        item["id"]
+        for item in (await client.get("/api/v1/api-keys", headers=headers(admin_key))).json()[
+            "items"
+        ]
+        if item["name"] == "leaked"
+    )
+    revoked = await client.delete(f"/api/v1/api-keys/{key_id}", headers=headers(admin_key))
+    assert revoked.status_code == 204
+    await seed(sessionmaker, new_principal(), 2)
+    await harness.dispatch()
+    assert other_receiver.requests == []
+    # The two renter events, and the notice that the thief's endpoint stopped.
+    got = sorted(json.loads(r.body)["type"] for r in receiver.requests)
+    assert got == ["trade.filled", "trade.filled", "webhook.disabled"]
+    endpoint = (await client.get(f"{URL}/{stolen['id']}", headers=headers(marketplace_key))).json()
+    assert endpoint["enabled"] is False and "revoked" in endpoint["disabled_reason"]
+    told = [i for i in await feed_items(client, marketplace_key) if i["type"] == "webhook.disabled"]
+    assert [i["data"]["webhook_id"] for i in told] == [stolen["id"]]
+    # The owner may take it back with a live key of theirs: it then answers to that key.
+    enabled = await client.patch(
+        f"{URL}/{stolen['id']}", json={"enabled": True}, headers=headers(marketplace_key)
+    )
+    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+    assert kept["enabled"] is True
+
+
 async def test_replay_sends_every_matching_event_again(
     client: httpx.AsyncClient,
     marketplace_key: str,
