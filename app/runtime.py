@@ -70,6 +70,7 @@ class Runtime:
             poll_s=settings.stream_safety_poll_s if redis is not None else settings.stream_poll_s,
             capacity=settings.stream_queue_size,
             metrics=metrics,
+            revocation_check_s=settings.api_key_cache_ttl_s,
         )
         rate_limiter: RateLimiter = (
             RedisRateLimiter(redis, settings.rate_limit_per_minute)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,14 @@ async def caller_view(reader: RowReader, digest: str) -> dict[str, Any] | None:
 
 async def get(session: AsyncSession, key_id: str) -> ApiKey | None:
     return await session.get(ApiKey, key_id)
+
+
+async def revoked_among(session: AsyncSession, key_ids: Collection[str]) -> set[str]:
+    """Which of these keys are revoked."""
+    rows = await session.scalars(
+        select(ApiKey.id).where(ApiKey.id.in_(key_ids), ApiKey.revoked_at.is_not(None))
+    )
+    return set(rows.all())
 
 
 async def page(session: AsyncSession, after_id: str | None, limit: int) -> Sequence[ApiKey]:

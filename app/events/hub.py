@@ -4,7 +4,10 @@ One hub task per process. Woken by the doorbell, or by its own timer, it numbers
 events (so it needs no beat to be current), reads every event after the last one it handed on,
 once for all its connections, and offers each to every connection whose viewer may see it
 (feed.sees). A connection holds at most `capacity` events not yet sent: one that falls further
-behind is dropped, and resumes with its cursor, rather than growing the server's memory.
+behind is dropped, and resumes with its cursor, rather than growing the server's memory. Every
+`revocation_check_s` (the API key cache's TTL: as fast as a revoked key's requests stop) it
+ends the connections whose opening key was revoked since: a leaked key's thief must not go on
+streaming after the revocation.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.api_keys import repository as api_keys
 from app.core.metrics import ApiMetrics
 from app.events import feed, repository
 from app.events.doorbell import Doorbell
@@ -72,12 +77,21 @@ class Delivery:
 class Subscriber:
     """One connection's place at the hub: whose events it takes, and those not yet sent."""
 
-    def __init__(self, viewer: feed.Viewer, capacity: int) -> None:
+    def __init__(self, viewer: feed.Viewer, api_key_id: str, capacity: int) -> None:
         self.viewer = viewer
+        self.api_key_id = api_key_id
         self._capacity = capacity
         self._waiting: deque[Delivery] = deque()
         self._ready = asyncio.Event()
         self.dropped = asyncio.Event()
+        self.revoked = False
+
+    def revoke(self) -> None:
+        """The key that opened the connection was revoked: drop it, sending nothing more."""
+        self.revoked = True
+        self._waiting.clear()
+        self.dropped.set()
+        self._ready.set()
 
     def offer(self, addressed: feed.Addressed, delivery: Delivery) -> bool:
         """Queue the event if the viewer may see it; True if that overflows the queue and
@@ -112,10 +126,12 @@ class Hub:
         poll_s: float,
         capacity: int,
         metrics: ApiMetrics,
+        revocation_check_s: float,
     ) -> None:
         self._sessionmaker, self._reads = sessionmaker, reads
         self._doorbell = doorbell
         self._poll_s = poll_s
+        self._revocation_check_s = revocation_check_s
         self._capacity = capacity
         self._metrics = metrics
         # Connections that follow one renter, by principal, and the others (developers',
@@ -128,9 +144,10 @@ class Hub:
         # The last event handed on: every later one will be, in order.
         self.last_seq = 0
 
-    def subscribe(self, viewer: feed.Viewer) -> Subscriber:
-        """A connection's place, taking every event after `last_seq` that the viewer sees."""
-        subscriber = Subscriber(viewer, self._capacity)
+    def subscribe(self, viewer: feed.Viewer, api_key_id: str) -> Subscriber:
+        """A connection's place, taking every event after `last_seq` that the viewer sees,
+        until `api_key_id` is revoked."""
+        subscriber = Subscriber(viewer, api_key_id, self._capacity)
         if viewer.principal is None:
             self._others.add(subscriber)
         else:
@@ -154,6 +171,7 @@ class Hub:
         It begins at the newest event (a connection that wants older ones replays them), once
         the database answers: a process starts, and reports itself unready, without it."""
         begun = False
+        next_check = time.monotonic() + self._revocation_check_s
         while not self._stopping.is_set():
             # Cleared before the read: a ring during it makes another read.
             self._doorbell.rung.clear()
@@ -164,10 +182,14 @@ class Hub:
                     async with self._reads() as session:
                         self.last_seq = await repository.head(session) or 0
                     begun = True
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self._revocation_check_s
+                    await self._end_revoked()
             except Exception:  # the next ring or tick reads again from last_seq
                 log.exception("the live hub could not read new events")
+            wait_s = min(self._poll_s, max(0.0, next_check - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._doorbell.rung.wait(), self._poll_s)
+                await asyncio.wait_for(self._doorbell.rung.wait(), wait_s)
 
     async def _deliver_new(self) -> None:
         async with self._reads() as session:
@@ -177,6 +199,18 @@ class Hub:
                 self._fan_out(batch)
                 if len(batch) < HUB_BATCH:
                     return
+
+    async def _end_revoked(self) -> None:
+        """Drop the connections whose opening key is revoked: one read of the few keys behind
+        all of them (a marketplace's thousands of renters stream with tickets of its key)."""
+        subscribers = list(itertools.chain(self._others, *self._renters.values()))
+        if not subscribers:
+            return
+        async with self._reads() as session:
+            revoked = await api_keys.revoked_among(session, {s.api_key_id for s in subscribers})
+        for subscriber in subscribers:
+            if subscriber.api_key_id in revoked:
+                subscriber.revoke()
 
     def _fan_out(self, batch: list[feed.Addressed]) -> None:
         for addressed in batch:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.sse import ServerSentEvent
@@ -35,11 +36,22 @@ REPLAY_PAGE = 200
 _MESSAGES: dict[str, type[Subscribe | Resume]] = {"subscribe": Subscribe, "resume": Resume}
 # "Try again later": the client resumes from its last cursor.
 SLOW_CLIENT_CLOSE = 1013
+# "Policy violation": the key behind the stream was revoked; reopening it is refused too.
+REVOKED_CLOSE = 1008
 
 
-async def open_viewer(connection: HTTPConnection, ticket: str | None) -> feed.Viewer:
-    """Whose events the connection streams; Unauthenticated (401) for a ticket that is
-    unknown, used, expired, of a revoked key or shown with another key, or without either."""
+@dataclass(frozen=True)
+class Opener:
+    """Whose events a connection streams, and the API key whose authority opened it (the
+    ticket's issuer, or the key shown): the connection ends when that key is revoked."""
+
+    viewer: feed.Viewer
+    api_key_id: str
+
+
+async def open_stream(connection: HTTPConnection, ticket: str | None) -> Opener:
+    """Who opens the connection; Unauthenticated (401) for a ticket that is unknown, used,
+    expired, of a revoked key or shown with another key, or without either."""
     runtime: Runtime = connection.app.state.runtime
     # A key shown is checked first: an unknown one does not use the ticket up (another key's
     # does: whoever showed the ticket had it from elsewhere).
@@ -52,26 +64,31 @@ async def open_viewer(connection: HTTPConnection, ticket: str | None) -> feed.Vi
                 "a marketplace key opens a renter's stream with a ticket (POST "
                 "/api/v1/stream-tickets): the renter's browser holds no key"
             )
-        return feed.Viewer(caller.scope, owner_user_id=caller.owner_user_id)
+        return Opener(
+            feed.Viewer(caller.scope, owner_user_id=caller.owner_user_id), caller.api_key_id
+        )
     holder = await tickets.redeem(runtime.sessionmaker, ticket, utcnow())
     if holder is None:
         raise Unauthenticated("the stream ticket is unknown, used, expired or its key revoked")
     if caller is not None and caller.api_key_id != holder.api_key_id:
         raise Unauthenticated("the stream ticket was issued to another key")
-    return feed.Viewer(
-        Scope.marketplace, principal=holder.principal, marketplace_id=holder.marketplace_id
+    return Opener(
+        feed.Viewer(
+            Scope.marketplace, principal=holder.principal, marketplace_id=holder.marketplace_id
+        ),
+        holder.api_key_id,
     )
 
 
 class LiveStream:
     """A connection's events: a replay after a cursor, the hub's live ones, each sent once."""
 
-    def __init__(self, runtime: Runtime, viewer: feed.Viewer) -> None:
+    def __init__(self, runtime: Runtime, opener: Opener) -> None:
         self._reads = runtime.read_sessionmaker
         self._hub = runtime.hub
-        self.viewer = viewer
+        self.viewer = opener.viewer
         self.types: frozenset[str] | None = None
-        self.subscriber: Subscriber = self._hub.subscribe(viewer)
+        self.subscriber: Subscriber = self._hub.subscribe(opener.viewer, opener.api_key_id)
         # From now on, unless the client resumes from elsewhere.
         self.last_seq = self._hub.last_seq
         self.sending = asyncio.Lock()
@@ -116,7 +133,8 @@ class LiveStream:
 
 async def serve_websocket(websocket: WebSocket, stream: LiveStream) -> None:
     """Send live events and answer the client's messages until either side ends; a client
-    dropped for falling behind is closed with 1013 (try again later: resume)."""
+    dropped for falling behind is closed with 1013 (try again later: resume), one whose key
+    was revoked with 1008."""
     tasks = [
         asyncio.create_task(_send_live(websocket, stream)),
         asyncio.create_task(_answer(websocket, stream)),
@@ -129,8 +147,13 @@ async def serve_websocket(websocket: WebSocket, stream: LiveStream) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if stream.subscriber.dropped.is_set():
+        code, reason = (
+            (REVOKED_CLOSE, "the API key behind this stream was revoked")
+            if stream.subscriber.revoked
+            else (SLOW_CLIENT_CLOSE, "too far behind: resume from your cursor")
+        )
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await websocket.close(SLOW_CLIENT_CLOSE, "too far behind: resume from your cursor")
+            await websocket.close(code, reason)
         return
     for task in done:
         failure = task.exception()
@@ -211,7 +234,8 @@ async def sse_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream as Server-Sent Events: `id:` is the event's id (a reconnecting browser sends
     it back as Last-Event-ID), the data the envelope; a comment when idle for `heartbeat_s`. A
-    client dropped for falling behind sees the stream end, and reconnects."""
+    client dropped for falling behind sees the stream end, and reconnects; so does one whose
+    key was revoked, and is refused."""
     anonymous = stream.viewer.anonymous
     try:
         if after_seq is not None:

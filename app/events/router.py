@@ -129,14 +129,14 @@ async def events_websocket(websocket: WebSocket, ticket: str | None = None) -> N
     """Live events as text frames `{"type": "event", "cursor", "event": <envelope>}`
     (docs/events.md); refused before the upgrade with the contract's error body."""
     try:
-        viewer = await live.open_viewer(websocket, ticket)
+        opener = await live.open_stream(websocket, ticket)
     except AppError as exc:
         await websocket.send_denial_response(
             error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
         )
         return
     runtime = websocket.app.state.runtime
-    stream = live.LiveStream(runtime, viewer)
+    stream = live.LiveStream(runtime, opener)
     try:
         await websocket.accept()
         await live.serve_websocket(websocket, stream)
@@ -144,13 +144,13 @@ async def events_websocket(websocket: WebSocket, ticket: str | None = None) -> N
         stream.close()
 
 
-async def _stream_viewer(
+async def _stream_opener(
     request: Request,
     ticket: Annotated[
         str | None, Query(description="from POST /api/v1/stream-tickets; else X-API-Key")
     ] = None,
-) -> feed.Viewer:
-    return await live.open_viewer(request, ticket)
+) -> live.Opener:
+    return await live.open_stream(request, ticket)
 
 
 async def _resume_after(
@@ -201,7 +201,7 @@ _SSE_EXAMPLE = (
 )
 async def events_stream(
     runtime: RuntimeDep,
-    viewer: Annotated[feed.Viewer, Depends(_stream_viewer)],
+    opener: Annotated[live.Opener, Depends(_stream_opener)],
     after_seq: Annotated[int | None, Depends(_resume_after)],
     types: Annotated[frozenset[str] | None, Depends(_wanted_types)],
 ) -> AsyncIterator[ServerSentEvent]:
@@ -209,7 +209,7 @@ async def events_stream(
     envelope; idle, a comment every STREAM_HEARTBEAT_S."""
     # Everything that can refuse the request is a dependency: this body runs once the
     # response has begun.
-    stream = live.LiveStream(runtime, viewer)
+    stream = live.LiveStream(runtime, opener)
     stream.want(types)
     async for event in live.sse_events(stream, after_seq, runtime.settings.stream_heartbeat_s):
         yield event

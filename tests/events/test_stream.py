@@ -300,6 +300,47 @@ async def test_a_client_too_far_behind_is_dropped_and_resumes_with_its_cursor(
     assert ids(received) + ids(rest) == [start, *burst]
 
 
+async def test_revoking_a_key_ends_the_streams_it_opened(
+    base: str, settings: Settings, admin_key: str, renter: Renter
+) -> None:
+    """A leaked key's thief streamed on after the key was revoked. Its ticket's WebSocket is
+    closed with 1008 and its Server-Sent Events end, within the key cache's few seconds."""
+    leaked = await make_key(settings, Scope.marketplace, "leaked")
+    developer = await make_key(settings, Scope.developer, "leaked developer")
+    kept = await make_key(settings, Scope.marketplace, "kept")
+
+    async def revoke(name: str) -> None:
+        async with httpx.AsyncClient(base_url=f"http://{base}") as http:
+            listed = await http.get("/api/v1/api-keys", headers={"X-API-Key": admin_key})
+            [key_id] = [i["id"] for i in listed.json()["items"] if i["name"] == name]
+            gone = await http.delete(f"/api/v1/api-keys/{key_id}", headers={"X-API-Key": admin_key})
+        assert gone.status_code == 204
+
+    async def sse_ends(http: httpx.AsyncClient) -> None:
+        async with http.stream(
+            "GET", "/api/v1/events/stream", headers={"X-API-Key": developer}
+        ) as response:
+            assert response.status_code == 200
+            async for _ in response.aiter_lines():
+                pass  # heartbeats, until the server ends the stream
+
+    async with (
+        socket(base, (await ticket(base, leaked, renter.principal))["url"]) as stolen,
+        socket(base, (await ticket(base, kept, renter.principal))["url"]) as other,
+        httpx.AsyncClient(base_url=f"http://{base}", timeout=PATIENCE_S) as http,
+    ):
+        sse_stream = asyncio.create_task(sse_ends(http))
+        await revoke("leaked")
+        await revoke("leaked developer")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(stolen.recv(), PATIENCE_S)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        await asyncio.wait_for(sse_stream, PATIENCE_S)
+        # The other key's stream goes on.
+        await other.ping()
+        assert other.close_code is None
+
+
 async def test_events_nobody_rang_for_reach_the_stream_from_the_table(
     base: str,
     admin_key: str,
