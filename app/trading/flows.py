@@ -106,6 +106,25 @@ def candle_close(timeframe: str, now: datetime) -> datetime:
     return datetime.fromtimestamp((closed_open + interval_ms(timeframe)) / 1000, UTC)
 
 
+async def due_groups(
+    session: AsyncSession, now: datetime, market: tuple[str, str] | None = None
+) -> list[DueGroup]:
+    """The groups (of one (symbol, timeframe) `market`, or all) whose latest candle closed at
+    `now` has no decision yet: what beat's dispatch and the stream's closed klines send."""
+    due = []
+    for version_id, symbol, timeframe in await subscriptions.active_groups(session, market):
+        candle = datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
+        if await repository.decision_for(session, version_id, symbol, timeframe, candle) is None:
+            due.append(DueGroup(version_id, symbol, timeframe, candle_close(timeframe, now)))
+    return due
+
+
+async def send_decide_jobs(enqueue: Enqueue, groups: Sequence[DueGroup], batch: int) -> None:
+    for start in range(0, len(groups), batch):
+        chunk = groups[start : start + batch]
+        await enqueue("trading.decide", {"groups": [g.job() for g in chunk]})
+
+
 def send_deadline(decision: Decision, settings: Settings) -> datetime:
     """The instant a decision's orders go stale: when the next candle closes, unless the
     timeframe has a window of its own; never later than the cap after the decided close."""
@@ -173,19 +192,8 @@ class TradingFlows:
         """Enqueue, in batches of `decide_batch`, the groups whose latest closed candle has no
         decision yet."""
         async with self._sessionmaker() as session:
-            due = []
-            for version_id, symbol, timeframe in await subscriptions.active_groups(session):
-                candle = datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
-                decided = await repository.decision_for(
-                    session, version_id, symbol, timeframe, candle
-                )
-                if decided is None:
-                    due.append(
-                        DueGroup(version_id, symbol, timeframe, candle_close(timeframe, now))
-                    )
-        for start in range(0, len(due), self._decide_batch):
-            batch = due[start : start + self._decide_batch]
-            await self._enqueue("trading.decide", {"groups": [g.job() for g in batch]})
+            due = await due_groups(session, now)
+        await send_decide_jobs(self._enqueue, due, self._decide_batch)
         return due
 
     async def decide(self, groups: Sequence[DueGroup]) -> Decided:

@@ -1,0 +1,105 @@
+"""The stream process's work: follow the database's wanted streams, act on what they carry.
+
+A closed kline sends the decide job of every group of its (symbol, timeframe) at once, as
+beat's dispatch would on its next tick; a (re)subscribed kline stream catches up the same
+way, so a close missed while a connection was down is decided too. Beat's dispatch stays
+the safety net: a group decided already is not sent, and a second job for the same candle
+finds the decision (or its claim) and makes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.settings import Settings
+from app.market_streams import service
+from app.market_streams.connections import StreamPool
+from app.market_streams.names import KlineClosed, market_of, read_payload
+from app.trading.flows import DECIDE_BATCH, Enqueue, due_groups, send_decide_jobs
+
+log = logging.getLogger(__name__)
+
+
+class MarketStreamFlows:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        enqueue: Enqueue,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._enqueue = enqueue
+        self.pool = StreamPool(
+            settings.binance_stream_url,
+            self.on_data,
+            self.on_subscribed,
+            settings.stream_max_per_connection,
+        )
+        # The latest close each market's decide jobs were sent for: a close is sent once
+        # however often it arrives (a reconnect's catch-up, a repeated frame).
+        self._sent: dict[tuple[str, str], datetime] = {}
+        self._work: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Stream until cancelled, rereading the wanted streams every `stream_refresh_s`."""
+        try:
+            while True:
+                try:
+                    await self.refresh()
+                except Exception:  # the database away for a moment: keep what streams
+                    log.warning("could not refresh the market streams", exc_info=True)
+                await asyncio.sleep(self._settings.stream_refresh_s)
+        finally:
+            await self.pool.close()
+            for task in self._work:
+                task.cancel()
+
+    async def refresh(self) -> None:
+        async with self._sessionmaker() as session:
+            wanted = await service.wanted_streams(session)
+        self.pool.want(wanted)
+        await self.pool.prune()
+
+    def on_data(self, stream: str, data: object) -> None:
+        event = read_payload(data)
+        if isinstance(event, KlineClosed):
+            self._spawn(self.kline_closed(event.symbol, event.timeframe, event.close_at))
+
+    def on_subscribed(self, streams: list[str]) -> None:
+        now = datetime.now(UTC)
+        for stream in streams:
+            market = market_of(stream)
+            if market is not None:
+                self._spawn(self.kline_closed(*market, now))
+
+    async def kline_closed(self, symbol: str, timeframe: str, now: datetime) -> None:
+        """Send the decide jobs of the (symbol, timeframe) groups whose candle closed at `now`
+        (or before) and has no decision yet."""
+        market = (symbol, timeframe)
+        async with self._sessionmaker() as session:
+            due = await due_groups(session, now, market)
+        if not due or self._sent.get(market) == due[0].as_of:
+            return
+        self._sent[market] = due[0].as_of
+        await send_decide_jobs(self._enqueue, due, DECIDE_BATCH)
+        log.info(
+            "decide jobs sent on a candle's close",
+            extra={"symbol": symbol, "timeframe": timeframe, "groups": len(due)},
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._work.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("market stream work failed", exc_info=task.exception())
