@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     # A connection without a message for this long is not healthy; while none is, beat's
     # polling checks exits as before the streams.
     stream_silence_s: float = Field(default=5.0, gt=0)
+    # A streamed price older than this is not used: orders and exits read the exchange's.
+    stream_price_max_age_s: float = Field(default=5.0, gt=0)
     # The active stream process holds its lease this long unrenewed; a standby takes over
     # after it (a third of it between renewals).
     stream_lease_s: float = Field(default=6.0, gt=0, le=9)

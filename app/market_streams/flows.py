@@ -1,5 +1,8 @@
 """The stream process's work: follow the database's wanted streams, act on what they carry.
 
+Every price seen goes to the workers' price book (app/market_streams/prices.py), where orders
+and exits read it instead of asking the exchange.
+
 A closed kline sends the decide job of every group of its (symbol, timeframe) at once, as
 beat's dispatch would on its next tick; a (re)subscribed kline stream catches up the same
 way, so a close missed while a connection was down is decided too. Beat's dispatch stays
@@ -13,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.settings import Settings
 from app.market_streams import service
 from app.market_streams.connections import StreamPool
-from app.market_streams.names import KlineClosed, market_of, read_payload
+from app.market_streams.names import KlineClosed, PriceUpdate, market_of, read_payload
+from app.market_streams.prices import FLUSH_INTERVAL_S, PriceBook
 from app.trading.flows import DECIDE_BATCH, Enqueue, due_groups, send_decide_jobs
 
 log = logging.getLogger(__name__)
@@ -32,10 +37,14 @@ class MarketStreamFlows:
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
         enqueue: Enqueue,
+        prices: PriceBook,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._enqueue = enqueue
+        self._prices = prices
+        # Prices seen since the last flush to the price book, the latest of each symbol.
+        self._unstored: dict[str, tuple[Decimal, datetime]] = {}
         self.pool = StreamPool(
             settings.binance_stream_url,
             self.on_data,
@@ -49,6 +58,7 @@ class MarketStreamFlows:
 
     async def run(self) -> None:
         """Stream until cancelled, rereading the wanted streams every `stream_refresh_s`."""
+        flusher = asyncio.create_task(self._flush_prices())
         try:
             while True:
                 try:
@@ -57,6 +67,7 @@ class MarketStreamFlows:
                     log.warning("could not refresh the market streams", exc_info=True)
                 await asyncio.sleep(self._settings.stream_refresh_s)
         finally:
+            flusher.cancel()
             await self.pool.close()
             for task in self._work:
                 task.cancel()
@@ -71,6 +82,8 @@ class MarketStreamFlows:
         event = read_payload(data)
         if isinstance(event, KlineClosed):
             self._spawn(self.kline_closed(event.symbol, event.timeframe, event.close_at))
+        elif isinstance(event, PriceUpdate):
+            self._unstored[event.symbol] = (event.price, datetime.now(UTC))
 
     def on_subscribed(self, streams: list[str]) -> None:
         now = datetime.now(UTC)
@@ -93,6 +106,16 @@ class MarketStreamFlows:
             "decide jobs sent on a candle's close",
             extra={"symbol": symbol, "timeframe": timeframe, "groups": len(due)},
         )
+
+    async def _flush_prices(self) -> None:
+        """The prices seen, to the workers' price book: one write for every symbol a flush."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            seen, self._unstored = self._unstored, {}
+            try:
+                await self._prices.store(seen)
+            except Exception:  # the readers fall back to the exchange meanwhile
+                log.warning("could not store the latest prices", exc_info=True)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -40,13 +40,17 @@ class PriceUpdate:
 
 
 def read_payload(data: Any) -> KlineClosed | PriceUpdate | None:
-    """What a stream's payload tells: a candle closed, a new price, or nothing we act on."""
+    """What a stream's payload tells: a candle closed, a new price, or nothing we act on.
+
+    Prices come from the forming candle's updates of the traded symbols (the price orders are
+    sized at) and from bookTicker's bid for the held ones (the price a position sells at);
+    never from a closing update, which arrives beside the next candle's and is older."""
     if not isinstance(data, dict):
         return None
     if data.get("e") == "kline":
         kline = data["k"]
-        if not kline["x"]:  # the forming candle: never decided on
-            return None
+        if not kline["x"]:  # the forming candle: its last trade is the symbol's price
+            return PriceUpdate(str(kline["s"]), Decimal(str(kline["c"])))
         # T is the candle's last millisecond; it closes one millisecond later.
         close = datetime.fromtimestamp((int(kline["T"]) + 1) / 1000, UTC)
         return KlineClosed(str(kline["s"]), str(kline["i"]), close)

@@ -10,22 +10,27 @@ import signal
 from app.core.db import create_engine, create_sessionmaker
 from app.core.jobs import JobQueue
 from app.core.logging import configure_logging
-from app.core.redis_clients import broker_tls
+from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
+from app.market_streams.prices import price_book
 
 log = logging.getLogger(__name__)
 
 
 async def stream(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    redis = open_redis(settings)
     jobs = JobQueue(settings.broker_url, broker_tls(settings))
-    flows = MarketStreamFlows(create_sessionmaker(engine), settings, jobs.send)
+    flows = MarketStreamFlows(sessionmaker, settings, jobs.send, price_book(redis, sessionmaker))
     try:
         await flows.run()
     finally:
         await jobs.drain()
         jobs.close()
+        if redis is not None:
+            await redis.aclose()
         await engine.dispose()
 
 

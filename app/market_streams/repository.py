@@ -1,11 +1,17 @@
-"""What the stream process reads from the database."""
+"""What the stream process reads from the database, and the latest prices it shares there."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
 from sqlalchemy import select
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Position, Subscription
+from app.models import LatestPrice, Position, Subscription
 
 
 async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
@@ -27,3 +33,34 @@ async def held_symbols(session: AsyncSession) -> list[str]:
         .distinct()
     )
     return list(rows.all())
+
+
+async def store_prices(
+    session: AsyncSession, prices: Mapping[str, tuple[Decimal, datetime]]
+) -> None:
+    """Each symbol's price and when it was seen, replacing the one stored."""
+    values = [{"symbol": s, "price": p, "observed_at": at} for s, (p, at) in prices.items()]
+    statement: Any
+    if session.get_bind().dialect.name == "sqlite":
+        statement = sqlite.insert(LatestPrice)
+        statement = statement.on_conflict_do_update(
+            index_elements=["symbol"],
+            set_={"price": statement.excluded.price, "observed_at": statement.excluded.observed_at},
+        )
+    else:
+        statement = mysql.insert(LatestPrice)
+        statement = statement.on_duplicate_key_update(
+            price=statement.inserted.price, observed_at=statement.inserted.observed_at
+        )
+    await session.execute(statement, values)
+
+
+async def prices_seen_since(
+    session: AsyncSession, symbols: Iterable[str], since: datetime
+) -> dict[str, Decimal]:
+    rows = await session.execute(
+        select(LatestPrice.symbol, LatestPrice.price).where(
+            LatestPrice.symbol.in_(list(symbols)), LatestPrice.observed_at >= since
+        )
+    )
+    return {symbol: price for symbol, price in rows.all()}

@@ -29,6 +29,7 @@ from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
+from app.market_streams.prices import PriceBook
 from app.models import BotVersion, Decision, Position, Subscription, Trade
 from app.subscriptions import repository as subscriptions
 from app.subscriptions.flows import SubscriptionFlows
@@ -173,6 +174,7 @@ class TradingFlows:
         clients: BinanceClients,
         settings: Settings,
         enqueue: Enqueue,
+        prices: PriceBook,
         chunk_size: int = 100,
         decide_batch: int = DECIDE_BATCH,
         paper_batch: int = PAPER_BATCH,
@@ -184,6 +186,7 @@ class TradingFlows:
         self._clients = clients
         self._settings = settings
         self._enqueue = enqueue
+        self._prices = prices
         self._chunk_size = chunk_size
         self._decide_batch = decide_batch
         self._paper_batch = paper_batch
@@ -248,7 +251,7 @@ class TradingFlows:
             return []
         side = Side(decision.action)
         # One market for the whole chunk: its price and rules are read once, not per renter.
-        price = await (await self._clients.public()).price(decision.symbol)
+        price = (await self._latest_prices({decision.symbol}))[decision.symbol]
         rules = await self._clients.rules(decision.symbol)
         verdicts = await self._verdicts(side, subscription_ids, price, rules)
         intents = {sub_id: self._intent(decision, side, sub_id) for sub_id in verdicts}
@@ -280,6 +283,11 @@ class TradingFlows:
         if failures:
             raise failures[0]
         return [o for o in outcomes if not isinstance(o, BaseException)]
+
+    async def _latest_prices(self, symbols: set[str]) -> dict[str, Decimal]:
+        return await latest_prices(
+            self._clients, symbols, self._prices, self._settings.stream_price_max_age_s
+        )
 
     def _intent(self, decision: Decision, side: Side, sub_id: str) -> OrderIntent:
         return OrderIntent(
@@ -342,7 +350,7 @@ class TradingFlows:
         exits = []
         async with self._sessionmaker() as session:
             subs = await subscriptions.subscriptions_with(session, ("active",))
-        prices = await latest_prices(self._clients, {sub.symbol for sub in subs})
+        prices = await self._latest_prices({sub.symbol for sub in subs})
         for sub in subs:
             trade = await self._protect_one(sub, prices[sub.symbol])
             if trade is not None:

@@ -13,11 +13,13 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
+from app.market_streams.prices import PriceBook
 from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import (  # noqa: F401 - the trading tests' fixtures, used here too
     Queue,
     clock,
     flows,
+    prices,
     sandbox_clients,
     subscription_flows,
     trading_executor,
@@ -37,10 +39,10 @@ def stream_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
 
 @contextlib.asynccontextmanager
 async def streaming(
-    app: FastAPI, settings: Settings, queue: Queue
+    app: FastAPI, settings: Settings, queue: Queue, book: PriceBook
 ) -> AsyncIterator[MarketStreamFlows]:
     """The stream flows running on this loop until the block ends."""
-    streams = MarketStreamFlows(app.state.runtime.sessionmaker, settings, queue)
+    streams = MarketStreamFlows(app.state.runtime.sessionmaker, settings, queue, book)
     running = asyncio.create_task(streams.run())
     try:
         yield streams
