@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.settings import Settings
 from app.market_streams import service
 from app.market_streams.connections import StreamPool
+from app.market_streams.lease import Lease
 from app.market_streams.names import KlineClosed, PriceUpdate, market_of, read_payload
 from app.market_streams.prices import FLUSH_INTERVAL_S, PriceBook
 from app.trading.flows import DECIDE_BATCH, Enqueue, due_groups, send_decide_jobs
@@ -38,11 +39,13 @@ class MarketStreamFlows:
         settings: Settings,
         enqueue: Enqueue,
         prices: PriceBook,
+        lease: Lease,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._enqueue = enqueue
         self._prices = prices
+        self._lease = lease
         # Prices seen since the last flush to the price book, the latest of each symbol.
         self._unstored: dict[str, tuple[Decimal, datetime]] = {}
         self.pool = StreamPool(
@@ -99,6 +102,8 @@ class MarketStreamFlows:
         async with self._sessionmaker() as session:
             due = await due_groups(session, now, market)
         if not due or self._sent.get(market) == due[0].as_of:
+            return
+        if not await self._lease.holds():  # a standby's work now: send nothing
             return
         self._sent[market] = due[0].as_of
         await send_decide_jobs(self._enqueue, due, DECIDE_BATCH)

@@ -1,4 +1,5 @@
-"""What the stream process reads from the database, and the latest prices it shares there."""
+"""What the stream process reads from the database, the latest prices it shares there, and
+its lease."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import LatestPrice, Position, Subscription
+from app.models import LatestPrice, Position, ProcessLease, Subscription
 
 
 async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
@@ -64,3 +65,40 @@ async def prices_seen_since(
         )
     )
     return {symbol: price for symbol, price in rows.all()}
+
+
+async def lease_of(session: AsyncSession, name: str) -> ProcessLease | None:
+    return await session.get(ProcessLease, name)
+
+
+async def take_lease(
+    session: AsyncSession, name: str, holder: str, seen_token: int, now: datetime, until: datetime
+) -> bool:
+    """Take an expired lease for `holder` under the next token, if nobody took it since it
+    was seen under `seen_token`."""
+    taken = await session.execute(
+        update(ProcessLease)
+        .where(
+            ProcessLease.name == name,
+            ProcessLease.token == seen_token,
+            ProcessLease.expires_at <= now,
+        )
+        .values(holder=holder, token=seen_token + 1, expires_at=until)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+async def renew_lease(
+    session: AsyncSession, name: str, holder: str, token: int, until: datetime
+) -> bool:
+    """Extend the lease if `holder` still holds it under `token`."""
+    renewed = await session.execute(
+        update(ProcessLease)
+        .where(
+            ProcessLease.name == name,
+            ProcessLease.holder == holder,
+            ProcessLease.token == token,
+        )
+        .values(expires_at=until)
+    )
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
+from app.market_streams.lease import Lease
 from app.market_streams.prices import PriceBook
 from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import (  # noqa: F401 - the trading tests' fixtures, used here too
@@ -37,12 +38,20 @@ def stream_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
     )
 
 
+@pytest.fixture
+async def lease(app: FastAPI) -> Lease:
+    """The market streams' lease, held by this test's stream flows."""
+    held = Lease(app.state.runtime.sessionmaker, "test", ttl_s=60)
+    assert await held.acquire()
+    return held
+
+
 @contextlib.asynccontextmanager
 async def streaming(
-    app: FastAPI, settings: Settings, queue: Queue, book: PriceBook
+    app: FastAPI, settings: Settings, queue: Queue, book: PriceBook, held: Lease
 ) -> AsyncIterator[MarketStreamFlows]:
     """The stream flows running on this loop until the block ends."""
-    streams = MarketStreamFlows(app.state.runtime.sessionmaker, settings, queue, book)
+    streams = MarketStreamFlows(app.state.runtime.sessionmaker, settings, queue, book, held)
     running = asyncio.create_task(streams.run())
     try:
         yield streams

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
+from app.market_streams.lease import Lease
 from app.market_streams.prices import PriceBook
 from app.models import Decision, Trade
 from app.trading.decide import DecisionInFlight
@@ -31,13 +32,16 @@ async def test_the_streams_job_and_beats_dispatch_decide_once(
     marketplace_key: str,
     stream_settings: Settings,
     prices: PriceBook,
+    lease: Lease,
     llm_fakes: RunningFakes,
 ) -> None:
     trading, queue = flows
     bot = await make_bot(client, developer_key)
     subs = [await subscribe(client, marketplace_key, bot) for _ in range(3)]
     close = NOW.replace(minute=0, second=0)  # the 1h candle that closed before NOW
-    streams = MarketStreamFlows(app.state.runtime.sessionmaker, stream_settings, queue, prices)
+    streams = MarketStreamFlows(
+        app.state.runtime.sessionmaker, stream_settings, queue, prices, lease
+    )
     await streams.kline_closed("BTCUSDT", "1h", close)
     await streams.kline_closed("BTCUSDT", "1h", close)  # the same close again: not resent
     await trading.dispatch(NOW)  # beat's tick, before either job ran
@@ -76,11 +80,12 @@ async def test_a_closed_kline_from_the_stream_sends_its_decide_job_at_the_close(
     marketplace_key: str,
     stream_settings: Settings,
     prices: PriceBook,
+    lease: Lease,
 ) -> None:
     bot = await make_bot(client, developer_key)
     await subscribe(client, marketplace_key, bot, timeframe="1m")
     queue = Queue()
-    async with streaming(app, stream_settings, queue, prices):
+    async with streaming(app, stream_settings, queue, prices, lease):
         now = datetime.now(UTC)
         close = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
 

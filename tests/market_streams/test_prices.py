@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.core.settings import Settings
+from app.market_streams.lease import Lease
 from app.market_streams.prices import PriceBook
 from app.trading.flows import TradingFlows
 from tests.market_streams.conftest import streaming, until
@@ -27,10 +28,11 @@ async def test_streamed_prices_reach_the_price_book(
     marketplace_key: str,
     stream_settings: Settings,
     prices: PriceBook,
+    lease: Lease,
     sandbox: SandboxServer,
 ) -> None:
     await subscribe(client, marketplace_key, await make_bot(client, developer_key))
-    async with streaming(app, stream_settings, Queue(), prices):
+    async with streaming(app, stream_settings, Queue(), prices, lease):
 
         async def priced() -> bool:
             return bool(await prices.fresh({"BTCUSDT"}, 2))
@@ -50,6 +52,7 @@ async def test_orders_read_a_fresh_streamed_price_and_the_exchange_for_a_stale_o
     developer_key: str,
     marketplace_key: str,
     prices: PriceBook,
+    lease: Lease,
     sandbox: SandboxServer,
 ) -> None:
     trading, _ = flows

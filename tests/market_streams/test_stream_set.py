@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from app.core.settings import Settings
+from app.market_streams.lease import Lease
 from app.market_streams.names import kline_stream
 from app.market_streams.prices import PriceBook
 from app.models import Subscription
@@ -24,11 +25,12 @@ async def test_a_new_subscription_is_streamed_and_a_cancelled_one_dropped(
     marketplace_key: str,
     stream_settings: Settings,
     prices: PriceBook,
+    lease: Lease,
 ) -> None:
     bot = await make_bot(client, developer_key)
     await subscribe(client, marketplace_key, bot, symbol="ETHUSDT")
     queue = Queue()
-    async with streaming(app, stream_settings, queue, prices) as streams:
+    async with streaming(app, stream_settings, queue, prices, lease) as streams:
         eth, btc = kline_stream("ETHUSDT", "1h"), kline_stream("BTCUSDT", "1h")
         await until(lambda: eth in streams.pool.subscribed and streams.pool.healthy(5))
         sub = await subscribe(client, marketplace_key, bot, symbol="BTCUSDT")
@@ -55,13 +57,14 @@ async def test_streams_are_split_over_connections_of_the_limit(
     marketplace_key: str,
     stream_settings: Settings,
     prices: PriceBook,
+    lease: Lease,
 ) -> None:
     bot = await make_bot(client, developer_key)
     markets = [("BTCUSDT", "1h"), ("BTCUSDT", "4h"), ("ETHUSDT", "1h")]
     for symbol, timeframe in markets:
         await subscribe(client, marketplace_key, bot, symbol=symbol, timeframe=timeframe)
     two_each = stream_settings.model_copy(update={"stream_max_per_connection": 2})
-    async with streaming(app, two_each, Queue(), prices) as streams:
+    async with streaming(app, two_each, Queue(), prices, lease) as streams:
         wanted = {kline_stream(s, t) for s, t in markets}
         await until(lambda: streams.pool.subscribed == wanted)
         assert sorted(len(c.subscribed) for c in streams.pool.connections) == [1, 2]
@@ -74,11 +77,12 @@ async def test_a_dropped_connection_is_reopened_and_resubscribed(
     marketplace_key: str,
     stream_settings: Settings,
     prices: PriceBook,
+    lease: Lease,
     sandbox: SandboxServer,
 ) -> None:
     await subscribe(client, marketplace_key, await make_bot(client, developer_key))
     stream = kline_stream("BTCUSDT", "1h")
-    async with streaming(app, stream_settings, Queue(), prices) as streams:
+    async with streaming(app, stream_settings, Queue(), prices, lease) as streams:
         await until(lambda: stream in streams.pool.subscribed)
         (connection,) = streams.pool.connections
         for opened in (2, 3):  # the second drop finds the reopened connection
