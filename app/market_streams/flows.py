@@ -1,7 +1,9 @@
 """The stream process's work: follow the database's wanted streams, act on what they carry.
 
 Every price seen goes to the workers' price book (app/market_streams/prices.py), where orders
-and exits read it instead of asking the exchange.
+and exits read it instead of asking the exchange, and is checked against the open positions'
+exit levels (app/market_streams/exits.py): a crossing sends that subscription's `trading.exit`
+job, which the executor's exit key makes happen once per entry however often it is sent.
 
 A closed kline sends the decide job of every group of its (symbol, timeframe) at once, as
 beat's dispatch would on its next tick; a (re)subscribed kline stream catches up the same
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.settings import Settings
 from app.market_streams import service
 from app.market_streams.connections import StreamPool
+from app.market_streams.exits import ExitIndex
 from app.market_streams.lease import Lease
 from app.market_streams.names import KlineClosed, PriceUpdate, market_of, read_payload
 from app.market_streams.prices import FLUSH_INTERVAL_S, PriceBook
@@ -58,6 +61,7 @@ class MarketStreamFlows:
         # however often it arrives (a reconnect's catch-up, a repeated frame).
         self._sent: dict[tuple[str, str], datetime] = {}
         self._work: set[asyncio.Task[None]] = set()
+        self.exits = ExitIndex()
 
     async def run(self) -> None:
         """Stream until cancelled, rereading the wanted streams every `stream_refresh_s`."""
@@ -78,6 +82,7 @@ class MarketStreamFlows:
     async def refresh(self) -> None:
         async with self._sessionmaker() as session:
             wanted = await service.wanted_streams(session)
+            self.exits.rebuild(await service.exit_levels_of_open_positions(session))
         self.pool.want(wanted)
         await self.pool.prune()
 
@@ -87,6 +92,13 @@ class MarketStreamFlows:
             self._spawn(self.kline_closed(event.symbol, event.timeframe, event.close_at))
         elif isinstance(event, PriceUpdate):
             self._unstored[event.symbol] = (event.price, datetime.now(UTC))
+            crossed = self.exits.crossed(event.symbol, event.price)
+            if crossed:
+                # The crossing price reaches the workers' book before the exit jobs do.
+                self._unstored.pop(event.symbol)
+                self._spawn(
+                    self.exit_crossed({event.symbol: (event.price, datetime.now(UTC))}, crossed)
+                )
 
     def on_subscribed(self, streams: list[str]) -> None:
         now = datetime.now(UTC)
@@ -111,6 +123,17 @@ class MarketStreamFlows:
             "decide jobs sent on a candle's close",
             extra={"symbol": symbol, "timeframe": timeframe, "groups": len(due)},
         )
+
+    async def exit_crossed(
+        self, price: dict[str, tuple[Decimal, datetime]], sub_ids: set[str]
+    ) -> None:
+        """Send the exit jobs of the subscriptions a price crossed, once the price is stored."""
+        await self._prices.store(price)
+        if not await self._lease.holds():
+            return
+        for sub_id in sorted(sub_ids):
+            await self._enqueue("trading.exit", {"subscription_id": sub_id})
+        log.info("exit jobs sent on a price crossing", extra={"subscriptions": len(sub_ids)})
 
     async def _flush_prices(self) -> None:
         """The prices seen, to the workers' price book: one write for every symbol a flush."""

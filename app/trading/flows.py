@@ -357,6 +357,17 @@ class TradingFlows:
                 exits.append(trade)
         return exits
 
+    async def exit(self, sub_id: str) -> Trade | None:
+        """One subscription's exit check at the latest price: what the market streams send
+        when a price crosses its position's level (a second send finds the exit made)."""
+        async with self._sessionmaker() as session:
+            active = await subscriptions.active_subscriptions(session, [sub_id])
+        if not active:
+            return None
+        (sub,) = active
+        price = (await self._latest_prices({sub.symbol}))[sub.symbol]
+        return await self._protect_one(sub, price)
+
     async def _protect_one(self, sub: Subscription, price: Decimal) -> Trade | None:
         rules = await self._clients.rules(sub.symbol)
         async with session_scope(self._sessionmaker) as session:
