@@ -36,7 +36,7 @@ lock: $(STAMP) ## re-resolve requirements/*.txt to the newest versions pyproject
 audit: $(STAMP) ## pip-audit of the lock against PyPI's advisories (needs PyPI's JSON API: README, Supply chain)
 	$(BIN)/pip-audit --strict --disable-pip --progress-spinner off -r $(LOCK)
 
-run: $(STAMP) ## everything in one foreground command: sandbox exchange, API on :8000, worker + beat
+run: $(STAMP) ## everything in one foreground command: sandbox exchange, API on :8000, worker + beat, market streams
 	$(BIN)/botmarket run
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy

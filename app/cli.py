@@ -1,5 +1,5 @@
 """`botmarket`: the operator's entry point (serve, migrate, api-keys, marketplaces, keys, sandbox,
-backtest, verify)."""
+worker, beat, stream, run, backtest, verify)."""
 
 from __future__ import annotations
 
@@ -392,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="a Celery worker (extra arguments go to celery)")
     commands.add_parser("beat", help="Celery beat (extra arguments go to celery)")
     commands.add_parser(
-        "run", help="everything at once: sandbox, API, worker with beat; seeds a demo"
+        "stream", help="Binance's market streams: decisions at each close (one active process)"
+    )
+    commands.add_parser(
+        "run", help="everything at once: sandbox, API, worker with beat, streams; seeds a demo"
     )
 
     _add_marketplaces_command(commands)
@@ -518,6 +521,10 @@ def main(argv: list[str] | None = None) -> None:
         run_sandbox(args.host, args.port, args.accounts, args.seed, args.stream_rules)
     elif args.command in ("worker", "beat"):
         celery(args.command, extra)
+    elif args.command == "stream":
+        from app.market_streams.process import run_stream
+
+        run_stream(settings)
     elif args.command == "backtest":
         backtest(args)
     elif args.command == "verify":

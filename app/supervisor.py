@@ -1,9 +1,9 @@
 """`botmarket run`: the whole service in one foreground command.
 
 Migrates, seeds the demo on first start (in development only), then runs the sandbox
-exchange (in development, unless BINANCE_API_URL points elsewhere), the API, and a Celery
-worker with embedded beat as child processes. Ctrl-C or SIGTERM stops them all; if one dies,
-the others are stopped and the exit says which.
+exchange (in development, unless BINANCE_API_URL points elsewhere; its streams too), the
+API, a Celery worker with embedded beat, and the market-stream process as child processes.
+Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped and the exit says which.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def run(settings: Settings) -> int:
     commands: list[tuple[str, list[str], dict[str, str]]] = []
     if on_sandbox:
         env["BINANCE_API_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
+        env["BINANCE_STREAM_URL"] = f"ws://127.0.0.1:{SANDBOX_PORT}"
         sandbox = [python, "-m", "app.sandbox", "--port", str(SANDBOX_PORT)]
         commands.append(("sandbox", sandbox, env))
     worker = ["worker", "--beat", "--concurrency", "2", "--schedule", "var/celerybeat-schedule"]
@@ -103,6 +104,7 @@ def run(settings: Settings) -> int:
     commands += [
         ("api", [python, "-m", "app.cli", "serve"], env),
         ("worker", [python, "-m", "app.cli", *worker], worker_env),
+        ("stream", [python, "-m", "app.cli", "stream"], env),
     ]
     # Fixed argument lists of our own programs; no shell, nothing from outside.
     children = [

@@ -15,7 +15,7 @@ from app.core.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("api", "worker", "beat", "migration")
+APP_SERVICES = ("api", "worker", "beat", "stream", "migration")
 
 
 def substituted(value: str) -> str:
@@ -24,7 +24,16 @@ def substituted(value: str) -> str:
 
 
 def test_the_services_of_the_production_shape() -> None:
-    assert set(SERVICES) == {"api", "worker", "beat", "migration", "db", "redis", "proxy"}
+    assert set(SERVICES) == {
+        "api",
+        "worker",
+        "beat",
+        "stream",
+        "migration",
+        "db",
+        "redis",
+        "proxy",
+    }
     # The server line every MariaDB test of this suite runs on.
     assert SERVICES["db"]["image"] == "mariadb:10.11"
     assert SERVICES["redis"]["image"].startswith("redis:7")
@@ -46,7 +55,7 @@ def test_the_database_is_created_for_the_url_the_app_services_use() -> None:
     assert db["healthcheck"]["test"][:3] == ["CMD", "healthcheck.sh", "--connect"]
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "beat"])
+@pytest.mark.parametrize("name", ["api", "worker", "beat", "stream"])
 def test_app_services_wait_for_health_and_the_migration(name: str) -> None:
     depends = SERVICES[name]["depends_on"]
     assert depends["db"]["condition"] == "service_healthy"

@@ -1,6 +1,7 @@
 """The commands as an operator runs them, as real processes: `botmarket run` stops every child
-on SIGTERM (a service manager, `timeout`, docker stop) exactly as on Ctrl-C, so no sandbox, API
-or worker is left behind to keep trading; `botmarket serve` logs each request once."""
+on SIGTERM (a service manager, `timeout`, docker stop) exactly as on Ctrl-C, so no sandbox,
+API, worker or stream process is left behind to keep trading; `botmarket serve` logs each
+request once."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_sigterm_stops_every_child(sandbox: SandboxServer, tmp_path: Path) -> No
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'botmarket.db'}",
         "BINANCE_API_URL": sandbox.url,  # no sandbox child: the test's own serves
+        "BINANCE_STREAM_URL": sandbox.url.replace("http://", "ws://"),
         "API_PORT": str(port),
         "WORKER_METRICS_PORT": "0",
     }
@@ -87,7 +89,7 @@ def test_sigterm_stops_every_child(sandbox: SandboxServer, tmp_path: Path) -> No
     try:
         wait_until_live(run, port)
         children = children_of(run.pid)
-        assert len(children) == 2  # the API and the worker
+        assert len(children) == 3  # the API, the worker and the market streams
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)
         deadline = time.monotonic() + 30

@@ -13,17 +13,12 @@ from celery import Celery
 from celery.signals import setup_logging, worker_init
 from kombu import Queue
 
+from app.core.jobs import DECIDE_QUEUE, TASK_ROUTES
 from app.core.logging import configure_logging
 from app.core.redis_clients import broker_tls
 from app.core.settings import get_settings
 from workers import metrics  # noqa: F401 - its signal receivers: the listener, task timings
 from workers.schedule import beat_schedule
-
-# A decide task spends most of its time waiting for its batch's LLM rounds, holding a worker
-# process; on a queue of their own, decisions do not hold up the orders of the decisions
-# already made: a worker takes from its queues in turn. A worker consumes both unless told otherwise
-# (`botmarket worker -Q trading.decide` for a pool of deciders, `-Q celery` for the rest).
-DECIDE_QUEUE = "trading.decide"
 
 settings = get_settings()
 
@@ -50,7 +45,7 @@ celery_app = Celery(
 )
 celery_app.conf.update(
     task_queues=(Queue("celery"), Queue(DECIDE_QUEUE)),
-    task_routes={"trading.decide": {"queue": DECIDE_QUEUE}},
+    task_routes=TASK_ROUTES,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     task_time_limit=settings.celery_task_time_limit_s,

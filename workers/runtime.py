@@ -29,6 +29,7 @@ from app.credentials.service import close_stale_clients
 from app.events.doorbell import Doorbell
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.llm.registry import VoterPool
+from app.market_streams.prices import price_book
 from app.performance.flows import PerformanceFlows
 from app.subscriptions.flows import SubscriptionFlows
 from app.trading.decide import DecisionMaker
@@ -90,6 +91,7 @@ class WorkerRuntime:
             clients,
             settings,
             enqueue=enqueue,
+            prices=price_book(redis, sessionmaker),
             chunk_size=settings.execute_chunk_size,
         )
         performance = PerformanceFlows(sessionmaker, clients, settings)

@@ -19,6 +19,13 @@ from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 _PENDING = "botmarket.jobs"
+# A decide task spends most of its time waiting for its batch's LLM rounds, holding a worker
+# process; on a queue of their own, decisions do not hold up the orders of the decisions
+# already made: a worker takes from its queues in turn. A worker consumes both unless told
+# otherwise (`botmarket worker -Q trading.decide` for a pool of deciders, `-Q celery` for the
+# rest). Every sender routes by these, the workers' app and the other processes' producers.
+DECIDE_QUEUE = "trading.decide"
+TASK_ROUTES = {"trading.decide": {"queue": DECIDE_QUEUE}}
 
 
 class JobQueue:
@@ -26,6 +33,7 @@ class JobQueue:
         self._producer = Celery("botmarket-api", broker=broker_url)
         self._producer.conf.broker_connection_retry_on_startup = True
         self._producer.conf.broker_use_ssl = broker_tls or None
+        self._producer.conf.task_routes = TASK_ROUTES
         # kombu's publish blocks on the network: it runs here, never on the event loop.
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
         self._sending: set[asyncio.Future[None]] = set()
@@ -38,6 +46,12 @@ class JobQueue:
             event.listen(sync, "after_commit", self._send, once=True)
             event.listen(sync, "after_rollback", _drop, once=True)
         pending.append((name, kwargs))
+
+    async def send(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Send a job now, outside any transaction (a process that commits nothing of it)."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._sender, self._publish, [(name, kwargs)]
+        )
 
     async def drain(self) -> None:
         """Wait until every job handed over so far has reached the broker (or failed to)."""

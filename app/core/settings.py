@@ -158,6 +158,22 @@ class Settings(BaseSettings):
     binance_rules_ttl_s: float = Field(default=300.0, ge=1)
     # A renter's client holds their plaintext key: a worker closes it after this long unused.
     binance_client_idle_s: float = Field(default=300.0, gt=0)
+    # Binance's market streams (`botmarket stream`): its WebSocket host, Binance's own unless
+    # set (`botmarket run` points it at the sandbox's port).
+    binance_stream_url: str = "wss://stream.binance.com:9443"
+    # How often the stream process rereads what to stream (a new subscription's klines, a new
+    # position's prices) from the database.
+    stream_refresh_s: float = Field(default=2.0, gt=0)
+    # Binance's streams per connection: a larger set is split over more connections.
+    stream_max_per_connection: int = Field(default=1024, ge=1, le=1024)
+    # A connection without a message for this long is not healthy; while none is, beat's
+    # polling checks exits as before the streams.
+    stream_silence_s: float = Field(default=5.0, gt=0)
+    # A streamed price older than this is not used: orders and exits read the exchange's.
+    stream_price_max_age_s: float = Field(default=5.0, gt=0)
+    # The active stream process holds its lease this long unrenewed; a standby takes over
+    # after it (a third of it between renewals).
+    stream_lease_s: float = Field(default=6.0, gt=0, le=9)
     # Paper trading: the price moves against each simulated market order by this fraction,
     # and a paper subscription's virtual wallet starts at this multiple of its quote_amount.
     paper_slippage: Decimal = Field(default=Decimal("0.0005"), ge=0, le=Decimal("0.05"))

@@ -5,6 +5,7 @@ from app.models.base import Base
 from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
 from app.models.credentials import ExchangeCredential
 from app.models.events import Event, EventSequence, StreamTicket
+from app.models.market_streams import LatestPrice, ProcessLease
 from app.models.ops import AuditLog, IdempotencyRecord
 from app.models.subscriptions import Subscription
 from app.models.trading import (
@@ -38,11 +39,13 @@ __all__ = [
     "EventSequence",
     "ExchangeCredential",
     "IdempotencyRecord",
+    "LatestPrice",
     "LlmVote",
     "Marketplace",
     "MarketplaceAssertionKey",
     "PerformanceLog",
     "Position",
+    "ProcessLease",
     "StreamTicket",
     "Subscription",
     "SymbolRulesRecord",

@@ -150,11 +150,16 @@ async def active_subscriptions(session: AsyncSession, ids: Sequence[str]) -> lis
     return list(rows.all())
 
 
-async def active_groups(session: AsyncSession) -> list[tuple[str, str, str]]:
-    """(bot version, symbol, timeframe) with at least one active subscription."""
+async def active_groups(
+    session: AsyncSession, market: tuple[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(bot version, symbol, timeframe) with at least one active subscription, of one
+    (symbol, timeframe) `market` or of all."""
+    query = select(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
+    if market is not None:
+        query = query.where(Subscription.symbol == market[0], Subscription.timeframe == market[1])
     rows = await session.execute(
-        select(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
-        .where(Subscription.status == "active")
+        query.where(Subscription.status == "active")
         .distinct()
         .order_by(Subscription.bot_version_id, Subscription.symbol, Subscription.timeframe)
     )

@@ -29,6 +29,7 @@ from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
+from app.market_streams.prices import PriceBook
 from app.models import BotVersion, Decision, Position, Subscription, Trade
 from app.subscriptions import repository as subscriptions
 from app.subscriptions.flows import SubscriptionFlows
@@ -106,6 +107,25 @@ def candle_close(timeframe: str, now: datetime) -> datetime:
     return datetime.fromtimestamp((closed_open + interval_ms(timeframe)) / 1000, UTC)
 
 
+async def due_groups(
+    session: AsyncSession, now: datetime, market: tuple[str, str] | None = None
+) -> list[DueGroup]:
+    """The groups (of one (symbol, timeframe) `market`, or all) whose latest candle closed at
+    `now` has no decision yet: what beat's dispatch and the stream's closed klines send."""
+    due = []
+    for version_id, symbol, timeframe in await subscriptions.active_groups(session, market):
+        candle = datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
+        if await repository.decision_for(session, version_id, symbol, timeframe, candle) is None:
+            due.append(DueGroup(version_id, symbol, timeframe, candle_close(timeframe, now)))
+    return due
+
+
+async def send_decide_jobs(enqueue: Enqueue, groups: Sequence[DueGroup], batch: int) -> None:
+    for start in range(0, len(groups), batch):
+        chunk = groups[start : start + batch]
+        await enqueue("trading.decide", {"groups": [g.job() for g in chunk]})
+
+
 def send_deadline(decision: Decision, settings: Settings) -> datetime:
     """The instant a decision's orders go stale: when the next candle closes, unless the
     timeframe has a window of its own; never later than the cap after the decided close."""
@@ -154,6 +174,7 @@ class TradingFlows:
         clients: BinanceClients,
         settings: Settings,
         enqueue: Enqueue,
+        prices: PriceBook,
         chunk_size: int = 100,
         decide_batch: int = DECIDE_BATCH,
         paper_batch: int = PAPER_BATCH,
@@ -165,6 +186,7 @@ class TradingFlows:
         self._clients = clients
         self._settings = settings
         self._enqueue = enqueue
+        self._prices = prices
         self._chunk_size = chunk_size
         self._decide_batch = decide_batch
         self._paper_batch = paper_batch
@@ -173,19 +195,8 @@ class TradingFlows:
         """Enqueue, in batches of `decide_batch`, the groups whose latest closed candle has no
         decision yet."""
         async with self._sessionmaker() as session:
-            due = []
-            for version_id, symbol, timeframe in await subscriptions.active_groups(session):
-                candle = datetime.fromtimestamp(last_closed_open_ms(timeframe, now) / 1000, UTC)
-                decided = await repository.decision_for(
-                    session, version_id, symbol, timeframe, candle
-                )
-                if decided is None:
-                    due.append(
-                        DueGroup(version_id, symbol, timeframe, candle_close(timeframe, now))
-                    )
-        for start in range(0, len(due), self._decide_batch):
-            batch = due[start : start + self._decide_batch]
-            await self._enqueue("trading.decide", {"groups": [g.job() for g in batch]})
+            due = await due_groups(session, now)
+        await send_decide_jobs(self._enqueue, due, self._decide_batch)
         return due
 
     async def decide(self, groups: Sequence[DueGroup]) -> Decided:
@@ -240,7 +251,7 @@ class TradingFlows:
             return []
         side = Side(decision.action)
         # One market for the whole chunk: its price and rules are read once, not per renter.
-        price = await (await self._clients.public()).price(decision.symbol)
+        price = (await self._latest_prices({decision.symbol}))[decision.symbol]
         rules = await self._clients.rules(decision.symbol)
         verdicts = await self._verdicts(side, subscription_ids, price, rules)
         intents = {sub_id: self._intent(decision, side, sub_id) for sub_id in verdicts}
@@ -272,6 +283,11 @@ class TradingFlows:
         if failures:
             raise failures[0]
         return [o for o in outcomes if not isinstance(o, BaseException)]
+
+    async def _latest_prices(self, symbols: set[str]) -> dict[str, Decimal]:
+        return await latest_prices(
+            self._clients, symbols, self._prices, self._settings.stream_price_max_age_s
+        )
 
     def _intent(self, decision: Decision, side: Side, sub_id: str) -> OrderIntent:
         return OrderIntent(
@@ -334,12 +350,23 @@ class TradingFlows:
         exits = []
         async with self._sessionmaker() as session:
             subs = await subscriptions.subscriptions_with(session, ("active",))
-        prices = await latest_prices(self._clients, {sub.symbol for sub in subs})
+        prices = await self._latest_prices({sub.symbol for sub in subs})
         for sub in subs:
             trade = await self._protect_one(sub, prices[sub.symbol])
             if trade is not None:
                 exits.append(trade)
         return exits
+
+    async def exit(self, sub_id: str) -> Trade | None:
+        """One subscription's exit check at the latest price: what the market streams send
+        when a price crosses its position's level (a second send finds the exit made)."""
+        async with self._sessionmaker() as session:
+            active = await subscriptions.active_subscriptions(session, [sub_id])
+        if not active:
+            return None
+        (sub,) = active
+        price = (await self._latest_prices({sub.symbol}))[sub.symbol]
+        return await self._protect_one(sub, price)
 
     async def _protect_one(self, sub: Subscription, price: Decimal) -> Trade | None:
         rules = await self._clients.rules(sub.symbol)

@@ -1,5 +1,5 @@
 """Closed candles, fetched once per candle for the whole deployment, and a sweep's latest
-prices, read once per symbol.
+prices, read once per symbol (from the market streams when they are fresh).
 
 Only closed candles are used (the forming one would make two reads of "the same" candle
 differ), and they are fetched by explicit startTime/endTime so every read of a window is the
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from app.core.locks import NamedLocks
 from app.integrations.binance.clients import BinanceClients
+from app.market_streams.prices import PriceBook
 from app.trading.candles import Candle
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -37,10 +38,20 @@ def last_closed_open_ms(interval: str, now: datetime) -> int:
     return (now_ms // step - 1) * step
 
 
-async def latest_prices(clients: BinanceClients, symbols: set[str]) -> dict[str, Decimal]:
-    """The latest price of each symbol, read once per sweep however many renters hold it."""
-    client = await clients.public()
-    return {symbol: await client.price(symbol) for symbol in sorted(symbols)}
+async def latest_prices(
+    clients: BinanceClients,
+    symbols: set[str],
+    streamed: PriceBook | None = None,
+    max_age_s: float = 0.0,
+) -> dict[str, Decimal]:
+    """The latest price of each symbol, read once per sweep however many renters hold it:
+    the streamed one when it was seen within `max_age_s`, else the exchange's."""
+    prices = await streamed.fresh(symbols, max_age_s) if streamed is not None else {}
+    missing = sorted(symbols - prices.keys())
+    if missing:
+        client = await clients.public()
+        prices.update({symbol: await client.price(symbol) for symbol in missing})
+    return prices
 
 
 class CandleCache(Protocol):

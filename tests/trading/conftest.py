@@ -17,10 +17,12 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.core.locks import NamedLocks
+from app.core.redis_clients import open_redis
 from app.core.settings import Settings
 from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.governor import InProcessGovernor
 from app.integrations.llm.registry import VoterPool
+from app.market_streams.prices import REDIS_KEY, PriceBook, price_book
 from app.models import Decision, Subscription, Trade
 from app.performance.flows import PerformanceFlows
 from app.subscriptions.flows import SubscriptionFlows
@@ -100,6 +102,16 @@ def performance_flows(
 
 
 @pytest.fixture
+async def prices(app: FastAPI, settings: Settings) -> AsyncIterator[PriceBook]:
+    """The streamed prices' book: Redis beside MariaDB, the database beside SQLite."""
+    redis = open_redis(settings)
+    yield price_book(redis, app.state.runtime.sessionmaker)
+    if redis is not None:
+        await redis.delete(REDIS_KEY)
+        await redis.aclose()
+
+
+@pytest.fixture
 async def flows(
     app: FastAPI,
     settings: Settings,
@@ -107,6 +119,7 @@ async def flows(
     trading_executor: Executor,
     subscription_flows: SubscriptionFlows,
     llm_fakes: RunningFakes,
+    prices: PriceBook,
 ) -> AsyncIterator[tuple[TradingFlows, Queue]]:
     runtime = app.state.runtime
     llm = settings.model_copy(
@@ -133,6 +146,7 @@ async def flows(
             sandbox_clients,
             settings,
             queue,
+            prices,
             chunk_size=2,
             decide_batch=2,
             paper_batch=2,

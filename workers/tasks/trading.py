@@ -48,6 +48,11 @@ def protect() -> int:
     return len(runtime().run(runtime().trading.protect(now())))
 
 
+@celery_app.task(name="trading.exit", **RETRYING)
+def exit_position(subscription_id: str) -> int:
+    return int(runtime().run(runtime().trading.exit(subscription_id)) is not None)
+
+
 @celery_app.task(name="trading.reconcile")
 def reconcile() -> int:
     # No retry of its own: beat sends the next sweep within seconds.

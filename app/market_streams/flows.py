@@ -1,0 +1,156 @@
+"""The stream process's work: follow the database's wanted streams, act on what they carry.
+
+Every price seen goes to the workers' price book (app/market_streams/prices.py), where orders
+and exits read it instead of asking the exchange, and is checked against the open positions'
+exit levels (app/market_streams/exits.py): a crossing sends that subscription's `trading.exit`
+job, which the executor's exit key makes happen once per entry however often it is sent.
+
+A closed kline sends the decide job of every group of its (symbol, timeframe) at once, as
+beat's dispatch would on its next tick; a (re)subscribed kline stream catches up the same
+way, so a close missed while a connection was down is decided too. Beat's dispatch stays
+the safety net: a group decided already is not sent, and a second job for the same candle
+finds the decision (or its claim) and makes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.settings import Settings
+from app.market_streams import service
+from app.market_streams.connections import StreamPool
+from app.market_streams.exits import ExitIndex
+from app.market_streams.lease import Lease
+from app.market_streams.names import KlineClosed, PriceUpdate, market_of, read_payload
+from app.market_streams.prices import FLUSH_INTERVAL_S, PriceBook
+from app.trading.flows import DECIDE_BATCH, Enqueue, due_groups, send_decide_jobs
+
+log = logging.getLogger(__name__)
+
+
+class MarketStreamFlows:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        enqueue: Enqueue,
+        prices: PriceBook,
+        lease: Lease,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._enqueue = enqueue
+        self._prices = prices
+        self._lease = lease
+        # Prices seen since the last flush to the price book, the latest of each symbol.
+        self._unstored: dict[str, tuple[Decimal, datetime]] = {}
+        self.pool = StreamPool(
+            settings.binance_stream_url,
+            self.on_data,
+            self.on_subscribed,
+            settings.stream_max_per_connection,
+        )
+        # The latest close each market's decide jobs were sent for: a close is sent once
+        # however often it arrives (a reconnect's catch-up, a repeated frame).
+        self._sent: dict[tuple[str, str], datetime] = {}
+        self._work: set[asyncio.Task[None]] = set()
+        self.exits = ExitIndex()
+
+    async def run(self) -> None:
+        """Stream until cancelled, rereading the wanted streams every `stream_refresh_s`."""
+        flusher = asyncio.create_task(self._flush_prices())
+        try:
+            while True:
+                try:
+                    await self.refresh()
+                except Exception:  # the database away for a moment: keep what streams
+                    log.warning("could not refresh the market streams", exc_info=True)
+                await asyncio.sleep(self._settings.stream_refresh_s)
+        finally:
+            flusher.cancel()
+            await self.pool.close()
+            for task in self._work:
+                task.cancel()
+
+    async def refresh(self) -> None:
+        async with self._sessionmaker() as session:
+            wanted = await service.wanted_streams(session)
+            self.exits.rebuild(await service.exit_levels_of_open_positions(session))
+        self.pool.want(wanted)
+        await self.pool.prune()
+
+    def on_data(self, stream: str, data: object) -> None:
+        event = read_payload(data)
+        if isinstance(event, KlineClosed):
+            self._spawn(self.kline_closed(event.symbol, event.timeframe, event.close_at))
+        elif isinstance(event, PriceUpdate):
+            self._unstored[event.symbol] = (event.price, datetime.now(UTC))
+            crossed = self.exits.crossed(event.symbol, event.price)
+            if crossed:
+                # The crossing price reaches the workers' book before the exit jobs do.
+                self._unstored.pop(event.symbol)
+                self._spawn(
+                    self.exit_crossed({event.symbol: (event.price, datetime.now(UTC))}, crossed)
+                )
+
+    def on_subscribed(self, streams: list[str]) -> None:
+        now = datetime.now(UTC)
+        for stream in streams:
+            market = market_of(stream)
+            if market is not None:
+                self._spawn(self.kline_closed(*market, now))
+
+    async def kline_closed(self, symbol: str, timeframe: str, now: datetime) -> None:
+        """Send the decide jobs of the (symbol, timeframe) groups whose candle closed at `now`
+        (or before) and has no decision yet."""
+        market = (symbol, timeframe)
+        async with self._sessionmaker() as session:
+            due = await due_groups(session, now, market)
+        if not due or self._sent.get(market) == due[0].as_of:
+            return
+        if not await self._lease.holds():  # a standby's work now: send nothing
+            return
+        self._sent[market] = due[0].as_of
+        await send_decide_jobs(self._enqueue, due, DECIDE_BATCH)
+        log.info(
+            "decide jobs sent on a candle's close",
+            extra={"symbol": symbol, "timeframe": timeframe, "groups": len(due)},
+        )
+
+    async def exit_crossed(
+        self, price: dict[str, tuple[Decimal, datetime]], sub_ids: set[str]
+    ) -> None:
+        """Send the exit jobs of the subscriptions a price crossed, once the price is stored."""
+        await self._prices.store(price)
+        if not await self._lease.holds():
+            return
+        for sub_id in sorted(sub_ids):
+            await self._enqueue("trading.exit", {"subscription_id": sub_id})
+        log.info("exit jobs sent on a price crossing", extra={"subscriptions": len(sub_ids)})
+
+    async def _flush_prices(self) -> None:
+        """The prices seen, to the workers' price book: one write for every symbol a flush."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            seen, self._unstored = self._unstored, {}
+            try:
+                await self._prices.store(seen)
+            except Exception:  # the readers fall back to the exchange meanwhile
+                log.warning("could not store the latest prices", exc_info=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._work.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("market stream work failed", exc_info=task.exception())

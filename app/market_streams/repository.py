@@ -1,0 +1,117 @@
+"""What the stream process reads from the database, the latest prices it shares there, and
+its lease."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import BotVersion, LatestPrice, Position, ProcessLease, Subscription
+
+
+async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
+    """(symbol, timeframe) of every active subscription."""
+    rows = await session.execute(
+        select(Subscription.symbol, Subscription.timeframe)
+        .where(Subscription.status == "active")
+        .distinct()
+    )
+    return [(symbol, timeframe) for symbol, timeframe in rows.all()]
+
+
+async def held_symbols(session: AsyncSession) -> list[str]:
+    """The symbols of active subscriptions' open positions: those whose exits are watched."""
+    rows = await session.scalars(
+        select(Position.symbol)
+        .join(Subscription, Subscription.id == Position.subscription_id)
+        .where(Subscription.status == "active", Position.quantity > 0)
+        .distinct()
+    )
+    return list(rows.all())
+
+
+async def store_prices(
+    session: AsyncSession, prices: Mapping[str, tuple[Decimal, datetime]]
+) -> None:
+    """Each symbol's price and when it was seen, replacing the one stored."""
+    values = [{"symbol": s, "price": p, "observed_at": at} for s, (p, at) in prices.items()]
+    statement: Any
+    if session.get_bind().dialect.name == "sqlite":
+        statement = sqlite.insert(LatestPrice)
+        statement = statement.on_conflict_do_update(
+            index_elements=["symbol"],
+            set_={"price": statement.excluded.price, "observed_at": statement.excluded.observed_at},
+        )
+    else:
+        statement = mysql.insert(LatestPrice)
+        statement = statement.on_duplicate_key_update(
+            price=statement.inserted.price, observed_at=statement.inserted.observed_at
+        )
+    await session.execute(statement, values)
+
+
+async def prices_seen_since(
+    session: AsyncSession, symbols: Iterable[str], since: datetime
+) -> dict[str, Decimal]:
+    rows = await session.execute(
+        select(LatestPrice.symbol, LatestPrice.price).where(
+            LatestPrice.symbol.in_(list(symbols)), LatestPrice.observed_at >= since
+        )
+    )
+    return {symbol: price for symbol, price in rows.all()}
+
+
+async def lease_of(session: AsyncSession, name: str) -> ProcessLease | None:
+    return await session.get(ProcessLease, name)
+
+
+async def take_lease(
+    session: AsyncSession, name: str, holder: str, seen_token: int, now: datetime, until: datetime
+) -> bool:
+    """Take an expired lease for `holder` under the next token, if nobody took it since it
+    was seen under `seen_token`."""
+    taken = await session.execute(
+        update(ProcessLease)
+        .where(
+            ProcessLease.name == name,
+            ProcessLease.token == seen_token,
+            ProcessLease.expires_at <= now,
+        )
+        .values(holder=holder, token=seen_token + 1, expires_at=until)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+async def renew_lease(
+    session: AsyncSession, name: str, holder: str, token: int, until: datetime
+) -> bool:
+    """Extend the lease if `holder` still holds it under `token`."""
+    renewed = await session.execute(
+        update(ProcessLease)
+        .where(
+            ProcessLease.name == name,
+            ProcessLease.holder == holder,
+            ProcessLease.token == token,
+        )
+        .values(expires_at=until)
+    )
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+
+async def open_positions(
+    session: AsyncSession,
+) -> list[tuple[Subscription, Position, dict[str, Any]]]:
+    """Every active subscription's open position, with its bot version's strategy."""
+    rows = await session.execute(
+        select(Subscription, Position, BotVersion.strategy)
+        .join(Position, Position.subscription_id == Subscription.id)
+        .join(BotVersion, BotVersion.id == Subscription.bot_version_id)
+        .where(Subscription.status == "active", Position.quantity > 0)
+    )
+    return [(sub, position, strategy) for sub, position, strategy in rows.all()]
