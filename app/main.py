@@ -20,6 +20,7 @@ from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
 from app.backtests.router import router as backtests_router
 from app.bots.router import router as bots_router
+from app.console.router import install_console
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, swagger_ui=settings.docs_enabled)
     install_method_not_allowed(app)
     _add_health_routes(app, settings)
+    if settings.console_enabled:
+        install_console(app)
     _add_middleware(app, settings)
     return app
 
@@ -155,6 +158,7 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
+            asyncio.create_task(runtime.console_sessions.listen_for_changes()),
             asyncio.create_task(runtime.catalogue.listen_for_changes()),
             asyncio.create_task(runtime.doorbell.listen(runtime.redis)),
         ]
@@ -175,6 +179,7 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
 
 async def _stop_background(runtime: Runtime, background: list[asyncio.Task[None]]) -> None:
     runtime.authenticator.stop()
+    runtime.console_sessions.stop()
     runtime.catalogue.stop()
     runtime.doorbell.stop()
     for task in background:
