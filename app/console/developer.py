@@ -42,6 +42,7 @@ async def my_bots(request: Request, signed: SignedInDep, paging: PageDep) -> Res
         title="My bots" if service.bots_owner(signed.caller) is not None else "Every bot",
         lines=lines[: paging.limit],
         next_cursor=next_cursor([line.bot for line in lines], paging.limit),
+        limit=paging.limit,
     )
 
 

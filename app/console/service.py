@@ -50,6 +50,12 @@ class BotLine:
     daily_budget: Decimal
 
 
+def _usd(amount: Decimal) -> Decimal:
+    """As the budget's messages show USD: to the cent's hundredth, whatever the database's
+    scale."""
+    return amount.quantize(budget.USD_PLACES)
+
+
 def _day(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -74,11 +80,13 @@ async def bot_lines(
                 renters={mode.value: renters.get(bot.id, {}).get(mode.value, 0) for mode in Mode},
                 decisions_today=decided.get(bot.id, 0),
                 # The budget's own reckoning of what counts against it (votes and `ask` runs).
-                spent_today=await budget.spent_between(session, bot.id, today, tomorrow),
-                spent_30_days=await budget.spent_between(
-                    session, bot.id, tomorrow - timedelta(days=SPEND_WINDOW_DAYS), tomorrow
+                spent_today=_usd(await budget.spent_between(session, bot.id, today, tomorrow)),
+                spent_30_days=_usd(
+                    await budget.spent_between(
+                        session, bot.id, tomorrow - timedelta(days=SPEND_WINDOW_DAYS), tomorrow
+                    )
                 ),
-                daily_budget=Strategy.model_validate(version.strategy).llm_daily_budget_usd,
+                daily_budget=_usd(Strategy.model_validate(version.strategy).llm_daily_budget_usd),
             )
         )
     return lines

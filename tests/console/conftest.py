@@ -6,6 +6,9 @@ import re
 
 import httpx
 
+# Backtests run in the test's process on the sandbox's market, as the backtest tests run them.
+from tests.backtests.conftest import backtests, clients  # noqa: F401
+
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
