@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +17,7 @@ from app.models import (
     BotVersion,
     ConsoleSession,
     Decision,
+    LlmVote,
     Subscription,
 )
 
@@ -136,3 +139,25 @@ async def backtests_of_key(
             .limit(limit)
         )
     ).all()
+
+
+async def llm_spend_by_provider(session: AsyncSession, since: datetime) -> dict[str, Decimal]:
+    """What the votes of decisions on candles opening at or after `since` cost, by provider
+    (summed here: SQLite stores money as text)."""
+    rows = await session.execute(
+        select(LlmVote.provider, LlmVote.cost_usd)
+        .join(Decision, Decision.id == LlmVote.decision_id)
+        .where(Decision.candle_open_at >= since)
+    )
+    spend: dict[str, Decimal] = {}
+    for provider, cost in rows.all():
+        spend[provider] = spend.get(provider, Decimal(0)) + cost
+    return spend
+
+
+async def counts_by_status(session: AsyncSession, model: type[Any]) -> dict[str, int]:
+    """How many rows of a table with a `status` column are in each status."""
+    rows = await session.execute(
+        select(model.status, func.count()).select_from(model).group_by(model.status)
+    )
+    return {status: count for status, count in rows.all()}

@@ -4,13 +4,17 @@ by the browser; marketplace keys refused; CSRF on every write; sign-out and revo
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from app.console import admin, developer
+from app.console import router as console
 from app.core.db import create_engine, create_sessionmaker, utcnow
 from app.core.settings import Environment, Settings
 from app.main import create_app
@@ -88,7 +92,7 @@ async def test_sign_in_without_its_form_token_is_refused(
 
 
 async def test_pages_without_a_session_go_to_the_sign_in(client: httpx.AsyncClient) -> None:
-    for path in ("/console", "/console/bots"):
+    for path in ("/console", "/console/bots", "/console/admin/health"):
         response = await client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"] == "/console/sign-in?ended=1"
@@ -207,3 +211,29 @@ async def test_console_routes_are_not_in_the_api_document(
 ) -> None:
     document = (await client.get(path)).json()
     assert not [p for p in document["paths"] if p.startswith("/console")]
+
+
+def console_writes() -> list[str]:
+    """Every state-changing console route but the sign-in (whose form has its own token),
+    its path parameters filled with an id that names nothing."""
+    routes = [*console.router.routes, *developer.router.routes, *admin.router.routes]
+    return sorted(
+        re.sub(r"{\w+}", "0" * 32, route.path)
+        for route in routes
+        if isinstance(route, APIRoute) and "POST" in route.methods
+        if route.path != "/console/sign-in"
+    )
+
+
+async def test_every_console_write_refuses_a_request_without_the_csrf_token(
+    client: httpx.AsyncClient, settings: Settings, admin_key: str
+) -> None:
+    writes = console_writes()
+    assert len(writes) == 4  # sign-out, backtest, key create, key revoke
+    await sign_in(client, admin_key)
+    for path in writes:
+        for sent in ({}, {"csrf_token": "0" * 64}):
+            refused = await client.post(path, data=sent)
+            assert refused.status_code == 403, (path, sent)
+            assert "CSRF" in refused.text
+    assert len(await sessions_in(settings)) == 1  # the sign-out did not happen either
