@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 # Backtests run in the test's process on the sandbox's market, as the backtest tests run them.
 from tests.backtests.conftest import backtests, clients  # noqa: F401
+from tests.conftest import SERVICES_REQUIRED
+
+# Playwright's own browser download does not work on these machines: Debian's Chromium
+# (`make test` installs it with apt).
+CHROMIUM = Path("/usr/bin/chromium")
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
@@ -30,3 +38,15 @@ async def sign_in(client: httpx.AsyncClient, api_key: str) -> httpx.Response:
 async def signed_in_csrf(client: httpx.AsyncClient) -> str:
     """The CSRF token of the client's session, from a page it is shown on."""
     return csrf_of(await client.get("/console/bots"))
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's browser, launched from Debian's Chromium; without it the browser
+    tests skip, or fail where services are required (CI)."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if SERVICES_REQUIRED:
+            pytest.fail(f"{message}, and CI or REQUIRE_SERVICES=1 requires it")
+        pytest.skip(message)
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM)}

@@ -41,7 +41,7 @@ async def test_health_shows_services_and_todays_llm_spend_by_provider(
     app: FastAPI, client: httpx.AsyncClient, developer_key: str, admin_key: str
 ) -> None:
     bot = await create_bot(client, developer_key)
-    await add_decision(app, bot["version_id"], "why", cost="0.5")
+    await add_decision(app.state.runtime.sessionmaker, bot["version_id"], "why", cost="0.5")
     await sign_in(client, admin_key)
     page = await client.get("/console/admin/health")
     assert page.status_code == 200

@@ -5,10 +5,12 @@ drawn and compared."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
 from app.backtests.flows import BacktestFlows
@@ -26,15 +28,22 @@ POINTS = re.compile(r'<polyline class="(\w+)" points="([^"]*)"')
 
 
 async def add_decision(
-    app: FastAPI, version_id: str, reasoning: str, cost: str = "0.25", action: str = "BUY"
+    sessionmaker: async_sessionmaker[AsyncSession],
+    version_id: str,
+    reasoning: str,
+    cost: str = "0.25",
+    action: str = "BUY",
+    minutes_ago: int = 0,
 ) -> str:
-    """A decision on the current hour's candle with one vote of the fake OpenAI voter."""
-    async with app.state.runtime.sessionmaker() as session:
+    """A decision on the current hour's candle (or one `minutes_ago` earlier, for a second
+    decision of the same hour) with one vote of a fake OpenAI voter."""
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    async with sessionmaker() as session:
         decision = Decision(
             bot_version_id=version_id,
             symbol="BTCUSDT",
             timeframe="1h",
-            candle_open_at=utcnow().replace(minute=0, second=0, microsecond=0),
+            candle_open_at=hour - timedelta(minutes=minutes_ago),
             indicators={},
             indicator_score=Decimal("0.5"),
             combined_score=Decimal("0.75"),
@@ -107,7 +116,7 @@ async def test_my_bots_lists_mine_with_renters_decisions_and_llm_spend(
     theirs = await create_bot(client, other_developer, name="theirs")
     for _ in range(2):
         await subscribe_paper(client, marketplace_key, bot["id"])
-    await add_decision(app, bot["version_id"], "momentum", cost="0.25")
+    await add_decision(app.state.runtime.sessionmaker, bot["version_id"], "momentum", cost="0.25")
     await sign_in(client, developer_key)
 
     page = await client.get("/console/bots")
@@ -153,7 +162,9 @@ async def test_the_bot_page_draws_the_latest_backtest_and_shows_votes_voters_and
         headers=headers(developer_key),
     )
     assert changed.status_code == 200, changed.text
-    await add_decision(app, changed.json()["version_id"], "RSI turned up from 28")
+    await add_decision(
+        app.state.runtime.sessionmaker, changed.json()["version_id"], "RSI turned up from 28"
+    )
     await sign_in(client, developer_key)
     started = await start_from_form(client, bot["id"])
     assert started.status_code == 303, started.text
@@ -186,7 +197,9 @@ async def test_the_decisions_fragment_shows_a_new_decision(
     path = f"/console/bots/{bot['id']}/decisions"
     before = await client.get(path, headers={"X-Console-Fragment": "1"})
     assert before.status_code == 200 and "No decision yet" in before.text
-    decision_id = await add_decision(app, bot["version_id"], "breakout above the band")
+    decision_id = await add_decision(
+        app.state.runtime.sessionmaker, bot["version_id"], "breakout above the band"
+    )
     after = await client.get(path, headers={"X-Console-Fragment": "1"})
     assert f'data-decision-id="{decision_id}"' in after.text
     assert "breakout above the band" in after.text
