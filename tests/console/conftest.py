@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 # Backtests run in the test's process on the sandbox's market, as the backtest tests run them.
 from tests.backtests.conftest import backtests, clients  # noqa: F401
@@ -40,13 +41,26 @@ async def signed_in_csrf(client: httpx.AsyncClient) -> str:
     return csrf_of(await client.get("/console/bots"))
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """pytest-playwright's browser, launched from Debian's Chromium; without it the browser
-    tests skip, or fail where services are required (CI)."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium for one test module; without it the browser tests skip, or fail
+    where services are required (CI). Module-scoped rather than pytest-playwright's session
+    browser: Playwright's sync API holds the thread's event loop while it runs, and the test
+    files that a pytest process runs next need it (their fixtures run asyncio.run)."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
         if SERVICES_REQUIRED:
             pytest.fail(f"{message}, and CI or REQUIRE_SERVICES=1 requires it")
         pytest.skip(message)
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM)}
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a context of its own: no cookie of another test's session."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
