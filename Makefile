@@ -11,7 +11,7 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 	--no-emit-index-url --no-emit-find-links
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit run test lint migrate bench clean
+.PHONY: help install lock audit run test lint migrate bench clean chromium
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,7 +46,14 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 
 # One pytest process per core (at most 4), each test file whole on one of them: its module's
 # fixtures (API replicas, worker stacks) start once.
-test: lint ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
+# The console's browser tests drive Debian's Chromium (Playwright's own browser download does
+# not work on these machines). Installed once when missing; where apt cannot install it the
+# browser tests skip, and fail under CI.
+chromium:
+	@test -x /usr/bin/chromium || apt-get install -y chromium || \
+		echo "chromium is not installed: the console's browser tests will skip (fail under CI)"
+
+test: lint chromium ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
 	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-report=html
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL

@@ -10,9 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Lifespan
 
@@ -20,6 +18,7 @@ from app.api_keys.router import router as api_keys_router
 from app.audit import AuditRejectedWritesMiddleware
 from app.backtests.router import router as backtests_router
 from app.bots.router import router as bots_router
+from app.console.router import install_console
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -29,11 +28,11 @@ from app.core.middleware import (
     HeaderLimitMiddleware,
     RequestContextMiddleware,
 )
-from app.core.redis_clients import broker_tls
 from app.core.settings import Environment, Settings, get_settings
 from app.credentials.router import router as credentials_router
 from app.erasure.router import router as erasure_router
 from app.events.router import router as events_router
+from app.health import unreachable
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.marketplaces import repository as marketplaces
 from app.marketplaces.router import router as marketplaces_router
@@ -49,8 +48,6 @@ log = logging.getLogger(__name__)
 
 # Longer than the revocation listener's poll, so it stops of its own accord well within it.
 SHUTDOWN_WAIT_S = 5.0
-# A readiness probe waits this long for the broker at most: well within compose's 5 s.
-BROKER_CHECK_TIMEOUT_S = 2.0
 
 DESCRIPTION = """
 Marketplace API for renting trading bots. Every `/api/v1` call needs `X-API-Key`; renter
@@ -60,17 +57,6 @@ assertion public keys, the canister's signed `X-Principal-Assertion` and
 `Idempotency-Key`: identical copies get byte-identical answers, a reused key with another
 body is a 409. Errors are `{"error": {"code", "message", "details"}}`.
 """
-
-
-def _connect_to_broker(url: str, tls: dict[str, object]) -> None:
-    """Connects once and hangs up; raises if the broker cannot be reached. Blocking."""
-    # Bounded on its own too, so that a silent broker does not keep the thread forever; only
-    # Redis takes a socket timeout (the SQLAlchemy transport hands options to create_engine).
-    options = {"socket_timeout": BROKER_CHECK_TIMEOUT_S} if url.startswith("redis") else {}
-    with Connection(
-        url, ssl=tls or False, connect_timeout=BROKER_CHECK_TIMEOUT_S, transport_options=options
-    ) as connection:
-        connection.ensure_connection(max_retries=0)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, swagger_ui=settings.docs_enabled)
     install_method_not_allowed(app)
     _add_health_routes(app, settings)
+    if settings.console_enabled:
+        install_console(app)
     _add_middleware(app, settings)
     return app
 
@@ -155,6 +143,7 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
         background = [
             asyncio.create_task(runtime.authenticator.flush_last_used_forever()),
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
+            asyncio.create_task(runtime.console_sessions.listen_for_changes()),
             asyncio.create_task(runtime.catalogue.listen_for_changes()),
             asyncio.create_task(runtime.doorbell.listen(runtime.redis)),
         ]
@@ -175,6 +164,7 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
 
 async def _stop_background(runtime: Runtime, background: list[asyncio.Task[None]]) -> None:
     runtime.authenticator.stop()
+    runtime.console_sessions.stop()
     runtime.catalogue.stop()
     runtime.doorbell.stop()
     for task in background:
@@ -222,7 +212,7 @@ def _add_health_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/health/ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        failed = await _unreachable(request.app.state.runtime, settings)
+        failed = await unreachable(request.app.state.runtime, settings)
         if failed:
             return JSONResponse(
                 {
@@ -244,30 +234,6 @@ def _add_health_routes(app: FastAPI, settings: Settings) -> None:
             return Response(
                 generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST
             )
-
-
-async def _unreachable(runtime: Runtime, settings: Settings) -> list[str]:
-    """The names of the services a readiness probe cannot reach: database, redis, broker."""
-    failed: list[str] = []
-    try:
-        async with runtime.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception:
-        failed.append("database")
-    if runtime.redis is not None:
-        try:
-            await runtime.redis.ping()
-        except Exception:
-            failed.append("redis")
-    try:
-        # kombu connects synchronously: in a thread, and given up on after the timeout.
-        await asyncio.wait_for(
-            asyncio.to_thread(_connect_to_broker, settings.broker_url, broker_tls(settings)),
-            BROKER_CHECK_TIMEOUT_S,
-        )
-    except Exception:
-        failed.append("broker")
-    return failed
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api_keys.authenticator import ApiKeyAuthenticator
 from app.bots.catalogue import Catalogue
+from app.console.sessions import ConsoleSessions
 from app.core.cache import TtlCache
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
@@ -39,6 +40,7 @@ class Runtime:
     # Signs decision-chain heads in the workers; the API publishes its public keys.
     signing: SigningKeyring
     authenticator: ApiKeyAuthenticator
+    console_sessions: ConsoleSessions
     catalogue: Catalogue
     assertion_verifier: AssertionVerifier
     rate_limiter: RateLimiter
@@ -78,6 +80,13 @@ class Runtime:
             else InProcessRateLimiter(settings.rate_limit_per_minute)
         )
         rows = RowReader(read_engine)
+        authenticator = ApiKeyAuthenticator(
+            sessionmaker,
+            rows,
+            ttl_s=settings.api_key_cache_ttl_s,
+            database_url=settings.database_url,
+            redis=redis,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -88,9 +97,10 @@ class Runtime:
             redis=redis,
             keyring=Keyring.parse(settings.fernet_keyring_text()),
             signing=SigningKeyring.parse(settings.signing_keyring_text()),
-            authenticator=ApiKeyAuthenticator(
+            authenticator=authenticator,
+            console_sessions=ConsoleSessions(
                 sessionmaker,
-                rows,
+                authenticator,
                 ttl_s=settings.api_key_cache_ttl_s,
                 database_url=settings.database_url,
                 redis=redis,

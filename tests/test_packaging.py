@@ -58,6 +58,10 @@ def test_migrate_from_the_installed_wheel_outside_the_source_tree(tmp_path: Path
         ],
         check=True,
     )
+    # The console serves its pages, script and stylesheet from the installed package.
+    console = installed / "app" / "console"
+    for shipped in ("templates/base.html", "templates/bot.html", "static/console.js"):
+        assert (console / shipped).is_file(), shipped
     database = elsewhere / "fresh.db"
     # Dependencies come from this interpreter's environment, botmarket only from the wheel:
     # -S skips the environment's .pth files, among them the editable install of this checkout,

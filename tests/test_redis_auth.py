@@ -26,7 +26,8 @@ from app.core.jobs import JobQueue
 from app.core.migrations import migrate
 from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
-from app.main import _connect_to_broker, create_app
+from app.health import connect_to_broker
+from app.main import create_app
 from tests.conftest import make_key
 from tests.helpers import running
 from tests.sandbox_server import free_port
@@ -222,9 +223,9 @@ def test_rediss_checks_the_servers_certificate(redis_server: RedisServer) -> Non
     # Signed by a CA the system does not trust: refused, by redis-py and by kombu alike
     # (kombu's own default for rediss:// would not have checked).
     assert not asyncio.run(_pings(untrusting))
-    _connect_to_broker(trusting.broker_url, broker_tls(trusting))
+    connect_to_broker(trusting.broker_url, broker_tls(trusting))
     with pytest.raises(Exception, match="certificate verify failed"):
-        _connect_to_broker(untrusting.broker_url, broker_tls(untrusting))
+        connect_to_broker(untrusting.broker_url, broker_tls(untrusting))
 
 
 def test_compose_runs_redis_with_a_password_that_every_app_service_sends() -> None:

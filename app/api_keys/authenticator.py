@@ -93,7 +93,11 @@ class ApiKeyAuthenticator:
     async def authenticate(self, token: str | None) -> Caller | None:
         if not token or len(token) > _MAX_TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
             return None
-        digest = digest_api_key(token)
+        return await self.by_digest(digest_api_key(token))
+
+    async def by_digest(self, digest: str) -> Caller | None:
+        """The caller of a key known by its digest (a console session holds no key), from
+        the same caches, so that a revocation ends the key's sessions as fast as its calls."""
         caller = await self._keys.get(digest, partial(self._load_key, digest))
         if caller is None:
             return None

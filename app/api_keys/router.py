@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app import audit
-from app.api_keys import repository, service
+from app.api_keys import flows, repository, service
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyUpdate
 from app.core.errors import error_responses
 from app.core.pagination import Page, PageDep, next_cursor
@@ -23,20 +23,7 @@ async def create_api_key(
 ) -> ApiKeyCreated:
     """A marketplace key joins its marketplace: assertion keys or a mode given here change the
     marketplace, so its other keys follow at once."""
-    created = await service.create_api_key(
-        session,
-        body.name,
-        body.scope,
-        body.owner,
-        [(k.algorithm, k.raw()) for k in body.assertion_keys],
-        body.assertion_mode,
-        marketplace=body.marketplace,
-        create_marketplace=runtime.settings.makes_missing_marketplaces,
-        rate_limit_per_minute=body.rate_limit_per_minute,
-    )
-    audit.record(session, request, "api_key.create", "api_key", created.row.id)
-    if created.marketplace is not None:
-        runtime.authenticator.marketplace_changed(session, created.marketplace.id)
+    created = await flows.create(session, request, runtime, body)
     out = ApiKeyOut.of(created.row, created.marketplace, created.assertion_keys)
     return ApiKeyCreated(**out.model_dump(), key=created.plaintext)
 
@@ -135,7 +122,5 @@ async def remove_assertion_key(
 async def revoke_api_key(
     key_id: str, request: Request, _: AdminDep, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    row = await service.revoke_api_key(session, key_id)
-    audit.record(session, request, "api_key.revoke", "api_key", key_id)
-    runtime.authenticator.changed(session, row.key_digest)
+    await flows.revoke(session, request, runtime, key_id)
     return Response(status_code=204)

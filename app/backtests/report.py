@@ -15,6 +15,8 @@ matplotlib.use("Agg")  # no display: render to a file
 
 import matplotlib.pyplot as plt
 
+from app.performance.figures import drawdown_percent
+
 SUMMARY = (
     ("total_return", "total return"),
     ("buy_and_hold_return", "buy and hold return"),
@@ -52,10 +54,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
 def chart_svg(result: dict[str, Any]) -> str:
     times = [datetime.fromisoformat(t) for t, _ in result["equity"]]
     equity = [float(Decimal(e)) for _, e in result["equity"]]  # a picture, not money
-    peak, drawdown = float("-inf"), []
-    for value in equity:
-        peak = max(peak, value)
-        drawdown.append((value / peak - 1) * 100 if peak > 0 else 0.0)
+    drawdown = drawdown_percent(equity)
     figure, (top, bottom) = plt.subplots(
         2, 1, sharex=True, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 1]}
     )

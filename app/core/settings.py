@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # Swagger UI on /docs and the document on /openapi.json, in production too: bot developers
     # and admins are its users, and it shows nothing that is not in the published contract.
     docs_enabled: bool = True
+    # The browser console on /console for developers and admins (README, Console), in every
+    # environment like /docs; its sessions last this long at most from sign-in.
+    console_enabled: bool = True
+    console_session_hours: float = Field(default=12.0, gt=0, le=12)
     max_body_bytes: int = 64 * 1024
     # Request headers (names and values) a request may carry; beyond either: 431.
     max_header_count: int = Field(default=100, ge=10)

@@ -3,6 +3,7 @@
 from app.models.backtests import Backtest, Candle, SymbolRulesRecord
 from app.models.base import Base
 from app.models.bots import Bot, BotMarketplaceRegistration, BotVersion
+from app.models.console import ConsoleSession
 from app.models.credentials import ExchangeCredential
 from app.models.events import Event, EventSequence, StreamTicket
 from app.models.market_streams import LatestPrice, ProcessLease
@@ -32,6 +33,7 @@ __all__ = [
     "Candle",
     "ChainHead",
     "ChainLink",
+    "ConsoleSession",
     "Decision",
     "DecisionClaim",
     "DecisionPrompt",

@@ -52,6 +52,16 @@ def max_drawdown(equity: Sequence[Decimal]) -> Decimal:
     return worst
 
 
+def drawdown_percent(equity: Sequence[float]) -> list[float]:
+    """How far below its running peak each point of a curve to draw is, in percent (0 or
+    negative): floats, for a picture, not money."""
+    peak, drawdown = float("-inf"), []
+    for value in equity:
+        peak = max(peak, value)
+        drawdown.append((value / peak - 1) * 100 if peak > 0 else 0.0)
+    return drawdown
+
+
 def max_drawdown_pct(equity: Sequence[Decimal]) -> Decimal:
     """The maximum drawdown in percent, to 4 places."""
     return (max_drawdown(equity) * 100).quantize(FIGURE_PLACES)

@@ -211,7 +211,9 @@ def _voter_window(figures: quality.VoterFigures | None) -> VoterWindow:
     )
 
 
-async def _quality(session: AsyncSession, bot_id: str) -> DecisionQuality:
+async def decision_quality(session: AsyncSession, bot_id: str) -> DecisionQuality:
+    """The quality of the bot's calls per version and per voter (the track record's, and the
+    console's bot page)."""
     decided = await _decided(session, bot_id)
     recent_since = await _recent_since(session, bot_id)
     listed = await repository.listed_at(session, bot_id)
@@ -325,7 +327,7 @@ async def track_record(session: AsyncSession, bot_id: str, settings: Settings) -
             SELL=decisions.get("SELL", 0),
             HOLD=decisions.get("HOLD", 0),
         ),
-        quality=await _quality(session, bot_id),
+        quality=await decision_quality(session, bot_id),
         paper_to_live=await _paper_to_live(session, bot_id, settings.track_record_min_renters),
         llm_cost_per_day=await _daily_llm_cost(session, bot_id),
         backtests=await _backtest_summaries(session, bot),

@@ -111,6 +111,17 @@ class RedisGovernor:
     async def observe_used_weight(self, used: int) -> None:
         await self._run(used, "used")
 
+    async def state(self) -> tuple[float | None, float | None]:
+        """What the console's health page shows: the weight left in the bucket when it was
+        last used (None: unused for two minutes, so full), and the ban's end as a Unix time
+        (None: no ban)."""
+        tokens = await self._redis.hget(self._bucket, "tokens")
+        blocked = int(await self._redis.get(self._blocked) or 0)
+        return (
+            float(tokens) if tokens is not None else None,
+            blocked / 1000 if blocked > time.time() * 1000 else None,
+        )
+
     async def block_for(self, seconds: float) -> None:
         until = int((time.time() + seconds) * 1000)
         # Keep the later of two bans; the key expires by itself once the ban is over.

@@ -1,0 +1,115 @@
+"""The admin's pages: health, keys created (shown once) and revoked, marketplaces; a
+developer's session is refused every one of them."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.api_keys.schemas import Scope
+from app.core.settings import Settings
+from app.models import ApiKey, AuditLog
+from tests.api.test_contract import create_bot
+from tests.conftest import make_key
+from tests.console.conftest import sign_in, signed_in_csrf
+from tests.console.test_developer import add_decision
+from tests.helpers import headers
+
+ADMIN_PAGES = ("/console/admin/health", "/console/admin/keys", "/console/admin/marketplaces")
+
+
+async def test_a_developer_session_is_refused_the_admin_pages_and_writes(
+    client: httpx.AsyncClient, developer_key: str
+) -> None:
+    await sign_in(client, developer_key)
+    for path in ADMIN_PAGES:
+        refused = await client.get(path)
+        assert refused.status_code == 403, path
+        assert "admin" in refused.text
+    token = await signed_in_csrf(client)
+    created = await client.post(
+        "/console/admin/keys", data={"csrf_token": token, "name": "x", "scope": "admin"}
+    )
+    assert created.status_code == 403
+
+
+async def test_health_shows_services_and_todays_llm_spend_by_provider(
+    app: FastAPI, client: httpx.AsyncClient, developer_key: str, admin_key: str
+) -> None:
+    bot = await create_bot(client, developer_key)
+    await add_decision(app.state.runtime.sessionmaker, bot["version_id"], "why", cost="0.5")
+    await sign_in(client, admin_key)
+    page = await client.get("/console/admin/health")
+    assert page.status_code == 200
+    assert re.search(
+        r'data-service="database"><td>database</td><td class="ok">reachable', page.text
+    )
+    spend = re.search(
+        r'data-provider="openai"><td>openai</td><td class="num">([0-9.]+)<', page.text
+    )
+    assert spend is not None and Decimal(spend.group(1)) == Decimal("0.5")
+    redis = app.state.runtime.redis is not None
+    assert ("No ban." in page.text) is redis
+    assert ("nothing shared to show here" in page.text) is not redis
+
+
+async def test_a_key_is_created_shown_once_and_revoked(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, admin_key: str
+) -> None:
+    await sign_in(client, admin_key)
+    token = await signed_in_csrf(client)
+    created = await client.post(
+        "/console/admin/keys", data={"csrf_token": token, "name": "ci", "scope": "developer"}
+    )
+    assert created.status_code == 201
+    [key] = re.findall(r'id="new-key">(bmk_[^<]+)<', created.text)
+    assert (await client.get("/api/v1/bots", headers=headers(key))).status_code == 200
+    listed = await client.get("/console/admin/keys")
+    assert key not in listed.text  # shown once
+    [key_id] = re.findall(r'data-key-id="(\w+)">\s*<td>ci</td>', listed.text)
+    refused = await client.post(f"/console/admin/keys/{key_id}/revoke", data={})
+    assert refused.status_code == 403
+    revoked = await client.post(f"/console/admin/keys/{key_id}/revoke", data={"csrf_token": token})
+    assert revoked.status_code == 303
+    assert (await client.get("/api/v1/bots", headers=headers(key))).status_code == 401
+    async with app.state.runtime.sessionmaker() as session:
+        row = (await session.scalars(select(ApiKey).where(ApiKey.id == key_id))).one()
+        actions = (await session.scalars(select(AuditLog.action))).all()
+    assert row.revoked_at is not None
+    assert {"api_key.create", "api_key.revoke"} <= set(actions)
+
+
+async def test_a_bad_key_form_is_answered_field_by_field(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
+    await sign_in(client, admin_key)
+    token = await signed_in_csrf(client)
+    refused = await client.post(
+        "/console/admin/keys", data={"csrf_token": token, "name": "", "scope": "developer"}
+    )
+    assert refused.status_code == 422
+    errors = dict(re.findall(r'data-field="(\w+)">([^<]*)<', refused.text))
+    assert set(errors) == {"name"}
+
+
+async def test_marketplaces_show_their_assertion_modes_and_keys_paginate(
+    client: httpx.AsyncClient, settings: Settings, admin_key: str
+) -> None:
+    for name in ("north", "south"):
+        await make_key(settings, Scope.marketplace, name, marketplace=name)
+    await sign_in(client, admin_key)
+    page = await client.get("/console/admin/marketplaces")
+    assert page.status_code == 200
+    modes = dict(re.findall(r'data-marketplace="(\w+)"><td>\w+</td><td[^>]*>(\w+)<', page.text))
+    assert modes == {"north": "off", "south": "off"}
+    first = await client.get("/console/admin/keys", params={"limit": 2})
+    assert first.text.count("data-key-id=") == 2
+    [next_link] = re.findall(r'href="(/console/admin/keys\?cursor=[^"]+)"', first.text)
+    second = await client.get(next_link.replace("&amp;", "&"))
+    assert second.text.count("data-key-id=") == 1  # admin, north, south
+    first_markets = await client.get("/console/admin/marketplaces", params={"limit": 1})
+    assert first_markets.text.count("data-marketplace=") == 1 and 'rel="next"' in first_markets.text
