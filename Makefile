@@ -51,6 +51,7 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 # browser tests skip, and fail under CI.
 chromium:
 	@test -x /usr/bin/chromium || apt-get install -y chromium || \
+		{ apt-get update && apt-get install -y chromium; } || \
 		echo "chromium is not installed: the console's browser tests will skip (fail under CI)"
 
 test: lint chromium ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
