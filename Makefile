@@ -62,7 +62,7 @@ migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
 
 # Every script runs, so that one missed target does not hide the other figures; then the
 # status is 1 if any of them missed one.
-bench: $(STAMP) ## every benchmark script, then fails if any missed a target (needs wrk: apt-get install -y wrk; gateway.py, tick.py and events.py need MariaDB + Redis)
+bench: $(STAMP) ## every benchmark script, then fails if any missed a target (needs wrk: apt-get install -y wrk; gateway.py, tick.py, events.py and console.py need MariaDB + Redis)
 	status=0; \
 	$(BIN)/python bench/api_load.py || status=1; \
 	$(BIN)/python bench/gateway_cpu.py || status=1; \
@@ -70,6 +70,7 @@ bench: $(STAMP) ## every benchmark script, then fails if any missed a target (ne
 	$(BIN)/python bench/gateway.py || status=1; \
 	$(BIN)/python bench/tick.py --sizes 100,1000,10000 || status=1; \
 	$(BIN)/python bench/events.py || status=1; \
+	$(BIN)/python bench/console.py || status=1; \
 	exit $$status
 
 clean: ## remove the virtualenv and local state

@@ -9,11 +9,12 @@ it may still ask, its real cost once it ended. A budget of 0 asks nobody. A call
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import repository as events
@@ -106,11 +107,48 @@ async def spent_between(
     return sum(costs.all(), Decimal(0)) + await _backtest_charges(session, bot_id, start, end)
 
 
+async def spent_per_bot(
+    session: AsyncSession, bot_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, Decimal]:
+    """`spent_between` of many bots at once, for pages that show it: the votes are summed by
+    the database, exactly on MariaDB (SQLite sums its decimal text as floats, far inside
+    USD_PLACES); the budget's own checks use `spent_between`, exact everywhere."""
+    rows = await session.execute(
+        select(BotVersion.bot_id, func.sum(LlmVote.cost_usd))
+        .join(Decision, Decision.bot_version_id == BotVersion.id)
+        .join(LlmVote, LlmVote.decision_id == Decision.id)
+        .where(
+            BotVersion.bot_id.in_(bot_ids),
+            Decision.candle_open_at >= start,
+            Decision.candle_open_at < end,
+        )
+        .group_by(BotVersion.bot_id)
+    )
+    spent = {bot_id: Decimal(str(total or 0)) for bot_id, total in rows.all()}
+    runs = await session.execute(
+        select(
+            Backtest.bot_id, Backtest.status, Backtest.llm_reserved_usd, Backtest.llm_cost_usd
+        ).where(
+            Backtest.bot_id.in_(bot_ids),
+            Backtest.llm == "ask",
+            Backtest.created_at >= start,
+            Backtest.created_at < end,
+        )
+    )
+    for bot_id, status, reserved, cost in runs.all():
+        spent[bot_id] = spent.get(bot_id, Decimal(0)) + _charge(status, reserved, cost)
+    return spent
+
+
+def _charge(status: str, reserved: Decimal, cost: Decimal) -> Decimal:
+    """An `ask` backtest counts its reservation while it may still ask, its real cost once
+    it ended."""
+    return reserved if status in ("queued", "running") else cost
+
+
 async def _backtest_charges(
     session: AsyncSession, bot_id: str, start: datetime, end: datetime
 ) -> Decimal:
-    """An `ask` backtest counts its reservation while it may still ask, its real cost once
-    it ended."""
     rows = await session.execute(
         select(Backtest.status, Backtest.llm_reserved_usd, Backtest.llm_cost_usd).where(
             Backtest.bot_id == bot_id,
@@ -119,13 +157,7 @@ async def _backtest_charges(
             Backtest.created_at < end,
         )
     )
-    return sum(
-        (
-            reserved if status in ("queued", "running") else cost
-            for status, reserved, cost in rows.all()
-        ),
-        Decimal(0),
-    )
+    return sum((_charge(*row) for row in rows.all()), Decimal(0))
 
 
 async def record_exhausted(session: AsyncSession, bot_id: str, decision: Decision) -> None:

@@ -71,6 +71,10 @@ async def bot_lines(
     today = _day(now)
     decided = await repository.decisions_since(session, ids, today) if ids else {}
     tomorrow = today + timedelta(days=1)
+    # The budget's own reckoning of what counts against it (votes and `ask` runs).
+    spent_today = await budget.spent_per_bot(session, ids, today, tomorrow) if ids else {}
+    month_start = tomorrow - timedelta(days=SPEND_WINDOW_DAYS)
+    spent_month = await budget.spent_per_bot(session, ids, month_start, tomorrow) if ids else {}
     lines = []
     for bot, version in rows:
         lines.append(
@@ -79,13 +83,8 @@ async def bot_lines(
                 version=version,
                 renters={mode.value: renters.get(bot.id, {}).get(mode.value, 0) for mode in Mode},
                 decisions_today=decided.get(bot.id, 0),
-                # The budget's own reckoning of what counts against it (votes and `ask` runs).
-                spent_today=_usd(await budget.spent_between(session, bot.id, today, tomorrow)),
-                spent_30_days=_usd(
-                    await budget.spent_between(
-                        session, bot.id, tomorrow - timedelta(days=SPEND_WINDOW_DAYS), tomorrow
-                    )
-                ),
+                spent_today=_usd(spent_today.get(bot.id, Decimal(0))),
+                spent_30_days=_usd(spent_month.get(bot.id, Decimal(0))),
                 daily_budget=_usd(Strategy.model_validate(version.strategy).llm_daily_budget_usd),
             )
         )

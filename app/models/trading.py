@@ -90,9 +90,13 @@ class DecisionClaim(IdMixin, CreatedMixin, Base):
 
 class LlmVote(IdMixin, Base):
     __tablename__ = "llm_votes"
+    __table_args__ = (
+        # A decision's votes; and the sums of LLM spend, which read these columns only.
+        Index("ix_llm_votes_decision_id_provider_cost", "decision_id", "provider", "cost_usd"),
+    )
 
     decision_id: Mapped[str] = mapped_column(
-        String(ID_LENGTH), ForeignKey("decisions.id", ondelete="CASCADE"), index=True
+        String(ID_LENGTH), ForeignKey("decisions.id", ondelete="CASCADE")
     )
     # The voter's place on the bot's panel: the order a decision lists its votes in.
     seat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
