@@ -3,11 +3,14 @@ backtests started, watched and compared from the browser."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
 from app import audit
@@ -15,11 +18,23 @@ from app.backtests import service as backtests
 from app.backtests.repository import Owner
 from app.backtests.schemas import BacktestCreate
 from app.console import charts, repository, service
-from app.console.web import CSRF_FIELD, PostedDep, SignedInDep, page, runtime_of
+from app.console.sessions import SignedIn
+from app.console.web import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    PostedDep,
+    SignedInDep,
+    page,
+    runtime_of,
+    templates,
+)
 from app.core.db import session_scope, utcnow
 from app.core.errors import AppError
 from app.core.pagination import PageDep, next_cursor
-from app.models import Backtest
+from app.events import live
+from app.events.feed import Viewer
+from app.events.types import EventType
+from app.models import Backtest, Bot
 from app.track_records.service import decision_quality
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -80,6 +95,45 @@ async def bot_decisions(request: Request, bot_id: str, signed: SignedInDep) -> R
         bot = await service.visible_bot(session, signed.caller, bot_id)
         decisions = await service.latest_decisions(session, bot.id, LATEST_DECISIONS)
     return page(request, "decisions.html", signed, bot=bot, decisions=decisions, poll_s=POLL_S)
+
+
+async def _streamed_bot(request: Request, bot_id: str, signed: SignedInDep) -> tuple[SignedIn, Bot]:
+    """Checked before the stream begins: once it has, a refusal can no longer be answered."""
+    async with runtime_of(request).read_sessionmaker() as session:
+        return signed, await service.visible_bot(session, signed.caller, bot_id)
+
+
+@router.get("/bots/{bot_id}/decisions/stream", response_class=EventSourceResponse)
+async def bot_decisions_stream(
+    request: Request, streamed: Annotated[tuple[SignedIn, Bot], Depends(_streamed_bot)]
+) -> AsyncIterator[ServerSentEvent]:
+    """The decisions part of the bot's page, sent again as a `decisions` event each time the
+    live stream tells of a new decision of the bot. The stream is the events' own, opened for
+    the session's key: it ends when the key is revoked, and here when the session ends."""
+    signed, bot = streamed
+    runtime = runtime_of(request)
+    caller = signed.caller
+    opener = live.Opener(
+        Viewer(caller.scope, owner_user_id=caller.owner_user_id), caller.api_key_id
+    )
+    stream = live.LiveStream(runtime, opener)
+    stream.want({EventType.decision_made})
+    token = request.cookies.get(SESSION_COOKIE)
+    async for event in live.sse_events(stream, None, runtime.settings.stream_heartbeat_s):
+        if await runtime.console_sessions.resolve(token, utcnow()) is None:
+            return
+        if event.raw_data is None:  # a heartbeat
+            yield event
+            continue
+        if json.loads(event.raw_data)["bot_id"] != bot.id:
+            continue
+        async with runtime.read_sessionmaker() as session:
+            decisions = await service.latest_decisions(session, bot.id, LATEST_DECISIONS)
+        fragment = templates.get_template("decisions.html").render(
+            bot=bot, decisions=decisions, poll_s=POLL_S
+        )
+        # No id: the page asks for the fragment itself each time the stream (re)opens.
+        yield ServerSentEvent(event="decisions", raw_data=fragment)
 
 
 @router.get("/bots/{bot_id}/backtests/new", response_class=HTMLResponse)

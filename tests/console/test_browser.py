@@ -248,14 +248,30 @@ def test_the_bot_page_draws_its_latest_backtest_and_a_new_decision_appears_live(
 ) -> None:
     backtest_id = finished_backtest(served)
     sign_in(page, served, served.developer_key)
-    page.goto(f"{served.url}/console/bots/{served.bot['id']}")
+    streams: list[str] = []
+    fragments: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            (streams if request.url.endswith("/stream") else fragments).append(request.url)
+            if "/decisions" in request.url
+            else None
+        ),
+    )
+    # The stream is open once the part has asked for itself (what changed before it opened).
+    with page.expect_response(lambda reply: reply.url.endswith("/decisions")):
+        page.goto(f"{served.url}/console/bots/{served.bot['id']}")
     # 745 values (the start, then every close of 31 days), every 2nd drawn: 373.
     assert drawn_points(page, "#equity-chart") == 373
     page.evaluate("() => { window.stillThisPage = true; }")
     reasoning = f"breakout {uuid.uuid4().hex[:8]}"
     served.add_decision(reasoning, minutes_ago=0)
     expect(page.get_by_text(reasoning)).to_be_visible(timeout=20_000)
-    assert page.evaluate("() => window.stillThisPage") is True  # no reload: the part was polled
+    assert page.evaluate("() => window.stillThisPage") is True  # no reload
+    # It came over the stream: the part asked for itself only when the stream opened, and
+    # never polled (it would have every 2 s had the stream failed).
+    assert streams == [f"{served.url}/console/bots/{served.bot['id']}/decisions/stream"]
+    assert fragments == [f"{served.url}/console/bots/{served.bot['id']}/decisions"]
     check_page(page, "bot")
     second = finished_backtest(served)
     page.goto(f"{served.url}/console/backtests/compare?a={backtest_id}&b={second}")

@@ -16,7 +16,8 @@ from app.api_keys.schemas import Scope
 from app.backtests.flows import BacktestFlows
 from app.core.db import utcnow
 from app.core.settings import Settings
-from app.models import Backtest, Decision, LlmVote
+from app.models import Backtest, BotVersion, Decision, LlmVote
+from app.trading.events import decision_made
 from tests.api.test_contract import create_bot, listed_bot
 from tests.backtests.conftest import WINDOW
 from tests.conftest import make_key
@@ -36,7 +37,8 @@ async def add_decision(
     minutes_ago: int = 0,
 ) -> str:
     """A decision on the current hour's candle (or one `minutes_ago` earlier, for a second
-    decision of the same hour) with one vote of a fake OpenAI voter."""
+    decision of the same hour) with one vote of a fake OpenAI voter, told to the event outbox
+    as trading tells it."""
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
     async with sessionmaker() as session:
         decision = Decision(
@@ -53,18 +55,20 @@ async def add_decision(
         )
         session.add(decision)
         await session.flush()
-        session.add(
-            LlmVote(
-                decision_id=decision.id,
-                provider="openai",
-                model="gpt-test",
-                weight=Decimal(1),
-                action=action,
-                confidence=Decimal("0.8"),
-                reasoning=reasoning,
-                cost_usd=Decimal(cost),
-            )
+        vote = LlmVote(
+            decision_id=decision.id,
+            provider="openai",
+            model="gpt-test",
+            weight=Decimal(1),
+            action=action,
+            confidence=Decimal("0.8"),
+            reasoning=reasoning,
+            cost_usd=Decimal(cost),
         )
+        session.add(vote)
+        version = await session.get(BotVersion, version_id)
+        assert version is not None
+        decision_made(session, version.bot_id, decision, [vote])
         await session.commit()
         return decision.id
 
