@@ -4,8 +4,8 @@ it, a take-profit by one at or above it. Rebuilt from the database on every refr
 stream process; a position it finds crossed leaves the index until the next rebuild (its
 exit job is on its way, and the executor sends a position's exit once however often asked).
 
-A trailing stop's level is the one of its position's stored peak: beat's exit pass raises the
-peak, and with it the level, every minute.
+A trailing stop's level is the one of its position's stored peak: the stream process raises
+the peaks to each symbol's streamed high on every refresh, and the index is rebuilt after.
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ class ExitIndex:
             exits.stops.sort()
             exits.takes.sort()
         self._symbols = symbols
+
+    @property
+    def symbols(self) -> set[str]:
+        """The symbols with open positions."""
+        return set(self._symbols)
 
     def crossed(self, symbol: str, price: Decimal) -> set[str]:
         """The subscriptions whose exit `price` crosses; they leave the index."""

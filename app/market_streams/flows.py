@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.db import session_scope
 from app.core.settings import Settings
 from app.market_streams import service
 from app.market_streams.connections import StreamPool
@@ -30,6 +31,7 @@ from app.market_streams.exits import ExitIndex
 from app.market_streams.lease import Lease
 from app.market_streams.names import KlineClosed, PriceUpdate, market_of, read_payload
 from app.market_streams.prices import FLUSH_INTERVAL_S, PriceBook
+from app.trading import repository as trading
 from app.trading.flows import DECIDE_BATCH, Enqueue, due_groups, send_decide_jobs
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class MarketStreamFlows:
         self._lease = lease
         # Prices seen since the last flush to the price book, the latest of each symbol.
         self._unstored: dict[str, tuple[Decimal, datetime]] = {}
+        # Each symbol's highest price since the positions' peaks were last raised.
+        self._highs: dict[str, Decimal] = {}
         self.pool = StreamPool(
             settings.binance_stream_url,
             self.on_data,
@@ -80,6 +84,12 @@ class MarketStreamFlows:
                 task.cancel()
 
     async def refresh(self) -> None:
+        highs, self._highs = self._highs, {}
+        try:
+            await self._raise_peaks(highs)
+        except Exception:
+            self._highs = {s: max(h, self._highs.get(s, h)) for s, h in highs.items()}
+            raise
         async with self._sessionmaker() as session:
             wanted = await service.wanted_streams(session)
             self.exits.rebuild(await service.exit_levels_of_open_positions(session))
@@ -92,6 +102,8 @@ class MarketStreamFlows:
             self._spawn(self.kline_closed(event.symbol, event.timeframe, event.close_at))
         elif isinstance(event, PriceUpdate):
             self._unstored[event.symbol] = (event.price, datetime.now(UTC))
+            if event.price > self._highs.get(event.symbol, event.price - 1):
+                self._highs[event.symbol] = event.price
             crossed = self.exits.crossed(event.symbol, event.price)
             if crossed:
                 # The crossing price reaches the workers' book before the exit jobs do.
@@ -127,13 +139,24 @@ class MarketStreamFlows:
     async def exit_crossed(
         self, price: dict[str, tuple[Decimal, datetime]], sub_ids: set[str]
     ) -> None:
-        """Send the exit jobs of the subscriptions a price crossed, once the price is stored."""
+        """Send the exit jobs of the subscriptions a price crossed, once the price and the
+        symbol's high (a trailing stop's peak) are stored: the worker checks the exit against
+        what the index did."""
         await self._prices.store(price)
+        await self._raise_peaks({s: self._highs[s] for s in price if s in self._highs})
         if not await self._lease.holds():
             return
         for sub_id in sorted(sub_ids):
             await self._enqueue("trading.exit", {"subscription_id": sub_id})
         log.info("exit jobs sent on a price crossing", extra={"subscriptions": len(sub_ids)})
+
+    async def _raise_peaks(self, highs: dict[str, Decimal]) -> None:
+        """The held positions' peaks raised to their symbol's streamed high: with the streams
+        watching, beat's exit pass (which raised them before) leaves those positions alone."""
+        held = {s: h for s, h in highs.items() if s in self.exits.symbols}
+        if held:
+            async with session_scope(self._sessionmaker) as session:
+                await trading.raise_peaks(session, held)
 
     async def _flush_prices(self) -> None:
         """The prices seen, to the workers' price book: one write for every symbol a flush."""

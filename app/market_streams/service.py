@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bots.strategy import Strategy
 from app.market_streams import repository
 from app.market_streams.names import kline_stream, price_stream
+from app.trading import repository as trading
 from app.trading import risk
 from app.trading.risk import ExitLevels
 
@@ -15,7 +16,7 @@ async def wanted_streams(session: AsyncSession) -> set[str]:
     """The kline stream of every traded (symbol, timeframe), the price stream of every held
     symbol."""
     klines = {kline_stream(s, t) for s, t in await repository.traded_markets(session)}
-    return klines | {price_stream(s) for s in await repository.held_symbols(session)}
+    return klines | {price_stream(s) for s in await trading.held_symbols(session)}
 
 
 async def exit_levels_of_open_positions(
@@ -23,7 +24,7 @@ async def exit_levels_of_open_positions(
 ) -> list[tuple[str, str, ExitLevels]]:
     """(subscription, symbol, exit levels) of every active subscription's open position."""
     levels = []
-    for sub, position, strategy in await repository.open_positions(session):
+    for sub, position, strategy in await trading.open_positions(session):
         limits = risk.limits_for(Strategy.model_validate(strategy).risk, sub.risk)
         peak = position.peak_price or position.average_cost
         levels.append((sub.id, sub.symbol, risk.exit_levels(limits, position.average_cost, peak)))

@@ -4,9 +4,10 @@ positions, and the facts the risk checks and the reconciler read."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,54 @@ from app.models import (
 
 async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) -> Trade | None:
     return await session.scalar(select(Trade).where(Trade.client_order_id == client_order_id))
+
+
+async def held_symbols(session: AsyncSession) -> list[str]:
+    """The symbols of active subscriptions' open positions: those whose exits are watched."""
+    rows = await session.scalars(
+        select(Position.symbol)
+        .join(Subscription, Subscription.id == Position.subscription_id)
+        .where(Subscription.status == "active", Position.quantity > 0)
+        .distinct()
+    )
+    return list(rows.all())
+
+
+async def open_positions(
+    session: AsyncSession,
+    symbols: Iterable[str] | None = None,
+    after: str = "",
+    limit: int | None = None,
+) -> list[tuple[Subscription, Position, dict[str, Any]]]:
+    """Active subscriptions' open positions (of `symbols`, or all) with their bot version's
+    strategy, by subscription id from after `after`: a batch of at most `limit`."""
+    query = (
+        select(Subscription, Position, BotVersion.strategy)
+        .join(Position, Position.subscription_id == Subscription.id)
+        .join(BotVersion, BotVersion.id == Subscription.bot_version_id)
+        .where(Subscription.status == "active", Position.quantity > 0, Subscription.id > after)
+        .order_by(Subscription.id)
+        .limit(limit)
+    )
+    if symbols is not None:
+        query = query.where(Position.symbol.in_(list(symbols)))
+    rows = await session.execute(query)
+    return [(sub, position, strategy) for sub, position, strategy in rows.all()]
+
+
+async def raise_peaks(session: AsyncSession, highs: Mapping[str, Decimal]) -> None:
+    """Each symbol's open positions' peak raised to the symbol's high where below it (or
+    unset), one statement a symbol: the trailing stops' peaks follow the streamed prices."""
+    for symbol, high in highs.items():
+        await session.execute(
+            update(Position)
+            .where(
+                Position.symbol == symbol,
+                Position.quantity > 0,
+                or_(Position.peak_price.is_(None), Position.peak_price < high),
+            )
+            .values(peak_price=high)
+        )
 
 
 async def position_for_update(session: AsyncSession, sub_id: str) -> Position | None:

@@ -5,6 +5,7 @@ from tests.backtests.conftest import backtests, clients  # noqa: F401
 from tests.trading.conftest import (  # noqa: F401
     clock,
     flows,
+    prices,
     sandbox_clients,
     subscription_flows,
     trading_executor,
