@@ -6,7 +6,6 @@ between them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -22,17 +21,10 @@ from app.market_streams.prices import PriceBook
 from app.models import Position, Trade
 from app.trading.flows import TradingFlows
 from tests.market_streams.conftest import stream_url, streaming, until
-from tests.sandbox_server import SandboxServer, serve_sandbox
+from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import NOW, Queue, count, decision, make_bot, subscribe
 
 D = Decimal
-
-
-@pytest.fixture
-def own_sandbox() -> Iterator[SandboxServer]:
-    """A sandbox of this test's own, whose streams it pauses without disturbing the others'."""
-    with serve_sandbox() as server:
-        yield server
 
 
 async def cross_stops(app: FastAPI, *sub_ids: str) -> None:
