@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bots.strategy import Strategy
@@ -21,11 +23,19 @@ async def wanted_streams(session: AsyncSession) -> set[str]:
 
 async def exit_levels_of_open_positions(
     session: AsyncSession,
-) -> list[tuple[str, str, ExitLevels]]:
-    """(subscription, symbol, exit levels) of every active subscription's open position."""
+) -> list[tuple[str, str, ExitLevels, Decimal | None]]:
+    """(subscription, symbol, exit levels, trailing stop percent) of every active
+    subscription's open position."""
     levels = []
     for sub, position, strategy in await trading.open_positions(session):
         limits = risk.limits_for(Strategy.model_validate(strategy).risk, sub.risk)
         peak = position.peak_price or position.average_cost
-        levels.append((sub.id, sub.symbol, risk.exit_levels(limits, position.average_cost, peak)))
+        levels.append(
+            (
+                sub.id,
+                sub.symbol,
+                risk.exit_levels(limits, position.average_cost, peak),
+                limits.trailing_stop_pct,
+            )
+        )
     return levels
