@@ -77,9 +77,9 @@ class ExitIndex:
         self._symbols = symbols
 
     @property
-    def symbols(self) -> set[str]:
-        """The symbols with open positions."""
-        return set(self._symbols)
+    def trailing_symbols(self) -> set[str]:
+        """The symbols with open positions that have a trailing stop."""
+        return {symbol for symbol, exits in self._symbols.items() if exits.trailing}
 
     def crossed(self, symbol: str, price: Decimal) -> set[str]:
         """The subscriptions whose exit `price` crosses, trailing stops raised to it first;

@@ -193,9 +193,10 @@ class MarketStreamFlows:
         log.info("exit jobs sent on a price crossing", extra={"subscriptions": len(sub_ids)})
 
     async def _raise_peaks(self, highs: dict[str, Decimal]) -> None:
-        """The held positions' peaks raised to their symbol's streamed high: with the streams
-        watching, beat's exit pass (which raised them before) leaves those positions alone."""
-        held = {s: h for s, h in highs.items() if s in self.exits.symbols}
+        """The peaks of the positions with a trailing stop raised to their symbol's streamed
+        high: with the streams watching, beat's exit pass (which raised them before) leaves
+        those positions alone."""
+        held = {s: h for s, h in highs.items() if s in self.exits.trailing_symbols}
         if held:
             async with session_scope(self._sessionmaker) as session:
                 await trading.raise_peaks(session, held)

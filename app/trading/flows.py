@@ -30,7 +30,7 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.market_streams.prices import PriceBook
-from app.models import BotVersion, Decision, Position, Subscription, Trade
+from app.models import Decision, Position, Subscription, Trade
 from app.subscriptions import repository as subscriptions
 from app.subscriptions.flows import SubscriptionFlows
 from app.subscriptions.rules import reference_capital
@@ -354,7 +354,7 @@ class TradingFlows:
         stream watches: beat sends this every few seconds, and while every held symbol's
         streamed price is fresh (the stream process checks those positions' exits on every
         price) it returns at once. Otherwise the unwatched symbols' positions are walked in
-        batches of `protect_batch`, each batch read in one query and its raised peaks
+        batches of `protect_batch`, each batch read in a few queries and its raised peaks
         written in one transaction, at the exchange's price; an exit goes through the fenced
         executor, whose exit key makes the stream's job for the same crossing a no-op."""
         async with self._sessionmaker() as session:
@@ -371,12 +371,13 @@ class TradingFlows:
                 batch = await repository.open_positions(
                     session, unwatched, after, self._protect_batch
                 )
+                limits = await _risk_limits(session, [sub for sub, _ in batch])
                 intents = [
                     (intent, prices[sub.symbol])
-                    for sub, position, strategy in batch
+                    for sub, position in batch
                     if (
                         intent := await self._exit_intent(
-                            session, sub, position, strategy, prices[sub.symbol]
+                            session, sub, position, limits[sub.id], prices[sub.symbol]
                         )
                     )
                     is not None
@@ -398,10 +399,9 @@ class TradingFlows:
         price = (await self._latest_prices({sub.symbol}))[sub.symbol]
         async with session_scope(self._sessionmaker) as session:
             position = await subscriptions.position_of(session, sub.id)
-            version = await session.get(BotVersion, sub.bot_version_id)
-            assert version is not None
+            limits = await _risk_limits(session, [sub])
             intent = (
-                await self._exit_intent(session, sub, position, version.strategy, price)
+                await self._exit_intent(session, sub, position, limits[sub.id], price)
                 if position is not None
                 else None
             )
@@ -412,7 +412,7 @@ class TradingFlows:
         session: AsyncSession,
         sub: Subscription,
         position: Position,
-        strategy: dict[str, Any],
+        limits: RiskDefaults,
         price: Decimal,
     ) -> OrderIntent | None:
         """The position's protective exit at `price`, if one is due; its peak raised to the
@@ -420,7 +420,6 @@ class TradingFlows:
         rules = await self._clients.rules(sub.symbol)
         if rules.is_dust(position.quantity, price):
             return None
-        limits = risk.limits_for(Strategy.model_validate(strategy).risk, sub.risk)
         position.peak_price = max(position.peak_price or price, price)
         exit = risk.exit_reason(limits, position.average_cost, position.peak_price, price)
         if exit is None:
