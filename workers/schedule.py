@@ -12,7 +12,12 @@ from app.core.settings import Settings
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "dispatch": {"task": "trading.dispatch", "schedule": settings.dispatch_interval_s},
-        "protect": {"task": "trading.protect", "schedule": 60.0},
+        # A pass not started within its interval is dropped: the next one does its work.
+        "protect": {
+            "task": "trading.protect",
+            "schedule": settings.protect_interval_s,
+            "options": {"expires": settings.protect_interval_s},
+        },
         "expire": {"task": "subscriptions.expire", "schedule": 60.0},
         "reconcile": {"task": "trading.reconcile", "schedule": settings.reconcile_interval_s},
         "snapshot": {"task": "performance.snapshot", "schedule": crontab(minute=0)},

@@ -170,10 +170,8 @@ class Settings(BaseSettings):
     stream_refresh_s: float = Field(default=2.0, gt=0)
     # Binance's streams per connection: a larger set is split over more connections.
     stream_max_per_connection: int = Field(default=1024, ge=1, le=1024)
-    # A connection without a message for this long is not healthy; while none is, beat's
-    # polling checks exits as before the streams.
-    stream_silence_s: float = Field(default=5.0, gt=0)
-    # A streamed price older than this is not used: orders and exits read the exchange's.
+    # A streamed price older than this is not used: orders and exits read the exchange's, and
+    # beat's exit pass checks the positions of its symbol (no stream watches them).
     stream_price_max_age_s: float = Field(default=5.0, gt=0)
     # The active stream process holds its lease this long unrenewed; a standby takes over
     # after it (a third of it between renewals).
@@ -216,6 +214,8 @@ class Settings(BaseSettings):
     # ended (at the latest, killed at the hard limit) by then, or it would run twice at once.
     celery_visibility_timeout_s: int = Field(default=600, ge=1)
     dispatch_interval_s: float = Field(default=15.0, gt=0)
+    # Beat's exit pass: it returns at once while the market streams watch every held symbol.
+    protect_interval_s: float = Field(default=2.0, gt=0)
     # How often beat numbers committed events for the feed (a feed read also does when behind).
     event_sequence_interval_s: float = Field(default=1.0, gt=0)
     # Events older than this are purged; a feed cursor older than that resumes at what is left.

@@ -39,21 +39,28 @@ class PriceUpdate:
     price: Decimal
 
 
-def read_payload(data: Any) -> KlineClosed | PriceUpdate | None:
-    """What a stream's payload tells: a candle closed, a new price, or nothing we act on.
+def read_payload(data: Any) -> tuple[KlineClosed | PriceUpdate, ...]:
+    """What a stream's payload tells: a candle closed, a new price, both, or nothing we act on.
 
     Prices come from the forming candle's updates of the traded symbols (the price orders are
     sized at) and from bookTicker's bid for the held ones (the price a position sells at);
-    never from a closing update, which arrives beside the next candle's and is older."""
+    never from a closing update, which arrives beside the next candle's and is older. A
+    forming candle's update also tells that the candle before it has closed (at its open):
+    a closing update missed (a paused stream, a lost frame) is made up by the next one."""
     if not isinstance(data, dict):
-        return None
+        return ()
     if data.get("e") == "kline":
         kline = data["k"]
+        symbol, timeframe = str(kline["s"]), str(kline["i"])
         if not kline["x"]:  # the forming candle: its last trade is the symbol's price
-            return PriceUpdate(str(kline["s"]), Decimal(str(kline["c"])))
+            opened = datetime.fromtimestamp(int(kline["t"]) / 1000, UTC)
+            return (
+                PriceUpdate(symbol, Decimal(str(kline["c"]))),
+                KlineClosed(symbol, timeframe, opened),
+            )
         # T is the candle's last millisecond; it closes one millisecond later.
         close = datetime.fromtimestamp((int(kline["T"]) + 1) / 1000, UTC)
-        return KlineClosed(str(kline["s"]), str(kline["i"]), close)
+        return (KlineClosed(symbol, timeframe, close),)
     if "u" in data and "b" in data:  # bookTicker carries no event type
-        return PriceUpdate(str(data["s"]), Decimal(str(data["b"])))
-    return None
+        return (PriceUpdate(str(data["s"]), Decimal(str(data["b"]))),)
+    return ()

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import BotVersion, LatestPrice, Position, ProcessLease, Subscription
+from app.models import LatestPrice, ProcessLease, Subscription
 
 
 async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
@@ -23,17 +23,6 @@ async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
         .distinct()
     )
     return [(symbol, timeframe) for symbol, timeframe in rows.all()]
-
-
-async def held_symbols(session: AsyncSession) -> list[str]:
-    """The symbols of active subscriptions' open positions: those whose exits are watched."""
-    rows = await session.scalars(
-        select(Position.symbol)
-        .join(Subscription, Subscription.id == Position.subscription_id)
-        .where(Subscription.status == "active", Position.quantity > 0)
-        .distinct()
-    )
-    return list(rows.all())
 
 
 async def store_prices(
@@ -102,16 +91,3 @@ async def renew_lease(
         .values(expires_at=until)
     )
     return bool(renewed.rowcount)  # type: ignore[attr-defined]
-
-
-async def open_positions(
-    session: AsyncSession,
-) -> list[tuple[Subscription, Position, dict[str, Any]]]:
-    """Every active subscription's open position, with its bot version's strategy."""
-    rows = await session.execute(
-        select(Subscription, Position, BotVersion.strategy)
-        .join(Position, Position.subscription_id == Subscription.id)
-        .join(BotVersion, BotVersion.id == Subscription.bot_version_id)
-        .where(Subscription.status == "active", Position.quantity > 0)
-    )
-    return [(sub, position, strategy) for sub, position, strategy in rows.all()]

@@ -30,7 +30,7 @@ from app.integrations.binance.clients import BinanceClients
 from app.integrations.binance.errors import TemporaryError
 from app.integrations.binance.filters import SymbolRules
 from app.market_streams.prices import PriceBook
-from app.models import BotVersion, Decision, Position, Subscription, Trade
+from app.models import Decision, Position, Subscription, Trade
 from app.subscriptions import repository as subscriptions
 from app.subscriptions.flows import SubscriptionFlows
 from app.subscriptions.rules import reference_capital
@@ -56,6 +56,8 @@ DECIDE_BATCH = 10
 # every order wait for the slowest; a commit per 25 costs little next to the orders' writes.
 PAPER_BATCH = 25
 RECONCILE_BATCH = 200
+# Open positions read (and their peaks written) in one transaction by the polling exit pass.
+PROTECT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class TradingFlows:
         chunk_size: int = 100,
         decide_batch: int = DECIDE_BATCH,
         paper_batch: int = PAPER_BATCH,
+        protect_batch: int = PROTECT_BATCH,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._decisions = decisions
@@ -190,6 +193,7 @@ class TradingFlows:
         self._chunk_size = chunk_size
         self._decide_batch = decide_batch
         self._paper_batch = paper_batch
+        self._protect_batch = protect_batch
 
     async def dispatch(self, now: datetime) -> list[DueGroup]:
         """Enqueue, in batches of `decide_batch`, the groups whose latest closed candle has no
@@ -346,16 +350,43 @@ class TradingFlows:
         return await self._executor.execute(intent, price, sub)
 
     async def protect(self, now: datetime) -> list[Trade]:
-        """Stop-loss, take-profit and trailing stop against the latest price."""
-        exits = []
+        """Stop-loss, take-profit and trailing stop of the open positions no healthy market
+        stream watches: beat sends this every few seconds, and while every held symbol's
+        streamed price is fresh (the stream process checks those positions' exits on every
+        price) it returns at once. Otherwise the unwatched symbols' positions are walked in
+        batches of `protect_batch`, each batch read in a few queries and its raised peaks
+        written in one transaction, at the exchange's price; an exit goes through the fenced
+        executor, whose exit key makes the stream's job for the same crossing a no-op."""
         async with self._sessionmaker() as session:
-            subs = await subscriptions.subscriptions_with(session, ("active",))
-        prices = await self._latest_prices({sub.symbol for sub in subs})
-        for sub in subs:
-            trade = await self._protect_one(sub, prices[sub.symbol])
-            if trade is not None:
-                exits.append(trade)
-        return exits
+            held = set(await repository.held_symbols(session))
+        watched = await self._prices.fresh(held, self._settings.stream_price_max_age_s)
+        unwatched = held - watched.keys()
+        if not unwatched:
+            return []
+        prices = await self._latest_prices(unwatched)
+        exits = []
+        after = ""
+        while True:
+            async with session_scope(self._sessionmaker) as session:
+                batch = await repository.open_positions(
+                    session, unwatched, after, self._protect_batch
+                )
+                limits = await _risk_limits(session, [sub for sub, _ in batch])
+                intents = [
+                    (intent, prices[sub.symbol])
+                    for sub, position in batch
+                    if (
+                        intent := await self._exit_intent(
+                            session, sub, position, limits[sub.id], prices[sub.symbol]
+                        )
+                    )
+                    is not None
+                ]
+            for intent, price in intents:
+                exits.append(await self._executor.execute(intent, price))
+            if len(batch) < self._protect_batch:
+                return exits
+            after = batch[-1][0].id
 
     async def exit(self, sub_id: str) -> Trade | None:
         """One subscription's exit check at the latest price: what the market streams send
@@ -366,27 +397,36 @@ class TradingFlows:
             return None
         (sub,) = active
         price = (await self._latest_prices({sub.symbol}))[sub.symbol]
-        return await self._protect_one(sub, price)
-
-    async def _protect_one(self, sub: Subscription, price: Decimal) -> Trade | None:
-        rules = await self._clients.rules(sub.symbol)
         async with session_scope(self._sessionmaker) as session:
             position = await subscriptions.position_of(session, sub.id)
-            if position is None or rules.is_dust(position.quantity, price):
-                return None
-            version = await session.get(BotVersion, sub.bot_version_id)
-            assert version is not None
-            limits = risk.limits_for(Strategy.model_validate(version.strategy).risk, sub.risk)
-            position.peak_price = max(position.peak_price or price, price)
-            exit = risk.exit_reason(limits, position.average_cost, position.peak_price, price)
-            entries = await repository.filled_buys(session, sub.id)
+            limits = await _risk_limits(session, [sub])
+            intent = (
+                await self._exit_intent(session, sub, position, limits[sub.id], price)
+                if position is not None
+                else None
+            )
+        return None if intent is None else await self._executor.execute(intent, price)
+
+    async def _exit_intent(
+        self,
+        session: AsyncSession,
+        sub: Subscription,
+        position: Position,
+        limits: RiskDefaults,
+        price: Decimal,
+    ) -> OrderIntent | None:
+        """The position's protective exit at `price`, if one is due; its peak raised to the
+        price in `session`."""
+        rules = await self._clients.rules(sub.symbol)
+        if rules.is_dust(position.quantity, price):
+            return None
+        position.peak_price = max(position.peak_price or price, price)
+        exit = risk.exit_reason(limits, position.average_cost, position.peak_price, price)
         if exit is None:
             return None
         # One protective exit per entry cycle: the key changes only after a new buy fills.
-        intent = OrderIntent(
-            sub.id, Side.SELL, f"exit-{entries}", None, exit.reason, exit=exit.kind
-        )
-        return await self._executor.execute(intent, price)
+        entries = await repository.filled_buys(session, sub.id)
+        return OrderIntent(sub.id, Side.SELL, f"exit-{entries}", None, exit.reason, exit=exit.kind)
 
     async def reconcile(self, now: datetime) -> Reconciled:
         """One sweep of beat's reconciler, from database state alone: attempts whose lease ran

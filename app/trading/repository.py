@@ -4,11 +4,12 @@ positions, and the facts the risk checks and the reconciler read."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
@@ -25,6 +26,76 @@ from app.models import (
 
 async def trade_by_client_order_id(session: AsyncSession, client_order_id: str) -> Trade | None:
     return await session.scalar(select(Trade).where(Trade.client_order_id == client_order_id))
+
+
+async def held_symbols(session: AsyncSession) -> list[str]:
+    """The symbols of active subscriptions' open positions: those whose exits are watched."""
+    rows = await session.scalars(
+        select(Position.symbol)
+        .join(Subscription, Subscription.id == Position.subscription_id)
+        .where(Subscription.status == "active", Position.quantity > 0)
+        .distinct()
+    )
+    return list(rows.all())
+
+
+async def open_positions(
+    session: AsyncSession, symbols: Iterable[str], after: str, limit: int
+) -> list[tuple[Subscription, Position]]:
+    """Active subscriptions' open positions of `symbols`, by subscription id from after
+    `after`: a batch of at most `limit`."""
+    rows = await session.execute(
+        select(Subscription, Position)
+        .join(Position, Position.subscription_id == Subscription.id)
+        .where(
+            Subscription.status == "active",
+            Position.quantity > 0,
+            Position.symbol.in_(list(symbols)),
+            Subscription.id > after,
+        )
+        .order_by(Subscription.id)
+        .limit(limit)
+    )
+    return [(sub, position) for sub, position in rows.all()]
+
+
+async def open_position_levels(
+    session: AsyncSession,
+) -> list[tuple[str, str, dict[str, Any], str, Decimal, Decimal | None]]:
+    """(subscription, symbol, risk overrides, bot version, average cost, peak) of every
+    active subscription's open position: the columns its exit levels need, no entities."""
+    rows = await session.execute(
+        select(
+            Subscription.id,
+            Subscription.symbol,
+            Subscription.risk,
+            Subscription.bot_version_id,
+            Position.average_cost,
+            Position.peak_price,
+        )
+        .join(Position, Position.subscription_id == Subscription.id)
+        .where(Subscription.status == "active", Position.quantity > 0)
+    )
+    return [tuple(row) for row in rows.all()]
+
+
+async def raise_peaks(session: AsyncSession, highs: Mapping[str, Decimal]) -> None:
+    """Each symbol's open positions' peak raised to the symbol's high where below it (or
+    unset), in one statement for all symbols: the trailing stops' peaks follow the streamed
+    prices."""
+    if not highs:
+        return
+    high = case(highs, value=Position.symbol)
+    await session.execute(
+        update(Position)
+        .where(
+            Position.symbol.in_(list(highs)),
+            Position.quantity > 0,
+            or_(Position.peak_price.is_(None), Position.peak_price < high),
+        )
+        .values(peak_price=high)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def position_for_update(session: AsyncSession, sub_id: str) -> Position | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -15,7 +15,7 @@ from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
 from app.market_streams.lease import Lease
 from app.market_streams.prices import PriceBook
-from tests.sandbox_server import SandboxServer
+from tests.sandbox_server import SandboxServer, serve_sandbox
 from tests.trading.conftest import (  # noqa: F401 - the trading tests' fixtures, used here too
     Queue,
     clock,
@@ -36,6 +36,13 @@ def stream_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
     return settings.model_copy(
         update={"binance_stream_url": stream_url(sandbox), "stream_refresh_s": 0.2}
     )
+
+
+@pytest.fixture
+def own_sandbox() -> Iterator[SandboxServer]:
+    """A sandbox of this test's own, whose streams it pauses without disturbing the others'."""
+    with serve_sandbox() as server:
+        yield server
 
 
 @pytest.fixture

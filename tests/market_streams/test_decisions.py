@@ -10,16 +10,19 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
 from app.market_streams.lease import Lease
+from app.market_streams.names import kline_stream
 from app.market_streams.prices import PriceBook
 from app.models import Decision, Trade
 from app.trading.decide import DecisionInFlight
 from app.trading.flows import DueGroup, TradingFlows
 from tests.fakes import RunningFakes
-from tests.market_streams.conftest import streaming, until
+from tests.market_streams.conftest import stream_url, streaming, until
+from tests.sandbox_server import SandboxServer
 from tests.trading.conftest import NOW, Queue, count, make_bot, subscribe
 from tests.trading.test_flows import run_jobs
 
@@ -100,3 +103,81 @@ async def test_a_closed_kline_from_the_stream_sends_its_decide_job_at_the_close(
         await asyncio.sleep(2)  # later frames of the same close send nothing more
     as_of = [g["as_of"] for job in queue.named("trading.decide") for g in job["groups"]]
     assert as_of.count(close.isoformat()) == 1
+
+
+async def test_the_closes_missed_while_away_are_each_sent_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    developer_key: str,
+    marketplace_key: str,
+    stream_settings: Settings,
+    prices: PriceBook,
+    lease: Lease,
+) -> None:
+    bot = await make_bot(client, developer_key)
+    await subscribe(client, marketplace_key, bot, timeframe="1m")
+    queue = Queue()
+    streams = MarketStreamFlows(
+        app.state.runtime.sessionmaker, stream_settings, queue, prices, lease
+    )
+    first = NOW.replace(second=0)
+    await streams.kline_closed("BTCUSDT", "1m", first)
+    # Back after three closes: the latest and the two missed are sent, oldest first.
+    await streams.kline_closed("BTCUSDT", "1m", first + timedelta(minutes=3, seconds=20))
+    await streams.kline_closed("BTCUSDT", "1m", first + timedelta(minutes=3))  # seen
+    as_of = [g["as_of"] for job in queue.named("trading.decide") for g in job["groups"]]
+    assert as_of == [(first + timedelta(minutes=m)).isoformat() for m in range(4)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_a_close_during_a_stream_outage_is_decided_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flows: tuple[TradingFlows, Queue],
+    developer_key: str,
+    marketplace_key: str,
+    stream_settings: Settings,
+    prices: PriceBook,
+    lease: Lease,
+    own_sandbox: SandboxServer,
+) -> None:
+    trading, beat_queue = flows
+    settings = stream_settings.model_copy(update={"binance_stream_url": stream_url(own_sandbox)})
+    bot = await make_bot(client, developer_key)
+    await subscribe(client, marketplace_key, bot, timeframe="1m")
+    queue = Queue()
+    async with streaming(app, settings, queue, prices, lease) as streams:
+        await until(lambda: kline_stream("BTCUSDT", "1m") in streams.pool.subscribed)
+        # The symbol's streams fall silent over the next close: its closing frame is never sent.
+        own_sandbox.admin("POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT"})
+        now = datetime.now(UTC)
+        close = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        await asyncio.sleep((close - now).total_seconds() + 3)
+        assert close.isoformat() not in _as_of(queue)
+        assert await lease.renew()  # as the process does: the wait outlasts the fixture's lease
+        own_sandbox.admin(
+            "POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT", "paused": False}
+        )
+        # The next candle's first frame tells the missed close.
+        await until(lambda: close.isoformat() in _as_of(queue))
+        await asyncio.sleep(2)
+    assert _as_of(queue).count(close.isoformat()) == 1
+    # Beat's dispatch of the same close too: both jobs make one decision.
+    await trading.dispatch(close + timedelta(seconds=5))
+    jobs = [*queue.named("trading.decide"), *beat_queue.named("trading.decide")]
+    groups = [DueGroup.from_job(g) for job in jobs for g in job["groups"]]
+    for group in [g for g in groups if g.as_of == close]:
+        outcome = await trading.decide([group])
+        assert outcome.failed == {} and outcome.retry == {}
+    async with app.state.runtime.sessionmaker() as session:
+        decided = await session.scalar(
+            select(func.count())
+            .select_from(Decision)
+            .where(Decision.candle_open_at == close - timedelta(minutes=1))
+        )
+    assert decided == 1
+
+
+def _as_of(queue: Queue) -> list[str]:
+    return [g["as_of"] for job in queue.named("trading.decide") for g in job["groups"]]
