@@ -85,9 +85,7 @@ async def list_events(
     if caller.scope is Scope.marketplace and principal is None:
         _refuse_unsigned_renters_feed(caller)
     viewer = feed.Viewer(caller.scope, principal, caller.owner_user_id, caller.marketplace_id)
-    async with runtime.read_sessionmaker() as session:
-        await feed.sequence_if_behind(runtime.sessionmaker, session)
-        return await feed.page(session, viewer, after_seq, wanted, limit)
+    return await feed.page(runtime.rows, runtime.sessionmaker, viewer, after_seq, wanted, limit)
 
 
 def _refuse_unsigned_renters_feed(caller: Caller) -> None:
