@@ -141,11 +141,10 @@ def _page_view(scope: Scope, one_renter: bool, owned: bool, types: int | None) -
 
 @dataclass(frozen=True)
 class Addressed:
-    """A sequenced event with whom it concerns, as the live hub reads it once for every
-    connection: its renter's principal and its bot's owner (None where it has none)."""
+    """A sequenced event with its bot's owner (None where it has none), as the live hub reads
+    it once for every connection: with the event's own columns, whom it concerns."""
 
     event: Event
-    renter: str | None
     bot_owner: str | None
 
 
@@ -162,7 +161,7 @@ def sees(viewer: Viewer, addressed: Addressed) -> bool:
     if viewer.scope is Scope.marketplace:
         if event.marketplace_id != viewer.marketplace_id:
             return False
-        return viewer.principal is None or addressed.renter == viewer.principal
+        return viewer.principal is None or event.principal == viewer.principal
     if event.type in OWNER_NOTICES:
         return event.user_id == viewer.owner_user_id
     return (
@@ -262,7 +261,7 @@ async def visible_after(
 async def addressed_after(session: AsyncSession, after_seq: int, limit: int) -> list[Addressed]:
     """Every sequenced event after `after_seq`, oldest first, with whom it concerns."""
     rows = await repository.addressed_after(session, after_seq, limit)
-    return [Addressed(event, renter, bot_owner) for event, renter, bot_owner in rows]
+    return [Addressed(event, bot_owner) for event, bot_owner in rows]
 
 
 _ENVELOPE_ID_PREFIX = "evt_"

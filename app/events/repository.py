@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.reads import RowReader, Rows
 from app.events.schemas import EventOut
 from app.events.types import OWNER_NOTICES, EventType
-from app.models import ApiKey, Bot, Event, EventSequence, StreamTicket, User
+from app.models import ApiKey, Bot, Event, EventSequence, StreamTicket
 
 # The counters' rows: the last `seq` given, and the last one the webhooks' dispatcher read.
 SEQUENCER = 1
@@ -158,13 +158,9 @@ def renters(marketplace_id: Value) -> ColumnElement[bool]:
 
 
 def renter(marketplace_id: Value, principal: Value) -> ColumnElement[bool]:
-    """Events of one renter, by the user row its marketplace and principal name."""
-    return (
-        Event.user_id
-        == select(User.id)
-        .where(User.marketplace_id == marketplace_id, User.principal == principal)
-        .scalar_subquery()
-    )
+    """Events of one renter, named by its marketplace and principal as every event addressed
+    to a renter carries them (ix_events_marketplace_id_principal_seq)."""
+    return (Event.marketplace_id == marketplace_id) & (Event.principal == principal)
 
 
 def bots_of(owner_user_id: Value | None, types: Collection[str]) -> ColumnElement[bool]:
@@ -250,21 +246,20 @@ def matching(
 
 async def addressed_after(
     session: AsyncSession, after_seq: int, limit: int
-) -> list[tuple[Event, str | None, str | None]]:
-    """Sequenced events after `after_seq` in `seq` order, each with its renter's principal
-    and its bot's owner (None where the event has none): all the live hub needs to tell who
-    may see it, in one read."""
+) -> list[tuple[Event, str | None]]:
+    """Sequenced events after `after_seq` in `seq` order, each with its bot's owner (None
+    where the event has none): with the event's own marketplace and principal, all the live
+    hub needs to tell who may see it, in one read."""
     rows = (
         await session.execute(
-            select(Event, User.principal, Bot.owner_user_id)
-            .outerjoin(User, User.id == Event.user_id)
+            select(Event, Bot.owner_user_id)
             .outerjoin(Bot, Bot.id == Event.bot_id)
             .where(Event.seq > after_seq)
             .order_by(Event.seq)
             .limit(limit)
         )
     ).all()
-    return [(event, renter, bot_owner) for event, renter, bot_owner in rows]
+    return [(event, bot_owner) for event, bot_owner in rows]
 
 
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:
