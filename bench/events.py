@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -85,17 +86,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from common import free_port, fresh_database  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
-from gateway import (  # noqa: E402
-    BIN,
-    load_average,
-    lua_script,
-    percentile,
-    principal_of,
-    uvicorn,
-    wrk,
-)
+from gateway import load_average, percentile, principal_of  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
+from versus_bare import BIN, alternate, bare_and_api, lua_script, medians, uvicorn, wrk  # noqa: E402
 
 from app.api_keys.schemas import Scope  # noqa: E402
 from app.api_keys.service import create_api_key  # noqa: E402
@@ -591,45 +585,24 @@ def feed_phase(
             workdir / "feed.lua", bench.keys, [("/api/v1/events?limit=50", p) for p in principals]
         ),
     }
-    with (
-        uvicorn(
-            "gateway_baseline:create_app",
-            env,
-            workdir / "baseline.log",
-            "/api/v1/subscriptions/x",
-            ROOT / "bench",
-        ) as baseline,
-        uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api,
-    ):
-        servers = {"baseline": baseline.url, "feed": api.url}
+    with bare_and_api(env, workdir) as (bare, api):
         check = httpx.get(
             f"{api.url}/api/v1/events?limit=50",
             headers={"X-API-Key": bench.keys[0], "X-Principal-ID": principals[0]},
         )
         check.raise_for_status()
         page_size = len(check.json()["items"])
-        for name, script in scripts.items():  # warm caches and pools
-            wrk(servers[name], script, 2, args.wrk_connections)
-        rounds: dict[str, list[dict[str, float]]] = {"baseline": [], "feed": []}
-        for n in range(args.rounds):
-            for name in ("baseline", "feed") if n % 2 == 0 else ("feed", "baseline"):
-                server = baseline if name == "baseline" else api
-                cpu_before, started = server.cpu_s(), time.monotonic()
-                result = wrk(server.url, scripts[name], args.seconds, args.wrk_connections)
-                served = result["req_s"] * (time.monotonic() - started)
-                result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / served, 3)
-                print(f"  round {n + 1}: {name} {result}", file=sys.stderr)
-                rounds[name].append(result)
-        endpoint_id = register_endpoint(api.url, bench, receiver_url)
-    figures: dict[str, Any] = {"page_items": page_size}
-    for name, runs in rounds.items():
-        figures[name] = {
-            field: round(statistics.median(r[field] for r in runs), 2)
-            for field in ("req_s", "p50_ms", "p99_ms", "cpu_ms")
+        runs = {
+            name: (
+                server,
+                functools.partial(wrk, server.url, scripts[name], connections=args.wrk_connections),
+            )
+            for name, server in (("baseline", bare), ("feed", api))
         }
-        figures[name]["errors"] = sum(int(r["errors"]) for r in runs)
-        figures[name]["rounds_req_s"] = [r["req_s"] for r in runs]
-    figures["ratio"] = round(figures["feed"]["req_s"] / figures["baseline"]["req_s"], 3)
+        rounds = alternate(runs, args.rounds, args.seconds, warm=runs)
+        endpoint_id = register_endpoint(api.url, bench, receiver_url)
+    figures: dict[str, Any] = {"page_items": page_size, **medians(rounds)}
+    figures["ratio"] = figures["feed"]["ratio"]
     figures["met"] = figures["ratio"] >= 0.20 and figures["feed"]["errors"] == 0
     return figures, endpoint_id
 
