@@ -111,6 +111,11 @@ _PRINCIPAL = _header(
     required=True,
 )
 _PRINCIPAL["schema"]["examples"] = ["ryjl3-tyaaa-aaaaa-aaaba-cai"]
+# The event feed reads it from the raw request too, optional there.
+FEED_PATH = "/api/v1/events"
+_FEED_PRINCIPAL = _header(
+    PRINCIPAL_HEADER, "marketplace keys: only this renter's events; other keys' is ignored"
+)
 
 
 # Read by check_principal_assertion from the raw request, on every operation that takes
@@ -217,6 +222,8 @@ def contract_document(document: dict[str, Any]) -> dict[str, Any]:
                 operation["security"] = [{_API_KEY_SCHEME: []}]
             if path.startswith(RENTER_PATHS):
                 parameters.append(deepcopy(_PRINCIPAL))
+            if path == FEED_PATH and method == "get":
+                parameters.append(deepcopy(_FEED_PRINCIPAL))
             if any(p["name"] == PRINCIPAL_HEADER for p in parameters):
                 parameters += deepcopy(_ASSERTION_HEADERS)
             for parameter in parameters:

@@ -39,13 +39,15 @@ The bench raises its open-file limit (RLIMIT_NOFILE) to the hard limit; the serv
 clients inherit it. With a hard limit too low for --connections, it says so and opens fewer.
 
 --only webhooks runs (5) alone: the keys and renters seeded, no feed events, tickets,
-WebSockets or wrk; under a minute, to measure a change to the delivery flows.
+WebSockets or wrk; under a minute, to measure a change to the delivery flows. --only feed runs
+(4) alone: the keys, renters and feed events seeded, no tickets or WebSockets; a minute or two,
+to measure a change to the feed's GET.
 
 The last line printed is one JSON object with every figure, also written to
-bench/results/events.json (bench/results/events-webhooks.json for --only webhooks). The exit
+bench/results/events.json (bench/results/events-<part>.json for --only <part>). The exit
 status is 1 when a target is missed.
 
-Usage: python bench/events.py [--connections 10000] [--clients 2] [--only webhooks]
+Usage: python bench/events.py [--connections 10000] [--clients 2] [--only webhooks|feed]
 Needs wrk (apt-get install -y wrk), MariaDB (root@127.0.0.1:3306) and Redis (127.0.0.1:6379).
 """
 
@@ -54,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -83,17 +86,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from common import free_port, fresh_database  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
-from gateway import (  # noqa: E402
-    BIN,
-    load_average,
-    lua_script,
-    percentile,
-    principal_of,
-    uvicorn,
-    wrk,
-)
+from gateway import load_average, percentile, principal_of  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
+from versus_bare import BIN, alternate, bare_and_api, lua_script, medians, uvicorn, wrk  # noqa: E402
 
 from app.api_keys.schemas import Scope  # noqa: E402
 from app.api_keys.service import create_api_key  # noqa: E402
@@ -589,45 +585,24 @@ def feed_phase(
             workdir / "feed.lua", bench.keys, [("/api/v1/events?limit=50", p) for p in principals]
         ),
     }
-    with (
-        uvicorn(
-            "gateway_baseline:create_app",
-            env,
-            workdir / "baseline.log",
-            "/api/v1/subscriptions/x",
-            ROOT / "bench",
-        ) as baseline,
-        uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api,
-    ):
-        servers = {"baseline": baseline.url, "feed": api.url}
+    with bare_and_api(env, workdir) as (bare, api):
         check = httpx.get(
             f"{api.url}/api/v1/events?limit=50",
             headers={"X-API-Key": bench.keys[0], "X-Principal-ID": principals[0]},
         )
         check.raise_for_status()
         page_size = len(check.json()["items"])
-        for name, script in scripts.items():  # warm caches and pools
-            wrk(servers[name], script, 2, args.wrk_connections)
-        rounds: dict[str, list[dict[str, float]]] = {"baseline": [], "feed": []}
-        for n in range(args.rounds):
-            for name in ("baseline", "feed") if n % 2 == 0 else ("feed", "baseline"):
-                server = baseline if name == "baseline" else api
-                cpu_before, started = server.cpu_s(), time.monotonic()
-                result = wrk(server.url, scripts[name], args.seconds, args.wrk_connections)
-                served = result["req_s"] * (time.monotonic() - started)
-                result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / served, 3)
-                print(f"  round {n + 1}: {name} {result}", file=sys.stderr)
-                rounds[name].append(result)
-        endpoint_id = register_endpoint(api.url, bench, receiver_url)
-    figures: dict[str, Any] = {"page_items": page_size}
-    for name, runs in rounds.items():
-        figures[name] = {
-            field: round(statistics.median(r[field] for r in runs), 2)
-            for field in ("req_s", "p50_ms", "p99_ms", "cpu_ms")
+        runs = {
+            name: (
+                server,
+                functools.partial(wrk, server.url, scripts[name], connections=args.wrk_connections),
+            )
+            for name, server in (("baseline", bare), ("feed", api))
         }
-        figures[name]["errors"] = sum(int(r["errors"]) for r in runs)
-        figures[name]["rounds_req_s"] = [r["req_s"] for r in runs]
-    figures["ratio"] = round(figures["feed"]["req_s"] / figures["baseline"]["req_s"], 3)
+        rounds = alternate(runs, args.rounds, args.seconds, warm=runs)
+        endpoint_id = register_endpoint(api.url, bench, receiver_url)
+    figures: dict[str, Any] = {"page_items": page_size, **medians(rounds)}
+    figures["ratio"] = figures["feed"]["ratio"]
     figures["met"] = figures["ratio"] >= 0.20 and figures["feed"]["errors"] == 0
     return figures, endpoint_id
 
@@ -729,22 +704,15 @@ def _children(pid: int) -> list[int]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
+    """The parts that ran (--only runs one), one paragraph each."""
+
     def met(name: str) -> str:
         return f"{TARGETS[name]} — " + ("met" if results[name]["met"] else "MISSED")
 
-    w = results["webhooks"]
-    webhooks = (
-        f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
-        f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
-        f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
-        f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}"
-    )
-    if "connections" not in results:  # --only webhooks
-        return webhooks
-    c, r, b = results["connections"], results["renters"], results["broadcast"]
-    f = results["feed"]
-    return "\n".join(
-        [
+    lines = []
+    if "connections" in results:
+        c, r, b = results["connections"], results["renters"], results["broadcast"]
+        lines += [
             f"(1) connections: {c['opened']} of {c['wanted']} open in {c['open_s']} s "
             f"(errors {c['errors'] or 0}); API RSS {c['api_rss_mb_before']} MB before, "
             f"{c['api_rss_mb_idle']} MB with all idle, {c['api_rss_mb_after']} MB after (2)-(3), "
@@ -756,16 +724,27 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"received by {b['received_each']}; all reached after median "
             f"{b['all_reached_ms_median']} ms, worst {b['all_reached_ms_max']} ms\n"
             f"    {met('broadcast')}",
+        ]
+    if "feed" in results:
+        f = results["feed"]
+        lines.append(
             f"(4) feed: {f['feed']['req_s']:.0f} req/s (p50 {f['feed']['p50_ms']} ms, p99 "
             f"{f['feed']['p99_ms']} ms, {f['feed']['errors']} errors, {f['page_items']} events "
             f"a page, {f['feed']['cpu_ms']} ms of CPU each) vs bare app "
             f"{f['baseline']['req_s']:.0f} req/s ({f['baseline']['cpu_ms']} ms of CPU each): "
             f"ratio {f['ratio']}\n"
             f"    req/s per round: feed {f['feed']['rounds_req_s']}, bare "
-            f"{f['baseline']['rounds_req_s']}\n    {met('feed')}",
-            webhooks,
-        ]
-    )
+            f"{f['baseline']['rounds_req_s']}\n    {met('feed')}"
+        )
+    if "webhooks" in results:
+        w = results["webhooks"]
+        lines.append(
+            f"(5) webhooks: {w['delivered']} of {w['events']} events delivered "
+            f"({w['requests']} POSTs) in {w['seconds']} s: {w['per_s']}/s; the worker's CPU "
+            f"{w['worker_cpu_ms_per_delivery']} ms per delivery; its processes' peak RSS "
+            f"{w['worker_peak_rss_mb']} MB\n    {met('webhooks')}"
+        )
+    return "\n".join(lines)
 
 
 def parse_args() -> argparse.Namespace:
@@ -798,8 +777,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--webhook-timeout-s", type=float, default=120.0)
     parser.add_argument(
         "--only",
-        choices=["webhooks"],
-        help="run only (5), seeding no feed events and opening no sockets",
+        choices=["webhooks", "feed"],
+        help="run only (5), seeding no feed events, or only (4); neither opens a socket",
     )
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306/")
@@ -812,16 +791,18 @@ def parse_args() -> argparse.Namespace:
             file=sys.stderr,
         )
     args.broadcast = min(args.broadcast, args.connections // 2)
+    if args.only is not None:
+        args.connections = args.broadcast = 0
     if args.only == "webhooks":
-        args.feed_events = args.connections = args.broadcast = 0
+        args.feed_events = 0
     return args
 
 
 def main() -> None:
     args = parse_args()
-    if args.only is None and shutil.which("wrk") is None:
+    if args.only != "webhooks" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    # --only webhooks: the renters (5)'s events are written for, and no connection.
+    # --only: the renters (4)'s or (5)'s events are written for, and no connection.
     spread = -(-(args.connections - args.broadcast) // args.per_renter) or args.feed_renters
     args.feed_renters = min(args.feed_renters, spread)
     redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
@@ -861,16 +842,18 @@ def main() -> None:
         ]
         receiver_url = f"http://127.0.0.1:{port}/hook"
         with serving(receiver_cmd, env, workdir / "receiver.log", f"http://127.0.0.1:{port}/stats"):
+            results: dict[str, dict[str, Any]] = {}
             if args.only == "webhooks":
-                results: dict[str, dict[str, Any]] = {}
                 webhooks_only_endpoint(bench, env, workdir, receiver_url)
-            else:
+            if args.only is None:
                 print("(1)-(3) live stream ...", file=sys.stderr)
                 results = live_phases(args, bench, env, workdir)
+            if args.only in (None, "feed"):
                 print("(4) feed ...", file=sys.stderr)
                 results["feed"], _ = feed_phase(args, bench, env, workdir, receiver_url)
-            print("(5) webhooks ...", file=sys.stderr)
-            results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
+            if args.only in (None, "webhooks"):
+                print("(5) webhooks ...", file=sys.stderr)
+                results["webhooks"] = webhooks_phase(args, bench, env, workdir, receiver_url)
     Redis.from_url(redis_url).flushdb()
     report(args, results, seed_s, load_before)
 
@@ -896,7 +879,7 @@ def report(
         "targets": TARGETS,
         "results": results,
     }
-    # A part alone leaves the whole run's figures be: bench/results/events-webhooks.json.
+    # A part alone leaves the whole run's figures be: bench/results/events-<part>.json.
     results_file = RESULTS.with_stem(f"events-{args.only}") if args.only else RESULTS
     results_file.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(summary, sort_keys=True)

@@ -46,22 +46,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import random
-import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -72,10 +67,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from common import free_port, fresh_database  # noqa: E402
+from common import fresh_database  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
+from versus_bare import BASELINE, Run, alternate, bare_and_api, lua_script, medians, wrk  # noqa: E402
 
 from app.api_keys.schemas import Scope  # noqa: E402
 from app.api_keys.service import create_api_key  # noqa: E402
@@ -86,7 +82,6 @@ from app.core.principals import encode_principal  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.models import Bot, BotMarketplaceRegistration, BotVersion, Subscription, User  # noqa: E402
 
-BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "gateway.json"
 STRATEGY = {
     "voters": [
@@ -266,135 +261,7 @@ async def count_subscriptions(database_url: str, principals: list[str]) -> int:
     return int(count or 0)
 
 
-# -- servers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    pid: int
-
-    def cpu_s(self) -> float:
-        """CPU seconds its worker processes have used: the cost of a request, which the
-        machine's other load slows down but does not change."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for child in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split():
-            stat = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(stat[11]) + int(stat[12])) / tick  # utime + stime
-        return total
-
-
-@contextlib.contextmanager
-def uvicorn(
-    factory: str, env: dict[str, str], log: Path, ready_path: str, app_dir: Path
-) -> Iterator[Server]:
-    """`--workers 2` uvicorn serving `factory` on a free port, until the block ends."""
-    port = free_port()
-    command = [
-        str(BIN / "uvicorn"),
-        "--factory",
-        factory,
-        "--app-dir",
-        str(app_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        # The API writes its own access line (with the request id); uvicorn's would repeat it.
-        "--no-access-log",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + ready_path).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{factory} did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield Server(base, process.pid)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-# -- load ------------------------------------------------------------------------------------
-
-_LUA = """
-local items = {%(items)s}
-local threads = 0
-function setup(thread)
-  thread:set("offset", threads * 7919)
-  threads = threads + 1
-end
-function init(args)
-  n = offset or 0
-end
-function request()
-  n = n + 1
-  local item = items[(n %% #items) + 1]
-  local headers = {["X-API-Key"] = item[3]}
-  if item[2] ~= "" then
-    headers["X-Principal-ID"] = item[2]
-  end
-  return wrk.format("GET", item[1], headers)
-end
-"""
-
-
-def lua_script(path: Path, keys: list[str], items: list[tuple[str, str]]) -> Path:
-    """A wrk script cycling through (path, principal or "") in the given order, the n-th item
-    sent with the n-th key (the keys repeating)."""
-    if len(items) < len(keys):  # every key gets its share of the requests
-        items = [items[n % len(items)] for n in range(len(keys))]
-    body = ",".join(
-        f"{{{json.dumps(p)},{json.dumps(principal)},{json.dumps(keys[n % len(keys)])}}}"
-        for n, (p, principal) in enumerate(items)
-    )
-    path.write_text(_LUA % {"items": body})
-    return path
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    # A slow answer is counted in the percentiles, not dropped as a timeout at wrk's 2 s.
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
-    command += ["-s", str(script)]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
-        assert match, f"wrk printed no {label} latency:\n{output}"
-        return round(float(match.group(1)) * _UNITS_MS[match.group(2)], 2)
-
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert rate, f"wrk printed no Requests/sec:\n{output}"
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
-    errors += int(non_2xx.group(1)) if non_2xx else 0
-    return {
-        "req_s": round(float(rate.group(1)), 1),
-        "p50_ms": latency("50%"),
-        "p99_ms": latency("99%"),
-        "errors": errors,
-    }
+# -- storms ----------------------------------------------------------------------------------------
 
 
 async def _storms(base: str, bench: Seed, seconds: int, lanes: int) -> tuple[dict[str, float], int]:
@@ -488,22 +355,12 @@ LABELS = {
 
 
 def summarise(rounds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
-    summary: dict[str, dict[str, Any]] = {}
-    for name, runs in rounds.items():
-        figures: dict[str, Any] = {
-            field: round(statistics.median(r[field] for r in runs), 2)
-            for field in ("req_s", "p50_ms", "p99_ms", "cpu_ms")
-        }
-        figures["errors"] = sum(int(r["errors"]) for r in runs)
-        figures["rounds_req_s"] = [r["req_s"] for r in runs]
-        if name == "storms":
-            figures["bursts"] = sum(int(r["bursts"]) for r in runs)
-            figures["extra_rows"] = sum(int(r["extra_rows"]) for r in runs)
-            figures["bursts_s"] = round(statistics.median(r["bursts_s"] for r in runs), 1)
-        summary[name] = figures
-    baseline = summary["baseline"]["req_s"]
-    for figures in summary.values():
-        figures["ratio"] = round(figures["req_s"] / baseline, 3)
+    summary = medians(rounds)
+    if storm_rounds := rounds.get("storms"):
+        storm = summary["storms"]
+        storm["bursts"] = sum(int(r["bursts"]) for r in storm_rounds)
+        storm["extra_rows"] = sum(int(r["extra_rows"]) for r in storm_rounds)
+        storm["bursts_s"] = round(statistics.median(r["bursts_s"] for r in storm_rounds), 1)
     if get := summary.get("sub-get"):
         get["met"] = (
             get["ratio"] >= 0.20
@@ -617,36 +474,24 @@ def main() -> None:
                 workdir / "bots-list.lua", bench.keys, [("/api/v1/bots?limit=50", "")]
             ),
         }
-        with (
-            uvicorn(
-                "gateway_baseline:create_app",
-                env,
-                workdir / "baseline.log",
-                "/api/v1/subscriptions/x",
-                ROOT / "bench",
-            ) as baseline,
-            uvicorn("app.main:create_app", env, workdir / "api.log", "/health/ready", ROOT) as api,
-        ):
-            for name, script in scripts.items():  # warm caches and pools
-                if name in runs:
-                    server = baseline if name == "baseline" else api
-                    wrk(server.url, script, 2, args.connections)
-            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
-            for n in range(args.rounds):
-                for name in runs if n % 2 == 0 else runs[::-1]:
-                    print(f"round {n + 1}: {name}", file=sys.stderr)
-                    server = baseline if name == "baseline" else api
-                    cpu_before, started = server.cpu_s(), time.monotonic()
-                    if name == "storms":
-                        result = storms(
-                            server.url, bench, database_url, args.seconds, args.storm_lanes
-                        )
-                    else:
-                        result = wrk(server.url, scripts[name], args.seconds, args.connections)
-                    requests = result["req_s"] * (time.monotonic() - started)
-                    result["cpu_ms"] = round(1000 * (server.cpu_s() - cpu_before) / requests, 3)
-                    print(f"  {result}", file=sys.stderr)
-                    rounds[name].append(result)
+        with bare_and_api(env, workdir) as (bare, api):
+
+            def run(name: str) -> Run:
+                server = bare if name == BASELINE else api
+                if name == "storms":
+                    return server, lambda seconds: storms(
+                        server.url, bench, database_url, seconds, args.storm_lanes
+                    )
+                return server, lambda seconds: wrk(
+                    server.url, scripts[name], seconds, args.connections
+                )
+
+            rounds = alternate(
+                {name: run(name) for name in runs},
+                args.rounds,
+                args.seconds,
+                warm=[name for name in runs if name != "storms"],
+            )
     redis.flushdb()
     summary = summarise(rounds)
     print(

@@ -8,8 +8,9 @@ Two ways to read, and the rule for choosing:
 - `Rows` runs a statement compiled once through the database driver, on a connection of the
   driver's own pool (`RowReader`), and returns its rows as dicts. It is kept for the hottest
   GETs, whose rows go straight into a response model with nothing done to them in between:
-  the catalogue page (app/bots/repository.py) and a renter's subscription and list of
-  subscriptions (app/subscriptions/repository.py). On those, SQLAlchemy's asyncio layer
+  the catalogue page (app/bots/repository.py), a renter's subscription and list of
+  subscriptions (app/subscriptions/repository.py) and the event feed's position and page
+  (app/events/repository.py). On those, SQLAlchemy's asyncio layer
   around the statement and the checkout (a greenlet hop per call, an execution context, a
   Result, an AsyncConnection closed in a task of its own) and the building of ORM objects
   are a large share of the request's CPU; bench/statement_cost.py and bench/gateway_cpu.py

@@ -9,12 +9,14 @@ skips an event that a slower transaction commits later, because that event gets 
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,7 +24,9 @@ from app.api_keys.schemas import Scope
 from app.core.db import session_scope
 from app.core.errors import Unprocessable
 from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
+from app.core.reads import RowReader, Rows
 from app.events import repository
+from app.events.repository import Value
 from app.events.schemas import EventOut, EventPage
 from app.events.types import DEVELOPER_TYPES, OWNER_NOTICES
 from app.models import Event
@@ -74,8 +78,9 @@ async def _sequence_once(sessionmaker: async_sessionmaker[AsyncSession], limit: 
 async def sequence_if_behind(
     sessionmaker: async_sessionmaker[AsyncSession], read: AsyncSession
 ) -> None:
-    """Number pending events before a read, so a feed needs no beat to be current. One batch:
-    it holds more than a page, and the reader's next poll numbers on."""
+    """Number pending events before the live hub's read, so a stream needs no beat to be
+    current (the feed's `page` does the same over its row reads). One batch: it holds more
+    than a page, and the next read numbers on."""
     if await repository.any_unsequenced(read):
         await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
 
@@ -91,15 +96,9 @@ class Viewer:
     marketplace_id: str | None = None
 
     def visible(self) -> ColumnElement[bool] | None:
-        """Which events this reader may see (None: all); the feed and webhooks both ask here."""
-        if self.scope is Scope.admin:
-            return None
-        if self.scope is Scope.marketplace:
-            assert self.marketplace_id is not None, "every marketplace key has a marketplace"
-            if self.principal is not None:
-                return repository.renter(self.marketplace_id, self.principal)
-            return repository.renters(self.marketplace_id)
-        return repository.bots_of(self.owner_user_id, DEVELOPER_TYPES)
+        """Which events this reader may see (None: all); the feed, webhooks and a stream's
+        replay all ask here."""
+        return _visible(self.scope, self.marketplace_id, self.principal, self.owner_user_id)
 
     @property
     def anonymous(self) -> bool:
@@ -107,13 +106,45 @@ class Viewer:
         return self.scope is Scope.developer
 
 
+def _visible(
+    scope: Scope,
+    marketplace_id: Value | None,
+    principal: Value | None,
+    owner_user_id: Value | None,
+) -> ColumnElement[bool] | None:
+    """Viewer.visible, over a viewer's values or over parameters (the feed's page statement
+    of a kind of viewer, `_page_view`)."""
+    if scope is Scope.admin:
+        return None
+    if scope is Scope.marketplace:
+        assert marketplace_id is not None, "every marketplace key has a marketplace"
+        if principal is not None:
+            return repository.renter(marketplace_id, principal)
+        return repository.renters(marketplace_id)
+    return repository.bots_of(owner_user_id, DEVELOPER_TYPES)
+
+
+@functools.cache
+def _page_view(scope: Scope, one_renter: bool, owned: bool, types: int | None) -> Rows:
+    """The feed's page statement for every viewer of a kind and a number of `types`: at most
+    3 x 2 x 2 x (the event types + 1) statements, each built and compiled once."""
+    visible = _visible(
+        scope,
+        bindparam("marketplace_id"),
+        bindparam("principal") if one_renter else None,
+        # A parameter is never NULL in SQL's sense (`= NULL` holds for no row): a developer
+        # without an owner has a statement of its own, saying IS NULL as Viewer.visible does.
+        bindparam("owner_user_id") if owned else None,
+    )
+    return repository.page_view(visible, types)
+
+
 @dataclass(frozen=True)
 class Addressed:
-    """A sequenced event with whom it concerns, as the live hub reads it once for every
-    connection: its renter's principal and its bot's owner (None where it has none)."""
+    """A sequenced event with its bot's owner (None where it has none), as the live hub reads
+    it once for every connection: with the event's own columns, whom it concerns."""
 
     event: Event
-    renter: str | None
     bot_owner: str | None
 
 
@@ -130,7 +161,7 @@ def sees(viewer: Viewer, addressed: Addressed) -> bool:
     if viewer.scope is Scope.marketplace:
         if event.marketplace_id != viewer.marketplace_id:
             return False
-        return viewer.principal is None or addressed.renter == viewer.principal
+        return viewer.principal is None or event.principal == viewer.principal
     if event.type in OWNER_NOTICES:
         return event.user_id == viewer.owner_user_id
     return (
@@ -159,7 +190,8 @@ def decode_seq(cursor: str, loc: str = "query.after") -> int:
 
 
 async def page(
-    session: AsyncSession,
+    reader: RowReader,
+    sessionmaker: async_sessionmaker[AsyncSession],
     viewer: Viewer,
     after_seq: int,
     types: Collection[str] | None,
@@ -169,17 +201,48 @@ async def page(
 
     `next_cursor` is a full page's last event's. A short page holds every event up to the
     head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
-    head's: a filtered poll does not scan again what it found nothing in. With no event
-    numbered yet it is the position asked from."""
-    head = await repository.head(session)
-    rows = await repository.page(session, viewer.visible(), after_seq, head, types, limit)
-    items = [to_out(row, anonymous=viewer.anonymous) for row in rows]
-    last_seq: int | None = rows[-1].seq if rows else after_seq
-    if len(rows) < limit and head is not None:
-        # Never behind the position asked from: a counter made again after a purge starts
-        # from the highest seq left.
-        last_seq = max(head, after_seq)
-    assert last_seq is not None, "the feed reads sequenced events only"
+    head's: a filtered poll does not scan again what it found nothing in.
+
+    In this order, each read a statement of its own that sees what is committed when it runs:
+    whether committed events wait for a `seq`; if so, one batch of them numbered (more than a
+    page; the next poll numbers on), so the feed needs no beat to be current, and the head
+    read again; then the page, up to that head. Every event up to the head was numbered and
+    committed with it, so the page holds all of them the viewer may see; an event a concurrent
+    sequencer (another poll, the live hub) numbers after the head was read has a higher `seq`,
+    for the next poll. Reading the page before the head would hand out a head past events the
+    page did not see, and its cursor would skip them.
+    """
+    head, behind = await repository.position(reader)
+    if behind or head is None:
+        # The sequencer's first run also makes the counter, so there is a head after it.
+        await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
+        head, _ = await repository.position(reader)
+        assert head is not None, "the sequencer made the counter"
+    # Never behind the position asked from: a counter made again after a purge starts from
+    # the highest seq left.
+    last_seq = max(head, after_seq)
+    if head <= after_seq:  # caught up: nothing to read
+        return EventPage(items=[], next_cursor=encode_seq(last_seq))
+    wanted = sorted(types) if types is not None else ()
+    statement = _page_view(
+        viewer.scope,
+        viewer.principal is not None,
+        viewer.owner_user_id is not None,
+        None if types is None else len(wanted),
+    )
+    rows = await statement.all(
+        reader,
+        after_seq=after_seq,
+        head=head,
+        limit=limit,
+        marketplace_id=viewer.marketplace_id,
+        principal=viewer.principal,
+        owner_user_id=viewer.owner_user_id,
+        **{f"type_{n}": name for n, name in enumerate(wanted)},
+    )
+    if len(rows) == limit:
+        last_seq = rows[-1]["seq"]
+    items = [out_of_row(row, anonymous=viewer.anonymous) for row in rows]
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
 
 
@@ -198,7 +261,7 @@ async def visible_after(
 async def addressed_after(session: AsyncSession, after_seq: int, limit: int) -> list[Addressed]:
     """Every sequenced event after `after_seq`, oldest first, with whom it concerns."""
     rows = await repository.addressed_after(session, after_seq, limit)
-    return [Addressed(event, renter, bot_owner) for event, renter, bot_owner in rows]
+    return [Addressed(event, bot_owner) for event, bot_owner in rows]
 
 
 _ENVELOPE_ID_PREFIX = "evt_"
@@ -226,14 +289,19 @@ async def seq_of_event_id(session: AsyncSession, text: str, loc: str) -> int:
 
 def to_out(event: Event, *, anonymous: bool = False) -> EventOut:
     """The envelope; `anonymous` (a developer's view) without the renter or their subscription."""
+    return out_of_row({name: getattr(event, name) for name in EventOut.model_fields}, anonymous)
+
+
+def out_of_row(row: Mapping[str, Any], anonymous: bool = False) -> EventOut:
+    """The envelope of an event's columns by name (a row of the feed's page)."""
     return EventOut(
-        id=envelope_id(event.id),
-        type=event.type,
-        occurred_at=event.occurred_at,
-        principal=None if anonymous else event.principal,
-        subscription_id=None if anonymous else event.subscription_id,
-        bot_id=event.bot_id,
-        data=event.data,
+        id=envelope_id(row["id"]),
+        type=row["type"],
+        occurred_at=row["occurred_at"],
+        principal=None if anonymous else row["principal"],
+        subscription_id=None if anonymous else row["subscription_id"],
+        bot_id=row["bot_id"],
+        data=row["data"],
     )
 
 

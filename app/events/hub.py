@@ -215,7 +215,8 @@ class Hub:
     def _fan_out(self, batch: list[feed.Addressed]) -> None:
         for addressed in batch:
             delivery = Delivery(addressed.event)
-            renters = self._renters.get(addressed.renter, ()) if addressed.renter else ()
+            renter = addressed.event.principal
+            renters = self._renters.get(renter, ()) if renter else ()
             for subscriber in itertools.chain(self._others, renters):
                 if subscriber.offer(addressed, delivery):
                     self._metrics.stream_dropped.inc()

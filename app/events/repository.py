@@ -6,11 +6,27 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.reads import RowReader, Rows
+from app.events.schemas import EventOut
 from app.events.types import OWNER_NOTICES, EventType
-from app.models import ApiKey, Bot, Event, EventSequence, StreamTicket, User
+from app.models import ApiKey, Bot, Event, EventSequence, StreamTicket
 
 # The counters' rows: the last `seq` given, and the last one the webhooks' dispatcher read.
 SEQUENCER = 1
@@ -89,8 +105,32 @@ async def head(session: AsyncSession) -> int | None:
     return await session.scalar(select(EventSequence.last_seq).where(EventSequence.id == SEQUENCER))
 
 
+_ANY_UNSEQUENCED = exists().where(Event.seq.is_(None))
+
+
 async def any_unsequenced(session: AsyncSession) -> bool:
-    return bool(await session.scalar(select(exists().where(Event.seq.is_(None)))))
+    return bool(await session.scalar(select(_ANY_UNSEQUENCED)))
+
+
+# The feed's position, read as a row (app/core/reads.py says which reads are and why): the head
+# and whether any committed event still waits for its `seq`, both from one statement's view of
+# what is committed. The head is None before the sequencer's first run.
+_POSITION = Rows(
+    select(
+        select(EventSequence.last_seq)
+        .where(EventSequence.id == SEQUENCER)
+        .scalar_subquery()
+        .label("head"),
+        _ANY_UNSEQUENCED.label("behind"),
+    )
+)
+
+
+async def position(reader: RowReader) -> tuple[int | None, bool]:
+    """The head (the last `seq` committed) and whether committed events wait for a `seq`."""
+    row = await _POSITION.one_or_none(reader)
+    assert row is not None, "a SELECT without FROM has its one row"
+    return row["head"], bool(row["behind"])
 
 
 async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bool:
@@ -107,28 +147,35 @@ async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bo
     return told is not None
 
 
-def renters(marketplace_id: str) -> ColumnElement[bool]:
+# A value, or a parameter of a statement read as rows, whose value comes with each run (the
+# feed's page, built once for each kind of viewer).
+Value = str | BindParameter[str]
+
+
+def renters(marketplace_id: Value) -> ColumnElement[bool]:
     """Events of every renter of a marketplace, and the notices addressed to it."""
     return Event.marketplace_id == marketplace_id
 
 
-def renter(marketplace_id: str, principal: str) -> ColumnElement[bool]:
-    """Events of one renter, by the user row its marketplace and principal name."""
-    return (
-        Event.user_id
-        == select(User.id)
-        .where(User.marketplace_id == marketplace_id, User.principal == principal)
-        .scalar_subquery()
-    )
+def renter(marketplace_id: Value, principal: Value) -> ColumnElement[bool]:
+    """Events of one renter, named by its marketplace and principal as every event addressed
+    to a renter carries them (ix_events_marketplace_id_principal_seq)."""
+    return (Event.marketplace_id == marketplace_id) & (Event.principal == principal)
 
 
-def bots_of(owner_user_id: str | None, types: Collection[str]) -> ColumnElement[bool]:
+def bots_of(owner_user_id: Value | None, types: Collection[str]) -> ColumnElement[bool]:
     """Events of these types about the bots a developer owns, and the developer's own notices
     (a webhook of theirs disabled)."""
     owned = select(Bot.id).where(Bot.owner_user_id == owner_user_id)
-    return (Event.bot_id.in_(owned) & Event.type.in_(types)) | (
-        Event.type.in_(OWNER_NOTICES) & (Event.user_id == owner_user_id)
+    return (Event.bot_id.in_(owned) & Event.type.in_(_constants(types))) | (
+        Event.type.in_(_constants(OWNER_NOTICES)) & (Event.user_id == owner_user_id)
     )
+
+
+def _constants(values: Collection[str]) -> list[ColumnElement[str]]:
+    # One parameter each, not the list SQLAlchemy expands when the statement runs: `Rows`
+    # compiles a statement once and passes its parameters as they are.
+    return [literal(value) for value in sorted(values)]
 
 
 async def page(
@@ -141,15 +188,50 @@ async def page(
 ) -> Sequence[Event]:
     """Sequenced events after `after_seq` (and up to `up_to_seq`, when given) that `visible`
     lets through, in `seq` order."""
-    query = select(Event).where(matching(visible, after_seq, up_to_seq, types))
-    return (await session.scalars(query.order_by(Event.seq).limit(limit))).all()
+    query = _page(visible, after_seq, up_to_seq, types, limit)
+    return (await session.scalars(query)).all()
+
+
+def _page(
+    visible: ColumnElement[bool] | None,
+    after_seq: int | BindParameter[int],
+    up_to_seq: int | BindParameter[int] | None,
+    types: Collection[Value] | None,
+    limit: int | BindParameter[int],
+) -> Select[Event]:
+    return (
+        select(Event)
+        .where(matching(visible, after_seq, up_to_seq, types))
+        .order_by(Event.seq)
+        .limit(limit)
+    )
+
+
+# The envelope's columns (EventOut's fields are named as they are), and `seq` for the cursor.
+_PAGE_COLUMNS = [
+    column
+    for column in Event.__table__.c
+    if column.key in EventOut.model_fields or column.key == "seq"
+]
+
+
+def page_view(visible: ColumnElement[bool] | None, types: int | None) -> Rows:
+    """`page` narrowed to the envelope's columns, read as rows: the events in
+    (:after_seq, :head] that `visible` lets through, of the types :type_0 .. :type_<types - 1>
+    when `types` is given, :limit at most. `visible` is over parameters too, whose values each
+    run passes (a statement is built once for each kind of viewer and number of types)."""
+    wanted: list[BindParameter[str]] | None = None
+    if types is not None:
+        wanted = [bindparam(f"type_{n}") for n in range(types)]
+    query = _page(visible, bindparam("after_seq"), bindparam("head"), wanted, bindparam("limit"))
+    return Rows(query.with_only_columns(*_PAGE_COLUMNS))
 
 
 def matching(
     visible: ColumnElement[bool] | None,
-    after_seq: int,
-    up_to_seq: int | None,
-    types: Collection[str] | None,
+    after_seq: int | BindParameter[int],
+    up_to_seq: int | BindParameter[int] | None,
+    types: Collection[Value] | None,
 ) -> ColumnElement[bool]:
     """Sequenced events in (`after_seq`, `up_to_seq`] that `visible` and `types` let through."""
     criteria = [Event.seq > after_seq]
@@ -164,21 +246,20 @@ def matching(
 
 async def addressed_after(
     session: AsyncSession, after_seq: int, limit: int
-) -> list[tuple[Event, str | None, str | None]]:
-    """Sequenced events after `after_seq` in `seq` order, each with its renter's principal
-    and its bot's owner (None where the event has none): all the live hub needs to tell who
-    may see it, in one read."""
+) -> list[tuple[Event, str | None]]:
+    """Sequenced events after `after_seq` in `seq` order, each with its bot's owner (None
+    where the event has none): with the event's own marketplace and principal, all the live
+    hub needs to tell who may see it, in one read."""
     rows = (
         await session.execute(
-            select(Event, User.principal, Bot.owner_user_id)
-            .outerjoin(User, User.id == Event.user_id)
+            select(Event, Bot.owner_user_id)
             .outerjoin(Bot, Bot.id == Event.bot_id)
             .where(Event.seq > after_seq)
             .order_by(Event.seq)
             .limit(limit)
         )
     ).all()
-    return [(event, renter, bot_owner) for event, renter, bot_owner in rows]
+    return [(event, bot_owner) for event, bot_owner in rows]
 
 
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:

@@ -32,6 +32,7 @@ from app.deps import PRINCIPAL_HEADER, CallerDep, RuntimeDep, SessionDep, checke
 from app.events import feed, live, tickets
 from app.events.schemas import EventPage, StreamTicketOut
 from app.events.types import EventType
+from app.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -56,7 +57,6 @@ def _types(listed: str | None) -> frozenset[str] | None:
 async def list_events(
     request: Request,
     caller: CallerDep,
-    runtime: RuntimeDep,
     after: Annotated[
         str | None, Query(description="`next_cursor` of the previous page; absent: from the oldest")
     ] = None,
@@ -67,14 +67,10 @@ async def list_events(
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
-    principal: Annotated[
-        str | None,
-        Header(
-            alias=PRINCIPAL_HEADER,
-            description="marketplace keys: only this renter's events; other keys' is ignored",
-        ),
-    ] = None,
 ) -> EventPage:
+    # X-Principal-ID from the raw request, as the renter routes read it (app/openapi.py
+    # documents it): a declared header costs FastAPI's parameter solving on every poll.
+    principal = request.headers.get(PRINCIPAL_HEADER)
     after_seq = feed.decode_seq(after) if after is not None else 0
     wanted = _types(types)
     # Other keys do not act for renters: their share of the feed is their scope's.
@@ -85,9 +81,8 @@ async def list_events(
     if caller.scope is Scope.marketplace and principal is None:
         _refuse_unsigned_renters_feed(caller)
     viewer = feed.Viewer(caller.scope, principal, caller.owner_user_id, caller.marketplace_id)
-    async with runtime.read_sessionmaker() as session:
-        await feed.sequence_if_behind(runtime.sessionmaker, session)
-        return await feed.page(session, viewer, after_seq, wanted, limit)
+    runtime: Runtime = request.app.state.runtime
+    return await feed.page(runtime.rows, runtime.sessionmaker, viewer, after_seq, wanted, limit)
 
 
 def _refuse_unsigned_renters_feed(caller: Caller) -> None:

@@ -26,6 +26,8 @@ class Event(IdMixin, Base):
     __table_args__ = (
         Index("ix_events_user_id_seq", "user_id", "seq"),
         Index("ix_events_marketplace_id_seq", "marketplace_id", "seq"),
+        # One renter's feed: its marketplace and principal, in `seq` order.
+        Index("ix_events_marketplace_id_principal_seq", "marketplace_id", "principal", "seq"),
         Index("ix_events_bot_id_type_seq", "bot_id", "type", "seq"),
     )
 

@@ -1,6 +1,6 @@
 """A live stream's client side for the tests: the API served by a real uvicorn on loopback,
 WebSocket frames (the `websockets` library) and Server-Sent Events (httpx) read as the
-marketplace's browser reads them, and events recorded as the workers record them."""
+marketplace's browser reads them."""
 
 from __future__ import annotations
 
@@ -13,16 +13,8 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.core.db import session_scope
-from app.events.service import record
-from app.events.types import EventType
-from app.marketplaces import repository as marketplaces
-from app.marketplaces.service import DEFAULT_MARKETPLACE
-from app.models import User
-from app.users import repository as users
 from tests.helpers import headers
 from tests.sandbox_server import free_port
 
@@ -72,40 +64,6 @@ async def events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
     frames = [await frame(ws) for _ in range(count)]
     assert {f["type"] for f in frames} <= {"event"}, frames
     return frames
-
-
-async def renter_id(sessionmaker: async_sessionmaker[AsyncSession], principal: str) -> str:
-    """The id of the principal's renter in the default marketplace (the marketplace key's)."""
-    async with session_scope(sessionmaker) as session:
-        home = await marketplaces.get_or_create(session, DEFAULT_MARKETPLACE)
-        user: User = await users.get_or_create_renter(session, home.id, principal)
-        return user.id
-
-
-async def write(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    user_id: str | None,
-    principal: str | None,
-    count: int = 1,
-    type: EventType = EventType.trade_filled,
-    **data: Any,
-) -> list[str]:
-    """`count` events in one transaction, as a worker writes them; their envelope ids."""
-    async with session_scope(sessionmaker) as session:
-        renter = await session.get(User, user_id) if user_id is not None else None
-        marketplace_id = renter.marketplace_id if renter is not None else None
-        written = [
-            record(
-                session,
-                type,
-                data={"n": n, **data},
-                user_id=user_id,
-                principal=principal,
-                marketplace_id=marketplace_id,
-            )
-            for n in range(count)
-        ]
-    return [f"evt_{event.id}" for event in written]
 
 
 def ids(frames: list[dict[str, Any]]) -> list[str]:

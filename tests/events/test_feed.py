@@ -14,14 +14,12 @@ from app.api_keys.schemas import Scope
 from app.core.db import session_scope, utcnow
 from app.core.settings import Settings
 from app.events import feed
-from app.events.service import record
+from app.events.service import record, record_for_renter
 from app.events.types import EventType
-from app.marketplaces import repository as marketplaces
-from app.marketplaces.service import DEFAULT_MARKETPLACE
-from app.models import Event
-from app.users import repository as users
+from app.models import Event, User
 from tests.api.test_contract import create_bot
 from tests.conftest import make_key
+from tests.events.seeding import default_renter
 from tests.helpers import headers, new_principal
 from workers.celery_app import celery_app
 from workers.schedule import beat_schedule
@@ -51,31 +49,30 @@ async def seeded(
     other_bot = (await create_bot(client, other_developer))["id"]
     seeded = Seeded(bot, other_bot, new_principal(), new_principal())
     async with session_scope(sessionmaker) as session:
-        home = await marketplaces.get_by_name(session, DEFAULT_MARKETPLACE)
-        assert home is not None, "the marketplace key's"
-        renter = await users.get_or_create_renter(session, home.id, seeded.renter)
-        other = await users.get_or_create_renter(session, home.id, seeded.other_renter)
-        await session.flush()
+        renter = await default_renter(session, seeded.renter)
+        other = await default_renter(session, seeded.other_renter)
 
-        def of(user_id: str, principal: str | None, bot_id: str) -> dict[str, object]:
-            return {
-                "user_id": user_id,
-                "principal": principal,
-                "marketplace_id": home.id,
-                "bot_id": bot_id,
-                "subscription_id": f"sub-{principal}"[:32],
-            }
-
-        for event_type, where in (
-            (EventType.decision_made, {"bot_id": bot}),
-            (EventType.trade_filled, of(renter.id, seeded.renter, bot)),
-            (EventType.decision_made, {"bot_id": other_bot}),
-            (EventType.trade_filled, of(other.id, seeded.other_renter, other_bot)),
-            (EventType.risk_paused, of(renter.id, seeded.renter, bot)),
-            (EventType.backtest_finished, {"bot_id": bot}),
-        ):
-            record(session, event_type, data={"symbol": "BTCUSDT"}, **where)  # type: ignore[arg-type]
+        def bot_event(event_type: EventType, bot_id: str) -> None:
+            record(session, event_type, data={"symbol": "BTCUSDT"}, bot_id=bot_id)
             seeded.types.append(event_type.value)
+
+        def renter_event(event_type: EventType, user: User, bot_id: str) -> None:
+            record_for_renter(
+                session,
+                event_type,
+                user,
+                {"symbol": "BTCUSDT"},
+                subscription_id=f"sub-{user.principal}"[:32],
+                bot_id=bot_id,
+            )
+            seeded.types.append(event_type.value)
+
+        bot_event(EventType.decision_made, bot)
+        renter_event(EventType.trade_filled, renter, bot)
+        bot_event(EventType.decision_made, other_bot)
+        renter_event(EventType.trade_filled, other, other_bot)
+        renter_event(EventType.risk_paused, renter, bot)
+        bot_event(EventType.backtest_finished, bot)
     return seeded
 
 

@@ -6,30 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
-from app.core.db import create_engine, session_scope
-from app.core.reads import create_read_sessionmaker
+from app.core.db import session_scope
+from app.core.reads import RowReader
 from app.core.settings import Settings
 from app.events import feed
 from app.events.service import record
 from app.events.types import EventType
 from app.models import Event, EventSequence
+from app.runtime import Runtime
+from tests.helpers import headers
 
 ADMIN = feed.Viewer(Scope.admin)
-
-
-@pytest.fixture
-async def reads(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    # Reads as the API makes them: each statement on its own, outside a transaction.
-    engine = create_engine(settings.database_url, pool=False, autocommit=True)
-    yield create_read_sessionmaker(engine)
-    await engine.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -45,17 +40,15 @@ class Reader:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        reads: async_sessionmaker[AsyncSession],
+        rows: RowReader,
     ) -> None:
-        self.sessionmaker, self.reads = sessionmaker, reads
+        self.sessionmaker, self.rows = sessionmaker, rows
         self.cursor: str | None = None
         self.seen: list[str] = []
 
     async def poll(self, limit: int = 7) -> list[str]:
         after_seq = feed.decode_seq(self.cursor) if self.cursor else 0
-        async with self.reads() as session:
-            await feed.sequence_if_behind(self.sessionmaker, session)
-            page = await feed.page(session, ADMIN, after_seq, None, limit)
+        page = await feed.page(self.rows, self.sessionmaker, ADMIN, after_seq, None, limit)
         self.cursor = page.next_cursor
         ids = [item.id.removeprefix("evt_") for item in page.items]
         self.seen += ids
@@ -64,10 +57,10 @@ class Reader:
 
 async def test_an_event_committed_late_is_read_after_the_cursor(
     sessionmaker: async_sessionmaker[AsyncSession],
-    reads: async_sessionmaker[AsyncSession],
+    rows: RowReader,
     settings: Settings,
 ) -> None:
-    reader = Reader(sessionmaker, reads)
+    reader = Reader(sessionmaker, rows)
     async with sessionmaker() as slow:
         early = record(slow, EventType.trade_filled, data={"n": 1})
         if not settings.database_url.startswith("sqlite"):
@@ -86,7 +79,7 @@ async def test_an_event_committed_late_is_read_after_the_cursor(
 
 async def test_concurrent_writers_never_make_a_reader_skip(
     sessionmaker: async_sessionmaker[AsyncSession],
-    reads: async_sessionmaker[AsyncSession],
+    rows: RowReader,
 ) -> None:
     committed: list[str] = []
     rolled_back: list[str] = []
@@ -112,7 +105,7 @@ async def test_concurrent_writers_never_make_a_reader_skip(
             else:
                 committed.extend(ids)
 
-    reader = Reader(sessionmaker, reads)
+    reader = Reader(sessionmaker, rows)
 
     async def read() -> None:
         while writing:
@@ -132,6 +125,85 @@ async def test_concurrent_writers_never_make_a_reader_skip(
     async with sessionmaker() as session:
         seqs = (await session.scalars(select(Event.seq).order_by(Event.seq))).all()
     assert seqs == list(range(1, len(committed) + 1))
+
+
+class ApiReader:
+    """A feed client of the API: keeps its cursor, remembers every event id it was given."""
+
+    def __init__(self, client: httpx.AsyncClient, key: str) -> None:
+        self.client, self.key = client, key
+        self.cursor: str | None = None
+        self.seen: list[str] = []
+
+    async def poll(self, limit: int = 4) -> list[str]:
+        params: dict[str, object] = {"limit": limit}
+        if self.cursor is not None:
+            params["after"] = self.cursor
+        response = await self.client.get("/api/v1/events", params=params, headers=headers(self.key))
+        assert response.status_code == 200, response.text
+        self.cursor = response.json()["next_cursor"]
+        ids = [item["id"].removeprefix("evt_") for item in response.json()["items"]]
+        self.seen += ids
+        return ids
+
+    async def read_up(self, limit: int = 4) -> None:
+        """Reads on until a short page: up to the head."""
+        while len(await self.poll(limit)) == limit:
+            pass
+
+
+async def test_pollers_of_the_api_racing_the_live_hub_miss_and_repeat_nothing(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    admin_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Writers commit through the API process's own sessions, so its live hub rings and numbers
+    their events as they commit, while another sequencer (beat's, another process's hub) runs
+    too and readers poll the feed: a poll right after a commit returns its events, and every
+    reader gets every committed event once, in `seq` order. A feed that reads its page before
+    the head it hands out returns an empty page with a cursor past events being numbered."""
+    runtime: Runtime = app.state.runtime
+    committed: list[str] = []
+    writing = True
+    rng = random.Random(2121)
+
+    async def writer(number: int) -> None:
+        mine = ApiReader(client, admin_key)
+        for transaction in range(6):
+            async with session_scope(runtime.sessionmaker) as session:
+                ids = [
+                    record(session, EventType.decision_made, data={"w": number, "n": n}).id
+                    for n in range(rng.randint(1, 3))
+                ]
+            committed.extend(ids)
+            await mine.read_up()
+            assert set(ids) <= set(mine.seen), f"writer {number}: commit {transaction} not read"
+            await asyncio.sleep(rng.random() / 100)
+
+    async def other_sequencer() -> None:
+        while writing:
+            await feed.sequence(sessionmaker)
+            await asyncio.sleep(0.001)
+
+    readers = [ApiReader(client, admin_key) for _ in range(3)]
+
+    async def read(reader: ApiReader) -> None:
+        while writing:
+            await reader.poll()
+            await asyncio.sleep(0.001)
+
+    racing = [asyncio.create_task(other_sequencer())]
+    racing += [asyncio.create_task(read(reader)) for reader in readers]
+    await asyncio.gather(*(writer(number) for number in range(5)))
+    writing = False
+    await asyncio.gather(*racing)
+    async with sessionmaker() as session:
+        in_seq_order = (await session.scalars(select(Event.id).order_by(Event.seq))).all()
+    assert sorted(in_seq_order) == sorted(committed)
+    for reader in readers:
+        await reader.read_up()
+        assert reader.seen == in_seq_order
 
 
 async def test_the_counter_survives_losing_its_row(

@@ -30,16 +30,15 @@ from app.events.types import EventType
 from app.main import create_app
 from app.models import ApiKey, StreamTicket
 from tests.conftest import make_key, make_settings
+from tests.events.seeding import write_renter_events
 from tests.events.stream_client import (
     PATIENCE_S,
     events,
     frame,
     ids,
-    renter_id,
     served,
     socket,
     ticket,
-    write,
 )
 from tests.helpers import new_principal
 
@@ -70,15 +69,10 @@ def writes(app: FastAPI) -> async_sessionmaker[AsyncSession]:
     return app.state.runtime.sessionmaker
 
 
-class Renter:
-    def __init__(self, principal: str, user_id: str) -> None:
-        self.principal, self.user_id = principal, user_id
-
-
 @pytest.fixture
-async def renter(writes: async_sessionmaker[AsyncSession]) -> Renter:
-    principal = new_principal()
-    return Renter(principal, await renter_id(writes, principal))
+def renter() -> str:
+    """A renter's principal; its row is made by its first event or ticket."""
+    return new_principal()
 
 
 @contextlib.asynccontextmanager
@@ -102,20 +96,19 @@ async def refused(base: str, path: str, key: str | None = None) -> tuple[int, di
 async def test_a_ticket_streams_its_renters_events_once(
     base: str,
     marketplace_key: str,
-    renter: Renter,
+    renter: str,
     writes: async_sessionmaker[AsyncSession],
 ) -> None:
-    issued = await ticket(base, marketplace_key, renter.principal)
+    issued = await ticket(base, marketplace_key, renter)
     assert set(issued) == {"ticket", "expires_at", "url"}
     assert issued["url"].startswith("/api/v1/events/ws?ticket=")
     other = new_principal()
-    other_id = await renter_id(writes, other)
     async with socket(base, issued["url"]) as ws:
-        await write(writes, other_id, other)
-        mine = await write(writes, renter.user_id, renter.principal, 3)
+        await write_renter_events(writes, other)
+        mine = await write_renter_events(writes, renter, 3)
         frames = await events(ws, 3)
     assert ids(frames) == mine
-    assert {f["event"]["principal"] for f in frames} == {renter.principal}
+    assert {f["event"]["principal"] for f in frames} == {renter}
     assert list(frames[0]) == ["type", "cursor", "event"]
     assert list(frames[0]["event"]) == [
         "id", "type", "occurred_at", "principal", "subscription_id", "bot_id", "data",
@@ -126,10 +119,10 @@ async def test_a_ticket_streams_its_renters_events_once(
 
 
 async def test_what_a_stream_does_not_open_on_is_refused_before_the_upgrade(
-    base: str, settings: Settings, marketplace_key: str, admin_key: str, renter: Renter
+    base: str, settings: Settings, marketplace_key: str, admin_key: str, renter: str
 ) -> None:
     other_key = await make_key(settings, Scope.marketplace, "another marketplace")
-    issued = await ticket(base, marketplace_key, renter.principal)
+    issued = await ticket(base, marketplace_key, renter)
     # Shown with another key than the one it was issued to: refused, and used up (whoever
     # showed it had it from elsewhere).
     assert (await refused(base, issued["url"], other_key))[0] == 401
@@ -139,25 +132,25 @@ async def test_what_a_stream_does_not_open_on_is_refused_before_the_upgrade(
     assert status == 401 and body["error"]["details"] == [], body
     # A marketplace key streams a renter's events through a ticket only.
     assert (await refused(base, "/api/v1/events/ws", marketplace_key))[0] == 403
-    async with socket(base, (await ticket(base, marketplace_key, renter.principal))["url"]):
+    async with socket(base, (await ticket(base, marketplace_key, renter))["url"]):
         pass
     async with socket(base, "/api/v1/events/ws", admin_key):
         pass
 
 
 async def test_an_expired_ticket_is_refused(
-    app: FastAPI, settings: Settings, marketplace_key: str, renter: Renter
+    app: FastAPI, settings: Settings, marketplace_key: str, renter: str
 ) -> None:
     # A second API on the app's database, whose tickets expire at once.
     async with another_api(settings, stream_ticket_ttl_s=0.05) as (_, address):
-        issued = await ticket(address, marketplace_key, renter.principal)
+        issued = await ticket(address, marketplace_key, renter)
         await asyncio.sleep(0.1)
         status, body = await refused(address, issued["url"])
     assert status == 401 and "expired" in body["error"]["message"], body
 
 
 async def test_subscribe_keeps_the_types_asked_for_and_a_bad_message_is_an_error_frame(
-    base: str, admin_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+    base: str, admin_key: str, renter: str, writes: async_sessionmaker[AsyncSession]
 ) -> None:
     async with socket(base, "/api/v1/events/ws", admin_key) as ws:
         await ws.send(json.dumps({"type": "subscribe", "types": ["trade.exploded"]}))
@@ -171,8 +164,8 @@ async def test_subscribe_keeps_the_types_asked_for_and_a_bad_message_is_an_error
         # Still open, and obeying.
         await ws.send(json.dumps({"type": "subscribe", "types": ["risk.paused"]}))
         assert await frame(ws) == {"type": "subscribed", "types": ["risk.paused"]}
-        await write(writes, renter.user_id, renter.principal, 2)
-        (wanted,) = await write(writes, renter.user_id, renter.principal, 1, EventType.risk_paused)
+        await write_renter_events(writes, renter, 2)
+        (wanted,) = await write_renter_events(writes, renter, 1, EventType.risk_paused)
         (only,) = await events(ws, 1)
         assert only["event"]["id"] == wanted and only["event"]["type"] == "risk.paused"
 
@@ -195,16 +188,16 @@ async def feed_after(base: str, key: str, cursor: str) -> list[str]:
 
 
 async def test_resume_replays_then_goes_live_without_gap_or_duplicate_under_writes(
-    base: str, admin_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+    base: str, admin_key: str, renter: str, writes: async_sessionmaker[AsyncSession]
 ) -> None:
     async with socket(base, "/api/v1/events/ws", admin_key) as ws:
-        await write(writes, renter.user_id, renter.principal)
+        await write_renter_events(writes, renter)
         (first,) = await events(ws, 1)
-    await write(writes, renter.user_id, renter.principal, 5)
+    await write_renter_events(writes, renter, 5)
 
     async def writer() -> None:
         for _ in range(15):
-            await write(writes, renter.user_id, renter.principal, 2)
+            await write_renter_events(writes, renter, 2)
 
     async with socket(base, "/api/v1/events/ws", admin_key) as ws:
         writing = asyncio.create_task(writer())
@@ -212,7 +205,7 @@ async def test_resume_replays_then_goes_live_without_gap_or_duplicate_under_writ
         frames = await events(ws, 5 + 30)
         await writing
         # Nothing more than those: the next frame is the next event written.
-        (last,) = await write(writes, renter.user_id, renter.principal)
+        (last,) = await write_renter_events(writes, renter)
         (after,) = await events(ws, 1)
     expected = await feed_after(base, admin_key, first["cursor"])
     assert ids([*frames, after]) == expected and expected[-1] == last
@@ -249,10 +242,10 @@ async def sse(
 
 
 async def test_server_sent_events_resume_from_last_event_id(
-    base: str, admin_key: str, renter: Renter, writes: async_sessionmaker[AsyncSession]
+    base: str, admin_key: str, renter: str, writes: async_sessionmaker[AsyncSession]
 ) -> None:
     async with socket(base, "/api/v1/events/ws", admin_key) as ws:
-        written = await write(writes, renter.user_id, renter.principal, 4)
+        written = await write_renter_events(writes, renter, 4)
         await events(ws, 4)  # numbered and sent live: the replay below finds them
     received = await sse(base, admin_key, 3, last_event_id=written[0])
     assert [json.loads(data)["id"] for _, data in received] == written[1:]
@@ -276,24 +269,24 @@ async def test_server_sent_events_resume_from_last_event_id(
 
 
 async def test_a_client_too_far_behind_is_dropped_and_resumes_with_its_cursor(
-    app: FastAPI, settings: Settings, marketplace_key: str, renter: Renter
+    app: FastAPI, settings: Settings, marketplace_key: str, renter: str
 ) -> None:
     received: list[dict[str, Any]] = []
     async with another_api(settings, stream_queue_size=SMALL_QUEUE) as (small, base):
         writes = small.state.runtime.sessionmaker
-        url = (await ticket(base, marketplace_key, renter.principal))["url"]
+        url = (await ticket(base, marketplace_key, renter))["url"]
         async with socket(base, url) as ws:
-            (start,) = await write(writes, renter.user_id, renter.principal)
+            (start,) = await write_renter_events(writes, renter)
             received += await events(ws, 1)
             # More at once than the connection may hold unsent.
-            burst = await write(writes, renter.user_id, renter.principal, SMALL_QUEUE * 3)
+            burst = await write_renter_events(writes, renter, SMALL_QUEUE * 3)
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
                     received.append(await frame(ws))
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         assert ids(received)[0] == start and len(received) < 1 + len(burst)
 
-        resumed = (await ticket(base, marketplace_key, renter.principal))["url"]
+        resumed = (await ticket(base, marketplace_key, renter))["url"]
         async with socket(base, resumed) as ws:
             await ws.send(json.dumps({"type": "resume", "after": received[-1]["cursor"]}))
             rest = await events(ws, 1 + len(burst) - len(received))
@@ -301,7 +294,7 @@ async def test_a_client_too_far_behind_is_dropped_and_resumes_with_its_cursor(
 
 
 async def test_revoking_a_key_ends_the_streams_it_opened(
-    base: str, settings: Settings, admin_key: str, renter: Renter
+    base: str, settings: Settings, admin_key: str, renter: str
 ) -> None:
     """A leaked key's thief streamed on after the key was revoked. Its ticket's WebSocket is
     closed with 1008 and its Server-Sent Events end, within the key cache's few seconds."""
@@ -325,8 +318,8 @@ async def test_revoking_a_key_ends_the_streams_it_opened(
                 pass  # heartbeats, until the server ends the stream
 
     async with (
-        socket(base, (await ticket(base, leaked, renter.principal))["url"]) as stolen,
-        socket(base, (await ticket(base, kept, renter.principal))["url"]) as other,
+        socket(base, (await ticket(base, leaked, renter))["url"]) as stolen,
+        socket(base, (await ticket(base, kept, renter))["url"]) as other,
         httpx.AsyncClient(base_url=f"http://{base}", timeout=PATIENCE_S) as http,
     ):
         sse_stream = asyncio.create_task(sse_ends(http))
@@ -344,13 +337,13 @@ async def test_revoking_a_key_ends_the_streams_it_opened(
 async def test_events_nobody_rang_for_reach_the_stream_from_the_table(
     base: str,
     admin_key: str,
-    renter: Renter,
+    renter: str,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     """A writer whose ring was lost (its sessions have no doorbell here): the hub's own read
     of the table finds its events."""
     async with socket(base, "/api/v1/events/ws", admin_key) as ws:
-        written = await write(sessionmaker, renter.user_id, renter.principal, 2)
+        written = await write_renter_events(sessionmaker, renter, 2)
         assert ids(await events(ws, 2)) == written
 
 
@@ -369,14 +362,15 @@ async def test_a_commit_that_recorded_events_rings_and_a_rollback_does_not(
         async with session_scope(sessionmaker) as session:
             await session.execute(select(1))
         assert not doorbell.rung.is_set()
-        await write(sessionmaker, None, None)
+        async with session_scope(sessionmaker) as session:
+            record(session, EventType.decision_made, data={})
         assert doorbell.rung.is_set()
     finally:
         doorbell.close()
 
 
 async def test_the_purge_deletes_expired_tickets_only(
-    app: FastAPI, marketplace_key: str, renter: Renter
+    app: FastAPI, marketplace_key: str, renter: str
 ) -> None:
     runtime = app.state.runtime
     now = utcnow()
@@ -385,7 +379,7 @@ async def test_the_purge_deletes_expired_tickets_only(
         assert key_id is not None
         for age_s in (120, 61, 30):
             issued = now - timedelta(seconds=age_s)
-            tickets.issue(session, key_id, renter.principal, issued, timedelta(seconds=60))
+            tickets.issue(session, key_id, renter, issued, timedelta(seconds=60))
     assert await tickets.purge_expired(runtime.sessionmaker, now) == 2
     async with runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(StreamTicket)) == 1

@@ -34,14 +34,8 @@ from app.core.settings import Settings
 from app.events.doorbell import Doorbell
 from tests.api.test_contract import listed_bot, subscribe
 from tests.conftest import REDIS_URL, fresh_mariadb_database, make_key, require_service
-from tests.events.stream_client import (
-    events,
-    ids,
-    renter_id,
-    socket,
-    ticket,
-    write,
-)
+from tests.events.seeding import write_renter_events
+from tests.events.stream_client import events, ids, socket, ticket
 from tests.helpers import ROOT, api_processes, new_principal, running
 from tests.sandbox_server import free_port
 
@@ -113,8 +107,7 @@ async def test_a_commit_in_one_process_reaches_a_socket_on_another(
         assert by_request["event"]["type"] == "subscription.created"
         assert by_request["event"]["subscription_id"] == created.json()["id"]
 
-        user_id = await renter_id(worker_sessions, principal)
-        by_worker = await write(worker_sessions, user_id, principal, 2)
+        by_worker = await write_renter_events(worker_sessions, principal, 2)
         assert ids(await events(ws, 2)) == by_worker
 
 
@@ -149,24 +142,23 @@ async def test_a_client_resumes_on_a_restarted_process_after_sigkill(
 ) -> None:
     marketplace = await make_key(deployment.settings, Scope.marketplace, "marketplace")
     principal = new_principal()
-    user_id = await renter_id(worker_sessions, principal)
     port = free_port()
     base = f"127.0.0.1:{port}"
     with api_process(deployment, port) as process:
         async with socket(base, (await ticket(base, marketplace, principal))["url"]) as ws:
-            seen = await events(ws, len(await write(worker_sessions, user_id, principal, 3)))
+            seen = await events(ws, len(await write_renter_events(worker_sessions, principal, 3)))
             process.kill()
             process.wait()
     # Written while no API process runs: the client misses these.
-    missed = await write(worker_sessions, user_id, principal, 4)
+    missed = await write_renter_events(worker_sessions, principal, 4)
 
     with api_process(deployment, port):
         async with socket(base, (await ticket(base, marketplace, principal))["url"]) as ws:
             await ws.send(json.dumps({"type": "resume", "after": seen[-1]["cursor"]}))
-            later = await write(worker_sessions, user_id, principal, 2)
+            later = await write_renter_events(worker_sessions, principal, 2)
             resumed = await events(ws, len(missed) + len(later))
             # And nothing else came before the next event written.
-            (sentinel,) = await write(worker_sessions, user_id, principal)
+            (sentinel,) = await write_renter_events(worker_sessions, principal)
             (following,) = await events(ws, 1)
     assert ids(resumed) == missed + later
     assert following["event"]["id"] == sentinel

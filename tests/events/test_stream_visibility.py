@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
+from app.core.reads import RowReader
 from app.events import feed
 from app.marketplaces import repository as marketplaces
 from app.marketplaces.service import DEFAULT_MARKETPLACE
@@ -24,6 +25,7 @@ async def owner_of_key(sessionmaker: async_sessionmaker[AsyncSession], name: str
 async def test_the_hub_and_the_feed_show_each_viewer_the_same_events(
     seeded: Seeded,  # noqa: F811
     sessionmaker: async_sessionmaker[AsyncSession],
+    rows: RowReader,
 ) -> None:
     await feed.sequence(sessionmaker)
     developer = await owner_of_key(sessionmaker, "developer")
@@ -49,7 +51,7 @@ async def test_the_hub_and_the_feed_show_each_viewer_the_same_events(
     async with sessionmaker() as session:
         everything = await feed.addressed_after(session, 0, 100)
         for viewer in viewers:
-            page = await feed.page(session, viewer, 0, None, 100)
+            page = await feed.page(rows, sessionmaker, viewer, 0, None, 100)
             by_sql = [item.id for item in page.items]
             in_memory = [f"evt_{a.event.id}" for a in everything if feed.sees(viewer, a)]
             assert in_memory == by_sql, viewer

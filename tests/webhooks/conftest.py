@@ -1,5 +1,6 @@
 """A real HTTP receiver in a thread, the delivery flows on the app's database with a clock the
-test moves, and events seeded straight through the writer."""
+test moves, and bots' events seeded straight through the writer (renters' with
+tests/events/seeding.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,6 @@ from app.core.settings import Settings
 from app.events import feed
 from app.events.service import record
 from app.events.types import EventType
-from app.marketplaces import repository as marketplaces
-from app.marketplaces.service import DEFAULT_MARKETPLACE
-from app.models import Event
-from app.users import repository as users
 from app.webhooks.flows import WebhookFlows
 from tests.helpers import Clock, headers
 
@@ -184,34 +181,6 @@ async def register(client: httpx.AsyncClient, key: str, url: str, **body: object
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
-
-
-async def seed(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    principal: str,
-    count: int,
-    event_type: EventType = EventType.trade_filled,
-) -> list[str]:
-    """`count` events of a renter of the default marketplace (the `marketplace_key` fixture's),
-    numbered for the feed; their `evt_` ids."""
-    async with session_scope(sessionmaker) as session:
-        home = await marketplaces.get_or_create(session, DEFAULT_MARKETPLACE)
-        user = await users.get_or_create_renter(session, home.id, principal)
-        await session.flush()
-        made: list[Event] = [
-            record(
-                session,
-                event_type,
-                data={"symbol": "BTCUSDT", "n": n},
-                user_id=user.id,
-                principal=principal,
-                marketplace_id=home.id,
-                subscription_id=f"sub{n}",
-            )
-            for n in range(count)
-        ]
-    await feed.sequence(sessionmaker)
-    return [f"evt_{event.id}" for event in made]
 
 
 async def seed_bot_event(

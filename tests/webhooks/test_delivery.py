@@ -24,6 +24,7 @@ from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks import repository
 from tests.api.test_contract import create_bot
 from tests.conftest import make_key
+from tests.events.seeding import write_renter_events
 from tests.helpers import headers, new_principal
 from tests.webhooks.conftest import (
     URL,
@@ -31,7 +32,6 @@ from tests.webhooks.conftest import (
     HarnessFor,
     Receiver,
     register,
-    seed,
     seed_bot_event,
     webhook_settings,
 )
@@ -56,7 +56,7 @@ async def test_each_endpoint_gets_what_its_owner_reads_in_the_feed_signed(
     market = await register(client, marketplace_key, receiver.url)
     developer = await register(client, developer_key, other_receiver.url)
     bot = (await create_bot(client, developer_key))["id"]
-    renters = await seed(sessionmaker, new_principal(), 3)
+    renters = await write_renter_events(sessionmaker, new_principal(), 3, numbered=True)
     decision = await seed_bot_event(sessionmaker, bot, EventType.decision_made)
     await seed_bot_event(sessionmaker, new_id(), EventType.decision_made)  # another's bot
 
@@ -94,7 +94,7 @@ async def test_after_a_rotation_both_secrets_sign(
         f"{URL}/{hook['id']}/rotate-secret", headers=headers(marketplace_key)
     )
     new_secret = rotated.json()["secret"]
-    await seed(sessionmaker, new_principal(), 1)
+    await write_renter_events(sessionmaker, new_principal(), 1, numbered=True)
     assert await harness.dispatch() == 1
     request = receiver.requests[0]
     signatures = request.headers["webhook-signature"].split(" ")
@@ -112,7 +112,7 @@ async def test_a_receiver_down_for_a_while_gets_every_event_once_back(
 ) -> None:
     hook = await register(client, marketplace_key, receiver.url)
     receiver.status = 503
-    events = await seed(sessionmaker, new_principal(), 5)
+    events = await write_renter_events(sessionmaker, new_principal(), 5, numbered=True)
     assert await harness.dispatch() == 0
     assert await harness.retry_after(0.5) == 0  # not due yet: nothing sent
     assert len(receiver.requests) == 5
@@ -145,7 +145,7 @@ async def test_one_job_of_sends_that_succeed_and_fail_records_each(
     down = await register(client, marketplace_key, receiver.url)
     up = await register(client, marketplace_key, other_receiver.url)
     receiver.status = 500
-    events = await seed(sessionmaker, new_principal(), 3)
+    events = await write_renter_events(sessionmaker, new_principal(), 3, numbered=True)
     await harness.flows.dispatch()
     assert len(harness.jobs) == 1  # all six deliveries in one job, recorded together
     assert await harness.run_jobs() == 3
@@ -188,7 +188,7 @@ async def test_a_refused_connection_is_retried(
 ) -> None:
     # A port nothing listens on: the receiver's, once it is gone.
     hook = await register(client, marketplace_key, "http://127.0.0.1:9/hook")
-    await seed(sessionmaker, new_principal(), 1)
+    await write_renter_events(sessionmaker, new_principal(), 1, numbered=True)
     assert await harness.dispatch() == 0
     page = await client.get(f"{URL}/{hook['id']}/deliveries", headers=headers(marketplace_key))
     [delivery] = page.json()["items"]
@@ -276,7 +276,7 @@ async def test_revoking_a_leaked_key_stops_the_endpoints_it_registered(
     )
     revoked = await client.delete(f"/api/v1/api-keys/{key_id}", headers=headers(admin_key))
     assert revoked.status_code == 204
-    await seed(sessionmaker, new_principal(), 2)
+    await write_renter_events(sessionmaker, new_principal(), 2, numbered=True)
     await harness.dispatch()
     assert other_receiver.requests == []
     # The two renter events, and the notice that the thief's endpoint stopped.
@@ -303,10 +303,11 @@ async def test_replay_sends_every_matching_event_again(
 ) -> None:
     hook = await register(client, marketplace_key, receiver.url, types=["trade.filled"])
     principal = new_principal()
-    first = await seed(sessionmaker, principal, 2)
-    await seed(sessionmaker, principal, 1, EventType.risk_paused)  # not a type it takes
+    first = await write_renter_events(sessionmaker, principal, 2, numbered=True)
+    # Not a type it takes.
+    await write_renter_events(sessionmaker, principal, 1, EventType.risk_paused, numbered=True)
     cursor = (await client.get("/api/v1/events", headers=headers(marketplace_key))).json()
-    later = await seed(sessionmaker, principal, 2)
+    later = await write_renter_events(sessionmaker, principal, 2, numbered=True)
     assert await harness.dispatch() == 4
 
     path = f"{URL}/{hook['id']}/replay"
@@ -337,7 +338,7 @@ async def test_a_delivery_whose_worker_died_is_sent_once_its_lease_runs_out(
     receiver: Receiver,
 ) -> None:
     await register(client, marketplace_key, receiver.url)
-    [event] = await seed(sessionmaker, new_principal(), 1)
+    [event] = await write_renter_events(sessionmaker, new_principal(), 1, numbered=True)
     await harness.flows.dispatch()
     [job] = harness.jobs
     # A worker claims the delivery, then dies before sending it.
@@ -371,7 +372,7 @@ async def test_production_refuses_an_internal_address_at_delivery(
     production = harness_for(
         webhook_settings(settings).model_copy(update={"environment": Environment.production})
     )
-    await seed(sessionmaker, new_principal(), 1)
+    await write_renter_events(sessionmaker, new_principal(), 1, numbered=True)
     assert await production.dispatch() == 0
     assert receiver.requests == []
     for hook, why in zip(hooks, ("not public", "https only"), strict=True):
@@ -390,8 +391,8 @@ async def test_erasure_takes_the_renters_pending_deliveries(
     await register(client, marketplace_key, receiver.url)
     receiver.status = 503
     principal, other = new_principal(), new_principal()
-    await seed(sessionmaker, principal, 2)
-    kept = await seed(sessionmaker, other, 1)
+    await write_renter_events(sessionmaker, principal, 2, numbered=True)
+    kept = await write_renter_events(sessionmaker, other, 1, numbered=True)
     await harness.dispatch()
 
     async def count(model: type[WebhookDelivery] | type[WebhookAttempt]) -> int:
@@ -419,7 +420,7 @@ async def test_a_slow_endpoint_holds_up_no_other(
     slow = await register(client, marketplace_key, receiver.url)
     fast = await register(client, marketplace_key, other_receiver.url)
     receiver.hold = threading.Event()
-    await seed(sessionmaker, new_principal(), 1)
+    await write_renter_events(sessionmaker, new_principal(), 1, numbered=True)
     await harness.flows.dispatch()
     delivering = asyncio.create_task(harness.run_jobs())
 
