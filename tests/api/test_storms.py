@@ -445,9 +445,15 @@ async def callers(api_replicas: ApiReplicas) -> AsyncIterator[Callers]:
     keys = [await make_key(settings, scope, scope.value) for scope in Scope]
     by_scope = dict(zip(Scope, keys, strict=True))
     other = await make_key(settings, Scope.marketplace, "other", "other")
+    # Idle connections are dropped well before uvicorn's 5-s keep-alive ends them: on a loaded
+    # machine a storm sent after a slow setup otherwise reused a connection the server was
+    # closing, and the copy failed with a read error that no replica caused.
+    limits = httpx.Limits(keepalive_expiry=1.0)
     async with contextlib.AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, timeout=60, limits=limits)
+            )
             for url in api_replicas.urls
         ]
         yield Callers(

@@ -48,7 +48,9 @@ def own_sandbox() -> Iterator[SandboxServer]:
 @pytest.fixture
 async def lease(app: FastAPI) -> Lease:
     """The market streams' lease, held by this test's stream flows."""
-    held = Lease(app.state.runtime.sessionmaker, "test", ttl_s=60)
+    # Not renewed here (the process renews its own): long enough to outlive any test that
+    # waits for a candle close, so that the lease still holds when the close comes.
+    held = Lease(app.state.runtime.sessionmaker, "test", ttl_s=600)
     assert await held.acquire()
     return held
 
