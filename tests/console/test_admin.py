@@ -116,12 +116,17 @@ async def test_health_shows_the_workers_that_answer_queue_depths_and_beats_sweep
         async with api(stack) as (_, client):
             await sign_in(client, admin)
 
-            async def swept() -> bool:
-                page = await client.get("/console/admin/health")
-                return health_row(page, 'health="beat').startswith("alive")
+            pages: list[httpx.Response] = []
 
-            await wait_for(swept)
-            page = await client.get("/console/admin/health")
+            async def seen() -> bool:
+                # A loaded machine's worker may miss one 0.5 s ping: the page is asked again.
+                pages.append(await client.get("/console/admin/health"))
+                return health_row(pages[-1], 'health="beat').startswith("alive") and (
+                    not health_row(pages[-1], 'health="workers').startswith("none")
+                )
+
+            await wait_for(seen)
+    page = pages[-1]
     assert re.fullmatch(r"console@\S+", health_row(page, 'health="workers'))
     assert health_row(page, f'queue="{DECIDE_QUEUE}') == "2"
     assert health_row(page, 'queue="celery') == "0"
