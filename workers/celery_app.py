@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_init
 from kombu import Queue
 
-from app.core.jobs import DECIDE_QUEUE, TASK_ROUTES
+from app.core.jobs import QUEUES, TASK_ROUTES
 from app.core.logging import configure_logging
 from app.core.redis_clients import broker_tls
 from app.core.settings import get_settings
@@ -44,7 +44,7 @@ celery_app = Celery(
     ],
 )
 celery_app.conf.update(
-    task_queues=(Queue("celery"), Queue(DECIDE_QUEUE)),
+    task_queues=tuple(Queue(name) for name in QUEUES),
     task_routes=TASK_ROUTES,
     task_acks_late=True,
     task_reject_on_worker_lost=True,

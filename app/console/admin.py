@@ -3,7 +3,8 @@ marketplaces and their assertion modes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,21 +26,34 @@ from app.console.web import (
 )
 from app.core.db import session_scope, utcnow
 from app.core.errors import AppError
+from app.core.jobs import QUEUES
 from app.core.pagination import PageDep, next_cursor
 from app.health import unreachable
 from app.integrations.binance.governor import RedisGovernor
 from app.marketplaces import repository as marketplaces
 from app.models import Backtest, Trade, WebhookDelivery
+from app.trading import sweeps
 
 router = APIRouter(prefix="/console/admin", include_in_schema=False)
 KEY_FIELDS = ("name", "scope", "owner", "marketplace")
+# How long the page waits for the workers' answers to its ping: all of it, every time.
+PING_TIMEOUT_S = 0.5
 
 
 @router.get("/health", response_class=HTMLResponse)
 async def health(request: Request, signed: AdminDep) -> Response:
     runtime = runtime_of(request)
     settings = runtime.settings
-    failed = await unreachable(runtime, settings)
+    failed, workers, depths = await asyncio.gather(
+        unreachable(runtime, settings),
+        runtime.jobs.workers_answering(PING_TIMEOUT_S),
+        runtime.jobs.queue_depths(QUEUES),
+    )
+    sweep = (
+        await sweeps.last(runtime.redis, settings.database_url)
+        if runtime.redis is not None
+        else None
+    )
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     async with runtime.read_sessionmaker() as session:
         spend = await repository.llm_spend_by_provider(session, today)
@@ -67,6 +81,16 @@ async def health(request: Request, signed: AdminDep) -> Response:
         trades=trades,
         runs=runs,
         governor=governor,
+        workers=workers,
+        ping_timeout_s=PING_TIMEOUT_S,
+        queues=QUEUES,
+        depths=depths,
+        with_redis=runtime.redis is not None,
+        sweep=sweep,
+        # Beat sends a sweep every interval: none for two of them and beat (or every worker
+        # of the default queue) is down.
+        beat_alive=sweep is not None
+        and utcnow() - sweep.at <= timedelta(seconds=2 * settings.reconcile_interval_s),
         metrics_port=settings.metrics_port,
     )
 

@@ -1,4 +1,5 @@
-"""Server-side SVG charts of a backtest's equity and drawdown: polylines whose points, and the
+"""Server-side SVG charts of a backtest's equity and drawdown, and of renters' median equity:
+polylines whose points, and the
 data-* attributes beside them, carry the values drawn (a browser test reads them back)."""
 
 from __future__ import annotations
@@ -73,4 +74,12 @@ def equity_and_drawdown(result: dict[str, Any]) -> tuple[Chart | None, Chart | N
     return (
         _chart("equity (quote)", list(zip(times, equity, strict=True))),
         _chart("drawdown (%)", list(zip(times, drawdown_percent(equity), strict=True))),
+    )
+
+
+def median_equity(mode: str, series: list[tuple[datetime, Decimal]]) -> Chart | None:
+    """A mode's renters' median equity over time, in percent of their starting capital."""
+    return _chart(
+        f"{mode} renters' median equity (% of starting capital)",
+        [(at, float(value)) for at, value in series],  # a picture, not money
     )

@@ -35,7 +35,7 @@ from app.events import live
 from app.events.feed import Viewer
 from app.events.types import EventType
 from app.models import Backtest, Bot
-from app.track_records.service import decision_quality
+from app.track_records.service import decision_quality, median_equity_by_mode
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 LATEST_DECISIONS = 10
@@ -68,6 +68,7 @@ async def bot_page(request: Request, bot_id: str, signed: SignedInDep) -> Respon
         latest = await repository.latest_public_backtest(session, bot.id)
         decisions = await service.latest_decisions(session, bot.id, LATEST_DECISIONS)
         quality = await decision_quality(session, bot.id)
+        renters = await median_equity_by_mode(session, bot.id, runtime_of(request).settings)
         versions = service.version_history(await repository.versions_of(session, bot.id))
         mine = await repository.backtests_of_key(session, bot.id, signed.caller.api_key_id, 20)
     equity, drawdown = charts.equity_and_drawdown(latest.result or {}) if latest else (None, None)
@@ -80,6 +81,10 @@ async def bot_page(request: Request, bot_id: str, signed: SignedInDep) -> Respon
         latest=latest,
         equity=equity,
         drawdown=drawdown,
+        renters=[
+            (mode, charts.median_equity(mode, line)) for mode, line in sorted(renters.items())
+        ],
+        min_renters=runtime_of(request).settings.track_record_min_renters,
         decisions=decisions,
         poll_s=POLL_S,
         voters=quality.voters,

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -26,10 +27,15 @@ _PENDING = "botmarket.jobs"
 # rest). Every sender routes by these, the workers' app and the other processes' producers.
 DECIDE_QUEUE = "trading.decide"
 TASK_ROUTES = {"trading.decide": {"queue": DECIDE_QUEUE}}
+# Every queue a worker takes from ("celery": Celery's default, the rest's).
+QUEUES = ("celery", DECIDE_QUEUE)
 
 
 class JobQueue:
     def __init__(self, broker_url: str, broker_tls: dict[str, Any] | None = None) -> None:
+        # Only Redis of the brokers we run on broadcasts (kombu's SQLAlchemy transport has no
+        # fanout) and keeps its queues where their depth is a cheap read.
+        self._on_redis = broker_url.startswith(("redis://", "rediss://"))
         self._producer = Celery("botmarket-api", broker=broker_url)
         self._producer.conf.broker_connection_retry_on_startup = True
         self._producer.conf.broker_use_ssl = broker_tls or None
@@ -56,6 +62,32 @@ class JobQueue:
     async def drain(self) -> None:
         """Wait until every job handed over so far has reached the broker (or failed to)."""
         await asyncio.gather(*self._sending)
+
+    async def workers_answering(self, timeout_s: float) -> list[str] | None:
+        """The names of the workers that answered a ping within `timeout_s`; None where the
+        broker cannot broadcast. The ping blocks for the whole timeout: in a thread."""
+        if not self._on_redis:
+            return None
+        replies = await asyncio.to_thread(self._producer.control.ping, timeout=timeout_s)
+        return sorted(name for reply in replies for name in reply)
+
+    async def queue_depths(self, queues: tuple[str, ...]) -> dict[str, int] | None:
+        """The messages waiting in each queue (not those a worker holds); None off Redis."""
+        if not self._on_redis:
+            return None
+        return await asyncio.to_thread(self._depths, queues)
+
+    def _depths(self, queues: tuple[str, ...]) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        with self._producer.connection_for_read() as connection:
+            channel = connection.default_channel
+            for queue in queues:
+                try:
+                    # Passive: reads the lengths of the queue's lists, every priority's.
+                    depths[queue] = channel.queue_declare(queue, passive=True).message_count
+                except ChannelError:  # Redis keeps no empty list: an empty queue is absent
+                    depths[queue] = 0
+        return depths
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)

@@ -38,26 +38,27 @@ async def subscriptions_of(session: AsyncSession, bot_id: str) -> Sequence[Subsc
 
 async def equity_paths(
     session: AsyncSession, bot_id: str
-) -> AsyncIterator[tuple[str, list[Decimal]]]:
-    """Each subscription's hourly equity in time order, one subscription at a time: streamed,
-    so memory holds one subscription's path rather than the bot's whole history."""
+) -> AsyncIterator[tuple[str, list[tuple[datetime, Decimal]]]]:
+    """Each subscription's hourly equity, (recorded at, equity) in time order, one subscription
+    at a time: streamed, so memory holds one subscription's path rather than the bot's whole
+    history."""
     result = await session.stream(
-        select(PerformanceLog.subscription_id, PerformanceLog.equity)
+        select(PerformanceLog.subscription_id, PerformanceLog.recorded_at, PerformanceLog.equity)
         .join(Subscription, Subscription.id == PerformanceLog.subscription_id)
         .where(Subscription.bot_id == bot_id)
         .order_by(PerformanceLog.subscription_id, PerformanceLog.recorded_at)
         .execution_options(yield_per=_EQUITY_BATCH)
     )
     current: str | None = None
-    path: list[Decimal] = []
+    path: list[tuple[datetime, Decimal]] = []
     # By partition: iterating an async result row by row costs a context switch per row.
     async for rows in result.partitions():
-        for sub_id, equity in rows:
+        for sub_id, recorded_at, equity in rows:
             if sub_id != current:
                 if current is not None:
                     yield current, path
                 current, path = sub_id, []
-            path.append(equity)
+            path.append((recorded_at, equity))
     if current is not None:
         yield current, path
 

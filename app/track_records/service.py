@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from statistics import median
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,7 @@ from app.backtests import repository as backtests
 from app.bots import repository as bots
 from app.core.errors import NotFound
 from app.core.settings import Settings
-from app.models import Bot
+from app.models import Bot, Subscription
 from app.performance.figures import FIGURE_PLACES, max_drawdown_pct
 from app.subscriptions.rules import reference_capital
 from app.subscriptions.schemas import Mode
@@ -99,20 +100,27 @@ def _mode_record(renters: Sequence[_Renter], minimum: int) -> ModeRecord:
     )
 
 
+async def _traded(
+    session: AsyncSession, bot_id: str
+) -> tuple[dict[str, Subscription], dict[str, int]]:
+    """The bot's subscriptions with a fill, by id, and their fills: whose results count."""
+    fills = await repository.fills_per_subscription(session, bot_id)
+    subs = await repository.subscriptions_of(session, bot_id)
+    return {sub.id: sub for sub in subs if fills.get(sub.id)}, fills
+
+
 async def _renters_by_mode(
     session: AsyncSession, bot_id: str, settings: Settings
 ) -> dict[str, list[_Renter]]:
     """Each mode's renters with a fill in it, with their results."""
-    fills = await repository.fills_per_subscription(session, bot_id)
-    traded = {sub.id: sub for sub in await repository.subscriptions_of(session, bot_id)}
-    traded = {sub_id: sub for sub_id, sub in traded.items() if fills.get(sub_id)}
+    traded, fills = await _traded(session, bot_id)
     renters: dict[tuple[str, str], _Renter] = defaultdict(_Renter)
     charted: set[str] = set()
-    async for sub_id, equity in repository.equity_paths(session, bot_id):
+    async for sub_id, path in repository.equity_paths(session, bot_id):
         if sub_id in traded:
             sub = traded[sub_id]
             renters[sub.mode, sub.user_id].add(
-                reference_capital(sub, settings), equity, fills[sub_id]
+                reference_capital(sub, settings), [equity for _, equity in path], fills[sub_id]
             )
             charted.add(sub_id)
     for sub_id, sub in traded.items():
@@ -122,6 +130,42 @@ async def _renters_by_mode(
     for (mode, _), renter in renters.items():
         by_mode[mode].append(renter)
     return by_mode
+
+
+async def median_equity_by_mode(
+    session: AsyncSession, bot_id: str, settings: Settings
+) -> dict[str, list[tuple[datetime, Decimal]]]:
+    """For each mode the track record shows (TRACK_RECORD_MIN_RENTERS renters with a fill in
+    it, or more), its renters' median equity over time, in percent of their starting capital
+    (renters rent with different amounts): at each hourly snapshot that at least that many of
+    them have, so that no point comes closer to one renter than the record's bands do."""
+    minimum = settings.track_record_min_renters
+    traded, _ = await _traded(session, bot_id)
+    renters: dict[str, set[str]] = defaultdict(set)
+    for rented in traded.values():
+        renters[rented.mode].add(rented.user_id)
+    shown = {mode for mode, users in renters.items() if len(users) >= minimum}
+    # mode -> snapshot time -> renter -> [their subscriptions' equity, their capital]
+    held: dict[str, dict[datetime, dict[str, list[Decimal]]]] = {
+        mode: defaultdict(lambda: defaultdict(lambda: [Decimal(0), Decimal(0)])) for mode in shown
+    }
+    async for sub_id, path in repository.equity_paths(session, bot_id):
+        sub = traded.get(sub_id)
+        if sub is None or sub.mode not in shown:
+            continue
+        capital = reference_capital(sub, settings)
+        for recorded_at, equity in path:
+            sums = held[sub.mode][recorded_at][sub.user_id]
+            sums[0] += equity
+            sums[1] += capital
+    return {
+        mode: [
+            (at, median(equity / capital * 100 for equity, capital in by_renter.values()))
+            for at, by_renter in sorted(by_time.items())
+            if len(by_renter) >= minimum
+        ]
+        for mode, by_time in held.items()
+    }
 
 
 async def _recent_since(session: AsyncSession, bot_id: str) -> datetime | None:

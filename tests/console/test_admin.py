@@ -4,20 +4,27 @@ developer's session is refused every one of them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.api_keys.schemas import Scope
+from app.core.jobs import DECIDE_QUEUE
 from app.core.settings import Settings
 from app.models import ApiKey, AuditLog
 from tests.api.test_contract import create_bot
 from tests.conftest import make_key
 from tests.console.conftest import sign_in, signed_in_csrf
 from tests.console.test_developer import add_decision
+from tests.fakes import RunningFakes
 from tests.helpers import headers
+from tests.sandbox_server import SandboxServer
+from tests.workers.test_celery_e2e import Stack, api, redis_mariadb_stack, wait_for
 
 ADMIN_PAGES = ("/console/admin/health", "/console/admin/keys", "/console/admin/marketplaces")
 
@@ -55,6 +62,78 @@ async def test_health_shows_services_and_todays_llm_spend_by_provider(
     redis = app.state.runtime.redis is not None
     assert ("No ban." in page.text) is redis
     assert ("nothing shared to show here" in page.text) is not redis
+
+
+def health_row(page: httpx.Response, attribute: str) -> str:
+    found = re.search(
+        rf'data-{attribute}"><th scope="row">[^<]+</th>\s*<td[^>]*>([^<]+)<', page.text
+    )
+    assert found is not None, f"no {attribute} row in {page.text}"
+    return found.group(1)
+
+
+async def test_health_says_unknown_for_what_an_embedded_broker_cannot_tell(
+    app: FastAPI, client: httpx.AsyncClient, admin_key: str
+) -> None:
+    """The test app's broker is a SQLite file (kombu's SQLAlchemy transport: no broadcast);
+    its Redis, where there is one, has no sweep recorded."""
+    await sign_in(client, admin_key)
+    page = await client.get("/console/admin/health")
+    assert page.status_code == 200
+    assert health_row(page, 'health="workers').startswith("unknown")
+    for queue in ("celery", DECIDE_QUEUE):
+        assert health_row(page, f'queue="{queue}').startswith("unknown")
+    if app.state.runtime.redis is None:
+        assert health_row(page, 'health="reconciler').startswith("unknown")
+        assert health_row(page, 'health="beat').startswith("unknown")
+    else:
+        assert health_row(page, 'health="reconciler') == "none recorded"
+        assert health_row(page, 'health="beat').startswith("not seen")
+
+
+@pytest.fixture
+def sweeping_stack(
+    sandbox: SandboxServer, llm_fakes: RunningFakes, tmp_path: Path
+) -> Iterator[Stack]:
+    """Redis and MariaDB, the reconciler sent every second once beat runs."""
+    with redis_mariadb_stack(sandbox, llm_fakes, tmp_path, RECONCILE_INTERVAL_S="1") as stack:
+        yield stack
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_health_shows_the_workers_that_answer_queue_depths_and_beats_sweeps(
+    sweeping_stack: Stack,
+) -> None:
+    """On Redis with a real worker (taking the default queue only) and beat sweeping every
+    second: the worker answers the ping, the decide queue holds what was sent to it, and
+    the reconciler's sweeps keep beat shown alive."""
+    stack = sweeping_stack
+    with stack.worker("console", queues="celery"), stack.beat():
+        for _ in range(2):
+            stack.send("trading.decide", queue=DECIDE_QUEUE, groups=[])
+        admin = await make_key(stack.settings, Scope.admin, "admin")
+        async with api(stack) as (_, client):
+            await sign_in(client, admin)
+
+            pages: list[httpx.Response] = []
+
+            async def seen() -> bool:
+                # A loaded machine's worker may miss one 0.5 s ping: the page is asked again.
+                pages.append(await client.get("/console/admin/health"))
+                return health_row(pages[-1], 'health="beat').startswith("alive") and (
+                    not health_row(pages[-1], 'health="workers').startswith("none")
+                )
+
+            await wait_for(seen)
+    page = pages[-1]
+    assert re.fullmatch(r"console@\S+", health_row(page, 'health="workers'))
+    assert health_row(page, f'queue="{DECIDE_QUEUE}') == "2"
+    assert health_row(page, 'queue="celery') == "0"
+    assert re.fullmatch(
+        r"\S+ \S+ UTC: resolved 0 order attempts, finished 0 expiries, placed 0 lost orders",
+        health_row(page, 'health="reconciler'),
+    )
 
 
 async def test_a_key_is_created_shown_once_and_revoked(

@@ -6,6 +6,8 @@ from __future__ import annotations
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 
+from app.core.settings import get_settings
+from app.trading import sweeps
 from app.trading.flows import DueGroup
 from workers.celery_app import celery_app
 from workers.runtime import runtime
@@ -56,5 +58,12 @@ def exit_position(subscription_id: str) -> int:
 @celery_app.task(name="trading.reconcile")
 def reconcile() -> int:
     # No retry of its own: beat sends the next sweep within seconds.
-    outcome = runtime().run(runtime().trading.reconcile(now()))
+    at = now()
+    outcome = runtime().run(runtime().trading.reconcile(at))
+    redis = runtime().redis
+    if redis is not None:
+        # For the admin's health page: the last sweep, and beat alive while sweeps come.
+        runtime().loop.run_until_complete(
+            sweeps.record(redis, get_settings().database_url, sweeps.Sweep(at, outcome))
+        )
     return outcome.attempts_resolved + outcome.expiries_finished + outcome.orders_recovered
