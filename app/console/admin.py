@@ -36,24 +36,17 @@ from app.trading import sweeps
 
 router = APIRouter(prefix="/console/admin", include_in_schema=False)
 KEY_FIELDS = ("name", "scope", "owner", "marketplace")
-# How long the page waits for the workers' answers to its ping: all of it, every time.
+# How long the workers' fragment waits for their answers to its ping: all of it, every time.
 PING_TIMEOUT_S = 0.5
 
 
 @router.get("/health", response_class=HTMLResponse)
 async def health(request: Request, signed: AdminDep) -> Response:
+    """What this process reaches and the day's figures; the workers' part follows in a
+    fragment of its own (`health_workers`), so the page does not wait for their ping."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    failed, workers, depths = await asyncio.gather(
-        unreachable(runtime, settings),
-        runtime.jobs.workers_answering(PING_TIMEOUT_S),
-        runtime.jobs.queue_depths(QUEUES),
-    )
-    sweep = (
-        await sweeps.last(runtime.redis, settings.database_url)
-        if runtime.redis is not None
-        else None
-    )
+    failed = await unreachable(runtime, settings)
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     async with runtime.read_sessionmaker() as session:
         spend = await repository.llm_spend_by_provider(session, today)
@@ -81,6 +74,28 @@ async def health(request: Request, signed: AdminDep) -> Response:
         trades=trades,
         runs=runs,
         governor=governor,
+    )
+
+
+@router.get("/health/workers", response_class=HTMLResponse)
+async def health_workers(request: Request, signed: AdminDep) -> Response:
+    """The health page's workers, queues and beat: the workers that answer a ping within
+    PING_TIMEOUT_S, the queues' depths, the reconciler's last sweep."""
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    workers, depths = await asyncio.gather(
+        runtime.jobs.workers_answering(PING_TIMEOUT_S),
+        runtime.jobs.queue_depths(QUEUES),
+    )
+    sweep = (
+        await sweeps.last(runtime.redis, settings.database_url)
+        if runtime.redis is not None
+        else None
+    )
+    return page(
+        request,
+        "_health_workers.html",
+        signed,
         workers=workers,
         ping_timeout_s=PING_TIMEOUT_S,
         queues=QUEUES,
