@@ -1,26 +1,44 @@
 """Writing events: the one way a state change records what happened.
 
-An event is added to the caller's session, so it commits or rolls back with the change it
+An event joins the caller's transaction, so it commits or rolls back with the change it
 reports: an event exists if and only if its change committed. The caller's transaction owns
 the commit. `data` is stored JSON-safe in one spelling (decimals as plain strings, times as
 UTC `...Z`, keys sorted), so every reader renders the same bytes.
+
+The events a transaction records wait in its session as plain rows and are inserted by one
+multi-row INSERT as it commits, after its last flush: a tick's fills record tens of
+thousands of events, and an ORM object each (its instrumented construction, its unit-of-work
+bookkeeping) cost more than the fill itself.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.core.db import new_id, utcnow
 from app.events.doorbell import ring_after_commit
 from app.events.types import EventType
 from app.models import Event, Subscription, User
+
+_PENDING = "botmarket.events.pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event recorded in a transaction: written when that transaction commits."""
+
+    id: str
+    occurred_at: datetime
 
 
 def record(
@@ -33,26 +51,53 @@ def record(
     marketplace_id: str | None = None,
     subscription_id: str | None = None,
     bot_id: str | None = None,
-) -> Event:
-    """Add one event to the caller's transaction; it is written when that transaction flushes.
-
-    Not flushed here: a fan-out records many events, and the commit inserts them in one batch.
-    Once that commit is done, the live hubs are told to look (app/events/doorbell.py).
-    """
-    event = Event(
-        id=new_id(),
-        type=EventType(type).value,
-        occurred_at=utcnow(),
-        user_id=user_id,
-        principal=principal,
-        marketplace_id=marketplace_id,
-        subscription_id=subscription_id,
-        bot_id=bot_id,
-        data=json_safe(data),
+) -> Recorded:
+    """Have one event written with the caller's transaction; once that commits, the live
+    hubs are told to look (app/events/doorbell.py)."""
+    recorded = Recorded(new_id(), utcnow())
+    sync = session.sync_session
+    if sync.get_transaction() is None:
+        # Begun now, as a first statement would: a rollback before any then still ends a
+        # transaction, and drops what it recorded.
+        sync.begin()
+    sync.info.setdefault(_PENDING, []).append(
+        {
+            "id": recorded.id,
+            "type": EventType(type).value,
+            "occurred_at": recorded.occurred_at,
+            "user_id": user_id,
+            "principal": principal,
+            "marketplace_id": marketplace_id,
+            "subscription_id": subscription_id,
+            "bot_id": bot_id,
+            "data": json_safe(data),
+        }
     )
-    session.add(event)
     ring_after_commit(session)
-    return event
+    return recorded
+
+
+async def write_recorded(session: AsyncSession) -> None:
+    """Insert the events this transaction has recorded so far, before its commit would (for
+    a caller that must see them in the table while the transaction is still open)."""
+    await session.run_sync(_write_recorded)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_recorded(sync: Session) -> None:
+    rows = sync.info.pop(_PENDING, None)
+    if rows:
+        # What the events refer to (a renter made in this transaction) is written first.
+        sync.flush()
+        # On the connection, as a Core statement: the ORM's bulk path would look at each row.
+        sync.connection().execute(insert(Event), rows)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_recorded(sync: Session, transaction: SessionTransaction) -> None:
+    # A rollback of the whole transaction drops what it recorded; the next one starts empty.
+    if transaction.parent is None:
+        sync.info.pop(_PENDING, None)
 
 
 def record_for_renter(
@@ -63,7 +108,7 @@ def record_for_renter(
     *,
     subscription_id: str | None = None,
     bot_id: str | None = None,
-) -> Event:
+) -> Recorded:
     """An event addressed to a renter: read by the renter's marketplace, naming its principal."""
     return record(
         session,
@@ -79,10 +124,14 @@ def record_for_renter(
 
 async def record_for_subscription(
     session: AsyncSession, type: EventType, subscription: Subscription, data: Mapping[str, object]
-) -> Event:
+) -> Recorded:
     """An event about one subscription, addressed to its renter and bot."""
-    # From the identity map when the caller has loaded the renter (no query then).
-    user = await session.get(User, subscription.user_id)
+    # From the identity map when the caller has loaded the renter: looked up there directly,
+    # since `session.get` crosses into the sync session and back even for an object it holds,
+    # and a fan-out asks once per event.
+    user = session.identity_map.get(session.identity_key(User, subscription.user_id))
+    if user is None:
+        user = await session.get(User, subscription.user_id)
     assert user is not None, "a subscription's user is deleted with it"
     return record_for_renter(
         session, type, user, data, subscription_id=subscription.id, bot_id=subscription.bot_id

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Scope
@@ -231,9 +231,17 @@ async def test_purge_deletes_old_events_only(
     retention = timedelta(days=30)
     async with session_scope(sessionmaker) as session:
         await session.execute(Event.__table__.delete())
-        for age_days in (45, 31, 31, 29, 0):
-            event = record(session, EventType.decision_made, data={"age": age_days})
-            event.occurred_at = now - timedelta(days=age_days)
+        aged = {
+            record(session, EventType.decision_made, data={"age": days}).id: days
+            for days in (45, 31, 31, 29, 0)
+        }
+    async with session_scope(sessionmaker) as session:
+        for event_id, days in aged.items():
+            await session.execute(
+                update(Event)
+                .where(Event.id == event_id)
+                .values(occurred_at=now - timedelta(days=days))
+            )
     # Batches of two: the purge goes on until a batch comes back short.
     assert await feed.purge_older_than(sessionmaker, now, retention, batch=2) == 3
     async with sessionmaker() as session:

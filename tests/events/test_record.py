@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.db import session_scope
-from app.events.service import json_safe, record
+from app.core.db import new_id, session_scope
+from app.events.service import json_safe, record, record_for_renter, write_recorded
 from app.events.types import EventType
-from app.models import Event
+from app.models import Event, User
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +45,41 @@ async def test_an_event_rolls_back_with_its_change(
     with pytest.raises(RuntimeError):
         async with session_scope(sessionmaker) as session:
             record(session, EventType.trade_filled, data={"side": "BUY"})
-            await session.flush()  # written, then undone with the transaction
+            await write_recorded(session)  # written, then undone with the transaction
             raise RuntimeError("the change failed")
 
     async with sessionmaker() as session:
         assert (await session.scalars(select(Event.id))).all() == []
+
+
+async def test_a_rollback_before_anything_was_written_drops_what_was_recorded(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The session's next transaction starts with nothing recorded, even when the rolled-back
+    one never reached the database."""
+    async with sessionmaker() as session:
+        record(session, EventType.trade_filled, data={"n": 1})
+        await session.rollback()
+        kept = record(session, EventType.trade_filled, data={"n": 2})
+        await session.commit()
+
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Event.id))).all() == [kept.id]
+
+
+async def test_an_event_of_a_renter_made_in_its_transaction_is_written_after_the_renter(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Recorded before the renter's row was flushed: the commit writes the renter first (the
+    event's foreign key needs it)."""
+    async with session_scope(sessionmaker) as session:
+        renter = User(id=new_id(), kind="renter", principal="aaaaa-aa")
+        session.add(renter)
+        event = record_for_renter(session, EventType.subscription_created, renter, {})
+
+    async with sessionmaker() as session:
+        stored = await session.get(Event, event.id)
+    assert stored is not None and stored.user_id == renter.id
 
 
 def test_data_has_one_json_spelling() -> None:

@@ -18,7 +18,7 @@ from app.core.db import session_scope
 from app.core.reads import RowReader
 from app.core.settings import Settings
 from app.events import feed
-from app.events.service import record
+from app.events.service import record, write_recorded
 from app.events.types import EventType
 from app.models import Event, EventSequence
 from app.runtime import Runtime
@@ -65,7 +65,7 @@ async def test_an_event_committed_late_is_read_after_the_cursor(
         early = record(slow, EventType.trade_filled, data={"n": 1})
         if not settings.database_url.startswith("sqlite"):
             # Inserted, uncommitted (SQLite would hold its one write lock: B could not commit).
-            await slow.flush()
+            await write_recorded(slow)
         async with session_scope(sessionmaker) as fast:
             late = record(fast, EventType.trade_filled, data={"n": 2})
         assert early.occurred_at <= late.occurred_at  # a reader by insertion would skip it
@@ -95,7 +95,7 @@ async def test_concurrent_writers_never_make_a_reader_skip(
                         record(session, EventType.decision_made, data={"w": number, "n": n}).id
                         for n in range(rng.randint(1, 3))
                     ]
-                    await session.flush()
+                    await write_recorded(session)
                     # Held open a while: others that inserted later commit first.
                     await asyncio.sleep(pause)
                     if transaction % 4 == 3:

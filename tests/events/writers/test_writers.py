@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy import Engine, Insert, event, select, update
+from sqlalchemy.engine.default import DefaultExecutionContext
 
 from app.backtests.flows import BacktestFlows
 from app.events.types import EventType
@@ -51,15 +51,18 @@ def commit_fails(type: EventType) -> Iterator[None]:
     """Every transaction that writes an event of `type` fails right after writing it, as a
     database that goes away mid-transaction would make it."""
 
-    def fail(session: Session, _: UOWTransaction) -> None:
-        if any(isinstance(row, Event) and row.type == type.value for row in session.new):
-            raise DatabaseFailed(type.value)
+    def fail(*args: Any) -> None:
+        context: DefaultExecutionContext = args[4]
+        statement = context.compiled.statement if context.compiled else None
+        if isinstance(statement, Insert) and statement.table.name == Event.__tablename__:
+            if any(row["type"] == type.value for row in context.compiled_parameters):
+                raise DatabaseFailed(type.value)
 
-    event.listen(Session, "after_flush", fail)
+    event.listen(Engine, "after_cursor_execute", fail)
     try:
         yield
     finally:
-        event.remove(Session, "after_flush", fail)
+        event.remove(Engine, "after_cursor_execute", fail)
 
 
 async def fails(work: Awaitable[object]) -> None:
