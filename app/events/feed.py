@@ -28,7 +28,7 @@ from app.core.reads import RowReader, Rows
 from app.events import repository
 from app.events.repository import Value
 from app.events.schemas import EventOut, EventPage
-from app.events.types import DEVELOPER_TYPES, OWNER_NOTICES
+from app.events.types import DEVELOPER_TYPES, OWNER_NOTICES, EventType
 from app.models import Event
 from app.models.base import ID_LENGTH
 
@@ -293,10 +293,13 @@ def to_out(event: Event, *, anonymous: bool = False) -> EventOut:
 
 
 def out_of_row(row: Mapping[str, Any], anonymous: bool = False) -> EventOut:
-    """The envelope of an event's columns by name (a row of the feed's page)."""
-    return EventOut(
+    """The envelope of an event's columns by name (a row of the feed's page).
+
+    Built without validation: the columns are the outbox's own, written JSON-safe once
+    (app/events/service.py), and a feed page renders up to 200 of them a poll."""
+    return EventOut.model_construct(
         id=envelope_id(row["id"]),
-        type=row["type"],
+        type=EventType(row["type"]),
         occurred_at=row["occurred_at"],
         principal=None if anonymous else row["principal"],
         subscription_id=None if anonymous else row["subscription_id"],
