@@ -19,7 +19,8 @@ governor's budget, orders, trades, duplicates, per-order latency (the attempt's 
 trade's created_at, -> its last update, the fill; a batch of PAPER_BATCH paper orders start
 together and are filled in one transaction) p50/p99, that of testnet orders alone split at
 their marking as sent and at the exchange's execution, and each worker process's peak RSS
-(VmHWM). The last line printed is one JSON object with every figure, also written to
+(VmHWM), and the CPU seconds the workers and the database server used from the dispatch
+to the last trade. The last line printed is one JSON object with every figure, also written to
 bench/results/tick.json. The exit status is 1 when a size misses a target (TARGETS).
 
 Usage: python bench/tick.py [--sizes 100,1000,10000] [--workers 2] [--concurrency 2]
@@ -198,6 +199,27 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds these processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def database_pids() -> list[int]:
+    """The local MariaDB (or MySQL) server's process: its CPU is the tick's too."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and (entry / "comm").exists()
+        and (entry / "comm").read_text().strip() in {"mariadbd", "mysqld"}
+    ]
 
 
 # -- seeding ---------------------------------------------------------------------------------
@@ -493,6 +515,8 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
             time.sleep(close - time.time() + 0.05)
             started = datetime.fromtimestamp(close, UTC)
             clock = time.monotonic() - (time.time() - close)
+            worker_pids = [pid for proc in workers for pid in descendants(proc.pid)]
+            cpu_before = cpu_s(worker_pids), cpu_s(database_pids())
             producer.send_task("trading.dispatch")
             last_change, seen = clock, (-1, -1)
             while True:
@@ -515,6 +539,10 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
                     print(f"  {size}: no progress for {args.stall_s} s, stopping", file=sys.stderr)
                     break
             wall_s = time.monotonic() - clock
+            cpu = {
+                "workers": round(cpu_s(worker_pids) - cpu_before[0], 1),
+                "database": round(cpu_s(database_pids()) - cpu_before[1], 1),
+            }
             after = sandbox.stats()
             rss = {
                 f"worker{w}/{pid}": round(peak_rss_mb(pid), 1)
@@ -567,6 +595,9 @@ def run_size(size: int, args: argparse.Namespace, fakes: Any, workdir: Path) -> 
         "weight_per_minute_avg": round(total_weight / minutes),
         "budget_per_minute": BUDGET_PER_MINUTE,
         "exchange_limit_per_minute": EXCHANGE_LIMIT_PER_MINUTE,
+        # CPU seconds the tick took from the workers and the database server: the cost of a
+        # change to the writes, steadier than wall time on a machine doing other work too.
+        "cpu_s": cpu,
         "peak_rss_mb": rss,
         "peak_rss_mb_max": max(rss.values(), default=None),
     }
@@ -616,6 +647,10 @@ def table(results: list[dict[str, Any]]) -> str:
         row(
             "  slowest testnet order's legs, ms",
             lambda r: "/".join(str(round(ms)) for ms in r["testnet_legs_ms"]["slowest"][0]),
+        ),
+        row(
+            "CPU s: workers / database server",
+            lambda r: f"{r['cpu_s']['workers']}/{r['cpu_s']['database']}",
         ),
         row("peak RSS of a worker process, MB (< 500)", lambda r: r["peak_rss_mb_max"]),
     ]
