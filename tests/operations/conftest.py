@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from tests.conftest import unavailable
 from tests.helpers import ROOT
@@ -34,3 +35,8 @@ def promtool() -> str:
     if found is None:
         unavailable("promtool is missing (apt-get install -y --no-install-recommends prometheus)")
     return found
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric's value in this process (0 before its first sample)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
