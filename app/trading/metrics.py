@@ -6,12 +6,7 @@ that the worker's one listener sums (workers/metrics.py). The API keeps a regist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import Counter, Histogram
-
-if TYPE_CHECKING:
-    from app.trading.flows import Reconciled
 
 DECISIONS = Counter("botmarket_decisions", "Decisions made, by action", ["action"])
 VOTES = Counter(
@@ -55,9 +50,9 @@ UNRESOLVED = Counter(
 )
 
 
-def count_sweep(outcome: Reconciled, unresolved: int) -> None:
+def count_sweep(attempts: int, expiries: int, orders: int, unresolved: int) -> None:
     SWEEPS.inc()
-    SWEPT.labels("attempts").inc(outcome.attempts_resolved)
-    SWEPT.labels("expiries").inc(outcome.expiries_finished)
-    SWEPT.labels("orders").inc(outcome.orders_recovered)
+    SWEPT.labels("attempts").inc(attempts)
+    SWEPT.labels("expiries").inc(expiries)
+    SWEPT.labels("orders").inc(orders)
     UNRESOLVED.inc(unresolved)
