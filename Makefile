@@ -11,7 +11,7 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 	--no-emit-index-url --no-emit-find-links
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit run test lint migrate bench clean chromium
+.PHONY: help install lock audit run test lint migrate bench clean chromium promtool
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,7 +54,15 @@ chromium:
 		{ apt-get update && apt-get install -y chromium; } || \
 		echo "chromium is not installed: the console's browser tests will skip (fail under CI)"
 
-test: lint chromium ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
+# The alert rules' checks and unit tests (deploy/prometheus) run Debian's promtool, of its
+# prometheus package (without the recommended extras; nothing of it is left running). Where apt
+# cannot install it the alert tests skip, and fail under CI.
+promtool:
+	@command -v promtool >/dev/null || apt-get install -y --no-install-recommends prometheus || \
+		{ apt-get update && apt-get install -y --no-install-recommends prometheus; } || \
+		echo "promtool is not installed: the alert rule tests will skip (fail under CI)"
+
+test: lint chromium promtool ## lint, then the whole test suite with branch coverage (reports in var/coverage/; MariaDB/Redis tests skip when absent, fail under CI)
 	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-report=html
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL

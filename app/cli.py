@@ -146,7 +146,11 @@ def rotate_keys() -> None:
 
 def celery(command: str, extra: list[str]) -> None:
     """Become the Celery program; app/ names the workers package but never imports it."""
-    if command == "worker" and get_settings().worker_metrics_port:
+    # A directory named without a listener (`botmarket run` names one) must exist too: an
+    # unlabelled metric writes its file there as soon as its module is imported.
+    if command == "worker" and (
+        get_settings().worker_metrics_port or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    ):
         _prepare_metrics_dir()
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", command, *extra]
     if "--loglevel" not in extra and "-l" not in extra:

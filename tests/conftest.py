@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -65,13 +66,17 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_service(name: str, host: str, port: int) -> None:
-    if _reachable(host, port):
-        return
-    message = f"{name} is not running on {host}:{port}"
+def unavailable(message: str) -> NoReturn:
+    """Skip the test for want of something this machine lacks, or fail it where CI or
+    REQUIRE_SERVICES=1 requires everything."""
     if SERVICES_REQUIRED:
         pytest.fail(f"{message}, and CI or REQUIRE_SERVICES=1 requires it")
     pytest.skip(message)
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if not _reachable(host, port):
+        unavailable(f"{name} is not running on {host}:{port}")
 
 
 @contextlib.contextmanager

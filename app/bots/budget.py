@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bots import metrics
 from app.events import repository as events
 from app.events.service import record
 from app.events.types import EventType
@@ -165,6 +166,7 @@ async def record_exhausted(session: AsyncSession, bot_id: str, decision: Decisio
     caller holds `lock`, so two of the bot's decisions cannot both find it untold."""
     day = decision.candle_open_at.date().isoformat()
     if not await events.exhausted_recorded(session, bot_id, day):
+        metrics.BUDGET_EXHAUSTED.inc()
         record(
             session,
             EventType.budget_exhausted,

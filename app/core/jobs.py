@@ -78,16 +78,7 @@ class JobQueue:
         return await asyncio.to_thread(self._depths, queues)
 
     def _depths(self, queues: tuple[str, ...]) -> dict[str, int]:
-        depths: dict[str, int] = {}
-        with self._producer.connection_for_read() as connection:
-            channel = connection.default_channel
-            for queue in queues:
-                try:
-                    # Passive: reads the lengths of the queue's lists, every priority's.
-                    depths[queue] = channel.queue_declare(queue, passive=True).message_count
-                except ChannelError:  # Redis keeps no empty list: an empty queue is absent
-                    depths[queue] = 0
-        return depths
+        return queue_depths(self._producer, queues)
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -105,6 +96,21 @@ class JobQueue:
                 self._producer.send_task(name, kwargs=kwargs)
             except Exception:  # the schedule catches up; a request must not fail over it
                 log.warning("could not send job", extra={"job": name}, exc_info=True)
+
+
+def queue_depths(app: Celery, queues: tuple[str, ...]) -> dict[str, int]:
+    """The messages waiting in each of the broker's `queues`; blocking. Meant for Redis, where
+    a queue's depth is the length of its lists."""
+    depths: dict[str, int] = {}
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            try:
+                # Passive: reads the lengths of the queue's lists, every priority's.
+                depths[queue] = channel.queue_declare(queue, passive=True).message_count
+            except ChannelError:  # Redis keeps no empty list: an empty queue is absent
+                depths[queue] = 0
+    return depths
 
 
 def _drop(sync: Session) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from app.core.migrations import head_revision
 
 
 class ApiMetrics:
@@ -31,6 +35,21 @@ class ApiMetrics:
             "Live event streams dropped for falling more than STREAM_QUEUE_SIZE events behind",
             registry=self.registry,
         )
+
+        # What runs since when: a deploy (or restart) and a migration show as changes of these.
+        self.build = Gauge(
+            "botmarket_build_info",
+            "The running code: its version and the schema revision its migrations lead to",
+            ["version", "schema_revision"],
+            registry=self.registry,
+        )
+        self.build.labels(version("botmarket"), head_revision()).set(1)
+        self.started = Gauge(
+            "botmarket_started_timestamp_seconds",
+            "Unix time at which this API process started serving",
+            registry=self.registry,
+        )
+        self.started.set_to_current_time()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,16 @@ def alembic_config(database_url: str | None = None) -> Config:
     if database_url:
         config.set_main_option("sqlalchemy.url", database_url)
     return config
+
+
+@cache
+def head_revision() -> str:
+    """The revision this code's migrations lead to: what `botmarket migrate` leaves."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the migrations have no head"
+    return head
 
 
 def migrate(database_url: str | None = None, revision: str = "head") -> None:

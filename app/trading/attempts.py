@@ -265,6 +265,8 @@ def audit(session: AsyncSession, trade: Trade, action: str) -> None:
 
 
 def stale(send_before: datetime | None) -> str:
+    """The reason of a stale refusal; every one is made with it, so it is counted here."""
+    metrics.STALE_REFUSALS.inc()
     return f"stale: this decision's orders had to be sent before {send_before}; nothing was sent"
 
 

@@ -338,7 +338,7 @@ class DecisionMaker:
                     await budget.record_exhausted(session, bot_id, decision)
         except IntegrityError:
             return await self._stored_elsewhere(decision, claim)
-        _log_and_count(decision, round_.results)
+        _log_and_count(decision, round_.results, bot_id)
         return decision
 
     async def _stored_elsewhere(self, decision: Decision, claim: Claim) -> Decision:
@@ -403,7 +403,9 @@ def _vote_rows(decision_id: str, round_: _Round) -> list[LlmVote]:
     ]
 
 
-def _log_and_count(decision: Decision, results: list[tuple[Decimal, VoteResult]]) -> None:
+def _log_and_count(
+    decision: Decision, results: list[tuple[Decimal, VoteResult]], bot_id: str
+) -> None:
     log.info(
         "decision",
         extra={
@@ -416,4 +418,4 @@ def _log_and_count(decision: Decision, results: list[tuple[Decimal, VoteResult]]
     for _, r in results:
         metrics.VOTES.labels(r.provider, "vote" if r.vote else "abstain").inc()
         metrics.LLM_LATENCY.labels(r.provider).observe(r.latency_ms / 1000)
-        metrics.LLM_COST.labels(r.provider).inc(float(r.cost_usd))
+        metrics.LLM_COST.labels(r.provider, bot_id).inc(float(r.cost_usd))

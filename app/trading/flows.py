@@ -465,6 +465,7 @@ class TradingFlows:
                 if await self._survive(self.execute(decision.id, chunk), decision_id=decision.id):
                     placed += len(chunk)
         outcome = Reconciled(resolved, len(expired), placed)
+        metrics.count_sweep(resolved, len(expired), placed, len(trade_ids) - resolved)
         if outcome != Reconciled(0, 0, 0):
             log.info("reconciled", extra=vars(outcome))
         return outcome

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.crypto import Keyring
 from app.core.db import new_id, session_scope, utcnow
 from app.core.settings import Settings
-from app.webhooks import repository, service
+from app.webhooks import metrics, repository, service
 from app.webhooks.service import Outbound, Outcome
 from app.webhooks.targets import TargetPolicy
 
@@ -181,4 +181,4 @@ class WebhookFlows:
         except (httpx.HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
         duration_ms = round((time.monotonic() - started) * 1000)
-        return Outcome(attempted_at, duration_ms, status_code, error)
+        return metrics.counted(Outcome(attempted_at, duration_ms, status_code, error))

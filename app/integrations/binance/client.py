@@ -21,6 +21,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from app.integrations.binance import metrics
 from app.integrations.binance.clock import ExchangeClock
 from app.integrations.binance.errors import (
     OrderNotFound,
@@ -130,6 +131,7 @@ class BinanceClient:
             error = translate(exc)
             await self._observe(getattr(getattr(exc, "response", None), "headers", None))
             if isinstance(error, RateLimited):
+                metrics.BANS.inc()
                 await self._governor.block_for(error.retry_after_s)
             if error.code == -1021:
                 await self._clock.refused(offset, self._server_time_ms)
@@ -140,6 +142,7 @@ class BinanceClient:
     async def _observe(self, headers: Any) -> None:
         used = headers.get("X-MBX-USED-WEIGHT-1M") if headers is not None else None
         if used is not None and str(used).isdigit():
+            metrics.USED_WEIGHT.set(int(used))
             await self._governor.observe_used_weight(int(used))
 
     async def _server_time_ms(self) -> int:
