@@ -19,8 +19,7 @@ from app.market_streams.prices import PriceBook
 from app.models import Position, Trade
 from app.trading.flows import TradingFlows
 from app.trading.risk import ExitLevels
-from tests.market_streams.conftest import stream_url, streaming, until
-from tests.sandbox_server import SandboxServer
+from tests.market_streams.conftest import StartStream, streaming, until
 from tests.trading.conftest import Queue, count, decision, make_bot, subscribe
 
 D = Decimal
@@ -106,32 +105,19 @@ async def test_a_streamed_price_through_a_stop_exits_once(
 
 
 async def test_a_trailing_stop_follows_the_streamed_high(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    flows: tuple[TradingFlows, Queue],
-    developer_key: str,
-    marketplace_key: str,
-    stream_settings: Settings,
-    prices: PriceBook,
-    lease: Lease,
-    own_sandbox: SandboxServer,
+    app: FastAPI, flows: tuple[TradingFlows, Queue], own_stream: StartStream
 ) -> None:
     trading, _ = flows
-    settings = stream_settings.model_copy(update={"binance_stream_url": stream_url(own_sandbox)})
-    bot = await make_bot(client, developer_key)
-    sub = await subscribe(client, marketplace_key, bot, risk={"trailing_stop_pct": "3"})
-    await trading.execute(await decision(app, sub, "BUY"), [sub])
-    queue = Queue()
-    async with streaming(app, settings, queue, prices, lease) as streams:
-        await until(lambda: price_stream("BTCUSDT") in streams.pool.subscribed)
+    async with own_stream(risk={"trailing_stop_pct": "3"}) as own:
+        sub = own.sub
         jump = {"symbol": "BTCUSDT", "percent": "5"}
-        high = Decimal(own_sandbox.admin("POST", "/sandbox/market/jump", json=jump).json()["price"])
+        high = Decimal(own.sandbox.admin("POST", "/sandbox/market/jump", json=jump).json()["price"])
         await until(lambda: _peak(app, sub, at_least=high * Decimal("0.99")))  # the streamed high
-        assert queue.named("trading.exit") == []
+        assert own.queue.named("trading.exit") == []
         # Back down 5%: below the high's trailing level (97% of it), above the entry's.
-        own_sandbox.admin("POST", "/sandbox/market/jump", json={**jump, "percent": "-5"})
-        await until(lambda: bool(queue.named("trading.exit")))
-    for job in queue.named("trading.exit"):
+        own.jump("-5")
+        await until(lambda: bool(own.queue.named("trading.exit")))
+    for job in own.queue.named("trading.exit"):
         await trading.exit(job["subscription_id"])
     (sold,) = [t for t in await trades_of(app, sub) if t.side == "SELL"]
     assert sold.status == "filled" and (sold.reason or "").startswith("trailing stop 3%")
