@@ -7,16 +7,19 @@ price book), seeds in bulk one bot and --positions renters' active subscriptions
 and starts a Binance-shaped market-stream server of its own in a child process (the sandbox
 serves four symbols at one update a second; this one sends every subscribed bookTicker
 stream --rate times a second, answering SUBSCRIBE as Binance does). The stream flows then
-run in this process as `botmarket stream` runs them: the lease held, the stream set and the
-exit index reread from the database every `STREAM_REFRESH_S`, prices flushed to Redis, exit
-jobs handed to a recording queue instead of the broker. After a warm-up (every stream
-subscribed and speaking), every --cross-every seconds the server sends one symbol's price
-through its positions' stops, once.
+run in this process as `botmarket stream` runs them: the lease held, the stream set reread
+from the database every `STREAM_REFRESH_S`, the exit index read once and kept current from
+the position events, prices flushed to Redis, exit jobs handed to a recording queue instead
+of the broker. After a warm-up (every stream subscribed and speaking, the index read),
+every --cross-every seconds the server sends one symbol's price through its positions'
+stops, once; halfway through, the index is read whole again, as its safety reread does
+every `EXIT_RELOAD_S` (before, every refresh reread it on the loop: the p99's cause).
 
-Reported: messages sent a second, one refresh's time (the stream set and the exit index
-reread), the process's CPU share of one core and peak RSS
-(VmHWM) over the measured window, and per crossing position the time from the server's send
-of the crossing price to the exit job's send (p50/p99/max). Not measured here (see
+Reported: messages sent a second, one refresh's time (the stream set reread), the index's
+full read (in the window, beside the prices), the process's CPU share of one core and peak
+RSS (VmHWM) over the measured window, the event loop's lag (how late a 10-ms timer fires:
+p99/max, what a price waits behind), and per crossing position the time from the server's
+send of the crossing price to the exit job's send (p50/p99/max). Not measured here (see
 docs/performance.md): candle close to decision start, fills, REST weight, and the polling
 path's walk on the same positions. The last line is one JSON object with every figure, also
 written to bench/results/stream.json.
@@ -202,6 +205,14 @@ async def seed(database_url: str, symbols: list[str], positions: int) -> dict[st
 # -- measuring -------------------------------------------------------------------------------
 
 
+async def sample_loop_lag(lags_ms: list[float], every_s: float = 0.01) -> None:
+    """How late a timer of `every_s` fires, again and again: the loop held by other work."""
+    while True:
+        at = time.monotonic()
+        await asyncio.sleep(every_s)
+        lags_ms.append((time.monotonic() - at - every_s) * 1000)
+
+
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -238,16 +249,26 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         while len(flows.pool.subscribed) < wanted:
             assert time.monotonic() - warm_from < 120, "the streams were not subscribed in 2 min"
             await asyncio.sleep(0.5)
-        await asyncio.sleep(3)  # every stream speaking, the index built
+        while len(flows.exits) < args.positions:
+            assert time.monotonic() - warm_from < 120, "the exit index was not read in 2 min"
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # every stream speaking
         refresh_ms = []
         for _ in range(3):  # one refresh's time, beside the process's own
             refresh_from = time.monotonic()
             await flows.refresh()
             refresh_ms.append((time.monotonic() - refresh_from) * 1000)
+        lags_ms: list[float] = []
+        sampling = asyncio.create_task(sample_loop_lag(lags_ms))
         start.set()
         cpu_from, wall_from = cpu_s(), time.monotonic()
-        await asyncio.sleep(args.seconds)
+        await asyncio.sleep(args.seconds / 2)
+        load_from = time.monotonic()
+        await flows.load_exits()
+        load_ms = (time.monotonic() - load_from) * 1000
+        await asyncio.sleep(max(0.0, args.seconds - (time.monotonic() - wall_from)))
         cpu, wall = cpu_s() - cpu_from, time.monotonic() - wall_from
+        sampling.cancel()
         await asyncio.sleep(1)  # the last crossing's jobs
     finally:
         running.cancel()
@@ -280,6 +301,11 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         "cpu_share_of_one_core": round(cpu / wall, 3),
         "peak_rss_mb": round(peak_rss_mb(os.getpid()), 1),
         "refresh_ms_median": round(sorted(refresh_ms)[1], 1),
+        "index_full_read_ms": round(load_ms, 1),
+        "loop_lag_ms": {
+            "p99": round(percentile(lags_ms, 0.99), 1),
+            "max": round(max(lags_ms), 1),
+        },
         "crossings": len(crossings),
         "exits_expected": expected,
         "exits_sent": len(latencies),
@@ -314,6 +340,8 @@ def main() -> None:
         f"{result['symbols']} symbols, {result['positions']} positions: "
         f"{result['messages_per_s']} messages/s, CPU {result['cpu_share_of_one_core']:.0%} "
         f"of a core, RSS {result['peak_rss_mb']} MB, a refresh {result['refresh_ms_median']} ms, "
+        f"the index read whole {result['index_full_read_ms']} ms, "
+        f"loop lag {result['loop_lag_ms']} ms, "
         f"crossing to exit send "
         f"{result['crossing_to_exit_send_ms']} ({result['exits_sent']} of "
         f"{result['exits_expected']} exits)"

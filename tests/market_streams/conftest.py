@@ -27,6 +27,7 @@ from tests.sandbox_server import SandboxServer, serve_sandbox
 from tests.trading.conftest import (  # noqa: F401 - the trading tests' fixtures, used here too
     Queue,
     clock,
+    count,
     decision,
     flows,
     make_bot,
@@ -79,6 +80,14 @@ async def streaming(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def sold(app: FastAPI, *subs: str) -> bool:
+    """Each of `subs` has an exit's sale filled."""
+    for sub in subs:
+        if not await count(app, Trade, subscription_id=sub, side="SELL", status="filled"):
+            return False
+    return True
 
 
 async def until(check: Callable[[], bool | Awaitable[bool]], within_s: float = 10.0) -> None:
