@@ -140,6 +140,20 @@ async def _market(port: int, rate: float, cross_every: float, start: Any, done: 
         done.send((crossings, updates - counted, time.monotonic() - since))
 
 
+class ArrivalsNoted(MarketStreamFlows):
+    """The stream flows, noting when each symbol's crossing price reaches them: the time from
+    the server's send to the exit job's splits into the delivery and the flows' own work."""
+
+    def __init__(self, *args: Any) -> None:
+        self.arrivals: dict[str, float] = {}
+        super().__init__(*args)
+
+    def on_data(self, stream: str, data: object) -> None:
+        if isinstance(data, dict) and data.get("b") == CROSSING_PRICE:
+            self.arrivals.setdefault(data["s"], time.time())
+        super().on_data(stream, data)
+
+
 # -- seeding ---------------------------------------------------------------------------------
 
 
@@ -240,7 +254,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
 
     lease = Lease(sessionmaker, "bench", settings.stream_lease_s)
     assert await lease.acquire()
-    flows = MarketStreamFlows(sessionmaker, settings, enqueue, RedisPriceBook(redis), lease)
+    flows = ArrivalsNoted(sessionmaker, settings, enqueue, RedisPriceBook(redis), lease)
     running = asyncio.create_task(flows.run())
     renewing = asyncio.create_task(_renew(lease, settings.stream_lease_s / 3))
     try:
@@ -282,13 +296,15 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         await redis.aclose()
         await engine.dispose()
     crossed_at = dict(crossings)
-    latencies = []
+    latencies, handled = [], []
     seen: set[str] = set()
     for at, sub_id in sent:
         symbol = sub_symbols[sub_id]
         if symbol in crossed_at and sub_id not in seen and at >= crossed_at[symbol]:
             seen.add(sub_id)
             latencies.append((at - crossed_at[symbol]) * 1000)
+            handled.append((at - flows.arrivals[symbol]) * 1000)
+    delivered = [(flows.arrivals[s] - at) * 1000 for s, at in crossings if s in flows.arrivals]
     expected = sum(1 for s in sub_symbols.values() if s in crossed_at)
     return {
         "bench": "stream",
@@ -309,11 +325,19 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         "crossings": len(crossings),
         "exits_expected": expected,
         "exits_sent": len(latencies),
-        "crossing_to_exit_send_ms": {
-            "p50": round(percentile(latencies, 0.5), 1) if latencies else None,
-            "p99": round(percentile(latencies, 0.99), 1) if latencies else None,
-            "max": round(max(latencies), 1) if latencies else None,
-        },
+        "crossing_to_exit_send_ms": _spread(latencies),
+        # The two parts of it: the server's send to the price's arrival in the flows (per
+        # crossing), and the arrival to the exit job's send (per position).
+        "crossing_to_arrival_ms": _spread(delivered),
+        "arrival_to_exit_send_ms": _spread(handled),
+    }
+
+
+def _spread(values_ms: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": round(percentile(values_ms, 0.5), 1) if values_ms else None,
+        "p99": round(percentile(values_ms, 0.99), 1) if values_ms else None,
+        "max": round(max(values_ms), 1) if values_ms else None,
     }
 
 
@@ -343,7 +367,8 @@ def main() -> None:
         f"the index read whole {result['index_full_read_ms']} ms, "
         f"loop lag {result['loop_lag_ms']} ms, "
         f"crossing to exit send "
-        f"{result['crossing_to_exit_send_ms']} ({result['exits_sent']} of "
+        f"{result['crossing_to_exit_send_ms']} (arrival {result['crossing_to_arrival_ms']}, "
+        f"arrival to send {result['arrival_to_exit_send_ms']}; {result['exits_sent']} of "
         f"{result['exits_expected']} exits)"
     )
     RESULTS.write_text(json.dumps(result, sort_keys=True) + "\n")
