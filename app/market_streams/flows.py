@@ -262,17 +262,18 @@ class MarketStreamFlows:
         while True:
             # Cleared before the read: a ring during it makes another read.
             self._rung.clear()
+            wait_s = self._events_poll_s
             try:
                 if self.events_seen is None or time.monotonic() - loaded_at >= EXIT_RELOAD_S:
                     await self.load_exits()
                     loaded_at = time.monotonic()
                 else:
                     await self.follow_events()
+                if self._reread_at:  # the crossed positions left are due later
+                    next_due = min(self._reread_at.values()) - time.monotonic()
+                    wait_s = min(wait_s, max(0.0, next_due))
             except Exception:  # the database away for a moment: the next turn reads again
                 log.warning("could not follow the open positions", exc_info=True)
-            wait_s = self._events_poll_s
-            if self._reread_at:
-                wait_s = min(wait_s, max(0.0, min(self._reread_at.values()) - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rung.wait(), wait_s)
 
