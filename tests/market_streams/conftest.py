@@ -69,10 +69,17 @@ async def lease(app: FastAPI) -> Lease:
 
 @contextlib.asynccontextmanager
 async def streaming(
-    app: FastAPI, settings: Settings, queue: Queue, book: PriceBook, held: Lease
+    app: FastAPI,
+    settings: Settings,
+    queue: Queue,
+    book: PriceBook,
+    held: Lease,
+    events_rung: asyncio.Event | None = None,
 ) -> AsyncIterator[MarketStreamFlows]:
     """The stream flows running on this loop until the block ends."""
-    streams = MarketStreamFlows(app.state.runtime.sessionmaker, settings, queue, book, held)
+    streams = MarketStreamFlows(
+        app.state.runtime.sessionmaker, settings, queue, book, held, events_rung
+    )
     running = asyncio.create_task(streams.run())
     try:
         yield streams

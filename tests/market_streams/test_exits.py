@@ -11,15 +11,21 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.core.redis_clients import open_redis
+from app.core.settings import Settings
+from app.events.doorbell import Doorbell
 from app.market_streams.exits import ExitIndex, HeldPosition
+from app.market_streams.lease import Lease
+from app.market_streams.prices import PriceBook
 from app.models import Position, Trade
 from app.trading.flows import TradingFlows
 from app.trading.risk import ExitLevels
-from tests.market_streams.conftest import StartStream, sold, until
-from tests.trading.conftest import Queue, count, decision, subscribe
+from tests.market_streams.conftest import StartStream, sold, streaming, until
+from tests.trading.conftest import Queue, count, decision, make_bot, subscribe
 
 D = Decimal
 
@@ -184,6 +190,40 @@ async def test_the_index_follows_positions_opened_and_closed_while_it_streams(
     assert {job["subscription_id"] for job in own.queue.named("trading.exit")} == {own.sub, kept}
     for sub in (own.sub, kept, closed):
         assert await count(app, Trade, subscription_id=sub, side="SELL", status="filled") == 1
+
+
+async def test_the_events_doorbell_wakes_the_index(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    developer_key: str,
+    marketplace_key: str,
+    flows: tuple[TradingFlows, Queue],
+    settings: Settings,
+    stream_settings: Settings,
+    prices: PriceBook,
+    lease: Lease,
+) -> None:
+    if settings.redis_url is None:
+        pytest.skip("without Redis a commit rings its own process's doorbell only")
+    trading, _ = flows
+    sub = await subscribe(
+        client, marketplace_key, await make_bot(client, developer_key), risk={"stop_loss_pct": "5"}
+    )
+    # The outbox's own timer is far off: only the ring of the buy's commit can wake the index.
+    unpolled = stream_settings.model_copy(update={"stream_safety_poll_s": 600})
+    doorbell, redis = Doorbell(settings), open_redis(settings)
+    listening = asyncio.create_task(doorbell.listen(redis))
+    try:
+        async with streaming(app, unpolled, Queue(), prices, lease, doorbell.rung) as streams:
+            await until(lambda: streams.events_seen is not None)
+            await trading.execute(await decision(app, sub, "BUY"), [sub])
+            await until(lambda: sub in streams.exits)
+    finally:
+        doorbell.stop()
+        await listening
+        doorbell.close()
+        assert redis is not None
+        await redis.aclose()
 
 
 async def _peak(app: FastAPI, sub: str, at_least: Decimal) -> bool:
