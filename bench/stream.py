@@ -7,16 +7,19 @@ price book), seeds in bulk one bot and --positions renters' active subscriptions
 and starts a Binance-shaped market-stream server of its own in a child process (the sandbox
 serves four symbols at one update a second; this one sends every subscribed bookTicker
 stream --rate times a second, answering SUBSCRIBE as Binance does). The stream flows then
-run in this process as `botmarket stream` runs them: the lease held, the stream set and the
-exit index reread from the database every `STREAM_REFRESH_S`, prices flushed to Redis, exit
-jobs handed to a recording queue instead of the broker. After a warm-up (every stream
-subscribed and speaking), every --cross-every seconds the server sends one symbol's price
-through its positions' stops, once.
+run in this process as `botmarket stream` runs them: the lease held, the stream set reread
+from the database every `STREAM_REFRESH_S`, the exit index read once and kept current from
+the position events, prices flushed to Redis, exit jobs handed to a recording queue instead
+of the broker. After a warm-up (every stream subscribed and speaking, the index read),
+every --cross-every seconds the server sends one symbol's price through its positions'
+stops, once; halfway through, the index is read whole again, as its safety reread does
+every `EXIT_RELOAD_S` (before, every refresh reread it on the loop: the p99's cause).
 
-Reported: messages sent a second, one refresh's time (the stream set and the exit index
-reread), the process's CPU share of one core and peak RSS
-(VmHWM) over the measured window, and per crossing position the time from the server's send
-of the crossing price to the exit job's send (p50/p99/max). Not measured here (see
+Reported: messages sent a second, one refresh's time (the stream set reread), the index's
+full read (in the window, beside the prices), the process's CPU share of one core and peak
+RSS (VmHWM) over the measured window, the event loop's lag (how late a 10-ms timer fires:
+p99/max, what a price waits behind), and per crossing position the time from the server's
+send of the crossing price to the exit job's send (p50/p99/max). Not measured here (see
 docs/performance.md): candle close to decision start, fills, REST weight, and the polling
 path's walk on the same positions. The last line is one JSON object with every figure, also
 written to bench/results/stream.json.
@@ -137,6 +140,20 @@ async def _market(port: int, rate: float, cross_every: float, start: Any, done: 
         done.send((crossings, updates - counted, time.monotonic() - since))
 
 
+class ArrivalsNoted(MarketStreamFlows):
+    """The stream flows, noting when each symbol's crossing price reaches them: the time from
+    the server's send to the exit job's splits into the delivery and the flows' own work."""
+
+    def __init__(self, *args: Any) -> None:
+        self.arrivals: dict[str, float] = {}
+        super().__init__(*args)
+
+    def on_data(self, stream: str, data: object) -> None:
+        if isinstance(data, dict) and data.get("b") == CROSSING_PRICE:
+            self.arrivals.setdefault(data["s"], time.time())
+        super().on_data(stream, data)
+
+
 # -- seeding ---------------------------------------------------------------------------------
 
 
@@ -202,6 +219,14 @@ async def seed(database_url: str, symbols: list[str], positions: int) -> dict[st
 # -- measuring -------------------------------------------------------------------------------
 
 
+async def sample_loop_lag(lags_ms: list[float], every_s: float = 0.01) -> None:
+    """How late a timer of `every_s` fires, again and again: the loop held by other work."""
+    while True:
+        at = time.monotonic()
+        await asyncio.sleep(every_s)
+        lags_ms.append((time.monotonic() - at - every_s) * 1000)
+
+
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -229,7 +254,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
 
     lease = Lease(sessionmaker, "bench", settings.stream_lease_s)
     assert await lease.acquire()
-    flows = MarketStreamFlows(sessionmaker, settings, enqueue, RedisPriceBook(redis), lease)
+    flows = ArrivalsNoted(sessionmaker, settings, enqueue, RedisPriceBook(redis), lease)
     running = asyncio.create_task(flows.run())
     renewing = asyncio.create_task(_renew(lease, settings.stream_lease_s / 3))
     try:
@@ -238,16 +263,26 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         while len(flows.pool.subscribed) < wanted:
             assert time.monotonic() - warm_from < 120, "the streams were not subscribed in 2 min"
             await asyncio.sleep(0.5)
-        await asyncio.sleep(3)  # every stream speaking, the index built
+        while len(flows.exits) < args.positions:
+            assert time.monotonic() - warm_from < 120, "the exit index was not read in 2 min"
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # every stream speaking
         refresh_ms = []
         for _ in range(3):  # one refresh's time, beside the process's own
             refresh_from = time.monotonic()
             await flows.refresh()
             refresh_ms.append((time.monotonic() - refresh_from) * 1000)
+        lags_ms: list[float] = []
+        sampling = asyncio.create_task(sample_loop_lag(lags_ms))
         start.set()
         cpu_from, wall_from = cpu_s(), time.monotonic()
-        await asyncio.sleep(args.seconds)
+        await asyncio.sleep(args.seconds / 2)
+        load_from = time.monotonic()
+        await flows.load_exits()
+        load_ms = (time.monotonic() - load_from) * 1000
+        await asyncio.sleep(max(0.0, args.seconds - (time.monotonic() - wall_from)))
         cpu, wall = cpu_s() - cpu_from, time.monotonic() - wall_from
+        sampling.cancel()
         await asyncio.sleep(1)  # the last crossing's jobs
     finally:
         running.cancel()
@@ -261,13 +296,15 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         await redis.aclose()
         await engine.dispose()
     crossed_at = dict(crossings)
-    latencies = []
+    latencies, handled = [], []
     seen: set[str] = set()
     for at, sub_id in sent:
         symbol = sub_symbols[sub_id]
         if symbol in crossed_at and sub_id not in seen and at >= crossed_at[symbol]:
             seen.add(sub_id)
             latencies.append((at - crossed_at[symbol]) * 1000)
+            handled.append((at - flows.arrivals[symbol]) * 1000)
+    delivered = [(flows.arrivals[s] - at) * 1000 for s, at in crossings if s in flows.arrivals]
     expected = sum(1 for s in sub_symbols.values() if s in crossed_at)
     return {
         "bench": "stream",
@@ -280,14 +317,27 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         "cpu_share_of_one_core": round(cpu / wall, 3),
         "peak_rss_mb": round(peak_rss_mb(os.getpid()), 1),
         "refresh_ms_median": round(sorted(refresh_ms)[1], 1),
+        "index_full_read_ms": round(load_ms, 1),
+        "loop_lag_ms": {
+            "p99": round(percentile(lags_ms, 0.99), 1),
+            "max": round(max(lags_ms), 1),
+        },
         "crossings": len(crossings),
         "exits_expected": expected,
         "exits_sent": len(latencies),
-        "crossing_to_exit_send_ms": {
-            "p50": round(percentile(latencies, 0.5), 1) if latencies else None,
-            "p99": round(percentile(latencies, 0.99), 1) if latencies else None,
-            "max": round(max(latencies), 1) if latencies else None,
-        },
+        "crossing_to_exit_send_ms": _spread(latencies),
+        # The two parts of it: the server's send to the price's arrival in the flows (per
+        # crossing), and the arrival to the exit job's send (per position).
+        "crossing_to_arrival_ms": _spread(delivered),
+        "arrival_to_exit_send_ms": _spread(handled),
+    }
+
+
+def _spread(values_ms: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": round(percentile(values_ms, 0.5), 1) if values_ms else None,
+        "p99": round(percentile(values_ms, 0.99), 1) if values_ms else None,
+        "max": round(max(values_ms), 1) if values_ms else None,
     }
 
 
@@ -314,8 +364,11 @@ def main() -> None:
         f"{result['symbols']} symbols, {result['positions']} positions: "
         f"{result['messages_per_s']} messages/s, CPU {result['cpu_share_of_one_core']:.0%} "
         f"of a core, RSS {result['peak_rss_mb']} MB, a refresh {result['refresh_ms_median']} ms, "
+        f"the index read whole {result['index_full_read_ms']} ms, "
+        f"loop lag {result['loop_lag_ms']} ms, "
         f"crossing to exit send "
-        f"{result['crossing_to_exit_send_ms']} ({result['exits_sent']} of "
+        f"{result['crossing_to_exit_send_ms']} (arrival {result['crossing_to_arrival_ms']}, "
+        f"arrival to send {result['arrival_to_exit_send_ms']}; {result['exits_sent']} of "
         f"{result['exits_expected']} exits)"
     )
     RESULTS.write_text(json.dumps(result, sort_keys=True) + "\n")

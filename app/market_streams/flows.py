@@ -11,12 +11,23 @@ kline stream tell the latest close too, and every close since the last seen is s
 close missed while a stream was silent or a connection down is decided too. Beat's dispatch stays
 the safety net: a group decided already is not sent, and a second job for the same candle
 finds the decision (or its claim) and makes none.
+
+The exit index is read from the database once, then kept current from the event outbox: a
+position opened, added to, sold from or closed, and a subscription paused, resumed or ended,
+each re-reads that subscription's position alone, woken by the events' doorbell (or its own
+timer without Redis). A crossed position is read again `stream_refresh_s` after its exit job
+was sent: one whose exit did not happen (the price came back before the worker looked) is
+watched again; a closed one (what the sale left is dust) is not, until it opens again. Nothing
+tells the outbox of a renter's changed risk limits: a full reread every `EXIT_RELOAD_S`, in
+batches that hold the loop a few milliseconds each, catches those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,6 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import session_scope
 from app.core.settings import Settings
+from app.events import feed
+from app.events import repository as outbox
+from app.events.types import EventType
 from app.market_streams import service
 from app.market_streams.connections import StreamPool
 from app.market_streams.exits import ExitIndex
@@ -46,6 +60,28 @@ log = logging.getLogger(__name__)
 # Closes of one market decided after an outage, the latest ones: a longer outage's older
 # candles are left undecided (their orders would be long stale).
 CATCH_UP = 60
+# The events after which a subscription's position is read again: what changes its quantity,
+# its cost, or whether its subscription is active.
+POSITION_EVENTS = sorted(
+    {
+        EventType.position_opened,
+        EventType.position_closed,
+        EventType.trade_filled,
+        EventType.subscription_paused,
+        EventType.subscription_resumed,
+        EventType.subscription_cancelled,
+        EventType.subscription_expiring,
+        EventType.subscription_expired,
+        EventType.risk_paused,
+        EventType.credentials_invalid,
+    }
+)
+# Events read at a time, and positions a batch of the index's full read.
+EVENT_BATCH = 500
+EXIT_LOAD_BATCH = 500
+# How often the index is read whole: a safety net, and the only way a renter's new risk
+# limits reach it (no event tells of them).
+EXIT_RELOAD_S = 60.0
 
 
 class MarketStreamFlows:
@@ -56,7 +92,10 @@ class MarketStreamFlows:
         enqueue: Enqueue,
         prices: PriceBook,
         lease: Lease,
+        events_rung: asyncio.Event | None = None,
     ) -> None:
+        """`events_rung`: set by the events' doorbell on every commit that recorded events
+        (app/events/doorbell.py); without it the outbox is read every `stream_poll_s`."""
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._enqueue = enqueue
@@ -77,10 +116,23 @@ class MarketStreamFlows:
         self._closed: dict[tuple[str, str], datetime] = {}
         self._work: set[asyncio.Task[None]] = set()
         self.exits = ExitIndex()
+        self._rung = events_rung or asyncio.Event()
+        self._events_poll_s = (
+            settings.stream_poll_s if events_rung is None else settings.stream_safety_poll_s
+        )
+        # The last event the index reflects; None until it is read.
+        self.events_seen: int | None = None
+        # Crossed positions, with when to read them again (monotonic).
+        self._reread_at: dict[str, float] = {}
+        # Subscriptions whose position closed since this process began: what a sale leaves
+        # (dust, too little to sell) stays in the table as a position, but it has no exit to
+        # make. Left out of the index until their next entry.
+        self._closed_out: set[str] = set()
 
     async def run(self) -> None:
         """Stream until cancelled, rereading the wanted streams every `stream_refresh_s`."""
         flusher = asyncio.create_task(self._flush_prices())
+        follower = asyncio.create_task(self._follow_positions())
         try:
             while True:
                 try:
@@ -90,6 +142,7 @@ class MarketStreamFlows:
                 await asyncio.sleep(self._settings.stream_refresh_s)
         finally:
             flusher.cancel()
+            follower.cancel()
             await self.pool.close()
             for task in self._work:
                 task.cancel()
@@ -103,7 +156,6 @@ class MarketStreamFlows:
             raise
         async with self._sessionmaker() as session:
             wanted = await service.wanted_streams(session)
-            self.exits.rebuild(await service.exit_levels_of_open_positions(session))
         self.pool.want(wanted)
         await self.pool.prune()
 
@@ -123,6 +175,8 @@ class MarketStreamFlows:
             self._highs[event.symbol] = event.price
         crossed = self.exits.crossed(event.symbol, event.price)
         if crossed:
+            reread_at = time.monotonic() + self._settings.stream_refresh_s
+            self._reread_at.update(dict.fromkeys(crossed, reread_at))
             # The crossing price reaches the workers' book before the exit jobs do.
             self._unstored.pop(event.symbol)
             self._spawn(
@@ -200,6 +254,85 @@ class MarketStreamFlows:
         if held:
             async with session_scope(self._sessionmaker) as session:
                 await trading.raise_peaks(session, held)
+
+    async def _follow_positions(self) -> None:
+        """Read the index whole, then apply the position events as the doorbell (or the
+        timer) says they come, and read it whole again every `EXIT_RELOAD_S`."""
+        loaded_at = -EXIT_RELOAD_S
+        while True:
+            # Cleared before the read: a ring during it makes another read.
+            self._rung.clear()
+            wait_s = self._events_poll_s
+            try:
+                if self.events_seen is None or time.monotonic() - loaded_at >= EXIT_RELOAD_S:
+                    await self.load_exits()
+                    loaded_at = time.monotonic()
+                else:
+                    await self.follow_events()
+                if self._reread_at:  # the crossed positions left are due later
+                    next_due = min(self._reread_at.values()) - time.monotonic()
+                    wait_s = min(wait_s, max(0.0, next_due))
+            except Exception:  # the database away for a moment: the next turn reads again
+                log.warning("could not follow the open positions", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rung.wait(), wait_s)
+
+    async def load_exits(self) -> None:
+        """Read every open position's levels into a new index, in batches, and put it in
+        place. The events from the outbox's head before the read on are applied after it:
+        whatever changed during the read is read again."""
+        async with self._sessionmaker() as session:
+            head = await outbox.head(session) or 0
+        index, after = ExitIndex(), ""
+        while True:
+            async with self._sessionmaker() as session:
+                batch = await service.held_positions(session, after=after, batch=EXIT_LOAD_BATCH)
+            for held in batch:
+                if held.subscription_id not in self._closed_out:
+                    index.put(held)
+            if len(batch) < EXIT_LOAD_BATCH:
+                break
+            after = batch[-1].subscription_id
+        self.exits = index
+        self.events_seen = head
+        await self.follow_events()
+
+    async def follow_events(self) -> None:
+        """Read again the positions of the subscriptions with position events since the last
+        seen, and the crossed positions due for it; put each in the index as it stands."""
+        assert self.events_seen is not None, "the index is loaded first"
+        # Numbered here if beat has not yet: the index must not wait for its tick. The head
+        # is read in a transaction begun after the numbering, which sees it.
+        async with self._sessionmaker() as session:
+            await feed.sequence_if_behind(self._sessionmaker, session)
+        now = time.monotonic()
+        subs = {sub for sub, at in self._reread_at.items() if at <= now}
+        async with self._sessionmaker() as session:
+            head = await outbox.head(session) or 0
+            after = self.events_seen
+            while after < head:
+                events = await outbox.page(session, None, after, head, POSITION_EVENTS, EVENT_BATCH)
+                for event in events:
+                    if event.subscription_id is None:
+                        continue
+                    subs.add(event.subscription_id)
+                    if event.type == EventType.position_closed:
+                        self._closed_out.add(event.subscription_id)
+                    elif event.type == EventType.position_opened:
+                        self._closed_out.discard(event.subscription_id)
+                if len(events) < EVENT_BATCH:
+                    break
+                last = events[-1].seq
+                assert last is not None, "a page holds numbered events"
+                after = last
+            held = await service.held_positions(session, subs) if subs else []
+        for sub in subs:
+            self.exits.remove(sub)
+            self._reread_at.pop(sub, None)
+        for position in held:
+            if position.subscription_id not in self._closed_out:
+                self.exits.put(position)
+        self.events_seen = head
 
     async def _flush_prices(self) -> None:
         """The prices seen, to the workers' price book: one write for every symbol a flush."""

@@ -23,6 +23,7 @@ from app.core.jobs import JobQueue
 from app.core.logging import configure_logging
 from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
+from app.events.doorbell import Doorbell
 from app.market_streams.flows import MarketStreamFlows
 from app.market_streams.lease import Lease
 from app.market_streams.prices import price_book
@@ -41,14 +42,24 @@ async def stream(settings: Settings) -> None:
     redis = open_redis(settings)
     jobs = JobQueue(settings.broker_url, broker_tls(settings))
     lease = Lease(sessionmaker, holder_name(), settings.stream_lease_s)
+    # Rung by every process's commit that recorded events: the exit index follows the
+    # positions' events as they commit (without Redis, it reads the outbox on a timer).
+    doorbell = Doorbell(settings)
+    listening = asyncio.create_task(doorbell.listen(redis))
+    rung = doorbell.rung if redis is not None else None
     try:
         while True:
             await _standby(lease, settings)
             flows = MarketStreamFlows(
-                sessionmaker, settings, jobs.send, price_book(redis, sessionmaker), lease
+                sessionmaker, settings, jobs.send, price_book(redis, sessionmaker), lease, rung
             )
             await _while_held(lease, flows, settings)
     finally:
+        doorbell.stop()
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        doorbell.close()
         await jobs.drain()
         jobs.close()
         if redis is not None:

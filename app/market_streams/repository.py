@@ -3,7 +3,7 @@ its lease."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import LatestPrice, ProcessLease, Subscription
+from app.models import LatestPrice, Position, ProcessLease, Subscription
 
 
 async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
@@ -23,6 +23,35 @@ async def traded_markets(session: AsyncSession) -> list[tuple[str, str]]:
         .distinct()
     )
     return [(symbol, timeframe) for symbol, timeframe in rows.all()]
+
+
+async def open_position_levels(
+    session: AsyncSession,
+    sub_ids: Collection[str] | None = None,
+    after: str = "",
+    limit: int | None = None,
+) -> list[tuple[str, str, dict[str, Any], str, Decimal, Decimal | None]]:
+    """(subscription, symbol, risk overrides, bot version, average cost, peak) of active
+    subscriptions' open positions, by subscription id: of `sub_ids` when given, else every
+    one after `after`, `limit` at most. The columns their exit levels need, no entities."""
+    query = (
+        select(
+            Subscription.id,
+            Subscription.symbol,
+            Subscription.risk,
+            Subscription.bot_version_id,
+            Position.average_cost,
+            Position.peak_price,
+        )
+        .join(Position, Position.subscription_id == Subscription.id)
+        .where(Subscription.status == "active", Position.quantity > 0, Subscription.id > after)
+        .order_by(Subscription.id)
+        .limit(limit)
+    )
+    if sub_ids is not None:
+        query = query.where(Subscription.id.in_(list(sub_ids)))
+    rows = await session.execute(query)
+    return [tuple(row) for row in rows.all()]
 
 
 async def store_prices(

@@ -15,14 +15,12 @@ from sqlalchemy import func, select
 from app.core.settings import Settings
 from app.market_streams.flows import MarketStreamFlows
 from app.market_streams.lease import Lease
-from app.market_streams.names import kline_stream
 from app.market_streams.prices import PriceBook
 from app.models import Decision, Trade
 from app.trading.decide import DecisionInFlight
 from app.trading.flows import DueGroup, TradingFlows
 from tests.fakes import RunningFakes
-from tests.market_streams.conftest import stream_url, streaming, until
-from tests.sandbox_server import SandboxServer
+from tests.market_streams.conftest import StartStream, streaming, until
 from tests.trading.conftest import NOW, Queue, count, make_bot, subscribe
 from tests.trading.test_flows import run_jobs
 
@@ -133,37 +131,35 @@ async def test_the_closes_missed_while_away_are_each_sent_once(
 @pytest.mark.timeout(150)
 async def test_a_close_during_a_stream_outage_is_decided_once(
     app: FastAPI,
-    client: httpx.AsyncClient,
     flows: tuple[TradingFlows, Queue],
-    developer_key: str,
-    marketplace_key: str,
-    stream_settings: Settings,
-    prices: PriceBook,
     lease: Lease,
-    own_sandbox: SandboxServer,
+    own_stream: StartStream,
 ) -> None:
     trading, beat_queue = flows
-    settings = stream_settings.model_copy(update={"binance_stream_url": stream_url(own_sandbox)})
-    bot = await make_bot(client, developer_key)
-    await subscribe(client, marketplace_key, bot, timeframe="1m")
-    queue = Queue()
-    async with streaming(app, settings, queue, prices, lease) as streams:
-        await until(lambda: kline_stream("BTCUSDT", "1m") in streams.pool.subscribed)
+    async with own_stream(hold=False, timeframe="1m") as own:
+        queue = own.queue
         # The symbol's streams fall silent over the next close: its closing frame is never sent.
-        own_sandbox.admin("POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT"})
+        own.sandbox.admin("POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT"})
         now = datetime.now(UTC)
         close = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
         await asyncio.sleep((close - now).total_seconds() + 3)
-        assert close.isoformat() not in _as_of(queue)
+        assert close.isoformat() not in as_of_sent(queue)
         assert await lease.renew()  # as the process does: the wait outlasts the fixture's lease
-        own_sandbox.admin(
+        own.sandbox.admin(
             "POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT", "paused": False}
         )
         # The next candle's first frame tells the missed close.
-        await until(lambda: close.isoformat() in _as_of(queue))
+        await until(lambda: close.isoformat() in as_of_sent(queue))
         await asyncio.sleep(2)
-    assert _as_of(queue).count(close.isoformat()) == 1
-    # Beat's dispatch of the same close too: both jobs make one decision.
+    assert as_of_sent(queue).count(close.isoformat()) == 1
+    await assert_decided_once(app, trading, close, queue, beat_queue)
+
+
+async def assert_decided_once(
+    app: FastAPI, trading: TradingFlows, close: datetime, queue: Queue, beat_queue: Queue
+) -> None:
+    """Beat's dispatch of the close too: the decide jobs of the stream (in `queue`) and of
+    beat make one decision of the candle that closed at `close` between them."""
     await trading.dispatch(close + timedelta(seconds=5))
     jobs = [*queue.named("trading.decide"), *beat_queue.named("trading.decide")]
     groups = [DueGroup.from_job(g) for job in jobs for g in job["groups"]]
@@ -179,5 +175,6 @@ async def test_a_close_during_a_stream_outage_is_decided_once(
     assert decided == 1
 
 
-def _as_of(queue: Queue) -> list[str]:
+def as_of_sent(queue: Queue) -> list[str]:
+    """The closes of the decide jobs sent, one per group."""
     return [g["as_of"] for job in queue.named("trading.decide") for g in job["groups"]]

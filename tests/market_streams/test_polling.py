@@ -14,14 +14,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from app.core.settings import Settings
-from app.market_streams.lease import Lease
-from app.market_streams.names import price_stream
 from app.market_streams.prices import PriceBook
 from app.models import Position, Trade
 from app.trading.flows import TradingFlows
-from tests.market_streams.conftest import stream_url, streaming, until
-from tests.sandbox_server import SandboxServer
+from tests.market_streams.conftest import StartStream, until
 from tests.trading.conftest import NOW, Queue, count, decision, make_bot, subscribe
 
 D = Decimal
@@ -98,40 +94,30 @@ async def test_protect_walks_every_position_in_batches(
 @pytest.mark.slow
 async def test_a_stalled_stream_hands_exits_to_polling_and_none_fills_twice(
     app: FastAPI,
-    client: httpx.AsyncClient,
     flows: tuple[TradingFlows, Queue],
-    developer_key: str,
-    marketplace_key: str,
-    stream_settings: Settings,
     prices: PriceBook,
-    lease: Lease,
-    own_sandbox: SandboxServer,
+    own_stream: StartStream,
 ) -> None:
     trading, _ = flows
-    settings = stream_settings.model_copy(update={"binance_stream_url": stream_url(own_sandbox)})
-    bot = await make_bot(client, developer_key)
-    sub = await subscribe(client, marketplace_key, bot, risk={"stop_loss_pct": "5"})
-    await trading.execute(await decision(app, sub, "BUY"), [sub])
-    queue = Queue()
-    async with streaming(app, settings, queue, prices, lease) as streams:
-        await until(lambda: price_stream("BTCUSDT") in streams.pool.subscribed)
+    async with own_stream(risk={"stop_loss_pct": "5"}) as own:
+        sub = own.sub
         await until(lambda: _fresh(prices))
         assert await trading.protect(NOW) == []  # the stream watches the position
         # The symbol's streams fall silent (the connection stays open): once its price is
         # older than the stream's health window, polling checks the position.
-        own_sandbox.admin("POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT"})
+        own.sandbox.admin("POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT"})
         await until(lambda: _stale(prices), within_s=15)
         await cross_stops(app, sub)
         # Polling and a late stream job for the same crossing, at once.
         outcomes = await asyncio.gather(trading.protect(NOW), trading.exit(sub))
-        own_sandbox.admin(
+        own.sandbox.admin(
             "POST", "/sandbox/streams/pause", json={"symbol": "BTCUSDT", "paused": False}
         )
         await until(lambda: _fresh(prices))
         await asyncio.sleep(1)  # the stream back: the position is flat, nothing more is sent
     polled, _ = outcomes
     assert [t.side for t in polled] == ["SELL"]
-    for job in queue.named("trading.exit"):
+    for job in own.queue.named("trading.exit"):
         await trading.exit(job["subscription_id"])
     assert await trading.protect(NOW) == []
     assert await count(app, Trade, subscription_id=sub, side="SELL") == 1
