@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,26 +56,6 @@ async def open_positions(
         .limit(limit)
     )
     return [(sub, position) for sub, position in rows.all()]
-
-
-async def open_position_levels(
-    session: AsyncSession,
-) -> list[tuple[str, str, dict[str, Any], str, Decimal, Decimal | None]]:
-    """(subscription, symbol, risk overrides, bot version, average cost, peak) of every
-    active subscription's open position: the columns its exit levels need, no entities."""
-    rows = await session.execute(
-        select(
-            Subscription.id,
-            Subscription.symbol,
-            Subscription.risk,
-            Subscription.bot_version_id,
-            Position.average_cost,
-            Position.peak_price,
-        )
-        .join(Position, Position.subscription_id == Subscription.id)
-        .where(Subscription.status == "active", Position.quantity > 0)
-    )
-    return [tuple(row) for row in rows.all()]
 
 
 async def raise_peaks(session: AsyncSession, highs: Mapping[str, Decimal]) -> None:
