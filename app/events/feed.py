@@ -200,29 +200,17 @@ async def page(
     """Events after `after_seq` that the viewer may see, oldest first.
 
     `next_cursor` is a full page's last event's. A short page holds every event up to the
-    head (the last `seq` committed, read first) that the viewer may see, so its cursor is the
-    head's: a filtered poll does not scan again what it found nothing in.
+    head (the last `seq` committed) that the viewer may see, so its cursor is the head's: a
+    filtered poll does not scan again what it found nothing in.
 
-    In this order, each read a statement of its own that sees what is committed when it runs:
-    whether committed events wait for a `seq`; if so, one batch of them numbered (more than a
-    page; the next poll numbers on), so the feed needs no beat to be current, and the head
-    read again; then the page, up to that head. Every event up to the head was numbered and
-    committed with it, so the page holds all of them the viewer may see; an event a concurrent
-    sequencer (another poll, the live hub) numbers after the head was read has a higher `seq`,
-    for the next poll. Reading the page before the head would hand out a head past events the
-    page did not see, and its cursor would skip them.
+    One statement reads the head, whether committed events wait for a `seq`, and the page up
+    to that head, all from one view of what is committed (repository.page_view): every event
+    up to the head was numbered and committed with it, so the page holds all of them the
+    viewer may see; an event a concurrent sequencer (another poll, the live hub) numbers later
+    has a higher `seq`, for the next poll. Where events wait for a `seq`, one batch of them is
+    numbered (more than a page; the next poll numbers on), so the feed needs no beat to be
+    current, and the statement runs again.
     """
-    head, behind = await repository.position(reader)
-    if behind or head is None:
-        # The sequencer's first run also makes the counter, so there is a head after it.
-        await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
-        head, _ = await repository.position(reader)
-        assert head is not None, "the sequencer made the counter"
-    # Never behind the position asked from: a counter made again after a purge starts from
-    # the highest seq left.
-    last_seq = max(head, after_seq)
-    if head <= after_seq:  # caught up: nothing to read
-        return EventPage(items=[], next_cursor=encode_seq(last_seq))
     wanted = sorted(types) if types is not None else ()
     statement = _page_view(
         viewer.scope,
@@ -230,20 +218,37 @@ async def page(
         viewer.owner_user_id is not None,
         None if types is None else len(wanted),
     )
-    rows = await statement.all(
-        reader,
-        after_seq=after_seq,
-        head=head,
-        limit=limit,
-        marketplace_id=viewer.marketplace_id,
-        principal=viewer.principal,
-        owner_user_id=viewer.owner_user_id,
+    parameters = {
+        "after_seq": after_seq,
+        "limit": limit,
+        "marketplace_id": viewer.marketplace_id,
+        "principal": viewer.principal,
+        "owner_user_id": viewer.owner_user_id,
         **{f"type_{n}": name for n, name in enumerate(wanted)},
-    )
-    if len(rows) == limit:
-        last_seq = rows[-1]["seq"]
-    items = [out_of_row(row, anonymous=viewer.anonymous) for row in rows]
+    }
+    head, behind, events = _split(await statement.all(reader, **parameters))
+    if behind or head is None:
+        # The sequencer's first run also makes the counter, so there is a head after it.
+        await _sequence_batch(sessionmaker, SEQUENCE_BATCH)
+        head, _, events = _split(await statement.all(reader, **parameters))
+        assert head is not None, "the sequencer made the counter"
+    # Never behind the position asked from: a counter made again after a purge starts from
+    # the highest seq left.
+    last_seq = max(head, after_seq)
+    if len(events) == limit:
+        last_seq = events[-1]["seq"]
+    items = [out_of_row(row, anonymous=viewer.anonymous) for row in events]
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
+
+
+def _split(
+    rows: list[dict[str, Any]],
+) -> tuple[int | None, bool, list[dict[str, Any]]]:
+    """The page view's rows as the head, whether events wait for a `seq`, and the page's
+    events in `seq` order (a union's rows come in no order of their own)."""
+    (position,) = (row for row in rows if row["id"] is None)
+    events = sorted((row for row in rows if row["id"] is not None), key=lambda row: row["seq"])
+    return position["head"], bool(position["behind"]), events
 
 
 async def visible_after(

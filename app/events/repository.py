@@ -7,9 +7,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
+    Boolean,
     ColumnElement,
-    Select,
     and_,
     bindparam,
     case,
@@ -18,12 +19,15 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     select,
+    type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.reads import RowReader, Rows
+from app.core.reads import Rows
 from app.events.schemas import EventOut
 from app.events.types import OWNER_NOTICES, EventType
 from app.models import ApiKey, Bot, Event, EventSequence, StreamTicket
@@ -112,25 +116,9 @@ async def any_unsequenced(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(_ANY_UNSEQUENCED)))
 
 
-# The feed's position, read as a row (app/core/reads.py says which reads are and why): the head
-# and whether any committed event still waits for its `seq`, both from one statement's view of
-# what is committed. The head is None before the sequencer's first run.
-_POSITION = Rows(
-    select(
-        select(EventSequence.last_seq)
-        .where(EventSequence.id == SEQUENCER)
-        .scalar_subquery()
-        .label("head"),
-        _ANY_UNSEQUENCED.label("behind"),
-    )
-)
-
-
-async def position(reader: RowReader) -> tuple[int | None, bool]:
-    """The head (the last `seq` committed) and whether committed events wait for a `seq`."""
-    row = await _POSITION.one_or_none(reader)
-    assert row is not None, "a SELECT without FROM has its one row"
-    return row["head"], bool(row["behind"])
+# The feed's position: the head (the last `seq` committed; None before the sequencer's first
+# run) and whether any committed event still waits for its `seq`.
+_HEAD = select(EventSequence.last_seq).where(EventSequence.id == SEQUENCER).scalar_subquery()
 
 
 async def exhausted_recorded(session: AsyncSession, bot_id: str, day: str) -> bool:
@@ -188,23 +176,13 @@ async def page(
 ) -> Sequence[Event]:
     """Sequenced events after `after_seq` (and up to `up_to_seq`, when given) that `visible`
     lets through, in `seq` order."""
-    query = _page(visible, after_seq, up_to_seq, types, limit)
-    return (await session.scalars(query)).all()
-
-
-def _page(
-    visible: ColumnElement[bool] | None,
-    after_seq: int | BindParameter[int],
-    up_to_seq: int | BindParameter[int] | None,
-    types: Collection[Value] | None,
-    limit: int | BindParameter[int],
-) -> Select[Event]:
-    return (
+    query = (
         select(Event)
         .where(matching(visible, after_seq, up_to_seq, types))
         .order_by(Event.seq)
         .limit(limit)
     )
+    return (await session.scalars(query)).all()
 
 
 # The envelope's columns (EventOut's fields are named as they are), and `seq` for the cursor.
@@ -216,21 +194,46 @@ _PAGE_COLUMNS = [
 
 
 def page_view(visible: ColumnElement[bool] | None, types: int | None) -> Rows:
-    """`page` narrowed to the envelope's columns, read as rows: the events in
-    (:after_seq, :head] that `visible` lets through, of the types :type_0 .. :type_<types - 1>
-    when `types` is given, :limit at most. `visible` is over parameters too, whose values each
-    run passes (a statement is built once for each kind of viewer and number of types)."""
+    """The feed's position and its page in one statement, read as rows (app/core/reads.py):
+    one row of `head` and `behind` (the position, its event columns None), and the events in
+    (:after_seq, head] that `visible` lets through, of the types :type_0 .. :type_<types - 1>
+    when `types` is given, :limit at most, in `seq` order (their `head` and `behind` None).
+
+    One statement sees one view of what is committed: the sequencer numbers events and moves
+    the head in one transaction, so every event up to the head it reads is there for the page
+    too. The page is read in `seq` order on the viewer's index and stops at :limit. `visible`
+    is over parameters, whose values each run passes (a statement is built once for each kind
+    of viewer and number of types)."""
     wanted: list[BindParameter[str]] | None = None
     if types is not None:
         wanted = [bindparam(f"type_{n}") for n in range(types)]
-    query = _page(visible, bindparam("after_seq"), bindparam("head"), wanted, bindparam("limit"))
-    return Rows(query.with_only_columns(*_PAGE_COLUMNS))
+    events = (
+        select(*_PAGE_COLUMNS)
+        .where(matching(visible, bindparam("after_seq"), _HEAD, wanted))
+        .order_by(Event.seq)
+        .limit(bindparam("limit"))
+        .subquery("page")
+    )
+    nothing = null()
+    rows = union_all(
+        select(
+            type_coerce(nothing, BigInteger).label("head"),
+            type_coerce(nothing, Boolean).label("behind"),
+            *events.c,
+        ),
+        select(
+            _HEAD.label("head"),
+            _ANY_UNSEQUENCED.label("behind"),
+            *(type_coerce(nothing, column.type).label(column.key) for column in _PAGE_COLUMNS),
+        ),
+    ).subquery("feed")
+    return Rows(select(*rows.c))
 
 
 def matching(
     visible: ColumnElement[bool] | None,
     after_seq: int | BindParameter[int],
-    up_to_seq: int | BindParameter[int] | None,
+    up_to_seq: int | ColumnElement[int] | None,
     types: Collection[Value] | None,
 ) -> ColumnElement[bool]:
     """Sequenced events in (`after_seq`, `up_to_seq`] that `visible` and `types` let through."""
