@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -128,9 +128,9 @@ async def record_for_subscription(
     """An event about one subscription, addressed to its renter and bot."""
     # From the identity map when the caller has loaded the renter: looked up there directly,
     # since `session.get` crosses into the sync session and back even for an object it holds,
-    # and a fan-out asks once per event.
+    # and a fan-out asks once per event. One a rollback expired is read again, as `get` would.
     user = session.identity_map.get(session.identity_key(User, subscription.user_id))
-    if user is None:
+    if user is None or inspect(user).expired:
         user = await session.get(User, subscription.user_id)
     assert user is not None, "a subscription's user is deleted with it"
     return record_for_renter(

@@ -6,14 +6,22 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import new_id, session_scope
-from app.events.service import json_safe, record, record_for_renter, write_recorded
+from app.events.service import (
+    json_safe,
+    record,
+    record_for_renter,
+    record_for_subscription,
+    write_recorded,
+)
 from app.events.types import EventType
-from app.models import Event, User
+from app.models import Event, Subscription, User
+from tests.trading.conftest import make_bot, subscribe
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +88,32 @@ async def test_an_event_of_a_renter_made_in_its_transaction_is_written_after_the
     async with sessionmaker() as session:
         stored = await session.get(Event, event.id)
     assert stored is not None and stored.user_id == renter.id
+
+
+async def test_a_subscription_event_after_a_rollback_reads_its_renter_again(
+    client: httpx.AsyncClient,
+    developer_key: str,
+    marketplace_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The renter the session held was expired by the rollback: read again, not used as is."""
+    sub_id = await subscribe(client, marketplace_key, await make_bot(client, developer_key))
+    async with sessionmaker() as session:
+        sub = await session.get(Subscription, sub_id)
+        assert sub is not None
+        renter = await session.get(User, sub.user_id)
+        await session.rollback()
+        assert renter is not None and inspect(renter).expired
+        sub = await session.get(Subscription, sub_id)
+        assert sub is not None
+        event = await record_for_subscription(session, EventType.subscription_paused, sub, {})
+        await session.commit()
+
+    async with sessionmaker() as session:
+        stored = await session.get(Event, event.id)
+    assert stored is not None
+    assert (stored.user_id, stored.subscription_id) == (renter.id, sub_id)
+    assert stored.principal is not None
 
 
 def test_data_has_one_json_spelling() -> None:
