@@ -147,7 +147,12 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 def test_compose_publishes_only_the_tls_proxy_in_front_of_the_api() -> None:
     services = COMPOSE["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"proxy"}
+    # The production shape publishes the proxy alone; a profile's service (the monitoring
+    # profile's Grafana) only on the host's loopback.
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert published - profiled == {"proxy"}
+    for name in published & profiled:
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
     proxy = services["proxy"]
     assert proxy["image"].startswith("caddy:2")
     assert "443:443" in proxy["ports"] and "80:80" in proxy["ports"]  # 80: ACME's challenge
