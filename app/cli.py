@@ -27,6 +27,8 @@ from app.sandbox.run import add_arguments as add_sandbox_arguments
 from app.sandbox.run import run_sandbox
 
 T = TypeVar("T")
+# How long a live stream's peer has to answer a WebSocket ping (uvicorn's default).
+PONG_TIMEOUT_S = 20.0
 
 
 async def _with_session(work):
@@ -203,7 +205,9 @@ def serve(host: str, port: int, certfile: str | None = None, keyfile: str | None
         port=port,
         log_config=None,
         ws_ping_interval=heartbeat,
-        ws_ping_timeout=heartbeat,
+        # However often pings go, a peer gets this long to answer: a browser tab in the
+        # background or a client on a busy machine may take seconds.
+        ws_ping_timeout=PONG_TIMEOUT_S,
         # A live stream's frames are small and each is sent to many sockets: per-message
         # compression would keep a compressor per connection, about half of an idle one's
         # memory (bench/events.py), for little saved on the wire.
