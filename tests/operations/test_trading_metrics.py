@@ -6,11 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from app.core.settings import Settings
-from app.integrations.binance.errors import UnknownOutcome
 from app.trading.flows import TradingFlows
 from tests.helpers import Clock
 from tests.operations.conftest import sample
@@ -30,7 +28,7 @@ from tests.trading.conftest import (
     flows as flows,
 )
 from tests.trading.test_execution import subscription
-from tests.trading.test_money_safety import latest_candle
+from tests.trading.test_money_safety import latest_candle, unknown_testnet_buy
 
 
 async def test_a_stale_refusal_is_counted(
@@ -61,12 +59,7 @@ async def test_sweeps_count_what_they_resolve_and_what_they_cannot(
     marketplace_key: str,
 ) -> None:
     flow, _ = flows
-    keys = sandbox.new_account(USDT="1000")
-    sub = await subscription(client, developer_key, marketplace_key, "testnet", keys)
-    decided = await decision(app, sub, "BUY", candle=latest_candle(clock))
-    sandbox.admin("POST", "/sandbox/faults", json={"executed_then_5xx_next": 1})
-    with pytest.raises(UnknownOutcome):
-        await flow.execute(decided, [sub])
+    await unknown_testnet_buy(app, client, flow, clock, sandbox, developer_key, marketplace_key)
     sweeps = sample("botmarket_reconciler_sweeps_total")
     unresolved = sample("botmarket_reconciler_unresolved_total")
     resolved = sample("botmarket_reconciler_resolved_total", kind="attempts")

@@ -76,6 +76,26 @@ def latest_candle(clock: Clock, timeframe: str = "1h") -> datetime:
     return datetime.fromtimestamp(last_closed_open_ms(timeframe, clock.now) / 1000, UTC)
 
 
+async def unknown_testnet_buy(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    flow: TradingFlows,
+    clock: Clock,
+    sandbox: SandboxServer,
+    developer_key: str,
+    marketplace_key: str,
+) -> tuple[str, tuple[str, str]]:
+    """A testnet renter's BUY that the exchange executed but answered 5xx: its outcome is
+    unknown to us. The subscription and the renter's sandbox keys."""
+    keys = sandbox.new_account(USDT="1000")
+    sub = await subscription(client, developer_key, marketplace_key, "testnet", keys)
+    decided = await decision(app, sub, "BUY", candle=latest_candle(clock))
+    sandbox.admin("POST", "/sandbox/faults", json={"executed_then_5xx_next": 1})
+    with pytest.raises(UnknownOutcome):
+        await flow.execute(decided, [sub])
+    return sub, keys
+
+
 @pytest.mark.parametrize("mode", ["paper", "testnet"])
 async def test_a_stale_decision_is_refused_and_never_sent(
     app: FastAPI,
@@ -238,12 +258,9 @@ async def test_the_reconciler_resolves_an_unknown_order_after_its_lease(
     marketplace_key: str,
 ) -> None:
     flow, _ = flows
-    keys = sandbox.new_account(USDT="1000")
-    sub = await subscription(client, developer_key, marketplace_key, "testnet", keys)
-    decided = await decision(app, sub, "BUY", candle=latest_candle(clock))
-    sandbox.admin("POST", "/sandbox/faults", json={"executed_then_5xx_next": 1})
-    with pytest.raises(UnknownOutcome):
-        await flow.execute(decided, [sub])
+    sub, keys = await unknown_testnet_buy(
+        app, client, flow, clock, sandbox, developer_key, marketplace_key
+    )
     # Within the lease the exchange may still be executing it: nobody touches it.
     assert (await flow.reconcile(clock.now)).attempts_resolved == 0
     clock.advance(settings.order_lease_s + 1)
