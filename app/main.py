@@ -145,6 +145,7 @@ def _lifespan(settings: Settings) -> Lifespan[FastAPI]:
             asyncio.create_task(runtime.authenticator.listen_for_changes()),
             asyncio.create_task(runtime.console_sessions.listen_for_changes()),
             asyncio.create_task(runtime.catalogue.listen_for_changes()),
+            asyncio.create_task(runtime.feed_pages.listen_for_changes()),
             asyncio.create_task(runtime.doorbell.listen(runtime.redis)),
         ]
         hub = asyncio.create_task(runtime.hub.run())
@@ -166,6 +167,7 @@ async def _stop_background(runtime: Runtime, background: list[asyncio.Task[None]
     runtime.authenticator.stop()
     runtime.console_sessions.stop()
     runtime.catalogue.stop()
+    runtime.feed_pages.stop()
     runtime.doorbell.stop()
     for task in background:
         task.cancel()

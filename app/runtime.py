@@ -9,19 +9,21 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api_keys.authenticator import ApiKeyAuthenticator
-from app.bots.catalogue import Catalogue
+from app.bots.catalogue import catalogue
 from app.console.sessions import ConsoleSessions
 from app.core.cache import TtlCache
 from app.core.crypto import Keyring
 from app.core.db import create_engine, create_sessionmaker
 from app.core.jobs import JobQueue
 from app.core.metrics import ApiMetrics
+from app.core.page_cache import PageCache
 from app.core.principal_assertions import AssertionVerifier
-from app.core.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from app.core.ratelimit import RateLimiter, rate_limiter
 from app.core.reads import RowReader, create_read_sessionmaker
 from app.core.redis_clients import broker_tls, open_redis
 from app.core.settings import Settings
 from app.core.signing import SigningKeyring
+from app.events import feed
 from app.events.doorbell import Doorbell
 from app.events.hub import Hub
 
@@ -41,7 +43,9 @@ class Runtime:
     signing: SigningKeyring
     authenticator: ApiKeyAuthenticator
     console_sessions: ConsoleSessions
-    catalogue: Catalogue
+    catalogue: PageCache
+    # The feed's bodies for a replica window (app/events/feed.py); an erasure evicts them.
+    feed_pages: PageCache
     assertion_verifier: AssertionVerifier
     rate_limiter: RateLimiter
     # (marketplace id, principal) -> user id. A renter's row and id never change (the erasure
@@ -74,11 +78,6 @@ class Runtime:
             metrics=metrics,
             revocation_check_s=settings.api_key_cache_ttl_s,
         )
-        rate_limiter: RateLimiter = (
-            RedisRateLimiter(redis, settings.rate_limit_per_minute)
-            if redis is not None
-            else InProcessRateLimiter(settings.rate_limit_per_minute)
-        )
         rows = RowReader(read_engine)
         authenticator = ApiKeyAuthenticator(
             sessionmaker,
@@ -105,9 +104,10 @@ class Runtime:
                 database_url=settings.database_url,
                 redis=redis,
             ),
-            catalogue=Catalogue(redis, settings.database_url),
+            catalogue=catalogue(redis, settings.database_url),
+            feed_pages=feed.page_cache(redis, settings),
             assertion_verifier=AssertionVerifier(),
-            rate_limiter=rate_limiter,
+            rate_limiter=rate_limiter(redis, settings.rate_limit_per_minute),
             renter_ids=TtlCache(ttl_s=60.0),
             metrics=metrics,
             jobs=JobQueue(settings.broker_url, broker_tls(settings)),

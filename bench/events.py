@@ -24,9 +24,13 @@ Then, in order:
                    second: for each, the time until the last of them had it.
   (4) feed         GET /api/v1/events?limit=50 with a marketplace key and X-Principal-ID (a
                    renter's --feed-events / --feed-renters events), cycling through renters and
-                   keys, against the bare FastAPI app of bench/gateway_baseline.py: both under
-                   `uvicorn --workers 2` and `wrk -t2 -c64`, as bench/gateway.py measures;
-                   --rounds rounds alternating the order, medians, and the ratio.
+                   keys, each poll sent --replicas times in a row as a canister's subnet sends
+                   an outcall (once from every replica), against the bare FastAPI app of
+                   bench/gateway_baseline.py: all under `uvicorn --workers 2` and `wrk -t2
+                   -c64`, as bench/gateway.py measures; --rounds rounds alternating the order,
+                   medians, and the ratio. Twice: the API as deployed (its replica window,
+                   FEED_REPLICA_WINDOW_S, answers a poll's replicas with one read per process),
+                   and a second API with the window off, where every request reads.
   (5) webhooks     an endpoint registered through the API (POST /api/v1/webhooks) for a local
                    receiver (a raw ASGI app under one uvicorn process, counting webhook-ids);
                    --deliveries events written and numbered; then one `botmarket worker` (its
@@ -575,17 +579,20 @@ def feed_phase(
     """wrk on the feed and on the bare app, alternating; then, while the API is up, the
     webhook endpoint registered for (5). Returns the figures and the endpoint's id."""
     principals = [p for _, p in bench.renters[1 : 1 + args.feed_renters]]
+    polls = [("/api/v1/events?limit=50", p) for p in principals for _ in range(args.replicas)]
+    baseline = [(f"/api/v1/subscriptions/{n}", p) for n, p in enumerate(principals)]
     scripts = {
-        "baseline": lua_script(
-            workdir / "baseline.lua",
-            bench.keys,
-            [(f"/api/v1/subscriptions/{n}", p) for n, p in enumerate(principals)],
-        ),
-        "feed": lua_script(
-            workdir / "feed.lua", bench.keys, [("/api/v1/events?limit=50", p) for p in principals]
-        ),
+        "baseline": lua_script(workdir / "baseline.lua", bench.keys, baseline),
+        "feed": lua_script(workdir / "feed.lua", bench.keys, polls),
     }
-    with bare_and_api(env, workdir) as (bare, api):
+    scripts["feed_each_read"] = scripts["feed"]
+    unwindowed = {**env, "FEED_REPLICA_WINDOW_S": "0"}
+    with (
+        bare_and_api(env, workdir) as (bare, api),
+        uvicorn(
+            "app.main:create_app", unwindowed, workdir / "api-unwindowed.log", "/health/ready", ROOT
+        ) as each_read,
+    ):
         check = httpx.get(
             f"{api.url}/api/v1/events?limit=50",
             headers={"X-API-Key": bench.keys[0], "X-Principal-ID": principals[0]},
@@ -597,12 +604,17 @@ def feed_phase(
                 server,
                 functools.partial(wrk, server.url, scripts[name], connections=args.wrk_connections),
             )
-            for name, server in (("baseline", bare), ("feed", api))
+            for name, server in (("baseline", bare), ("feed", api), ("feed_each_read", each_read))
         }
         rounds = alternate(runs, args.rounds, args.seconds, warm=runs)
         endpoint_id = register_endpoint(api.url, bench, receiver_url)
-    figures: dict[str, Any] = {"page_items": page_size, **medians(rounds)}
+    figures: dict[str, Any] = {
+        "page_items": page_size,
+        "replicas": args.replicas,
+        **medians(rounds),
+    }
     figures["ratio"] = figures["feed"]["ratio"]
+    figures["ratio_each_read"] = figures["feed_each_read"]["ratio"]
     figures["met"] = figures["ratio"] >= 0.20 and figures["feed"]["errors"] == 0
     return figures, endpoint_id
 
@@ -727,14 +739,19 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ]
     if "feed" in results:
         f = results["feed"]
+
+        def served(run: dict[str, Any]) -> str:
+            return (
+                f"{run['req_s']:.0f} req/s (p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                f"{run['errors']} errors, {run['cpu_ms']} ms of CPU each, rounds "
+                f"{run['rounds_req_s']}): ratio {run['ratio']}"
+            )
+
         lines.append(
-            f"(4) feed: {f['feed']['req_s']:.0f} req/s (p50 {f['feed']['p50_ms']} ms, p99 "
-            f"{f['feed']['p99_ms']} ms, {f['feed']['errors']} errors, {f['page_items']} events "
-            f"a page, {f['feed']['cpu_ms']} ms of CPU each) vs bare app "
-            f"{f['baseline']['req_s']:.0f} req/s ({f['baseline']['cpu_ms']} ms of CPU each): "
-            f"ratio {f['ratio']}\n"
-            f"    req/s per round: feed {f['feed']['rounds_req_s']}, bare "
-            f"{f['baseline']['rounds_req_s']}\n    {met('feed')}"
+            f"(4) feed, {f['page_items']} events a page, each poll {f['replicas']} times:\n"
+            f"    as deployed (replica window): {served(f['feed'])}\n"
+            f"    every request read (window 0): {served(f['feed_each_read'])}\n"
+            f"    bare app: {served(f['baseline'])}\n    {met('feed')}"
         )
     if "webhooks" in results:
         w = results["webhooks"]
@@ -770,6 +787,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=20, help="marketplace keys (for wrk)")
     parser.add_argument("--feed-renters", type=int, default=1000)
     parser.add_argument("--feed-events", type=int, default=10_000)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=13,
+        help="times each feed poll is sent in a row (a 13-node subnet's outcall)",
+    )
     parser.add_argument("--seconds", type=int, default=10, help="(4): each wrk run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--wrk-connections", type=int, default=64)

@@ -46,7 +46,7 @@ async def list_bots(_: CallerDep, runtime: RuntimeDep, page: PageDep) -> Respons
         )
         return listed.model_dump_json(by_alias=True).encode()
 
-    body = await runtime.catalogue.page(page.after_id, page.limit, render)
+    body = await runtime.catalogue.page((page.after_id or "", page.limit), render)
     return Response(body, media_type="application/json")
 
 

@@ -220,3 +220,10 @@ class RedisRateLimiter:
         current = self._leases.get(bucket)
         left = current.left if current is not None and current is not held else 0
         self._leases[bucket] = _Lease(left + granted, left + granted - 1, now + LEASE_S)
+
+
+def rate_limiter(redis: Redis | None, renter_limit: int) -> RateLimiter:
+    """The deployment's buckets in Redis; without Redis (one process), this process's own."""
+    if redis is None:
+        return InProcessRateLimiter(renter_limit)
+    return RedisRateLimiter(redis, renter_limit)

@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     event_sequence_interval_s: float = Field(default=1.0, gt=0)
     # Events older than this are purged; a feed cursor older than that resumes at what is left.
     event_retention_days: int = Field(default=30, ge=1)
+    # Identical feed polls within this many seconds are answered with the same bytes, read
+    # once: a canister's outcall reaches the API once from every replica of its subnet (13 or
+    # more), and their answers must agree. A poll sees new events at most this late; 0 reads
+    # every poll (identical polls in flight together still share one read).
+    feed_replica_window_s: float = Field(default=2.0, ge=0)
     # The live stream (WebSocket and SSE). A ticket opens one renter's stream once, this soon.
     stream_ticket_ttl_s: float = Field(default=60.0, gt=0)
     # WebSocket pings (`botmarket serve` gives them to uvicorn) and SSE comment heartbeats:

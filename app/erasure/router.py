@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from app import audit
 from app.core.errors import error_responses
-from app.deps import RenterDep, SessionDep
+from app.deps import RenterDep, RuntimeDep, SessionDep
 from app.erasure import service
 
 router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=error_responses(403))
@@ -20,7 +20,11 @@ router = APIRouter(prefix="/api/v1/principals", tags=["principals"], responses=e
     "blanks personal fields and cancels every subscription. Trade history stays, tied to the "
     "principal only.",
 )
-async def erase_me(request: Request, renter: RenterDep, session: SessionDep) -> Response:
+async def erase_me(
+    request: Request, renter: RenterDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     await service.erase(session, renter)
     audit.record(session, request, "principal.erase", "user", renter.id)
+    # The feed's bodies of the last seconds may hold the renter's events.
+    runtime.feed_pages.changed(session)
     return Response(status_code=204)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api_keys.schemas import Scope
 from app.core.db import session_scope
 from app.core.errors import Unprocessable
+from app.core.page_cache import PageCache
 from app.core.pagination import bad_cursor, decode_cursor, encode_cursor
 from app.core.reads import RowReader, Rows
+from app.core.settings import Settings
 from app.events import repository
 from app.events.repository import Value
 from app.events.schemas import EventOut, EventPage
@@ -36,6 +39,9 @@ SEQUENCE_BATCH = 1000
 # How long one call goes on numbering a backlog, batch after batch; the next call goes on.
 SEQUENCE_BUDGET = timedelta(seconds=5)
 PURGE_BATCH = 1000
+# The feed bodies a process keeps: distinct polls within a replica window (a renter's, a
+# cursor's, a filter's); past this many, the cache starts over.
+_MAX_CACHED_PAGES = 2_000
 
 
 async def sequence(
@@ -239,6 +245,20 @@ async def page(
         last_seq = events[-1]["seq"]
     items = [out_of_row(row, anonymous=viewer.anonymous) for row in events]
     return EventPage(items=items, next_cursor=encode_seq(last_seq))
+
+
+def page_cache(redis: Redis | None, settings: Settings) -> PageCache:
+    """Each process's feed bodies, by viewer and query, for `feed_replica_window_s`.
+
+    A canister's poll arrives once from every replica of its subnet, and the replicas agree on
+    its answer only if they all get the same bytes: polls that differ only in when they came
+    get the page the first of them read, even if events were numbered in between (they are in
+    the next page, after its cursor: none is skipped). Erasure evicts every body in every
+    process once it commits (its events must not be served again); retention's purge, of
+    events a month old, waits out the window."""
+    return PageCache(
+        redis, settings.database_url, "feed", settings.feed_replica_window_s, _MAX_CACHED_PAGES
+    )
 
 
 def _split(

@@ -3,6 +3,8 @@ bytes for the same request, 422 for what it did not issue; erasure and retention
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import httpx
@@ -189,6 +191,34 @@ async def test_filtered_by_type_and_byte_identical(
     assert first.json()["items"][0]["occurred_at"].endswith("Z")
 
 
+async def test_the_replicas_of_one_poll_get_the_same_bytes_while_events_are_numbered(
+    client: httpx.AsyncClient,
+    seeded: Seeded,
+    marketplace_key: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """A canister's poll arrives from each replica of its subnet: an event numbered between
+    two of them must not make their answers differ. It is in the next page, after the cursor
+    they all got, and a poll after the window finds it."""
+    first = await client.get(URL, headers=headers(marketplace_key, seeded.renter))
+    window_began = time.monotonic()
+    async with session_scope(sessionmaker) as session:
+        user = await session.scalar(select(User).where(User.principal == seeded.renter))
+        assert user is not None
+        record_for_renter(session, EventType.trade_filled, user, {"symbol": "ETHUSDT"})
+    assert await feed.sequence(sessionmaker) == 1
+    replica = await client.get(URL, headers=headers(marketplace_key, seeded.renter))
+    assert time.monotonic() - window_began < settings.feed_replica_window_s, "too slow to tell"
+    assert replica.status_code == 200 and replica.content == first.content
+    # Another question (here, the page after the cursor they got) is read anew.
+    after = await read(client, marketplace_key, seeded.renter, after=first.json()["next_cursor"])
+    assert [item["data"] for item in after["items"]] == [{"symbol": "ETHUSDT"}]
+    await asyncio.sleep(settings.feed_replica_window_s - (time.monotonic() - window_began))
+    later = await read(client, marketplace_key, seeded.renter)
+    assert [item["data"]["symbol"] for item in later["items"]][-1] == "ETHUSDT"
+
+
 @pytest.mark.parametrize(
     ("params", "loc"),
     [
@@ -215,6 +245,9 @@ async def test_what_it_did_not_issue_is_422(
 async def test_a_renter_who_erases_their_data_takes_their_events(
     client: httpx.AsyncClient, seeded: Seeded, marketplace_key: str, admin_key: str
 ) -> None:
+    # Read just before, so that each page after the erasure is one its replica window holds.
+    assert (await read(client, marketplace_key, seeded.renter))["items"]
+    assert seeded.renter in {item["principal"] for item in (await read(client, admin_key))["items"]}
     erased = await client.delete(
         "/api/v1/principals/me", headers=headers(marketplace_key, seeded.renter)
     )
