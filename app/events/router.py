@@ -68,6 +68,10 @@ async def list_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
 ) -> Response:
+    """The events after `after` that this key may see, oldest first, and the cursor to poll
+    with next (on an empty page too). Identical requests within `FEED_REPLICA_WINDOW_S` (2 s)
+    get the same bytes, so that the replicas of one canister outcall agree: a new event shows
+    at most that late, in the page after the cursor they all got."""
     # X-Principal-ID from the raw request, as the renter routes read it (app/openapi.py
     # documents it): a declared header costs FastAPI's parameter solving on every poll.
     principal = request.headers.get(PRINCIPAL_HEADER)
