@@ -22,10 +22,11 @@ positions' stops, and keeps it there; --close-after seconds in, it sends every k
 stream's closing update (x true) at once, as Binance does at an hour's turn, for the candle
 each is in (its T in the future: a decide job is sent at once, whatever the clock); halfway
 through, the index is read whole again, as its safety reread does every `EXIT_RELOAD_S`.
-After the window, with the streams still up, it waits for every crossed position's exit to
-be run by the worker (through the fenced executor, paper mode, the price from the price
-book); then it stops the streams, empties the price book and the worker's queue (the exit
-jobs sent again while their first waited), and sends `trading.protect` once.
+After the window, with the streams still up, it waits (at most --exits-wait s) for every
+crossed position's exit to be run by the worker (through the fenced executor, paper mode,
+the price from the price book); then it stops the streams, empties the price book and the
+worker's queue (the exit jobs sent again while their first waited), and sends
+`trading.protect` once.
 
 Reported: messages sent a second, one refresh's time (the stream set reread), the index's
 full read (in the window, beside the prices), the process's CPU share of one core and peak
@@ -41,7 +42,7 @@ wait of a crossing on that path (the pass's interval and one walk). The last lin
 JSON object with every figure, also written to bench/results/stream.json.
 
 Usage: python bench/stream.py [--symbols 200] [--positions 10000] [--rate 10] [--seconds 20]
-                              [--close-after 5] [--concurrency 2]
+                              [--close-after 5] [--concurrency 2] [--exits-wait 90]
 Needs MariaDB (root@127.0.0.1:3306) and Redis (127.0.0.1:6379) running.
 """
 
