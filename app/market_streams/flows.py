@@ -17,7 +17,9 @@ position opened, added to, sold from or closed, and a subscription paused, resum
 each re-reads that subscription's position alone, woken by the events' doorbell (or its own
 timer without Redis). A crossed position is read again `stream_refresh_s` after its exit job
 was sent: one whose exit did not happen (the price came back before the worker looked) is
-watched again; a closed one (what the sale left is dust) is not, until it opens again. Nothing
+watched again; a closed one (what the sale left is dust) is not, until it opens again. One
+still open whose price still crosses it is waiting for a worker: it is not sent again (with the
+workers behind, every price would add a job to their queue) until `EXIT_RESEND_S` has passed. Nothing
 tells the outbox of a renter's changed risk limits: a full reread every `EXIT_RELOAD_S`, in
 batches that hold the loop a few milliseconds each, catches those.
 """
@@ -42,7 +44,7 @@ from app.events import repository as outbox
 from app.events.types import EventType
 from app.market_streams import service
 from app.market_streams.connections import StreamPool
-from app.market_streams.exits import ExitIndex
+from app.market_streams.exits import ExitIndex, HeldPosition
 from app.market_streams.lease import Lease
 from app.market_streams.names import KlineClosed, PriceUpdate, market_of, read_payload
 from app.market_streams.prices import FLUSH_INTERVAL_S, PriceBook
@@ -82,6 +84,11 @@ EXIT_LOAD_BATCH = 500
 # How often the index is read whole: a safety net, and the only way a renter's new risk
 # limits reach it (no event tells of them).
 EXIT_RELOAD_S = 60.0
+# How long a sent exit job is trusted to reach a worker while its price stays crossed: until
+# then the position, still open and crossed again, is not sent again (with the workers behind,
+# every price would add a job to the queue they are behind on). A job lost on the way is sent
+# again after it.
+EXIT_RESEND_S = 10.0
 
 
 class MarketStreamFlows:
@@ -124,6 +131,12 @@ class MarketStreamFlows:
         self.events_seen: int | None = None
         # Crossed positions, with when to read them again (monotonic).
         self._reread_at: dict[str, float] = {}
+        # Positions whose exit job was sent, with when it may be sent again (monotonic): until
+        # a position event tells that a worker acted, or a reread finds the price back
+        # (`_exit_on_its_way`).
+        self._resend_at: dict[str, float] = {}
+        # Each symbol's latest price: whether a reread position is still crossed.
+        self._latest: dict[str, Decimal] = {}
         # Subscriptions whose position closed since this process began: what a sale leaves
         # (dust, too little to sell) stays in the table as a position, but it has no exit to
         # make. Left out of the index until their next entry.
@@ -171,17 +184,20 @@ class MarketStreamFlows:
 
     def _price(self, event: PriceUpdate) -> None:
         self._unstored[event.symbol] = (event.price, datetime.now(UTC))
+        self._latest[event.symbol] = event.price
         if event.price > self._highs.get(event.symbol, event.price - 1):
             self._highs[event.symbol] = event.price
         crossed = self.exits.crossed(event.symbol, event.price)
-        if crossed:
-            reread_at = time.monotonic() + self._settings.stream_refresh_s
-            self._reread_at.update(dict.fromkeys(crossed, reread_at))
+        if not crossed:
+            return
+        now = time.monotonic()
+        self._reread_at.update(dict.fromkeys(crossed, now + self._settings.stream_refresh_s))
+        due = {sub for sub in crossed if self._resend_at.get(sub, now) <= now}
+        if due:
+            self._resend_at.update(dict.fromkeys(due, now + EXIT_RESEND_S))
             # The crossing price reaches the workers' book before the exit jobs do.
             self._unstored.pop(event.symbol)
-            self._spawn(
-                self.exit_crossed({event.symbol: (event.price, datetime.now(UTC))}, crossed)
-            )
+            self._spawn(self.exit_crossed({event.symbol: (event.price, datetime.now(UTC))}, due))
 
     def on_subscribed(self, streams: list[str]) -> None:
         now = datetime.now(UTC)
@@ -316,6 +332,8 @@ class MarketStreamFlows:
                     if event.subscription_id is None:
                         continue
                     subs.add(event.subscription_id)
+                    # A worker acted on the position: its next crossing is a new exit.
+                    self._resend_at.pop(event.subscription_id, None)
                     if event.type == EventType.position_closed:
                         self._closed_out.add(event.subscription_id)
                     elif event.type == EventType.position_opened:
@@ -330,9 +348,30 @@ class MarketStreamFlows:
             self.exits.remove(sub)
             self._reread_at.pop(sub, None)
         for position in held:
-            if position.subscription_id not in self._closed_out:
+            sub = position.subscription_id
+            if sub in self._closed_out:
+                continue
+            if self._exit_on_its_way(position, now):
+                self._reread_at[sub] = now + self._settings.stream_refresh_s
+            else:
                 self.exits.put(position)
         self.events_seen = head
+
+    def _exit_on_its_way(self, position: HeldPosition, now: float) -> bool:
+        """Whether the position's exit job was sent and may still be waiting for a worker: its
+        price still crosses it and it is not due to be sent again. Such a position stays out
+        of the index, read again until then. Otherwise its next crossing sends its exit: a
+        new one (a job that ran found the price back), or the same one again (lost)."""
+        sub = position.subscription_id
+        price = self._latest.get(position.symbol)
+        if (
+            now < self._resend_at.get(sub, now)
+            and price is not None
+            and ExitIndex([position]).crossed(position.symbol, price)
+        ):
+            return True
+        self._resend_at.pop(sub, None)
+        return False
 
     async def _flush_prices(self) -> None:
         """The prices seen, to the workers' price book: one write for every symbol a flush."""

@@ -238,3 +238,31 @@ async def trades_of(app: FastAPI, sub: str) -> list[Trade]:
     async with app.state.runtime.sessionmaker() as session:
         rows = await session.scalars(select(Trade).where(Trade.subscription_id == sub))
         return list(rows.all())
+
+
+async def test_an_exit_waiting_for_a_worker_is_not_sent_again_while_the_price_stays_crossed(
+    own_stream: StartStream,
+) -> None:
+    """With the workers behind, a crossed position is read again and is still open: its exit
+    job is sent once, not again on every price that stays below its stop (a flood of jobs
+    that kept the crossings' own and the decisions' behind it, bench/stream.py)."""
+    async with own_stream(risk={"stop_loss_pct": "5"}) as own:
+        own.jump("-10")
+        await until(lambda: bool(own.queue.named("trading.exit")))
+        # Prices below the stop every second, the position read again every 0.2 s.
+        await asyncio.sleep(4)
+        assert own.queue.named("trading.exit") == [{"subscription_id": own.sub}]
+
+
+async def test_a_price_back_above_the_stop_arms_the_exit_again(
+    app: FastAPI, own_stream: StartStream
+) -> None:
+    """The first job found the price back (the position stays open): the next crossing is a
+    new one, and sends the exit again at once."""
+    async with own_stream(risk={"stop_loss_pct": "5"}) as own:
+        own.jump("-10")
+        await until(lambda: len(own.queue.named("trading.exit")) == 1)
+        own.jump("20")  # back above the entry's stop
+        await asyncio.sleep(2)  # its reread sees the price back
+        own.jump("-20")
+        await until(lambda: len(own.queue.named("trading.exit")) == 2, within_s=3)
