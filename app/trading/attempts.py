@@ -210,14 +210,16 @@ class Attempts:
         position: Position,
         fill: Fill,
         rules: SymbolRules,
+        sub: Subscription | None = None,
     ) -> Trade:
+        """`sub`: the attempt's subscription, when the caller has it (see `settled`)."""
         held_before = position.quantity
         await repository.fenced_update(
             session, trade.id, fence, **filled(position, trade, fill, rules)
         )
         row = await session.get(Trade, trade.id, populate_existing=True)
         assert row is not None
-        await settled(session, row, position, held_before, rules)
+        await settled(session, row, position, held_before, rules, sub)
         return row
 
 
