@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import new_id, utcnow
@@ -210,14 +211,16 @@ class Attempts:
         position: Position,
         fill: Fill,
         rules: SymbolRules,
+        sub: Subscription | None = None,
     ) -> Trade:
+        """`sub`: the attempt's subscription, when the caller has it (see `settled`)."""
         held_before = position.quantity
         await repository.fenced_update(
             session, trade.id, fence, **filled(position, trade, fill, rules)
         )
         row = await session.get(Trade, trade.id, populate_existing=True)
         assert row is not None
-        await settled(session, row, position, held_before, rules)
+        await settled(session, row, position, held_before, rules, sub)
         return row
 
 
@@ -254,14 +257,27 @@ def ids(trade: Trade) -> dict[str, object]:
 
 
 def audit(session: AsyncSession, trade: Trade, action: str) -> None:
-    session.add(
-        AuditLog(
-            action=action,
-            resource_type="trade",
-            resource_id=trade.id,
-            outcome=trade.status,
+    session.add(AuditLog(**_audit_row(trade, action)))
+
+
+async def audit_all(session: AsyncSession, actions: Sequence[tuple[Trade, str]]) -> None:
+    """Audit rows of many attempts, e.g. a paper batch's, written now by one multi-row
+    INSERT: on the connection, as a Core statement, not an ORM object each (whose
+    construction and flush cost more than the row)."""
+    if actions:
+        connection = await session.connection()
+        await connection.execute(
+            insert(AuditLog), [_audit_row(trade, action) for trade, action in actions]
         )
-    )
+
+
+def _audit_row(trade: Trade, action: str) -> dict[str, object]:
+    return {
+        "action": action,
+        "resource_type": "trade",
+        "resource_id": trade.id,
+        "outcome": trade.status,
+    }
 
 
 def stale(send_before: datetime | None) -> str:

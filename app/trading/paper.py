@@ -23,10 +23,9 @@ from app.trading.attempts import (
     Attempts,
     OrderIntent,
     OrderRefused,
-    audit,
+    audit_all,
     filled,
     resolved,
-    settled,
     stale,
     with_reason,
 )
@@ -56,9 +55,7 @@ class PaperFills:
             async with session_scope(self._attempts.sessionmaker) as session:
                 # The first write: on SQLite it serialises this transaction with other
                 # writers before anything is read.
-                for trade in trades:
-                    audit(session, trade, "order.attempt")
-                await session.flush()
+                await audit_all(session, [(trade, "order.attempt") for trade in trades])
                 positions = await self._positions(session, [sub for sub, _ in orders])
                 sellers = [t.subscription_id for t in trades if t.side == Side.SELL]
                 reserved = await repository.reserved_by_sells(session, sellers)
@@ -75,7 +72,9 @@ class PaperFills:
                     if intent.exit:
                         await events.exit_triggered(session, sub, trade, intent.exit)
                     self._settle(trade, position, reserve, rules, price, now)
-                    await settled(session, trade, position, held_before, rules, sub)
+                    # Told as `settled` tells one attempt; audited below, all at once.
+                    await events.attempt_resolved(session, sub, trade, position, held_before, rules)
+                await audit_all(session, [(trade, f"order.{trade.status}") for trade in trades])
                 # Inserted resolved: a unique client order id already there stops them all.
                 session.add_all(trades)
         except IntegrityError:
