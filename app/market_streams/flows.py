@@ -18,10 +18,10 @@ each re-reads that subscription's position alone, woken by the events' doorbell 
 timer without Redis). A crossed position is read again `stream_refresh_s` after its exit job
 was sent: one whose exit did not happen (the price came back before the worker looked) is
 watched again; a closed one (what the sale left is dust) is not, until it opens again. One
-still open whose price still crosses it is waiting for a worker: it is not sent again (with the
-workers behind, every price would add a job to their queue) until `EXIT_RESEND_S` has passed. Nothing
-tells the outbox of a renter's changed risk limits: a full reread every `EXIT_RELOAD_S`, in
-batches that hold the loop a few milliseconds each, catches those.
+still open whose price still crosses it is waiting for a worker: it is not sent again (with
+the workers behind, every price would add a job to their queue) until `EXIT_RESEND_S` has
+passed. Nothing tells the outbox of a renter's changed risk limits: a full reread every
+`EXIT_RELOAD_S`, in batches that hold the loop a few milliseconds each, catches those.
 """
 
 from __future__ import annotations
