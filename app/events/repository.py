@@ -266,9 +266,9 @@ async def addressed_after(
 
 
 async def delete_of_user(session: AsyncSession, user_id: str) -> None:
-    # The session does not autoflush: an event the caller added but has not flushed would be
-    # inserted after this DELETE and outlive it.
-    await session.flush()
+    """The user's events in the table. Events recorded in this transaction are written at its
+    commit, after this DELETE: a caller that recorded some writes them first
+    (app/events/service.py, `write_recorded`)."""
     await session.execute(delete(Event).where(Event.user_id == user_id))
 
 

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api_keys.schemas import Scope
 from app.core.db import session_scope, utcnow
 from app.core.settings import Settings
+from app.erasure import service as erasure
 from app.events import feed
 from app.events.service import record, record_for_renter
 from app.events.types import EventType
 from app.models import Event, User
+from app.users.renter import Renter
 from tests.api.test_contract import create_bot
 from tests.conftest import make_key
 from tests.events.seeding import default_renter
@@ -255,6 +257,21 @@ async def test_a_renter_who_erases_their_data_takes_their_events(
     assert (await read(client, marketplace_key, seeded.renter))["items"] == []
     principals = {item["principal"] for item in (await read(client, admin_key))["items"]}
     assert principals == {None, seeded.other_renter}
+
+
+async def test_an_event_recorded_before_the_erasure_in_its_transaction_goes_with_it(
+    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Recorded events wait for the commit to be written: the erasure writes them before its
+    DELETE, or one recorded earlier in its transaction would outlive it."""
+    async with session_scope(sessionmaker) as session:
+        user = await session.scalar(select(User).where(User.principal == seeded.renter))
+        assert user is not None
+        record_for_renter(session, EventType.subscription_cancelled, user, {"reason": "erased"})
+        await erasure.erase(session, Renter(user.id, user.marketplace_id, seeded.renter))
+    async with sessionmaker() as session:
+        left = await session.scalars(select(Event.type).where(Event.principal == seeded.renter))
+        assert left.all() == []
 
 
 async def test_purge_deletes_old_events_only(
